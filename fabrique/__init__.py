@@ -1,0 +1,1 @@
+"""Composition root of the ``fabrique`` command: wires hub, edge and demo together."""

@@ -1,0 +1,1 @@
+"""The hub: access policy, usage ledger, live machine state, REST API and web UI."""

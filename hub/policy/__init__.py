@@ -1,0 +1,1 @@
+"""The access policy: a pure decision function and the offline snapshot compiler."""

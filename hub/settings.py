@@ -1,0 +1,136 @@
+"""Hub settings: one typed object built at start-up and passed down.
+
+Values come from ``FABRIQUE_*`` environment variables, then from the TOML file named
+by ``FABRIQUE_CONFIG`` (or passed to :func:`load_settings`), then from defaults.
+Outside demo mode, placeholder secrets are refused at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from protocol.ids import ID_PATTERN
+
+#: Secrets that must never reach production (compared case-insensitively).
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "secret", "password", "demo", "xxx", "todo"}
+)
+DEMO_SITE_SECRET = "demo-site-secret-not-for-production"  # noqa: S105 - refused outside demo mode
+DEMO_SESSION_SECRET = "demo-session-secret-not-for-production"  # noqa: S105 - refused outside demo mode
+
+
+class HubSettings(BaseSettings):
+    """Everything the hub process needs, validated at start."""
+
+    model_config = SettingsConfigDict(env_prefix="FABRIQUE_", extra="forbid")
+
+    site: str = Field(default="demo", pattern=ID_PATTERN, description="this site's id")
+    site_name: str = "La Fabrique"
+    demo: bool = Field(default=False, description="allow placeholder secrets (demo only)")
+    timezone: str = "Europe/Paris"
+
+    database_url: str = "sqlite:///fabrique.db"
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_id: str | None = None
+    mqtt_keepalive_s: int = 30
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    #: Keys badge UIDs and signs policy snapshots; shared with this site's edges.
+    site_secret: SecretStr = SecretStr(DEMO_SITE_SECRET)
+    #: Signs nothing shared: only used to derive API token hashes.
+    session_secret: SecretStr = SecretStr(DEMO_SESSION_SECRET)
+
+    decision_ttl_s: float = Field(default=10.0, gt=0, description="not_after of decisions")
+    command_ttl_s: float = Field(default=30.0, gt=0, description="not_after of commands")
+    gap_replay_after_s: float = Field(default=5.0, gt=0)
+    ack_interval_s: float = Field(default=0.2, gt=0)
+    snapshot_days: int = Field(default=7, ge=1, le=31)
+    snapshot_validity_h: float = Field(default=36.0, gt=0)
+    access_log_retention_days: int = Field(default=92, ge=1)
+    staff_presence_h: float = Field(default=4.0, gt=0)
+    attempt_limit: int = Field(default=8, ge=1, description="denials per window before throttling")
+    attempt_window_s: float = Field(default=60.0, gt=0)
+    token_ttl_h: float = Field(default=12.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholders(self) -> HubSettings:
+        if self.demo:
+            return self
+        for name in ("site_secret", "session_secret"):
+            value = getattr(self, name).get_secret_value()
+            if value.lower() in PLACEHOLDER_SECRETS or "not-for-production" in value:
+                raise ValueError(
+                    f"{name} is a placeholder: set FABRIQUE_{name.upper()} to a random value "
+                    "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+                )
+            if len(value) < 16:
+                raise ValueError(f"{name} must be at least 16 characters")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def site_secret_bytes(self) -> bytes:
+        return self.site_secret.get_secret_value().encode()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> HubSettings:
+    """Build the settings from overrides, the environment and a TOML file.
+
+    The file is ``config`` if given, else ``$FABRIQUE_CONFIG`` if set.
+    """
+    path = config or (
+        Path(os.environ["FABRIQUE_CONFIG"]) if os.environ.get("FABRIQUE_CONFIG") else None
+    )
+    if path is None:
+        return HubSettings(**overrides)
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file {path} not found")
+    cls = type(
+        "HubSettings",
+        (HubSettings,),
+        {"model_config": SettingsConfigDict(**{**HubSettings.model_config, "toml_file": path})},
+    )
+    settings: HubSettings = cls(**overrides)
+    return settings

@@ -1,0 +1,463 @@
+"""Every message of the MQTT contract (DESIGN §3), defined once.
+
+Models are frozen pydantic models that forbid unknown fields and carry ``"v": 1``.
+Decode untrusted bytes with :func:`decode` (or :func:`decode_event` for journal
+events): it never raises anything but a :class:`~protocol.errors.PayloadError`.
+Encode with :func:`encode`.
+
+Times are timezone-aware UTC datetimes. Durations measured by an edge come from its
+monotonic clock (seconds, float); its wall times are estimates the hub corrects.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from protocol.errors import MalformedPayload, PayloadError, SchemaError, UnsupportedVersion
+from protocol.ids import BadgeHash, Ident, Token
+
+SCHEMA_VERSION: Final = 1
+#: Largest payload accepted for ordinary messages.
+MAX_PAYLOAD: Final = 64 * 1024
+#: Largest accepted policy snapshot (it lists every badge that may use an edge's machines).
+MAX_POLICY_PAYLOAD: Final = 8 * 1024 * 1024
+
+
+class Message(BaseModel):
+    """Base of every payload: frozen, strict about unknown fields, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_timedelta="float")
+    max_size: ClassVar[int] = MAX_PAYLOAD
+
+    v: Literal[1] = 1
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime (the contract's only time zone)."""
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- status
+
+
+class HubStatus(Message):
+    """Retained on ``hub/status``; the hub's last will sets ``online`` false."""
+
+    online: bool
+    ts: AwareDatetime
+    version: str = ""
+
+
+class EdgeStatus(Message):
+    """Retained on ``edge/{edge}/status``.
+
+    ``epoch`` is persisted by the edge and incremented before each connect; the
+    last will carries the same epoch, so a late will of an older connection
+    (lower epoch) never marks a newer connection offline.
+    """
+
+    online: bool
+    epoch: int = Field(ge=0)
+    version: str = ""
+    machines: tuple[Ident, ...] = ()
+    ts: AwareDatetime | None = None
+
+
+# --------------------------------------------------------------------------- access
+
+
+class AccessRequest(Message):
+    """A badge was presented at ``machine``: sent by the edge on ``req/access``."""
+
+    req_id: Token
+    edge: Ident
+    machine: Ident
+    badge: BadgeHash
+    ts: AwareDatetime
+
+
+class BreakRule(Message):
+    """Forced break: after ``play_min`` minutes of play, ``break_min`` minutes off."""
+
+    play_min: int = Field(gt=0, le=24 * 60)
+    break_min: int = Field(gt=0, le=24 * 60)
+
+
+class AccessDecision(Message):
+    """The hub's answer to one :class:`AccessRequest`, sent on ``cmd/access``.
+
+    ``code`` is a stable machine-readable reason (see the hub's policy module),
+    ``message`` the plain-French text shown to the member. A grant carries the
+    session id to journal, its end time, warning times and break rule. An edge
+    never acts on a decision received after ``not_after``.
+    """
+
+    req_id: Token
+    machine: Ident
+    granted: bool
+    code: str = Field(min_length=1, max_length=64)
+    message: str = Field(max_length=500)
+    session_id: Token | None = None
+    ends_at: AwareDatetime | None = None
+    warn_at: tuple[AwareDatetime, ...] = ()
+    break_rule: BreakRule | None = None
+    staff: bool = False
+    first_name: str | None = Field(default=None, max_length=64)
+    not_after: AwareDatetime
+
+    @model_validator(mode="after")
+    def _grant_is_complete(self) -> AccessDecision:
+        if self.granted and (self.session_id is None or self.ends_at is None):
+            raise ValueError("a grant needs session_id and ends_at")
+        return self
+
+
+# --------------------------------------------------------------------------- journal
+
+
+class EndReason(enum.StrEnum):
+    """Why a session ended; stored in the ledger as is."""
+
+    BADGE_OUT = "badge_out"
+    TIME_UP = "time_up"
+    STAFF = "staff"
+    JOB_DONE = "job_done"
+    IDLE = "idle"
+    FAULT = "fault"
+    LINK_LOST = "link_lost"
+    BREAK = "break"
+    EDGE_RESTART = "edge_restart"
+    REVOKED = "revoked"
+
+
+class SessionStartedBody(Message):
+    """Journaled before the machine is switched on."""
+
+    session_id: Token
+    machine: Ident
+    badge: BadgeHash
+    req_id: Token | None = None
+    offline: bool = False
+    started_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+
+
+class UsageTickBody(Message):
+    """Journaled every minute of an active session.
+
+    ``elapsed_s`` is the session's monotonic age at the tick; the ledger keeps the
+    largest value seen, so duplicates and reordering change nothing.
+    """
+
+    session_id: Token
+    machine: Ident
+    minute: int = Field(ge=1)
+    elapsed_s: float = Field(ge=0, le=7 * 24 * 3600)
+
+
+class SessionEndedBody(Message):
+    """Journaled when a session ends, with its exact monotonic duration."""
+
+    session_id: Token
+    machine: Ident
+    reason: EndReason
+    duration_s: float = Field(ge=0, le=7 * 24 * 3600)
+    ended_at: AwareDatetime
+
+
+class OfflineDecisionBody(Message):
+    """A decision the edge took alone from its policy snapshot."""
+
+    req_id: Token
+    machine: Ident
+    badge: BadgeHash
+    granted: bool
+    code: str = Field(min_length=1, max_length=64)
+    session_id: Token | None = None
+    ends_at: AwareDatetime | None = None
+    snapshot_version: int | None = None
+
+
+class MachineFaultBody(Message):
+    """A machine reported a fault (alarm, lost controller, actuator error)."""
+
+    machine: Ident
+    code: str = Field(min_length=1, max_length=64)
+    detail: str = Field(default="", max_length=500)
+
+
+class _EventBase(Message):
+    edge: Ident
+    seq: int = Field(ge=1)
+    event_id: Token
+    epoch: int = Field(default=0, ge=0)
+    ts: AwareDatetime
+
+
+class SessionStarted(_EventBase):
+    type: Literal["session_started"] = "session_started"
+    body: SessionStartedBody
+
+
+class UsageTick(_EventBase):
+    type: Literal["usage_tick"] = "usage_tick"
+    body: UsageTickBody
+
+
+class SessionEnded(_EventBase):
+    type: Literal["session_ended"] = "session_ended"
+    body: SessionEndedBody
+
+
+class OfflineDecision(_EventBase):
+    type: Literal["offline_decision"] = "offline_decision"
+    body: OfflineDecisionBody
+
+
+class MachineFault(_EventBase):
+    type: Literal["machine_fault"] = "machine_fault"
+    body: MachineFaultBody
+
+
+JournalEvent = Annotated[
+    SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault,
+    Field(discriminator="type"),
+]
+_EVENT_ADAPTER: TypeAdapter[JournalEvent] = TypeAdapter(JournalEvent)
+
+
+class JournalCommand(Message):
+    """Hub to edge on ``cmd/journal``: exactly one of ``ack_through`` / ``replay_from``."""
+
+    ack_through: int | None = Field(default=None, ge=0)
+    replay_from: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> JournalCommand:
+        if (self.ack_through is None) == (self.replay_from is None):
+            raise ValueError("exactly one of ack_through and replay_from is required")
+        return self
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class SessionAction(enum.StrEnum):
+    END = "end"
+    EXTEND = "extend"
+    WARN = "warn"
+    BREAK = "break"
+
+
+class SessionCommand(Message):
+    """Staff or hub command about a running session, on ``cmd/session``."""
+
+    cmd_id: Token
+    session_id: Token
+    action: SessionAction
+    minutes: int | None = Field(default=None, gt=0, le=24 * 60)
+    message: str = Field(default="", max_length=500)
+    not_after: AwareDatetime
+
+
+class MachineAction(enum.StrEnum):
+    MAINTENANCE_ON = "maintenance_on"
+    MAINTENANCE_OFF = "maintenance_off"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+
+
+class MachineCommand(Message):
+    """Staff command about a machine, on ``cmd/machine``."""
+
+    cmd_id: Token
+    machine: Ident
+    action: MachineAction
+    not_after: AwareDatetime
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class OfflineRule(enum.StrEnum):
+    """What an edge may decide alone for a machine when the hub does not answer."""
+
+    ALLOW = "allow"
+    STAFF_ONLY = "staff_only"
+    DENY = "deny"
+
+
+class SnapshotMachine(Message):
+    machine: Ident
+    zone: Ident
+    rule: OfflineRule
+
+
+class SnapshotWindow(Message):
+    """The badge may start a session on ``machines`` between ``start`` and ``end``."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    machines: tuple[Ident, ...]
+
+
+class SnapshotEntry(Message):
+    badge: BadgeHash
+    staff: bool = False
+    windows: tuple[SnapshotWindow, ...] = ()
+    #: Remaining minutes per zone (today's quota at compile time); absent = no quota.
+    quota_min: dict[Ident, int] = Field(default_factory=dict)
+
+
+class PolicySnapshot(Message):
+    """Retained on ``policy``: what an edge may decide alone, signed by the hub.
+
+    ``signature`` is an HMAC-SHA256 (hex) over :func:`canonical_json` of every other
+    field, keyed with the edge's policy key (see :func:`protocol.signing.policy_key`).
+    """
+
+    max_size: ClassVar[int] = MAX_POLICY_PAYLOAD
+
+    edge: Ident
+    version: int = Field(ge=1)
+    issued_at: AwareDatetime
+    valid_until: AwareDatetime
+    machines: tuple[SnapshotMachine, ...] = ()
+    entries: tuple[SnapshotEntry, ...] = ()
+    signature: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
+
+
+# --------------------------------------------------------------------------- machines
+
+
+class Availability(enum.StrEnum):
+    FREE = "free"
+    IN_USE = "in_use"
+    OFFLINE = "offline"
+    MAINTENANCE = "maintenance"
+    FAULT = "fault"
+
+
+Scalar = str | float | int | bool | None
+
+
+class MachineState(Message):
+    """Retained on ``state/{machine}``: the machine's availability snapshot."""
+
+    machine: Ident
+    availability: Availability
+    session_id: Token | None = None
+    detail: dict[str, Scalar] = Field(default_factory=dict)
+    ts: AwareDatetime
+
+    @field_validator("detail")
+    @classmethod
+    def _small(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+        if len(value) > 64:
+            raise ValueError("at most 64 detail fields")
+        return value
+
+
+class Telemetry(Message):
+    """On ``tele/{machine}``: temperatures, progress, power… never used for metering."""
+
+    machine: Ident
+    ts: AwareDatetime
+    values: dict[str, Scalar] = Field(default_factory=dict)
+
+    @field_validator("values")
+    @classmethod
+    def _small(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+        if len(value) > 64:
+            raise ValueError("at most 64 telemetry values")
+        return value
+
+
+# --------------------------------------------------------------------------- codec
+
+M = TypeVar("M", bound=Message)
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a message to the JSON bytes sent on the wire."""
+    return message.model_dump_json().encode()
+
+
+def _classify(err: ValidationError, what: str) -> PayloadError:
+    errors = err.errors(include_url=False)
+    first = errors[0] if errors else {"type": "", "loc": ()}
+    etype, loc = first["type"], tuple(first["loc"])
+    if etype in ("json_invalid", "json_type"):
+        return MalformedPayload(f"{what}: invalid JSON ({first.get('msg', '')})")
+    if etype in ("model_type", "model_attributes_type", "dict_type") and loc == ():
+        return MalformedPayload(f"{what}: payload is not a JSON object")
+    if etype == "model_attributes_type" and not loc:
+        return MalformedPayload(f"{what}: payload is not a JSON object")
+    if loc[:1] == ("v",) or (len(loc) == 2 and loc[1] == "v"):
+        return UnsupportedVersion(
+            f"{what}: unsupported schema version (we speak v{SCHEMA_VERSION})"
+        )
+    if etype == "union_tag_invalid" or etype == "union_tag_not_found":
+        return SchemaError(f"{what}: unknown or missing event type")
+    detail = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors[:3]
+    )
+    return SchemaError(f"{what}: {detail}")
+
+
+def _precheck(payload: bytes, limit: int, what: str) -> None:
+    if len(payload) > limit:
+        raise MalformedPayload(f"{what}: payload of {len(payload)} bytes exceeds {limit}")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise MalformedPayload(f"{what}: payload is not UTF-8") from err
+    stripped = payload.lstrip()
+    if not stripped.startswith(b"{"):
+        raise MalformedPayload(f"{what}: payload is not a JSON object")
+
+
+def decode(model: type[M], payload: bytes) -> M:
+    """Validate untrusted bytes as ``model``.
+
+    Raises:
+        MalformedPayload: too large, not UTF-8, not JSON or not an object.
+        UnsupportedVersion: ``v`` missing or different from 1.
+        SchemaError: anything else the model refuses.
+    """
+    what = model.__name__
+    _precheck(payload, model.max_size, what)
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as err:
+        raise _classify(err, what) from err
+
+
+def decode_event(
+    payload: bytes,
+) -> SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault:
+    """Validate one journal event (any type) from untrusted bytes."""
+    _precheck(payload, MAX_PAYLOAD, "JournalEvent")
+    try:
+        return _EVENT_ADAPTER.validate_json(payload)
+    except ValidationError as err:
+        raise _classify(err, "JournalEvent") from err
+
+
+def to_jsonable(message: Message) -> dict[str, Any]:
+    """A message as plain JSON-compatible data (for storage and signing)."""
+    return message.model_dump(mode="json")
