@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,6 +44,23 @@ class Message(BaseModel):
     max_size: ClassVar[int] = MAX_PAYLOAD
 
     v: Literal[1] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_on_the_wire(cls, data: Any, info: ValidationInfo) -> Any:
+        # Built in code, ``v`` defaults to 1; decoded from the wire it must be present.
+        if info.context and info.context.get("wire") and isinstance(data, dict) and "v" not in data:
+            raise ValueError("missing schema version 'v'")
+        return data
+
+
+_WIRE = {"wire": True}
+
+
+class Part(BaseModel):
+    """A nested part of a message (event body, window…): frozen and strict, no version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def utcnow() -> datetime:
@@ -89,7 +107,7 @@ class AccessRequest(Message):
     ts: AwareDatetime
 
 
-class BreakRule(Message):
+class BreakRule(Part):
     """Forced break: after ``play_min`` minutes of play, ``break_min`` minutes off."""
 
     play_min: int = Field(gt=0, le=24 * 60)
@@ -143,7 +161,7 @@ class EndReason(enum.StrEnum):
     REVOKED = "revoked"
 
 
-class SessionStartedBody(Message):
+class SessionStartedBody(Part):
     """Journaled before the machine is switched on."""
 
     session_id: Token
@@ -155,7 +173,7 @@ class SessionStartedBody(Message):
     ends_at: AwareDatetime | None = None
 
 
-class UsageTickBody(Message):
+class UsageTickBody(Part):
     """Journaled every minute of an active session.
 
     ``elapsed_s`` is the session's monotonic age at the tick; the ledger keeps the
@@ -168,7 +186,7 @@ class UsageTickBody(Message):
     elapsed_s: float = Field(ge=0, le=7 * 24 * 3600)
 
 
-class SessionEndedBody(Message):
+class SessionEndedBody(Part):
     """Journaled when a session ends, with its exact monotonic duration."""
 
     session_id: Token
@@ -178,7 +196,7 @@ class SessionEndedBody(Message):
     ended_at: AwareDatetime
 
 
-class OfflineDecisionBody(Message):
+class OfflineDecisionBody(Part):
     """A decision the edge took alone from its policy snapshot."""
 
     req_id: Token
@@ -191,7 +209,7 @@ class OfflineDecisionBody(Message):
     snapshot_version: int | None = None
 
 
-class MachineFaultBody(Message):
+class MachineFaultBody(Part):
     """A machine reported a fault (alarm, lost controller, actuator error)."""
 
     machine: Ident
@@ -301,13 +319,13 @@ class OfflineRule(enum.StrEnum):
     DENY = "deny"
 
 
-class SnapshotMachine(Message):
+class SnapshotMachine(Part):
     machine: Ident
     zone: Ident
     rule: OfflineRule
 
 
-class SnapshotWindow(Message):
+class SnapshotWindow(Part):
     """The badge may start a session on ``machines`` between ``start`` and ``end``."""
 
     start: AwareDatetime
@@ -315,7 +333,7 @@ class SnapshotWindow(Message):
     machines: tuple[Ident, ...]
 
 
-class SnapshotEntry(Message):
+class SnapshotEntry(Part):
     badge: BadgeHash
     staff: bool = False
     windows: tuple[SnapshotWindow, ...] = ()
@@ -407,7 +425,11 @@ def _classify(err: ValidationError, what: str) -> PayloadError:
         return MalformedPayload(f"{what}: payload is not a JSON object")
     if etype == "model_attributes_type" and not loc:
         return MalformedPayload(f"{what}: payload is not a JSON object")
-    if loc[:1] == ("v",) or (len(loc) == 2 and loc[1] == "v"):
+    if (
+        loc[:1] == ("v",)
+        or (len(loc) == 2 and loc[1] == "v")
+        or "schema version" in str(first.get("msg", ""))
+    ):
         return UnsupportedVersion(
             f"{what}: unsupported schema version (we speak v{SCHEMA_VERSION})"
         )
@@ -442,7 +464,7 @@ def decode(model: type[M], payload: bytes) -> M:
     what = model.__name__
     _precheck(payload, model.max_size, what)
     try:
-        return model.model_validate_json(payload)
+        return model.model_validate_json(payload, context=_WIRE)
     except ValidationError as err:
         raise _classify(err, what) from err
 
@@ -453,7 +475,7 @@ def decode_event(
     """Validate one journal event (any type) from untrusted bytes."""
     _precheck(payload, MAX_PAYLOAD, "JournalEvent")
     try:
-        return _EVENT_ADAPTER.validate_json(payload)
+        return _EVENT_ADAPTER.validate_json(payload, context=_WIRE)
     except ValidationError as err:
         raise _classify(err, "JournalEvent") from err
 

@@ -1,0 +1,1 @@
+"""Grafana dashboards as JSON (source of truth) and their idempotent sync."""

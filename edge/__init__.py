@@ -1,0 +1,1 @@
+"""The edge agent: badge to machine, journal, offline decisions."""

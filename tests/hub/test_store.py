@@ -1,0 +1,157 @@
+"""The SQL store on both backends: migrations, time zones, constraints."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from hub.db import models as m
+from hub.db.engine import make_engine, make_sessionmaker, normalise_url, transaction
+from hub.db.migrate import current, upgrade
+
+
+def test_migrations_reach_head_and_match_models(db_url: str) -> None:
+    upgrade(db_url)
+    assert current(db_url) is not None
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
+    engine.dispose()
+    assert diff == [], f"models and migrations disagree: {diff}"
+
+
+def test_upgrade_is_idempotent(db_url: str) -> None:
+    upgrade(db_url)
+    rev = current(db_url)
+    upgrade(db_url)
+    assert current(db_url) == rev
+
+
+def _seed(factory) -> int:  # type: ignore[no-untyped-def]
+    with transaction(factory) as s:
+        s.add(m.Zone(id="fablab", name="FabLab", capacity=12))
+        s.add(m.Training(id="laser", name="Découpe laser", validity_days=365))
+        s.add(m.Programme(id="fablab-16-25", name="FabLab 16/25"))
+        s.flush()
+        s.add(
+            m.Machine(
+                id="laser-1",
+                name="Laser",
+                kind=m.MachineKind.LASER,
+                zone_id="fablab",
+                edge_id="pi-laser",
+                min_age=16,
+                trainings=[m.MachineTraining(training_id="laser")],
+            )
+        )
+        member = m.Member(
+            display_name="Inès B.",
+            birth_year=2008,
+            birth_month=3,
+            programmes=[m.MemberProgramme(programme_id="fablab-16-25")],
+            trainings=[
+                m.MemberTraining(
+                    training_id="laser", granted_on=date(2026, 1, 5), expires_on=date(2027, 1, 5)
+                )
+            ],
+        )
+        member.badges.append(m.Badge(hash="ab" * 32, label="carte"))
+        s.add(member)
+        s.add(
+            m.Slot(
+                zone_id="fablab",
+                weekday=1,
+                start=time(17),
+                end=time(20),
+                age_groups=["16-25"],
+                programmes=["fablab-16-25"],
+            )
+        )
+        s.flush()
+        return member.id
+
+
+def test_reference_data_round_trip(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    member_id = _seed(factory)
+    with factory() as s:
+        member = s.get(m.Member, member_id)
+        assert member is not None
+        assert member.first_name == "Inès"
+        assert member.programme_ids == ["fablab-16-25"]
+        assert [b.hash for b in member.badges] == ["ab" * 32]
+        assert member.created_at.tzinfo is not None
+        laser = s.get(m.Machine, "laser-1")
+        assert laser is not None
+        assert laser.required_trainings == ["laser"]
+        assert laser.offline_rule.value == "allow"
+        slot = s.scalars(select(m.Slot)).one()
+        assert slot.age_groups == ["16-25"]
+        assert (slot.start, slot.end) == (time(17), time(20))
+    engine.dispose()
+
+
+def test_datetimes_come_back_aware_utc(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    paris = datetime(2026, 3, 29, 3, 30, tzinfo=UTC) + timedelta(hours=0)
+    with transaction(factory) as s:
+        s.add(m.UsageSession(id="s1", edge_id="e", machine_id="m", started_at=paris))
+    with factory() as s:
+        row = s.get(m.UsageSession, "s1")
+        assert row is not None
+        assert row.started_at == paris
+        assert row.started_at.utcoffset() == timedelta(0)
+    engine.dispose()
+
+
+def test_naive_datetimes_are_refused(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    with pytest.raises(Exception, match="naive datetime"), transaction(factory) as s:
+        s.add(m.UsageSession(id="s1", edge_id="e", machine_id="m", started_at=datetime(2026, 1, 1)))
+        s.flush()
+    engine.dispose()
+
+
+def test_badge_hash_and_edge_seq_are_unique(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    member_id = _seed(factory)
+    with pytest.raises(IntegrityError), transaction(factory) as s:
+        s.add(m.Badge(hash="ab" * 32, member_id=member_id))
+    now = datetime.now(UTC)
+    with transaction(factory) as s:
+        s.add(m.EdgeEvent(edge_id="e", seq=1, event_id="a", type="usage_tick", body={}, ts=now))
+    with pytest.raises(IntegrityError), transaction(factory) as s:
+        s.add(m.EdgeEvent(edge_id="e", seq=1, event_id="b", type="usage_tick", body={}, ts=now))
+    with transaction(factory) as s:
+        s.add(m.EdgeEvent(edge_id="f", seq=1, event_id="c", type="usage_tick", body={}, ts=now))
+    engine.dispose()
+
+
+def test_foreign_keys_are_enforced(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    with pytest.raises(IntegrityError), transaction(factory) as s:
+        s.add(
+            m.Machine(id="x", name="x", kind=m.MachineKind.GENERIC, zone_id="nowhere", edge_id="e")
+        )
+    engine.dispose()
+
+
+def test_url_normalisation() -> None:
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
