@@ -104,6 +104,9 @@ def mosquitto_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
             "set_tcp_nodelay true\n"
             "persistence false\n"
             "max_queued_messages 100000\n"
+            # As root, Mosquitto would drop to user "mosquitto", who cannot read
+            # password/ACL files in pytest's private temporary directories.
+            f"{'user root' if os.geteuid() == 0 else ''}\n"
             f"{extra}\n"
         )
         proc = subprocess.Popen(
