@@ -127,6 +127,10 @@ def zone_usage(
     return Usage(today_s, week_s)
 
 
+#: Below this many seconds of quota left, a request is refused rather than granted.
+MIN_QUOTA_GRANT_S = 60.0
+
+
 def quota_remaining_s(quota: QuotaView | None, usage: Usage) -> float | None:
     """Seconds left before the daily or weekly cap; None when there is no cap."""
     if quota is None:
@@ -331,8 +335,11 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
     quota = directory.quotas.get((zone_id, group))
     usage = zone_usage(live.member_sessions, zone_id, today, cfg)
     remaining = quota_remaining_s(quota, usage)
-    if quota is not None and remaining is not None and remaining <= 0:
-        daily_out = quota.daily_min is not None and usage.today_s >= quota.daily_min * 60
+    # Less than a minute left counts as used up: a 20-second grant helps nobody.
+    if quota is not None and remaining is not None and remaining < MIN_QUOTA_GRANT_S:
+        daily_out = (
+            quota.daily_min is not None and quota.daily_min * 60 - usage.today_s < MIN_QUOTA_GRANT_S
+        )
         if daily_out and quota.daily_min is not None:
             message = texts.quota_daily(quota.daily_min)
         else:

@@ -709,3 +709,15 @@ def test_machines_table_matches_edges() -> None:
     # Guard the world: the edge of every query is the machine's own.
     for mid, m in MACHINES.items():
         assert query("ines", mid, WED_15).edge_id == m.edge_id
+
+
+def test_less_than_a_minute_of_quota_left_is_refused() -> None:
+    # 9-15 on Saturday: 90 min a day; 89.5 used → a 30-second grant would help nobody.
+    now = paris(2026, 4, 18, 16)
+    used = session(1, "pc-1", paris(2026, 4, 18, 10), paris(2026, 4, 18, 11, 30), 89.5)
+    d = decide(query("ines", "pc-1", now), BASE, LiveView(member_sessions=(used,)), CFG)
+    assert d.code == Code.QUOTA_EXHAUSTED
+    assert "90 minutes d'aujourd'hui" in d.message
+    used = session(1, "pc-1", paris(2026, 4, 18, 10), paris(2026, 4, 18, 11, 30), 88.9)
+    d = decide(query("ines", "pc-1", now), BASE, LiveView(member_sessions=(used,)), CFG)
+    assert d.code == Code.GRANTED
