@@ -1,0 +1,710 @@
+"""The pure session state machine, driven by a fake clock: no sleeps, no I/O."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from typing import TypeVar
+
+import pytest
+
+from edge.clock import FakeClock
+from edge.offline import OfflineCode, OfflineVerdict
+from edge.session import (
+    Append,
+    Debouncer,
+    DecideOffline,
+    DriverCommand,
+    Effect,
+    Feedback,
+    FeedbackKind,
+    Lock,
+    PowerOff,
+    PowerOn,
+    RequestAccess,
+    SessionConfig,
+    SessionMachine,
+    State,
+    Unlock,
+)
+from protocol.messages import (
+    AccessDecision,
+    BreakRule,
+    EndReason,
+    MachineAction,
+    MachineCommand,
+    MachineFaultBody,
+    OfflineDecisionBody,
+    SessionAction,
+    SessionCommand,
+    SessionEndedBody,
+    SessionStartedBody,
+    UsageTickBody,
+)
+
+ALICE = "a" * 64
+BOB = "b" * 64
+MACHINE = "m-1"
+B = TypeVar("B")
+
+
+class Rig:
+    """One machine, a fake clock and the timeline of every effect it produced."""
+
+    def __init__(self, config: SessionConfig | None = None, *, online: bool = True) -> None:
+        self.clock = FakeClock()
+        counter = itertools.count(1)
+        self.machine = SessionMachine(MACHINE, config, new_id=lambda: f"id-{next(counter)}")
+        self.timeline: list[tuple[float, Effect]] = []
+        if online:
+            self.machine.link(True, self.mono)
+
+    def state(self) -> State:
+        """The machine's state (a call, so type checkers do not narrow it for good)."""
+        return self.machine.state
+
+    @property
+    def mono(self) -> float:
+        return self.clock.monotonic()
+
+    def record(self, effects: list[Effect]) -> list[Effect]:
+        self.timeline += [(self.mono, e) for e in effects]
+        return effects
+
+    def badge(self, badge: str = ALICE) -> list[Effect]:
+        return self.record(self.machine.badge(badge, self.mono))
+
+    def decide(self, req_id: str, **kw: object) -> list[Effect]:
+        now = self.clock.now()
+        minutes = kw.pop("minutes", 60)
+        assert isinstance(minutes, int | float)
+        fields: dict[str, object] = {
+            "req_id": req_id,
+            "machine": MACHINE,
+            "granted": True,
+            "code": "granted",
+            "message": "C'est parti !",
+            "session_id": "s-1",
+            "ends_at": now + timedelta(minutes=minutes),
+            "not_after": now + timedelta(seconds=10),
+        }
+        fields.update(kw)
+        decision = AccessDecision.model_validate(fields)
+        return self.record(self.machine.decision(decision, self.mono, now))
+
+    def start(self, badge: str = ALICE, **kw: object) -> list[Effect]:
+        (request,) = self.badge(badge)
+        assert isinstance(request, RequestAccess)
+        return self.decide(request.req_id, **kw)
+
+    def tick(self) -> list[Effect]:
+        return self.record(self.machine.tick(self.mono))
+
+    def advance(self, seconds: float) -> list[Effect]:
+        """Let time pass, waking the machine exactly when it asks to be woken."""
+        target = self.mono + seconds
+        out: list[Effect] = []
+        for _ in range(100_000):
+            wake = self.machine.next_wakeup()
+            if wake is None or wake > target:
+                break
+            self.clock.advance(max(0.0, wake - self.mono))
+            out += self.tick()
+        else:
+            raise AssertionError("the machine keeps asking to be woken")
+        self.clock.advance(target - self.mono)
+        return out + self.tick()
+
+    def session_cmd(self, action: SessionAction, cmd_id: str, **kw: object) -> list[Effect]:
+        now = self.clock.now()
+        fields: dict[str, object] = {
+            "cmd_id": cmd_id,
+            "session_id": "s-1",
+            "action": action,
+            "not_after": now + timedelta(seconds=10),
+        }
+        fields.update(kw)
+        cmd = SessionCommand.model_validate(fields)
+        return self.record(self.machine.session_command(cmd, self.mono, now))
+
+    def machine_cmd(self, action: MachineAction, cmd_id: str, **kw: object) -> list[Effect]:
+        now = self.clock.now()
+        fields: dict[str, object] = {
+            "cmd_id": cmd_id,
+            "machine": MACHINE,
+            "action": action,
+            "not_after": now + timedelta(seconds=10),
+        }
+        fields.update(kw)
+        cmd = MachineCommand.model_validate(fields)
+        return self.record(self.machine.machine_command(cmd, self.mono, now))
+
+    def when(self, predicate: Callable[[Effect], bool]) -> list[float]:
+        """Monotonic times at which matching effects were produced."""
+        return [t for t, e in self.timeline if predicate(e)]
+
+    def all(self) -> list[Effect]:
+        return [e for _, e in self.timeline]
+
+
+def bodies(effects: list[Effect], cls: type[B]) -> list[B]:
+    return [e.body for e in effects if isinstance(e, Append) and isinstance(e.body, cls)]
+
+
+def only_ended(effects: list[Effect]) -> SessionEndedBody:
+    (ended,) = bodies(effects, SessionEndedBody)
+    return ended
+
+
+def feedback(effects: list[Effect], kind: FeedbackKind) -> list[str]:
+    return [e.message for e in effects if isinstance(e, Feedback) and e.kind is kind]
+
+
+def index(effects: list[Effect], cls: type) -> int:
+    return next(
+        i
+        for i, e in enumerate(effects)
+        if isinstance(e, cls) or (isinstance(e, Append) and isinstance(e.body, cls))
+    )
+
+
+# --------------------------------------------------------------------------- grant
+
+
+def test_a_grant_journals_before_switching_on() -> None:
+    rig = Rig()
+    (request,) = rig.badge()
+    assert request == RequestAccess("id-1", ALICE)
+    assert rig.state() is State.AWAITING_DECISION
+    effects = rig.decide("id-1")
+    assert [type(e) for e in effects] == [Append, PowerOn, Feedback]
+    (started,) = bodies(effects, SessionStartedBody)
+    assert (started.session_id, started.badge, started.req_id) == ("s-1", ALICE, "id-1")
+    assert (started.offline, started.started_at) == (False, rig.clock.now())
+    assert feedback(effects, FeedbackKind.GRANT) == ["C'est parti !"]
+    assert rig.state() is State.ACTIVE
+    assert rig.machine.session_id == "s-1"
+
+
+def test_a_refusal_shows_the_hub_message_and_returns_to_idle() -> None:
+    rig = Rig()
+    rig.badge()
+    effects = rig.decide(
+        "id-1",
+        granted=False,
+        code="outside_slot",
+        message="Ce n'est pas ton créneau.",
+        session_id=None,
+        ends_at=None,
+    )
+    assert effects == [Feedback(FeedbackKind.DENY, "Ce n'est pas ton créneau.")]
+    assert rig.state() is State.IDLE
+
+
+def test_a_full_session_ticks_warns_and_ends_on_time() -> None:
+    rig = Rig()
+    rig.start(minutes=30)
+    start = rig.mono
+    rig.advance(30 * 60 + 5)
+    ticks = bodies(rig.all(), UsageTickBody)
+    assert [t.minute for t in ticks] == list(range(1, 31))
+    assert [t.elapsed_s for t in ticks] == [60.0 * k for k in range(1, 31)]
+    tick_times = rig.when(lambda e: isinstance(e, Append) and isinstance(e.body, UsageTickBody))
+    assert tick_times == [start + 60.0 * k for k in range(1, 31)]
+    warn_times = rig.when(lambda e: isinstance(e, Feedback) and e.kind is FeedbackKind.WARN)
+    assert warn_times == [start + 20 * 60, start + 28 * 60]
+    assert feedback(rig.all(), FeedbackKind.WARN) == [
+        "Plus que 10 minutes : pense à sauvegarder !",
+        "Plus que 2 minutes : pense à sauvegarder !",
+    ]
+    ended = only_ended(rig.all())
+    assert ended.reason is EndReason.TIME_UP
+    assert ended.duration_s == 30 * 60
+    assert rig.when(lambda e: isinstance(e, PowerOff)) == [start + 30 * 60]
+    all_effects = rig.all()
+    assert index(all_effects, SessionEndedBody) < index(all_effects, PowerOff)
+    assert rig.state() is State.IDLE
+    assert rig.machine.next_wakeup() is None
+
+
+def test_hub_warning_times_replace_the_defaults() -> None:
+    rig = Rig()
+    now = rig.clock.now()
+    rig.start(minutes=20, warn_at=[now + timedelta(minutes=15)])
+    start = rig.mono
+    rig.advance(20 * 60)
+    warn_times = rig.when(lambda e: isinstance(e, Feedback) and e.kind is FeedbackKind.WARN)
+    assert warn_times == [start + 15 * 60]
+    assert feedback(rig.all(), FeedbackKind.WARN) == ["Plus que 5 minutes : pense à sauvegarder !"]
+
+
+def test_badge_out_ends_with_the_exact_duration() -> None:
+    rig = Rig()
+    rig.start()
+    rig.advance(5 * 60 + 30.25)
+    effects = rig.badge()
+    ended = only_ended(effects)
+    assert (ended.reason, ended.duration_s) == (EndReason.BADGE_OUT, 330.25)
+    assert ended.ended_at == rig.clock.now()
+    assert [type(e) for e in effects] == [Append, PowerOff, Feedback]
+    assert [t.minute for t in bodies(rig.all(), UsageTickBody)] == [1, 2, 3, 4, 5]
+
+
+def test_ticks_missed_by_a_late_wakeup_are_caught_up_at_the_end() -> None:
+    rig = Rig()
+    rig.start()
+    rig.clock.advance(185)  # the agent was busy: no tick for three minutes
+    effects = rig.badge()
+    assert [t.minute for t in bodies(effects, UsageTickBody)] == [1, 2, 3]
+    assert index(effects, UsageTickBody) < index(effects, SessionEndedBody)
+    assert only_ended(effects).duration_s == 185
+
+
+def test_another_badge_cannot_end_someone_elses_session() -> None:
+    rig = Rig()
+    rig.start()
+    rig.clock.advance(10)
+    effects = rig.badge(BOB)
+    assert feedback(effects, FeedbackKind.DENY)
+    assert rig.state() is State.ACTIVE
+
+
+def test_a_badge_read_twice_within_a_second_counts_once() -> None:
+    rig = Rig()
+    rig.start()
+    for _ in range(10):  # left on the reader, read every 0.2 s
+        rig.clock.advance(0.2)
+        assert rig.badge() == []
+    assert rig.state() is State.ACTIVE
+    rig.clock.advance(1.0)
+    assert only_ended(rig.badge()).reason is EndReason.BADGE_OUT
+
+
+def test_debouncer_counts_other_badges_at_once() -> None:
+    debounce = Debouncer(1.0)
+    assert debounce.accept(ALICE, 0.0)
+    assert not debounce.accept(ALICE, 0.9)
+    assert debounce.accept(BOB, 1.0)
+    assert debounce.accept(ALICE, 1.1)
+    assert not debounce.accept(ALICE, 2.0)
+    assert debounce.accept(ALICE, 3.0)
+
+
+# --------------------------------------------------------------------------- stale input
+
+
+def test_a_decision_past_its_not_after_is_ignored() -> None:
+    rig = Rig()
+    rig.badge()
+    now = rig.clock.now()
+    assert rig.decide("id-1", not_after=now - timedelta(seconds=1)) == []
+    assert rig.state() is State.AWAITING_DECISION
+    rig.clock.advance(0.5)
+    assert rig.tick() == [DecideOffline("id-1", ALICE)]
+    assert PowerOn() not in rig.all()
+
+
+@pytest.mark.parametrize(("req_id", "machine"), [("id-99", MACHINE), ("id-1", "m-2")])
+def test_a_decision_for_another_request_or_machine_is_ignored(req_id: str, machine: str) -> None:
+    rig = Rig()
+    rig.badge()
+    assert rig.decide(req_id, machine=machine) == []
+    assert rig.state() is State.AWAITING_DECISION
+
+
+def test_a_decision_when_nothing_was_asked_is_ignored() -> None:
+    rig = Rig()
+    assert rig.decide("id-1") == []
+    assert rig.state() is State.IDLE
+
+
+# --------------------------------------------------------------------------- offline
+
+
+def offline_grant(rig: Rig, minutes: float = 45, *, staff: bool = False) -> OfflineVerdict:
+    return OfflineVerdict(
+        granted=True,
+        code=OfflineCode.GRANTED_STAFF if staff else OfflineCode.GRANTED,
+        message="Le serveur ne répond pas : accès hors-ligne accordé jusqu'à 15h45.",
+        ends_at=rig.clock.now() + timedelta(minutes=minutes),
+        staff=staff,
+        snapshot_version=4,
+    )
+
+
+def test_no_decision_within_the_timeout_asks_for_an_offline_decision() -> None:
+    rig = Rig()
+    rig.badge()
+    rig.clock.advance(0.49)
+    assert rig.tick() == []
+    assert rig.machine.next_wakeup() == pytest.approx(rig.mono + 0.01)
+    rig.clock.advance(0.01)
+    assert rig.tick() == [DecideOffline("id-1", ALICE)]
+    assert rig.tick() == []  # asked once
+    # The hub's answer now comes too late: the offline decision stands.
+    rig.clock.advance(0.1)
+    assert rig.decide("id-1") == []
+    verdict = offline_grant(rig)
+    effects = rig.record(rig.machine.offline_verdict("id-1", verdict, rig.mono, rig.clock.now()))
+    assert [type(e) for e in effects] == [Append, Append, PowerOn, Feedback]
+    (decision,) = bodies(effects, OfflineDecisionBody)
+    (started,) = bodies(effects, SessionStartedBody)
+    assert (decision.granted, decision.code, decision.snapshot_version) == (
+        True,
+        "offline_granted",
+        4,
+    )
+    assert decision.session_id == started.session_id == "id-2"
+    assert started.offline
+    assert started.ends_at == verdict.ends_at
+    rig.advance(45 * 60)
+    assert only_ended(rig.all()).duration_s == 45 * 60
+
+
+def test_with_the_hub_offline_a_badge_is_decided_offline_at_once() -> None:
+    rig = Rig(online=False)
+    assert rig.badge() == [DecideOffline("id-1", ALICE)]
+
+
+def test_losing_the_link_while_waiting_decides_offline_at_once() -> None:
+    rig = Rig()
+    rig.badge()
+    assert rig.record(rig.machine.link(False, rig.mono)) == [DecideOffline("id-1", ALICE)]
+
+
+def test_an_offline_refusal_is_journaled_and_shown() -> None:
+    rig = Rig(online=False)
+    rig.badge()
+    verdict = OfflineVerdict(False, OfflineCode.STAFF_ONLY, "Hors-ligne, seuls les animateurs…")
+    effects = rig.machine.offline_verdict("id-1", verdict, rig.mono, rig.clock.now())
+    (decision,) = bodies(effects, OfflineDecisionBody)
+    assert (decision.granted, decision.code, decision.session_id) == (
+        False,
+        "offline_staff_only",
+        None,
+    )
+    assert feedback(effects, FeedbackKind.DENY) == [verdict.message]
+    assert rig.state() is State.IDLE
+
+
+def test_an_offline_verdict_that_never_comes_gives_up() -> None:
+    config = SessionConfig(decision_timeout_s=0.5, verdict_timeout_s=5.0)
+    rig = Rig(config, online=False)
+    rig.badge()
+    effects = rig.advance(5.5)
+    assert feedback(effects, FeedbackKind.DENY)
+    assert rig.state() is State.IDLE
+    assert rig.machine.offline_verdict("id-1", offline_grant(rig), rig.mono, rig.clock.now()) == []
+
+
+# --------------------------------------------------------------------------- printers
+
+
+def test_a_printer_is_never_cut_while_a_job_runs() -> None:
+    rig = Rig(SessionConfig.printer())
+    rig.start(minutes=10)
+    start = rig.mono
+    rig.record(rig.machine.job_running(rig.mono))
+    rig.advance(10 * 60)  # time up while printing
+    assert rig.state() is State.ENDING
+    # Nothing that happens while the job runs may cut the power.
+    rig.clock.advance(2)
+    rig.badge()
+    rig.badge(BOB)
+    rig.session_cmd(SessionAction.END, "c-1")
+    rig.machine_cmd(MachineAction.MAINTENANCE_ON, "c-2")
+    rig.record(rig.machine.idle_timeout(rig.mono))
+    rig.record(rig.machine.fault("octoprint_error", "HTTP 502", rig.mono))
+    rig.record(rig.machine.link(False, rig.mono))
+    rig.advance(50 * 60)
+    assert not any(isinstance(e, PowerOff) for e in rig.all())
+    assert bodies(rig.all(), SessionEndedBody) == []
+    assert (
+        bodies(rig.all(), UsageTickBody)[-1].minute == (rig.mono - start) // 60
+    )  # billing runs on
+    # The job ends and the printer is idle: now the session ends and power goes off.
+    effects = rig.record(rig.machine.job_done(rig.mono))
+    ended = only_ended(effects)
+    assert ended.reason is EndReason.TIME_UP
+    assert ended.duration_s == rig.mono - start
+    assert index(effects, SessionEndedBody) < index(effects, PowerOff)
+    assert rig.state() is State.MAINTENANCE  # asked for while printing
+
+
+def test_a_finished_print_ends_the_printer_session() -> None:
+    rig = Rig(SessionConfig.printer())
+    rig.start()
+    rig.record(rig.machine.job_running(rig.mono))
+    rig.advance(25 * 60)
+    effects = rig.record(rig.machine.job_done(rig.mono))
+    ended = only_ended(effects)
+    assert (ended.reason, ended.duration_s) == (EndReason.JOB_DONE, 25 * 60)
+    assert PowerOff() in effects
+
+
+# --------------------------------------------------------------------------- lasers
+
+
+def test_a_laser_fault_cuts_at_once_and_nothing_but_a_new_grant_restarts_it() -> None:
+    rig = Rig(SessionConfig.laser())
+    rig.start()
+    rig.advance(90)
+    effects = rig.record(rig.machine.fault("exhaust", "filter pressure low", rig.mono))
+    assert isinstance(effects[0], PowerOff)  # cut before anything is written
+    (fault,) = bodies(effects, MachineFaultBody)
+    assert (fault.code, fault.detail) == ("exhaust", "filter pressure low")
+    ended = only_ended(effects)
+    assert (ended.reason, ended.duration_s) == (EndReason.FAULT, 90)
+    assert rig.state() is State.IDLE
+    mark = len(rig.timeline)
+    # Time, commands, link changes and new badges while the fault lasts: never on.
+    rig.advance(3600)
+    rig.session_cmd(SessionAction.EXTEND, "c-1", minutes=30)
+    rig.record(rig.machine.link(False, rig.mono))
+    rig.record(rig.machine.link(True, rig.mono))
+    rig.clock.advance(5)
+    assert feedback(rig.badge(), FeedbackKind.DENY)
+    assert not any(isinstance(e, PowerOn) for _, e in rig.timeline[mark:])
+    # A request already in flight when the fault came is refused too.
+    rig.record(rig.machine.fault_cleared(rig.mono))
+    rig.clock.advance(5)
+    rig.badge(BOB)
+    rig.record(rig.machine.fault("exhaust", "", rig.mono))
+    assert feedback(rig.decide("id-2"), FeedbackKind.DENY)
+    assert not any(isinstance(e, PowerOn) for _, e in rig.timeline[mark:])
+    # Cleared, then a new grant: on again.
+    rig.record(rig.machine.fault_cleared(rig.mono))
+    rig.clock.advance(5)
+    assert PowerOn() in rig.start(BOB)
+
+
+def test_a_lasting_fault_is_journaled_once_and_cut_at_every_report() -> None:
+    rig = Rig(SessionConfig.laser())
+    for _ in range(3):
+        rig.record(rig.machine.fault("grbl_alarm", "ALARM:1", rig.mono))
+        rig.clock.advance(1)
+    assert len(bodies(rig.all(), MachineFaultBody)) == 1
+    assert rig.all().count(PowerOff()) == 3
+    rig.record(rig.machine.fault_cleared(rig.mono))
+    rig.record(rig.machine.fault("grbl_alarm", "ALARM:2", rig.mono))
+    assert [f.detail for f in bodies(rig.all(), MachineFaultBody)] == ["ALARM:1", "ALARM:2"]
+
+
+def test_a_printer_fault_is_journaled_and_the_print_goes_on() -> None:
+    rig = Rig(SessionConfig.printer())
+    rig.start()
+    rig.record(rig.machine.job_running(rig.mono))
+    effects = rig.record(rig.machine.fault("octoprint_error", "HTTP 502", rig.mono))
+    assert [f.code for f in bodies(effects, MachineFaultBody)] == ["octoprint_error"]
+    assert feedback(effects, FeedbackKind.WARN)
+    assert rig.state() is State.ACTIVE
+    assert PowerOff() not in effects
+
+
+def test_a_laser_session_is_cut_when_the_link_stays_lost() -> None:
+    rig = Rig(SessionConfig.laser())
+    rig.start()
+    rig.advance(60)
+    rig.record(rig.machine.link(False, rig.mono))
+    rig.advance(20)
+    rig.record(rig.machine.link(True, rig.mono))  # back within the grace: nothing happens
+    rig.advance(20)
+    assert rig.state() is State.ACTIVE
+    rig.record(rig.machine.link(False, rig.mono))
+    lost_at = rig.mono
+    rig.advance(60)
+    ended = only_ended(rig.all())
+    assert ended.reason is EndReason.LINK_LOST
+    assert rig.when(lambda e: isinstance(e, PowerOff)) == [lost_at + 30]
+
+
+def test_staff_keep_a_laser_without_the_link() -> None:
+    rig = Rig(SessionConfig.laser())
+    rig.start(staff=True)
+    rig.record(rig.machine.link(False, rig.mono))
+    rig.advance(10 * 60)
+    assert rig.state() is State.ACTIVE
+
+
+# --------------------------------------------------------------------------- staff
+
+
+def test_staff_extend_is_deduplicated_by_cmd_id() -> None:
+    rig = Rig()
+    rig.start(minutes=30)
+    start = rig.mono
+    rig.advance(25 * 60)
+    first = rig.session_cmd(SessionAction.EXTEND, "c-1", minutes=15)
+    assert feedback(first, FeedbackKind.INFO) == ["Session prolongée de 15 minutes."]
+    rig.clock.advance(1)
+    assert rig.session_cmd(SessionAction.EXTEND, "c-1", minutes=15) == []  # QoS 1 duplicate
+    rig.advance(30 * 60)
+    assert only_ended(rig.all()).duration_s == 45 * 60
+    # The warnings were re-armed for the new end.
+    warn_times = rig.when(lambda e: isinstance(e, Feedback) and e.kind is FeedbackKind.WARN)
+    assert warn_times == [start + 20 * 60, start + 35 * 60, start + 43 * 60]
+
+
+def test_staff_end_is_deduplicated_and_stale_commands_are_ignored() -> None:
+    rig = Rig()
+    rig.start()
+    rig.advance(120)
+    now = rig.clock.now()
+    assert rig.session_cmd(SessionAction.END, "c-0", not_after=now - timedelta(seconds=1)) == []
+    assert rig.session_cmd(SessionAction.END, "c-1", session_id="other") == []
+    effects = rig.session_cmd(SessionAction.END, "c-2")
+    assert only_ended(effects).reason is EndReason.STAFF
+    assert rig.session_cmd(SessionAction.END, "c-2") == []
+    assert len(bodies(rig.all(), SessionEndedBody)) == 1
+
+
+def test_staff_warning_shows_their_message() -> None:
+    rig = Rig()
+    rig.start()
+    effects = rig.session_cmd(SessionAction.WARN, "c-1", message="On range dans 5 minutes !")
+    assert effects == [Feedback(FeedbackKind.WARN, "On range dans 5 minutes !")]
+
+
+def test_maintenance_ends_the_session_and_refuses_badges_until_lifted() -> None:
+    rig = Rig()
+    rig.start()
+    rig.advance(60)
+    effects = rig.machine_cmd(MachineAction.MAINTENANCE_ON, "c-1")
+    assert only_ended(effects).reason is EndReason.STAFF
+    assert PowerOff() in effects
+    assert rig.state() is State.MAINTENANCE
+    rig.clock.advance(2)
+    assert feedback(rig.badge(BOB), FeedbackKind.DENY)
+    assert rig.machine_cmd(MachineAction.MAINTENANCE_OFF, "c-1") == []  # duplicate id
+    assert rig.state() is State.MAINTENANCE
+    rig.machine_cmd(MachineAction.MAINTENANCE_OFF, "c-2")
+    assert rig.state() is State.IDLE
+    rig.clock.advance(2)
+    assert rig.badge(BOB) == [RequestAccess("id-2", BOB)]
+
+
+@pytest.mark.parametrize(
+    "action", [MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL]
+)
+def test_print_commands_go_to_the_driver(action: MachineAction) -> None:
+    rig = Rig(SessionConfig.printer())
+    assert rig.machine_cmd(action, "c-1") == [DriverCommand(action)]
+    assert rig.machine_cmd(action, "c-1") == []
+    assert rig.machine_cmd(action, "c-2", machine="m-2") == []
+
+
+def test_idle_timeout_ends_the_session() -> None:
+    rig = Rig()
+    rig.start()
+    rig.advance(600)
+    effects = rig.record(rig.machine.idle_timeout(rig.mono))
+    assert only_ended(effects).reason is EndReason.IDLE
+
+
+# --------------------------------------------------------------------------- gaming
+
+
+def test_a_gaming_pc_is_locked_never_powered() -> None:
+    rig = Rig(SessionConfig.gaming_pc())
+    effects = rig.start(minutes=15)
+    assert Unlock() in effects
+    rig.advance(15 * 60)
+    assert only_ended(rig.all()).reason is EndReason.TIME_UP
+    assert Lock() in rig.all()
+    assert not any(isinstance(e, PowerOn | PowerOff) for e in rig.all())
+
+
+def test_a_forced_break_ends_the_session_and_holds_the_player_back() -> None:
+    rig = Rig(SessionConfig.gaming_pc())
+    rig.start(minutes=120, break_rule=BreakRule(play_min=50, break_min=10))
+    start = rig.mono
+    rig.advance(50 * 60)
+    warn_times = rig.when(lambda e: isinstance(e, Feedback) and e.kind is FeedbackKind.WARN)
+    assert warn_times[:2] == [start + 40 * 60, start + 48 * 60]
+    assert feedback(rig.all(), FeedbackKind.WARN)[0] == (
+        "Pause obligatoire dans 10 minutes : pense à sauvegarder !"
+    )
+    ended = only_ended(rig.all())
+    assert (ended.reason, ended.duration_s) == (EndReason.BREAK, 50 * 60)
+    assert rig.when(lambda e: isinstance(e, Lock)) == [start + 50 * 60]
+    assert rig.state() is State.ON_BREAK
+    rig.advance(5 * 60)
+    assert feedback(rig.badge(), FeedbackKind.DENY) == [
+        "Pause obligatoire : reviens dans 5 minutes."
+    ]
+    rig.advance(5 * 60)
+    assert (
+        feedback(rig.all(), FeedbackKind.INFO)[-1]
+        == "La pause est finie : tu peux badger à nouveau."
+    )
+    assert rig.state() is State.IDLE
+    assert rig.badge() == [RequestAccess("id-2", ALICE)]
+
+
+def test_another_player_may_use_the_machine_during_a_break() -> None:
+    rig = Rig(SessionConfig.gaming_pc())
+    rig.start(minutes=60, break_rule=BreakRule(play_min=20, break_min=15))
+    rig.advance(21 * 60)
+    assert rig.state() is State.ON_BREAK
+    assert rig.badge(BOB) == [RequestAccess("id-2", BOB)]
+    assert Unlock() in rig.decide("id-2", session_id="s-2")
+
+
+def test_a_staff_break_uses_its_minutes() -> None:
+    rig = Rig(SessionConfig.gaming_pc())
+    rig.start()
+    rig.advance(300)
+    effects = rig.session_cmd(SessionAction.BREAK, "c-1", minutes=3)
+    assert only_ended(effects).reason is EndReason.BREAK
+    assert rig.machine.next_wakeup() == rig.mono + 180
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+@pytest.mark.parametrize("jump_s", [-3600.0, 7200.0, -1e9])
+def test_wall_clock_jumps_do_not_move_the_deadline(jump_s: float) -> None:
+    rig = Rig()
+    rig.start(minutes=30)
+    start, started_at = rig.mono, rig.clock.now()
+    rig.advance(600)
+    rig.clock.jump_wall(jump_s)
+    rig.advance(30 * 60)
+    ended = only_ended(rig.all())
+    assert ended.duration_s == 30 * 60
+    assert rig.when(lambda e: isinstance(e, PowerOff)) == [start + 30 * 60]
+    assert ended.ended_at == started_at + timedelta(minutes=30)
+
+
+def test_a_grant_already_over_is_refused() -> None:
+    rig = Rig()
+    rig.badge()
+    effects = rig.decide("id-1", minutes=-1)
+    assert feedback(effects, FeedbackKind.DENY)
+    assert PowerOn() not in effects
+    assert rig.state() is State.IDLE
+
+
+def test_waking_every_second_or_only_when_asked_gives_the_same_story() -> None:
+    config = replace(SessionConfig.gaming_pc(), warn_before_min=(10, 2))
+    rule = BreakRule(play_min=30, break_min=5)
+    by_wakeup, by_second = Rig(config), Rig(config)
+    for rig in (by_wakeup, by_second):
+        rig.start(minutes=50, break_rule=rule)
+    by_wakeup.advance(60 * 60)
+    for _ in range(60 * 60):
+        by_second.clock.advance(1)
+        by_second.tick()
+    assert by_wakeup.timeline == by_second.timeline
+    assert len(bodies(by_wakeup.all(), UsageTickBody)) == 30
+
+
+def test_the_view_reports_the_remaining_time() -> None:
+    rig = Rig()
+    rig.start(minutes=30)
+    rig.advance(600)
+    view = rig.machine.view(rig.mono)
+    assert (view.state, view.session_id, view.badge) == (State.ACTIVE, "s-1", ALICE)
+    assert view.remaining_s == 20 * 60
