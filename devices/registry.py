@@ -1,0 +1,400 @@
+"""The one table of device kinds: name → validated config model + factory.
+
+The edge's settings name a kind and give its options, e.g.::
+
+    reader:   {kind: reader.rdm6300, port: /dev/serial/by-id/usb-…, debounce_s: 1.0}
+    actuator: {kind: actuator.shelly, host: 192.168.1.40, latch_on_fault: true}
+
+Options are validated against the kind's frozen pydantic model before anything
+opens (ESPHome's per-kind schema; Zigbee2MQTT's definitions as data), and the
+factory builds an unopened device from the validated config plus the runtime
+seams in :class:`DeviceContext` (the MQTT publisher, a GPIO pin factory), which
+are wiring, not configuration.
+
+Every reader config shares ``debounce_s`` (0 disables the :class:`Debouncer`) and
+every actuator config shares ``latch_on_fault`` (wrap in :class:`LatchedActuator`:
+set it for lasers), the way ESPHome platforms extend their kind's base schema.
+
+Adding a kind is a module with the driver and one row in :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from devices.actuators import (
+    Actuator,
+    GpioRelay,
+    LatchedActuator,
+    Publish,
+    ShellyPlug,
+    SimulatedActuator,
+    TasmotaPlug,
+)
+from devices.actuators.tasmota import TASMOTA_TOPIC_PATTERN
+from devices.errors import DeviceConfigError
+from devices.readers import (
+    BadgeReader,
+    DebouncedReader,
+    Debouncer,
+    EvdevReader,
+    LineReader,
+    Rdm6300Reader,
+    SimulatedReader,
+    StdinReader,
+)
+
+__all__ = [
+    "KINDS",
+    "ActuatorConfig",
+    "DeviceConfig",
+    "DeviceContext",
+    "DeviceKind",
+    "DeviceSpec",
+    "EvdevReaderConfig",
+    "GpioRelayConfig",
+    "LineReaderConfig",
+    "Rdm6300Config",
+    "ReaderConfig",
+    "Role",
+    "ShellyConfig",
+    "SimulatedActuatorConfig",
+    "SimulatedReaderConfig",
+    "StdinReaderConfig",
+    "TasmotaConfig",
+    "build_actuator",
+    "build_reader",
+    "get_kind",
+    "parse_config",
+]
+
+#: What a kind produces; later kinds (OctoPrint, GRBL, PC lock) add roles.
+Role = Literal["reader", "actuator"]
+
+# --------------------------------------------------------------------------- configs
+
+
+class DeviceConfig(BaseModel):
+    """Base of every kind's options: frozen, unknown keys rejected (typos fail early)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReaderConfig(DeviceConfig):
+    """Options shared by every badge reader."""
+
+    debounce_s: float = Field(
+        default=1.0, ge=0, le=60, description="same badge within this window counts once"
+    )
+
+
+class ActuatorConfig(DeviceConfig):
+    """Options shared by every actuator."""
+
+    latch_on_fault: bool = Field(
+        default=False, description="stay off after a fault until re-armed (lasers)"
+    )
+
+
+SerialPort = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Baudrate = Annotated[int, Field(gt=0, le=4_000_000)]
+
+
+class Rdm6300Config(ReaderConfig):
+    """``reader.rdm6300``: 125 kHz RDM6300 module on a serial port."""
+
+    port: SerialPort
+    baudrate: Baudrate = 9600
+
+
+class LineReaderConfig(ReaderConfig):
+    """``reader.line``: serial reader printing one UID per line."""
+
+    port: SerialPort
+    baudrate: Baudrate = 9600
+
+
+class StdinReaderConfig(ReaderConfig):
+    """``reader.stdin``: UIDs typed on standard input (development)."""
+
+
+class EvdevReaderConfig(ReaderConfig):
+    """``reader.evdev``: keyboard-wedge reader on ``/dev/input`` (needs ``evdev``)."""
+
+    device: Annotated[str, StringConstraints(pattern=r"^/dev/input/\S+$")]
+    grab: bool = True
+
+
+class SimulatedReaderConfig(ReaderConfig):
+    """``reader.sim``: badges pushed by code (demo, tests)."""
+
+
+GpioPin = (
+    Annotated[int, Field(ge=0, le=27)]
+    | Annotated[str, StringConstraints(pattern=r"^(GPIO|BCM|BOARD|WPI|J8:)\d{1,2}$")]
+)
+
+
+class GpioRelayConfig(ActuatorConfig):
+    """``actuator.gpio``: relay on a Raspberry Pi pin (BCM number or gpiozero name)."""
+
+    pin: GpioPin
+    active_high: bool = True
+
+
+class ShellyConfig(ActuatorConfig):
+    """``actuator.shelly``: Shelly Gen2+ switch over HTTP RPC."""
+
+    host: Annotated[
+        str, StringConstraints(pattern=r"^(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.\-]{1,253})(:\d{1,5})?$")
+    ]
+    switch_id: int = Field(default=0, ge=0, le=15)
+    timeout_s: float = Field(default=2.0, gt=0, le=30)
+    password: SecretStr | None = None
+    auto_off_s: float | None = Field(default=None, gt=0, le=86_400)
+
+
+class TasmotaConfig(ActuatorConfig):
+    """``actuator.tasmota``: Tasmota plug over the edge's MQTT link."""
+
+    topic: Annotated[str, StringConstraints(pattern=TASMOTA_TOPIC_PATTERN)]
+    relay: int = Field(default=1, ge=1, le=32)
+
+
+class SimulatedActuatorConfig(ActuatorConfig):
+    """``actuator.sim``: an in-memory switch (demo, tests)."""
+
+    load_w: float | None = Field(default=0.0, ge=0)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """Runtime seams some factories need; wiring provided by the edge, not configuration.
+
+    Attributes:
+        mqtt_publish: sends one MQTT message through the edge's link (Tasmota).
+        gpio_pin_factory: a gpiozero pin factory (``MockFactory`` in tests/demo).
+        http_transport: an httpx transport for HTTP devices (tests).
+    """
+
+    mqtt_publish: Publish | None = None
+    gpio_pin_factory: object | None = None
+    http_transport: httpx.BaseTransport | None = None
+
+
+ConfigT = TypeVar("ConfigT", bound=DeviceConfig)
+
+
+@dataclass(frozen=True)
+class DeviceKind(Generic[ConfigT]):
+    """One row of the table: a kind's name, role, config model and factory."""
+
+    name: str
+    role: Role
+    config_model: type[ConfigT]
+    factory: Callable[[ConfigT, DeviceContext], object]
+    summary: str
+
+    def parse(self, options: Mapping[str, Any]) -> ConfigT:
+        """Validate ``options`` against this kind's model.
+
+        Raises:
+            DeviceConfigError: the options are invalid (message lists every problem).
+        """
+        try:
+            return self.config_model.model_validate(dict(options))
+        except ValidationError as err:
+            raise DeviceConfigError(f"invalid options for {self.name}: {err}") from err
+
+    def build(self, config: ConfigT, ctx: DeviceContext) -> object:
+        """Build the unopened device for a validated ``config``."""
+        return self.factory(config, ctx)
+
+
+def _debounced(config: ReaderConfig, reader: BadgeReader) -> BadgeReader:
+    if config.debounce_s == 0:
+        return reader
+    return DebouncedReader(reader, Debouncer(config.debounce_s))
+
+
+def _latched(config: ActuatorConfig, actuator: Actuator) -> Actuator:
+    return LatchedActuator(actuator) if config.latch_on_fault else actuator
+
+
+def _rdm6300(config: Rdm6300Config, ctx: DeviceContext) -> BadgeReader:
+    return _debounced(config, Rdm6300Reader(config.port, config.baudrate))
+
+
+def _line(config: LineReaderConfig, ctx: DeviceContext) -> BadgeReader:
+    return _debounced(config, LineReader(config.port, config.baudrate))
+
+
+def _stdin(config: StdinReaderConfig, ctx: DeviceContext) -> BadgeReader:
+    return _debounced(config, StdinReader())
+
+
+def _evdev(config: EvdevReaderConfig, ctx: DeviceContext) -> BadgeReader:
+    return _debounced(config, EvdevReader(config.device, grab=config.grab))
+
+
+def _sim_reader(config: SimulatedReaderConfig, ctx: DeviceContext) -> BadgeReader:
+    return _debounced(config, SimulatedReader())
+
+
+def _gpio(config: GpioRelayConfig, ctx: DeviceContext) -> Actuator:
+    relay = GpioRelay(config.pin, config.active_high, pin_factory=ctx.gpio_pin_factory)
+    return _latched(config, relay)
+
+
+def _shelly(config: ShellyConfig, ctx: DeviceContext) -> Actuator:
+    plug = ShellyPlug(
+        config.host,
+        config.switch_id,
+        config.timeout_s,
+        password=config.password.get_secret_value() if config.password else None,
+        auto_off_s=config.auto_off_s,
+        transport=ctx.http_transport,
+    )
+    return _latched(config, plug)
+
+
+def _tasmota(config: TasmotaConfig, ctx: DeviceContext) -> Actuator:
+    if ctx.mqtt_publish is None:
+        raise DeviceConfigError("actuator.tasmota needs the edge's MQTT publisher")
+    return _latched(config, TasmotaPlug(config.topic, ctx.mqtt_publish, relay=config.relay))
+
+
+def _sim_actuator(config: SimulatedActuatorConfig, ctx: DeviceContext) -> Actuator:
+    return _latched(config, SimulatedActuator(load_w=config.load_w))
+
+
+#: Every device kind fabrique knows. A new kind is a driver module and a row here.
+KINDS: Final[Mapping[str, DeviceKind[Any]]] = MappingProxyType(
+    {
+        kind.name: kind
+        for kind in (
+            DeviceKind("reader.rdm6300", "reader", Rdm6300Config, _rdm6300, "RDM6300 125 kHz"),
+            DeviceKind("reader.line", "reader", LineReaderConfig, _line, "serial, UID per line"),
+            DeviceKind("reader.stdin", "reader", StdinReaderConfig, _stdin, "typed on stdin"),
+            DeviceKind("reader.evdev", "reader", EvdevReaderConfig, _evdev, "keyboard wedge"),
+            DeviceKind("reader.sim", "reader", SimulatedReaderConfig, _sim_reader, "simulated"),
+            DeviceKind("actuator.gpio", "actuator", GpioRelayConfig, _gpio, "relay on a GPIO"),
+            DeviceKind("actuator.shelly", "actuator", ShellyConfig, _shelly, "Shelly Gen2+"),
+            DeviceKind("actuator.tasmota", "actuator", TasmotaConfig, _tasmota, "Tasmota MQTT"),
+            DeviceKind(
+                "actuator.sim", "actuator", SimulatedActuatorConfig, _sim_actuator, "simulated"
+            ),
+        )
+    }
+)
+
+
+def get_kind(name: str) -> DeviceKind[Any]:
+    """The table row for ``name``.
+
+    Raises:
+        DeviceConfigError: no such kind (the message lists the known ones).
+    """
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise DeviceConfigError(
+            f"unknown device kind {name!r}; known kinds: {', '.join(sorted(KINDS))}"
+        ) from None
+
+
+def parse_config(name: str, options: Mapping[str, Any]) -> DeviceConfig:
+    """Validate ``options`` for kind ``name`` without building anything.
+
+    Raises:
+        DeviceConfigError: unknown kind or invalid options.
+    """
+    config: DeviceConfig = get_kind(name).parse(options)
+    return config
+
+
+def _build(name: str, role: Role, options: Mapping[str, Any], ctx: DeviceContext) -> object:
+    kind = get_kind(name)
+    if kind.role != role:
+        raise DeviceConfigError(f"kind {name} has role {kind.role!r}, not {role!r}")
+    return kind.build(kind.parse(options), ctx)
+
+
+def build_reader(
+    name: str, options: Mapping[str, Any], ctx: DeviceContext | None = None
+) -> BadgeReader:
+    """Validate ``options`` and build an unopened badge reader of kind ``name``.
+
+    Raises:
+        DeviceConfigError: unknown kind, not a reader, invalid options.
+    """
+    reader = _build(name, "reader", options, ctx or DeviceContext())
+    if not isinstance(reader, BadgeReader):  # a wrong row in KINDS
+        raise DeviceConfigError(f"{name} did not build a badge reader")
+    return reader
+
+
+def build_actuator(
+    name: str, options: Mapping[str, Any], ctx: DeviceContext | None = None
+) -> Actuator:
+    """Validate ``options`` and build an unopened actuator of kind ``name``.
+
+    Raises:
+        DeviceConfigError: unknown kind, not an actuator, invalid options, or a
+            seam the kind needs is missing from ``ctx``.
+    """
+    actuator = _build(name, "actuator", options, ctx or DeviceContext())
+    if not isinstance(actuator, Actuator):  # a wrong row in KINDS
+        raise DeviceConfigError(f"{name} did not build an actuator")
+    return actuator
+
+
+class DeviceSpec(BaseModel):
+    """A device as written in the edge's settings: a kind plus its options.
+
+    Validating a ``DeviceSpec`` validates the options against the kind, so a bad
+    reader or plug configuration stops the agent at startup with a clear message.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_options(self) -> DeviceSpec:
+        try:
+            parse_config(self.kind, self.options)
+        except DeviceConfigError as err:
+            raise ValueError(str(err)) from err
+        return self
+
+    @property
+    def role(self) -> Role:
+        """Whether this spec builds a reader or an actuator."""
+        return get_kind(self.kind).role
+
+    def build_reader(self, ctx: DeviceContext | None = None) -> BadgeReader:
+        """Build the reader this spec describes."""
+        return build_reader(self.kind, self.options, ctx)
+
+    def build_actuator(self, ctx: DeviceContext | None = None) -> Actuator:
+        """Build the actuator this spec describes."""
+        return build_actuator(self.kind, self.options, ctx)
