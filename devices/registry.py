@@ -47,6 +47,18 @@ from devices.actuators import (
 )
 from devices.actuators.tasmota import TASMOTA_TOPIC_PATTERN
 from devices.errors import DeviceConfigError
+from devices.grbl import GrblLaser
+from devices.octoprint import OctoPrintClient, OctoPrintFollower
+from devices.pc import (
+    LINUX_NOTIFY_CMD,
+    WINDOWS_NOTIFY_CMD,
+    CommandSessionLock,
+    LoginctlSessionLock,
+    SessionLock,
+    SimulatedSessionLock,
+    WindowsSessionLock,
+)
+from devices.pc.loginctl import SESSION_ID_PATTERN
 from devices.readers import (
     BadgeReader,
     DebouncedReader,
@@ -61,29 +73,39 @@ from devices.readers import (
 __all__ = [
     "KINDS",
     "ActuatorConfig",
+    "CommandLockConfig",
     "DeviceConfig",
     "DeviceContext",
     "DeviceKind",
     "DeviceSpec",
     "EvdevReaderConfig",
     "GpioRelayConfig",
+    "GrblLaserConfig",
     "LineReaderConfig",
+    "LoginctlLockConfig",
+    "OctoPrintConfig",
     "Rdm6300Config",
     "ReaderConfig",
     "Role",
+    "SessionLockConfig",
     "ShellyConfig",
     "SimulatedActuatorConfig",
+    "SimulatedLockConfig",
     "SimulatedReaderConfig",
     "StdinReaderConfig",
     "TasmotaConfig",
+    "WindowsLockConfig",
     "build_actuator",
+    "build_laser",
+    "build_printer",
     "build_reader",
+    "build_session_lock",
     "get_kind",
     "parse_config",
 ]
 
 #: What a kind produces; later kinds (OctoPrint, GRBL, PC lock) add roles.
-Role = Literal["reader", "actuator"]
+Role = Literal["reader", "actuator", "laser", "pc", "printer"]
 
 # --------------------------------------------------------------------------- configs
 
@@ -179,6 +201,74 @@ class SimulatedActuatorConfig(ActuatorConfig):
     """``actuator.sim``: an in-memory switch (demo, tests)."""
 
     load_w: float | None = Field(default=0.0, ge=0)
+
+
+class GrblLaserConfig(DeviceConfig):
+    """``laser.grbl``: GRBL 1.1 laser controller on a serial port, followed by ``?`` polls."""
+
+    port: SerialPort
+    baudrate: Baudrate = 115200
+    poll_interval_s: float = Field(
+        default=0.2, ge=0.05, le=5, description="status poll period; run-time meter resolution"
+    )
+    silence_polls: int = Field(
+        default=10, ge=2, le=100, description="unanswered polls before the link counts as lost"
+    )
+    banner_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    reconnect_max_s: float = Field(default=5.0, gt=0, le=300)
+
+
+Argv = Annotated[
+    tuple[Annotated[str, StringConstraints(min_length=1, max_length=4096)], ...],
+    Field(min_length=1, max_length=64),
+]
+
+
+class SessionLockConfig(DeviceConfig):
+    """Options shared by every gaming-PC session lock."""
+
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="longest run of one command")
+
+
+class CommandLockConfig(SessionLockConfig):
+    """``pc.command``: lock/unlock/notify by argv templates (no shell)."""
+
+    lock_cmd: Argv
+    unlock_cmd: Argv
+    notify_cmd: Argv | None = Field(default=None, description="may use {title} and {message}")
+    status_cmd: Argv | None = Field(default=None, description="prints yes/no: locked?")
+
+
+class LoginctlLockConfig(SessionLockConfig):
+    """``pc.loginctl``: Linux desktop session through systemd-logind and notify-send."""
+
+    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
+    notify_cmd: Argv | None = LINUX_NOTIFY_CMD
+
+
+class WindowsLockConfig(SessionLockConfig):
+    """``pc.windows``: ``LockWorkStation``; notifications (and unlock) by command."""
+
+    notify_cmd: Argv | None = WINDOWS_NOTIFY_CMD
+    unlock_cmd: Argv | None = None
+
+
+class SimulatedLockConfig(SessionLockConfig):
+    """``pc.sim``: a session lock in memory (demo, tests)."""
+
+
+class OctoPrintConfig(DeviceConfig):
+    """``printer.octoprint``: a 3D printer followed through its OctoPrint (1.11)."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")] = Field(
+        description="OctoPrint's root URL, e.g. http://127.0.0.1:5000"
+    )
+    api_key: Annotated[SecretStr, Field(min_length=8)] = Field(
+        description="a user's API key (never the deprecated global key)"
+    )
+    throttle: int = Field(default=1, ge=1, le=20, description="one push per throttle × 0.5 s")
+    poll_interval_s: float = Field(default=10.0, ge=1, le=300, description="REST safety poll")
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="each HTTP request")
 
 
 # --------------------------------------------------------------------------- the table
@@ -285,6 +375,50 @@ def _sim_actuator(config: SimulatedActuatorConfig, ctx: DeviceContext) -> Actuat
     return _latched(config, SimulatedActuator(load_w=config.load_w))
 
 
+def _grbl(config: GrblLaserConfig, ctx: DeviceContext) -> GrblLaser:
+    return GrblLaser(
+        config.port,
+        config.baudrate,
+        config.poll_interval_s,
+        silence_polls=config.silence_polls,
+        banner_timeout_s=config.banner_timeout_s,
+        reconnect_max_s=config.reconnect_max_s,
+    )
+
+
+def _command_lock(config: CommandLockConfig, ctx: DeviceContext) -> SessionLock:
+    return CommandSessionLock(
+        config.lock_cmd,
+        config.unlock_cmd,
+        config.notify_cmd,
+        status_cmd=config.status_cmd,
+        timeout_s=config.timeout_s,
+    )
+
+
+def _loginctl_lock(config: LoginctlLockConfig, ctx: DeviceContext) -> SessionLock:
+    return LoginctlSessionLock(
+        config.session_id, notify_cmd=config.notify_cmd, timeout_s=config.timeout_s
+    )
+
+
+def _windows_lock(config: WindowsLockConfig, ctx: DeviceContext) -> SessionLock:
+    return WindowsSessionLock(config.notify_cmd, config.unlock_cmd, timeout_s=config.timeout_s)
+
+
+def _sim_lock(config: SimulatedLockConfig, ctx: DeviceContext) -> SessionLock:
+    return SimulatedSessionLock()
+
+
+def _octoprint(config: OctoPrintConfig, ctx: DeviceContext) -> OctoPrintFollower:
+    client = OctoPrintClient(
+        config.url, config.api_key.get_secret_value(), timeout=config.timeout_s
+    )
+    return OctoPrintFollower(
+        client, throttle=config.throttle, poll_interval_s=config.poll_interval_s
+    )
+
+
 #: Every device kind fabrique knows. A new kind is a driver module and a row here.
 KINDS: Final[Mapping[str, DeviceKind[Any]]] = MappingProxyType(
     {
@@ -301,6 +435,12 @@ KINDS: Final[Mapping[str, DeviceKind[Any]]] = MappingProxyType(
             DeviceKind(
                 "actuator.sim", "actuator", SimulatedActuatorConfig, _sim_actuator, "simulated"
             ),
+            DeviceKind("laser.grbl", "laser", GrblLaserConfig, _grbl, "GRBL 1.1 laser, serial"),
+            DeviceKind("pc.loginctl", "pc", LoginctlLockConfig, _loginctl_lock, "Linux logind"),
+            DeviceKind("pc.command", "pc", CommandLockConfig, _command_lock, "lock by commands"),
+            DeviceKind("pc.windows", "pc", WindowsLockConfig, _windows_lock, "LockWorkStation"),
+            DeviceKind("pc.sim", "pc", SimulatedLockConfig, _sim_lock, "simulated"),
+            DeviceKind("printer.octoprint", "printer", OctoPrintConfig, _octoprint, "OctoPrint"),
         )
     }
 )
@@ -366,6 +506,48 @@ def build_actuator(
     return actuator
 
 
+def build_laser(
+    name: str, options: Mapping[str, Any], ctx: DeviceContext | None = None
+) -> GrblLaser:
+    """Validate ``options`` and build an unopened laser controller of kind ``name``.
+
+    Raises:
+        DeviceConfigError: unknown kind, not a laser, invalid options.
+    """
+    laser = _build(name, "laser", options, ctx or DeviceContext())
+    if not isinstance(laser, GrblLaser):  # a wrong row in KINDS
+        raise DeviceConfigError(f"{name} did not build a laser controller")
+    return laser
+
+
+def build_session_lock(
+    name: str, options: Mapping[str, Any], ctx: DeviceContext | None = None
+) -> SessionLock:
+    """Validate ``options`` and build a gaming-PC session lock of kind ``name``.
+
+    Raises:
+        DeviceConfigError: unknown kind, not a session lock, invalid options.
+    """
+    lock = _build(name, "pc", options, ctx or DeviceContext())
+    if not isinstance(lock, SessionLock):  # a wrong row in KINDS
+        raise DeviceConfigError(f"{name} did not build a session lock")
+    return lock
+
+
+def build_printer(
+    name: str, options: Mapping[str, Any], ctx: DeviceContext | None = None
+) -> OctoPrintFollower:
+    """Validate ``options`` and build an unstarted printer follower of kind ``name``.
+
+    Raises:
+        DeviceConfigError: unknown kind, not a printer, invalid options.
+    """
+    printer = _build(name, "printer", options, ctx or DeviceContext())
+    if not isinstance(printer, OctoPrintFollower):  # a wrong row in KINDS
+        raise DeviceConfigError(f"{name} did not build a printer follower")
+    return printer
+
+
 class DeviceSpec(BaseModel):
     """A device as written in the edge's settings: a kind plus its options.
 
@@ -398,3 +580,11 @@ class DeviceSpec(BaseModel):
     def build_actuator(self, ctx: DeviceContext | None = None) -> Actuator:
         """Build the actuator this spec describes."""
         return build_actuator(self.kind, self.options, ctx)
+
+    def build_laser(self, ctx: DeviceContext | None = None) -> GrblLaser:
+        """Build the laser controller this spec describes."""
+        return build_laser(self.kind, self.options, ctx)
+
+    def build_session_lock(self, ctx: DeviceContext | None = None) -> SessionLock:
+        """Build the gaming-PC session lock this spec describes."""
+        return build_session_lock(self.kind, self.options, ctx)
