@@ -1,0 +1,350 @@
+"""The ``fabrique`` command (typer): ``hub``, ``edge``, ``demo``, ``version``.
+
+This is the composition root of every process: it reads settings, sets up logging
+and calls the entry point of the part it runs. Imports of the parts happen inside
+the commands, so that a process only loads what it runs: ``fabrique edge sim`` never
+imports the hub, and each process reaches paho through exactly one module.
+
+User errors (bad configuration, port taken, weak password) print a French message
+on stderr without a traceback and exit with code 2 (configuration) or 1 (anything
+else that prevented the command from running).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import signal
+import sys
+import threading
+import tomllib
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from hub.settings import HubSettings
+
+logger = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+app = typer.Typer(
+    name="fabrique",
+    help="fabrique : contrôle des équipements du FabLab et de la salle de jeux.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+hub_app = typer.Typer(
+    help="Le hub : service d'accès, métrage, API.", no_args_is_help=True, add_completion=False
+)
+edge_app = typer.Typer(help="Les bornes (edges).", no_args_is_help=True, add_completion=False)
+app.add_typer(hub_app, name="hub")
+app.add_typer(edge_app, name="edge")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def describe_validation_error(err: ValidationError) -> list[str]:
+    """One plain line per problem: ``field : message`` (pydantic's prefixes removed)."""
+    lines = []
+    for e in err.errors(include_url=False):
+        where = ".".join(str(p) for p in e["loc"]) or "configuration"
+        msg = str(e["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if e["type"] == "extra_forbidden":
+            msg = "paramètre inconnu"
+        elif e["type"] == "missing":
+            msg = "paramètre obligatoire manquant"
+        lines.append(f"  - {where} : {msg}")
+    return lines
+
+
+def _config_error(source: str, err: Exception) -> NoReturn:
+    if isinstance(err, ValidationError):
+        detail = "\n".join(describe_validation_error(err))
+        _fail(f"Configuration invalide ({source}) :\n{detail}", EXIT_CONFIG)
+    _fail(f"Configuration invalide ({source}) : {err}", EXIT_CONFIG)
+
+
+def _setup_logging(
+    level: str, *, file: Path | None = None, console_level: str | None = None
+) -> None:
+    """Logs go to stderr (or to ``file``, with only ``console_level`` and up on stderr)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level.upper())
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(fmt)
+        root.addHandler(to_file)
+        console.setLevel((console_level or "ERROR").upper())
+    root.addHandler(console)
+    # One line per Alembic plugin at every start is noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def _load_hub_settings(config: Path | None, **overrides: Any) -> HubSettings:
+    from hub.settings import load_settings
+
+    source = str(config or os.environ.get("FABRIQUE_CONFIG") or "environnement")
+    try:
+        return load_settings(config, **overrides)
+    except FileNotFoundError as err:
+        _fail(f"Fichier de configuration introuvable : {config or source}", EXIT_CONFIG)
+        raise AssertionError from err  # unreachable, for type checkers
+    except (ValidationError, tomllib.TOMLDecodeError) as err:
+        _config_error(source, err)
+
+
+class _StopOnSignals:
+    """SIGINT/SIGTERM set an event (for loops that stop cleanly) instead of raising."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, _sig: int, _frame: FrameType | None) -> None:
+        self.event.set()
+
+    def __enter__(self) -> threading.Event:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handler)
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+
+
+def _exit_quietly(_sig: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Fichier TOML de configuration du hub (défaut : $FABRIQUE_CONFIG, "
+        "puis les variables FABRIQUE_*).",
+        dir_okay=False,
+    ),
+]
+LogLevelOption = Annotated[
+    str, typer.Option("--log-level", help="Niveau des journaux : debug, info, warning, error.")
+]
+
+
+def _check_level(level: str) -> str:
+    if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        _fail(f"Niveau de journal inconnu : {level}", EXIT_CONFIG)
+    return level
+
+
+# --------------------------------------------------------------------------- version
+
+
+@app.command()
+def version() -> None:
+    """Affiche la version de fabrique."""
+    from importlib import metadata
+
+    try:
+        number = metadata.version("fabrique")
+    except metadata.PackageNotFoundError:
+        number = "inconnue (non installée)"
+    typer.echo(f"fabrique {number}")
+
+
+# --------------------------------------------------------------------------- hub
+
+
+@hub_app.command("run")
+def hub_run(config: ConfigOption = None, log_level: LogLevelOption = "info") -> None:
+    """Lance le hub (service, API) au premier plan ; migre la base au démarrage."""
+    _setup_logging(_check_level(log_level))
+    settings = _load_hub_settings(config)
+    from hub.main import StartupError, run_hub
+
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with
+    # the previous handler: make both end the process quietly with status 0.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    try:
+        run_hub(settings)
+    except StartupError as err:
+        _fail(f"Le hub n'a pas pu démarrer : {err}")
+    except KeyboardInterrupt:
+        pass
+
+
+@hub_app.command("migrate")
+def hub_migrate(config: ConfigOption = None, log_level: LogLevelOption = "warning") -> None:
+    """Met le schéma de la base de données à jour."""
+    _setup_logging(_check_level(log_level))
+    settings = _load_hub_settings(config)
+    from hub.main import StartupError, migrate, redacted_url
+
+    try:
+        migrate(settings)
+    except StartupError as err:
+        _fail(f"Migration impossible : {err}")
+    typer.echo(f"Base à jour : {redacted_url(settings.database_url)}")
+
+
+@hub_app.command("create-admin")
+def hub_create_admin(
+    username: Annotated[str, typer.Argument(help="Identifiant du compte administrateur.")],
+    config: ConfigOption = None,
+    log_level: LogLevelOption = "warning",
+) -> None:
+    """Crée un compte administrateur (mot de passe demandé, ou $FABRIQUE_ADMIN_PASSWORD)."""
+    _setup_logging(_check_level(log_level))
+    settings = _load_hub_settings(config)
+    password = os.environ.get("FABRIQUE_ADMIN_PASSWORD") or typer.prompt(
+        "Mot de passe", hide_input=True, confirmation_prompt="Confirmez le mot de passe"
+    )
+    from hub.api.auth import create_account
+    from hub.db.engine import make_engine, make_sessionmaker, transaction
+    from hub.db.models import Role
+    from hub.main import StartupError, migrate
+
+    try:
+        migrate(settings)
+    except StartupError as err:
+        _fail(f"Base de données inaccessible : {err}")
+    engine = make_engine(settings.database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            create_account(session, username, password, Role.ADMIN)
+    except ValueError as err:
+        _fail(f"Compte non créé : {err}")
+    finally:
+        engine.dispose()
+    typer.echo(f"Compte administrateur « {username} » créé.")
+
+
+@hub_app.command("check-config")
+def hub_check_config(config: ConfigOption = None) -> None:
+    """Vérifie la configuration du hub et la résume (sans rien démarrer)."""
+    settings = _load_hub_settings(config)
+    from hub.main import redacted_url
+
+    mqtt = f"{settings.mqtt_host}:{settings.mqtt_port}" + (" (TLS)" if settings.mqtt_tls else "")
+    typer.echo("Configuration valide.")
+    typer.echo(f"  Site : {settings.site} ({settings.site_name}), fuseau {settings.timezone}")
+    typer.echo(f"  Base : {redacted_url(settings.database_url)}")
+    typer.echo(f"  Broker MQTT : {mqtt}")
+    typer.echo(f"  API : http://{settings.http_host}:{settings.http_port}")
+    if settings.demo:
+        typer.echo("  Attention : mode démo (secrets de démonstration acceptés).")
+
+
+# --------------------------------------------------------------------------- edge
+
+
+@edge_app.command("sim")
+def edge_sim(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Fichier TOML ou JSON des bornes simulées.")
+    ],
+    speed: Annotated[
+        float | None, typer.Option(help="Accélération du temps (remplace celle du fichier).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Sans le récit des badges.")] = False,
+    parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Bornes simulées : des lecteurs badgent de temps en temps, les machines suivent.
+
+    Le secret du site vient du fichier ou de $FABRIQUE_SITE_SECRET.
+    """
+    _setup_logging(_check_level(log_level))
+    from edge.sim import SimConfigError, load_sim_settings, run_simulator
+
+    try:
+        settings = load_sim_settings(
+            config, speed=speed, site_secret=os.environ.get("FABRIQUE_SITE_SECRET")
+        )
+    except SimConfigError as err:
+        _fail(f"Configuration invalide : {err}", EXIT_CONFIG)
+    except ValidationError as err:
+        _config_error(str(config), err)
+    if parent_pid is not None:
+        from fabrique.demo.procs import die_with_parent
+
+        die_with_parent(parent_pid)
+
+    def narrate(line: str) -> None:
+        print(line, flush=True)
+
+    with _StopOnSignals() as stop:
+        run_simulator(settings, stop, narrate=None if quiet else narrate)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+class BrokerKind(enum.StrEnum):
+    AUTO = "auto"
+    MOSQUITTO = "mosquitto"
+    EMBEDDED = "embedded"
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port HTTP de l'API.", min=1, max=65535)] = 8000,
+    duration: Annotated[
+        float | None, typer.Option(help="Arrêt automatique après ce nombre de secondes.", min=1)
+    ] = None,
+    broker: Annotated[
+        BrokerKind,
+        typer.Option(help="auto : Mosquitto s'il est installé, sinon le broker intégré."),
+    ] = BrokerKind.AUTO,
+    speed: Annotated[
+        float, typer.Option(help="Accélération du temps des bornes simulées.", min=0.1, max=1000)
+    ] = 10.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Sans le récit des badges.")] = False,
+    workdir: Annotated[
+        Path, typer.Option("--dir", help="Dossier de la démo (base, journaux).")
+    ] = Path(".fabrique-demo"),
+    seed: Annotated[int | None, typer.Option(help="Graine du hasard (démo reproductible).")] = None,
+) -> None:
+    """Tout le système sur cette machine : broker, hub et bornes simulées."""
+    from fabrique.demo.runner import DemoError, DemoOptions, run_demo
+
+    _setup_logging("info", file=workdir / "demo.log", console_level="error")
+    opts = DemoOptions(
+        port=port,
+        duration=duration,
+        broker=broker.value,
+        speed=speed,
+        workdir=workdir,
+        narrate=not quiet,
+        seed=seed,
+    )
+    try:
+        run_demo(opts, out=lambda line: typer.echo(line))
+    except DemoError as err:
+        _fail(f"La démo n'a pas pu démarrer : {err}")
+
+
+def main() -> None:
+    """Entry point of ``python -m fabrique``."""
+    app(prog_name="fabrique")

@@ -1,0 +1,286 @@
+"""The hub's REST API application (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``).
+
+:func:`create_app` wires the app explicitly: settings, a SQLAlchemy session factory and
+the live hub's :class:`~hub.control.HubControl` are stored on ``app.state`` and read by
+the dependencies of :mod:`hub.api.deps`. It refuses to build an app in which a route
+under ``/api`` declares no capability of the role matrix (fail closed).
+
+Errors answer in French: field errors keep FastAPI's 422 shape with translated
+messages; 404/405 and database conflicts get a French ``detail``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.api.auth import LoginThrottle, PasswordChecker
+from hub.api.deps import SessionDep, guard_of
+from hub.api.routes import (
+    accounts,
+    auth,
+    badges,
+    calendar,
+    floor,
+    machines,
+    me,
+    members,
+    reference,
+    sessions,
+)
+from hub.api.schemas import Health
+from hub.control import HubControl
+from hub.directory import policy_config
+from hub.settings import HubSettings
+
+log = logging.getLogger(__name__)
+
+#: Routes anyone may call: (method, path).
+PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")})
+
+#: The routers, in the order their routes are matched.
+ROUTERS = (auth, me, floor, sessions, machines, members, badges, reference, calendar, accounts)
+_ROLES_MARK = "\n\nRoles: "
+
+TAGS = [
+    {"name": "auth", "description": "Log in and out; tokens as cookie or bearer."},
+    {"name": "me", "description": "A member's own trainings, time and sessions."},
+    {"name": "live", "description": "The floor now: machines, edges, alerts."},
+    {"name": "presence", "description": "Staff presence per zone."},
+    {"name": "sessions", "description": "Usage sessions; end one."},
+    {"name": "reports", "description": "Usage totals and CSV (small groups hidden)."},
+    {"name": "machines", "description": "Machines, maintenance and print commands."},
+    {"name": "members", "description": "Members, their programmes and trainings."},
+    {"name": "badges", "description": "Badges, stored only as keyed hashes."},
+    {"name": "trainings", "description": "Trainings and their validity."},
+    {"name": "zones", "description": "Zones of the site."},
+    {"name": "programmes", "description": "Programmes members belong to."},
+    {"name": "slots", "description": "Weekly slots and dated exceptions."},
+    {"name": "quotas", "description": "Time caps and forced breaks per age group."},
+    {"name": "accounts", "description": "Login accounts and their roles."},
+    {"name": "privacy", "description": "Export and erasure of a member's data."},
+    {"name": "system", "description": "Health."},
+]
+
+_FRENCH: dict[str, str] = {
+    "missing": "Champ obligatoire",
+    "extra_forbidden": "Champ inconnu",
+    "string_pattern_mismatch": "Format invalide",
+    "string_too_short": "Trop court",
+    "string_too_long": "Trop long",
+    "string_type": "Texte attendu",
+    "int_parsing": "Nombre entier attendu",
+    "int_type": "Nombre entier attendu",
+    "int_from_float": "Nombre entier attendu",
+    "float_parsing": "Nombre attendu",
+    "float_type": "Nombre attendu",
+    "bool_parsing": "Booléen attendu (true ou false)",
+    "bool_type": "Booléen attendu (true ou false)",
+    "greater_than": "Valeur trop petite",
+    "greater_than_equal": "Valeur trop petite",
+    "less_than": "Valeur trop grande",
+    "less_than_equal": "Valeur trop grande",
+    "enum": "Valeur non autorisée",
+    "literal_error": "Valeur non autorisée",
+    "date_parsing": "Date invalide (AAAA-MM-JJ)",
+    "date_from_datetime_parsing": "Date invalide (AAAA-MM-JJ)",
+    "date_from_datetime_inexact": "Date invalide (AAAA-MM-JJ)",
+    "date_type": "Date invalide (AAAA-MM-JJ)",
+    "time_parsing": "Heure invalide (HH:MM)",
+    "time_type": "Heure invalide (HH:MM)",
+    "datetime_parsing": "Date et heure invalides (AAAA-MM-JJTHH:MM)",
+    "datetime_from_date_parsing": "Date et heure invalides (AAAA-MM-JJTHH:MM)",
+    "datetime_type": "Date et heure invalides (AAAA-MM-JJTHH:MM)",
+    "json_invalid": "JSON invalide",
+    "json_type": "JSON invalide",
+    "model_type": "Objet JSON attendu",
+    "model_attributes_type": "Objet JSON attendu",
+    "dict_type": "Objet JSON attendu",
+    "list_type": "Liste attendue",
+    "too_long": "Trop d'éléments",
+    "too_short": "Pas assez d'éléments",
+    "union_tag_invalid": "Valeur non autorisée",
+}
+
+
+def _french(error: dict[str, Any]) -> dict[str, Any]:
+    """One pydantic error with a French message (our own ValueErrors are already French)."""
+    kind = str(error.get("type", "value_error"))
+    ctx = error.get("ctx") or {}
+    if kind == "value_error":
+        msg = str(error.get("msg", "")).removeprefix("Value error, ")
+    elif kind == "assertion_error":
+        msg = "Valeur invalide"
+    else:
+        msg = _FRENCH.get(kind, "Valeur invalide")
+        for key, unit in (
+            ("min_length", "min."),
+            ("max_length", "max."),
+            ("ge", "≥"),
+            ("gt", ">"),
+            ("le", "≤"),
+            ("lt", "<"),
+            ("expected", "attendu :"),
+        ):
+            if key in ctx:
+                msg += f" ({unit} {ctx[key]})"
+                break
+    return {"loc": list(error.get("loc", ())), "msg": msg, "type": kind}
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": [_french(e) for e in exc.errors()]},
+    )
+
+
+_HTTP_FRENCH = {
+    404: "Ressource introuvable",
+    405: "Méthode non autorisée",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail: Any = exc.detail
+    if isinstance(exc, StarletteHTTPException) and not isinstance(exc, HTTPException):
+        detail = _HTTP_FRENCH.get(exc.status_code, detail)
+    return JSONResponse(
+        status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
+    )
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("unhandled constraint violation on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        status_code=status.HTTP_409_CONFLICT,
+        content={"detail": "Conflit avec des données existantes"},
+    )
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "Base de données indisponible, réessayez dans un instant"},
+    )
+
+
+def api_routes(app: FastAPI) -> list[tuple[str, frozenset[str], APIRoute]]:
+    """Every API route of ``app`` as (full path, methods, route), through included routers."""
+    try:  # FastAPI >= 0.16x includes routers lazily
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - older FastAPI: routes are copied in
+        contexts: list[Any] = list(app.routes)
+    else:
+        contexts = list(iter_route_contexts(app.routes))
+    result = []
+    for ctx in contexts:
+        route = getattr(ctx, "original_route", ctx)
+        if isinstance(route, APIRoute):
+            result.append((str(ctx.path), frozenset(ctx.methods or ()), route))
+    return result
+
+
+def check_role_matrix(app: FastAPI) -> None:
+    """Raise RuntimeError if a route under /api does not declare exactly one capability."""
+    problems = []
+    for path, methods, route in api_routes(app):
+        if not path.startswith("/api"):
+            continue
+        guards = guard_of(route.dependencies)
+        public = all((m, path) in PUBLIC_ROUTES for m in methods)
+        if public and guards:
+            problems.append(f"{sorted(methods)} {path} is public but guarded")
+        elif not public and len(guards) != 1:
+            problems.append(f"{sorted(methods)} {path} has {len(guards)} role guards")
+    if problems:
+        raise RuntimeError("role matrix incomplete: " + "; ".join(problems))
+
+
+def create_app(
+    settings: HubSettings,
+    sessionmaker: sessionmaker[Session],
+    control: HubControl,
+    *,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
+    password_hasher: PasswordHasher | None = None,
+    login_throttle: LoginThrottle | None = None,
+) -> FastAPI:
+    """Build the API app.
+
+    Args:
+        settings: the hub's settings (site secret for badge hashes, token lifetime…).
+        sessionmaker: factory of SQLAlchemy sessions on the hub's store.
+        control: the running hub (``NullControl`` in tests).
+        lifespan: the hub service's lifespan, when the API runs inside it.
+        password_hasher: argon2 parameters (the library defaults when None; tests pass
+            cheap ones).
+        login_throttle: failed-login limiter (5 failures per 5 minutes by default).
+    """
+    app = FastAPI(
+        title="fabrique",
+        version="1",
+        summary="Équipements du FabLab et de la salle de jeux : accès, créneaux, usage.",
+        description=(
+            "REST API of the fabrique hub. Authenticate with `POST /api/auth/login`; the "
+            "token is set as the `fabrique_session` cookie and may also be sent as "
+            "`Authorization: Bearer <token>`. Every route lists the roles it admits."
+        ),
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessionmaker = sessionmaker
+    app.state.control = control
+    app.state.policy = policy_config(settings)
+    app.state.password_checker = PasswordChecker(password_hasher or PasswordHasher())
+    app.state.login_throttle = login_throttle or LoginThrottle()
+
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(OperationalError, _database_down)
+
+    @app.get("/api/health", response_model=Health, tags=["system"], summary="Liveness and database")
+    def health(db: SessionDep) -> Health:
+        """No authentication: for load balancers and the systemd watchdog."""
+        try:
+            db.execute(text("SELECT 1"))
+        except OperationalError as err:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail="Base de données indisponible"
+            ) from err
+        return Health(status="ok", database="ok")
+
+    _describe_roles(app.routes)
+    for module in ROUTERS:
+        _describe_roles(module.router.routes)
+        app.include_router(module.router)
+    check_role_matrix(app)
+    log.info("API ready with %d routes", len(api_routes(app)))
+    return app
+
+
+def _describe_roles(routes: Sequence[Any]) -> None:
+    """Append the admitted roles to each route's OpenAPI description (once)."""
+    for route in routes:
+        if not isinstance(route, APIRoute) or _ROLES_MARK in (route.description or ""):
+            continue
+        guards = guard_of(route.dependencies)
+        roles = ", ".join(sorted(guards[0].roles)) if guards else "anyone"
+        route.description = (route.description or "").strip() + f"{_ROLES_MARK}{roles}."

@@ -1,0 +1,1 @@
+"""The API's routers, one module per area; :func:`hub.api.app.create_app` includes them."""

@@ -1,0 +1,316 @@
+"""Weekly slots, dated exceptions and quotas (tags ``slots``, ``quotas``).
+
+Audiences name age groups from the configured bands and known programmes; both are
+checked here so that a typo never silently closes a slot to everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.api.auth import Capability
+from hub.api.common import (
+    commit,
+    conflict,
+    get_or_404,
+    invalid,
+    require_age_groups,
+    require_refs,
+)
+from hub.api.deps import ControlDep, PolicyDep, SessionDep, allow
+from hub.api.schemas import (
+    DbId,
+    ExceptionCreate,
+    ExceptionPublic,
+    ExceptionUpdate,
+    Ident,
+    QuotaCreate,
+    QuotaPublic,
+    QuotaUpdate,
+    SlotCreate,
+    SlotPublic,
+    SlotUpdate,
+    check_break,
+    check_exception_hours,
+)
+from hub.db.models import Programme, Quota, Slot, SlotException, Zone
+from hub.policy.model import PolicyConfig
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api")
+
+READ = [allow(Capability.REFERENCE_READ)]
+WRITE = [allow(Capability.REFERENCE_WRITE)]
+
+
+def _check_refs(db: Session, values: dict[str, Any], cfg: PolicyConfig) -> None:
+    if values.get("zone_id") is not None:
+        require_refs(db, Zone, [values["zone_id"]], ("body", "zone_id"), "Zone")
+    if "programmes" in values:
+        require_refs(db, Programme, values["programmes"], ("body", "programmes"), "Programme")
+    if "age_groups" in values:
+        require_age_groups(values["age_groups"], ("body", "age_groups"), cfg)
+
+
+def _rule(check: Any, *args: Any) -> None:
+    """Run a cross-field check on merged values; its ValueError becomes a 422 on the body."""
+    try:
+        check(*args)
+    except ValueError as err:
+        raise invalid(("body",), str(err)) from err
+
+
+# --------------------------------------------------------------------------- slots
+
+
+@router.get(
+    "/slots",
+    response_model=list[SlotPublic],
+    tags=["slots"],
+    summary="List weekly slots",
+    dependencies=READ,
+)
+def list_slots(db: SessionDep, zone_id: Ident | None = None) -> list[Slot]:
+    query = select(Slot).order_by(Slot.zone_id, Slot.weekday, Slot.start, Slot.id)
+    if zone_id is not None:
+        query = query.where(Slot.zone_id == zone_id)
+    return list(db.scalars(query))
+
+
+@router.post(
+    "/slots",
+    response_model=SlotPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["slots"],
+    summary="Add a weekly slot",
+    dependencies=WRITE,
+)
+def create_slot(body: SlotCreate, db: SessionDep, control: ControlDep, cfg: PolicyDep) -> Slot:
+    values = body.model_dump()
+    _check_refs(db, values, cfg)
+    slot = Slot(**values)
+    db.add(slot)
+    commit(db, "Créneau refusé par la base de données")
+    control.reference_changed()
+    return slot
+
+
+@router.get(
+    "/slots/{slot_id}",
+    response_model=SlotPublic,
+    tags=["slots"],
+    summary="One slot",
+    dependencies=READ,
+)
+def get_slot(slot_id: DbId, db: SessionDep) -> Slot:
+    return get_or_404(db, Slot, slot_id, "Créneau")
+
+
+@router.patch(
+    "/slots/{slot_id}",
+    response_model=SlotPublic,
+    tags=["slots"],
+    summary="Edit a slot",
+    dependencies=WRITE,
+)
+def update_slot(
+    slot_id: DbId, body: SlotUpdate, db: SessionDep, control: ControlDep, cfg: PolicyDep
+) -> Slot:
+    slot = get_or_404(db, Slot, slot_id, "Créneau")
+    changes = body.changes()
+    _check_refs(db, changes, cfg)
+    if changes.get("start", slot.start) == changes.get("end", slot.end):
+        raise invalid(("body",), "Le créneau doit avoir une durée (début et fin différents)")
+    for name, value in changes.items():
+        setattr(slot, name, value)
+    commit(db, "Modification refusée")
+    control.reference_changed()
+    return slot
+
+
+@router.delete(
+    "/slots/{slot_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["slots"],
+    summary="Delete a slot",
+    dependencies=WRITE,
+)
+def delete_slot(slot_id: DbId, db: SessionDep, control: ControlDep) -> None:
+    db.delete(get_or_404(db, Slot, slot_id, "Créneau"))
+    commit(db, "Suppression refusée")
+    control.reference_changed()
+
+
+# --------------------------------------------------------------------------- exceptions
+
+
+@router.get(
+    "/slot-exceptions",
+    response_model=list[ExceptionPublic],
+    tags=["slots"],
+    summary="List dated closures and special openings",
+    dependencies=READ,
+)
+def list_exceptions(db: SessionDep, zone_id: Ident | None = None) -> list[SlotException]:
+    query = select(SlotException).order_by(SlotException.day, SlotException.id)
+    if zone_id is not None:
+        query = query.where(SlotException.zone_id == zone_id)
+    return list(db.scalars(query))
+
+
+@router.post(
+    "/slot-exceptions",
+    response_model=ExceptionPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["slots"],
+    summary="Add a closure or a special opening",
+    dependencies=WRITE,
+)
+def create_exception(
+    body: ExceptionCreate, db: SessionDep, control: ControlDep, cfg: PolicyDep
+) -> SlotException:
+    values = body.model_dump()
+    _check_refs(db, values, cfg)
+    row = SlotException(**values)
+    db.add(row)
+    commit(db, "Exception refusée par la base de données")
+    control.reference_changed()
+    return row
+
+
+@router.get(
+    "/slot-exceptions/{exception_id}",
+    response_model=ExceptionPublic,
+    tags=["slots"],
+    summary="One exception",
+    dependencies=READ,
+)
+def get_exception(exception_id: DbId, db: SessionDep) -> SlotException:
+    return get_or_404(db, SlotException, exception_id, "Exception")
+
+
+@router.patch(
+    "/slot-exceptions/{exception_id}",
+    response_model=ExceptionPublic,
+    tags=["slots"],
+    summary="Edit an exception",
+    dependencies=WRITE,
+)
+def update_exception(
+    exception_id: DbId, body: ExceptionUpdate, db: SessionDep, control: ControlDep, cfg: PolicyDep
+) -> SlotException:
+    row = get_or_404(db, SlotException, exception_id, "Exception")
+    changes = body.changes()
+    _check_refs(db, changes, cfg)
+    merged = {k: changes.get(k, getattr(row, k)) for k in ("kind", "start", "end")}
+    _rule(check_exception_hours, merged["kind"], merged["start"], merged["end"])
+    for name, value in changes.items():
+        setattr(row, name, value)
+    commit(db, "Modification refusée")
+    control.reference_changed()
+    return row
+
+
+@router.delete(
+    "/slot-exceptions/{exception_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["slots"],
+    summary="Delete an exception",
+    dependencies=WRITE,
+)
+def delete_exception(exception_id: DbId, db: SessionDep, control: ControlDep) -> None:
+    db.delete(get_or_404(db, SlotException, exception_id, "Exception"))
+    commit(db, "Suppression refusée")
+    control.reference_changed()
+
+
+# --------------------------------------------------------------------------- quotas
+
+
+@router.get(
+    "/quotas",
+    response_model=list[QuotaPublic],
+    tags=["quotas"],
+    summary="List time quotas and forced breaks",
+    dependencies=READ,
+)
+def list_quotas(db: SessionDep, zone_id: Ident | None = None) -> list[Quota]:
+    query = select(Quota).order_by(Quota.zone_id, Quota.age_group)
+    if zone_id is not None:
+        query = query.where(Quota.zone_id == zone_id)
+    return list(db.scalars(query))
+
+
+@router.post(
+    "/quotas",
+    response_model=QuotaPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["quotas"],
+    summary="Set the quota of an age group in a zone",
+    dependencies=WRITE,
+)
+def create_quota(body: QuotaCreate, db: SessionDep, control: ControlDep, cfg: PolicyDep) -> Quota:
+    require_refs(db, Zone, [body.zone_id], ("body", "zone_id"), "Zone")
+    require_age_groups([body.age_group], ("body", "age_group"), cfg)
+    existing = db.scalar(
+        select(Quota.id).where(Quota.zone_id == body.zone_id, Quota.age_group == body.age_group)
+    )
+    if existing is not None:
+        conflict(f"Un quota existe déjà pour {body.age_group} dans cette zone (n° {existing})")
+    quota = Quota(**body.model_dump())
+    db.add(quota)
+    commit(db, "Un quota existe déjà pour cette tranche d'âge dans cette zone")
+    control.reference_changed()
+    return quota
+
+
+@router.get(
+    "/quotas/{quota_id}",
+    response_model=QuotaPublic,
+    tags=["quotas"],
+    summary="One quota",
+    dependencies=READ,
+)
+def get_quota(quota_id: DbId, db: SessionDep) -> Quota:
+    return get_or_404(db, Quota, quota_id, "Quota")
+
+
+@router.patch(
+    "/quotas/{quota_id}",
+    response_model=QuotaPublic,
+    tags=["quotas"],
+    summary="Edit a quota",
+    dependencies=WRITE,
+)
+def update_quota(quota_id: DbId, body: QuotaUpdate, db: SessionDep, control: ControlDep) -> Quota:
+    quota = get_or_404(db, Quota, quota_id, "Quota")
+    changes = body.changes()
+    _rule(
+        check_break,
+        changes.get("break_after_min", quota.break_after_min),
+        changes.get("break_min", quota.break_min),
+    )
+    for name, value in changes.items():
+        setattr(quota, name, value)
+    commit(db, "Modification refusée")
+    control.reference_changed()
+    return quota
+
+
+@router.delete(
+    "/quotas/{quota_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["quotas"],
+    summary="Delete a quota",
+    dependencies=WRITE,
+)
+def delete_quota(quota_id: DbId, db: SessionDep, control: ControlDep) -> None:
+    db.delete(get_or_404(db, Quota, quota_id, "Quota"))
+    commit(db, "Suppression refusée")
+    control.reference_changed()

@@ -1,0 +1,181 @@
+"""Machines: configuration (admins) and floor commands (staff) (tag ``machines``).
+
+Maintenance is both a stored flag (the policy refuses access, snapshots carry it) and a
+command to the edge; pause/resume/cancel only go to the edge through ``HubControl``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import select
+
+from hub.api.auth import Capability, Principal
+from hub.api.common import commit, conflict, get_or_404, require_refs
+from hub.api.deps import ControlDep, CurrentAccount, SessionDep, allow
+from hub.api.schemas import (
+    CommandRequest,
+    CommandResult,
+    Ident,
+    MachineCreate,
+    MachinePublic,
+    MachineUpdate,
+    MaintenanceRequest,
+)
+from hub.db.models import Machine, MachineTraining, Training, Zone
+from protocol.messages import MachineAction
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/machines", tags=["machines"])
+
+
+def _set_trainings(machine: Machine, training_ids: list[str]) -> None:
+    current = {t.training_id: t for t in machine.trainings}
+    machine.trainings = [
+        current.get(tid) or MachineTraining(machine_id=machine.id, training_id=tid)
+        for tid in training_ids
+    ]
+
+
+@router.get(
+    "",
+    response_model=list[MachinePublic],
+    summary="List machines",
+    dependencies=[allow(Capability.REFERENCE_READ)],
+)
+def list_machines(db: SessionDep, zone_id: Ident | None = None) -> list[Machine]:
+    query = select(Machine).order_by(Machine.id)
+    if zone_id is not None:
+        query = query.where(Machine.zone_id == zone_id)
+    return list(db.scalars(query))
+
+
+@router.post(
+    "",
+    response_model=MachinePublic,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a machine",
+    dependencies=[allow(Capability.REFERENCE_WRITE)],
+)
+def create_machine(body: MachineCreate, db: SessionDep, control: ControlDep) -> Machine:
+    if db.get(Machine, body.id) is not None:
+        conflict(f"La machine {body.id} existe déjà")
+    require_refs(db, Zone, [body.zone_id], ("body", "zone_id"), "Zone")
+    require_refs(db, Training, body.required_trainings, ("body", "required_trainings"), "Formation")
+    machine = Machine(**body.model_dump(exclude={"required_trainings"}))
+    _set_trainings(machine, body.required_trainings)
+    db.add(machine)
+    commit(db, f"La machine {body.id} existe déjà")
+    control.reference_changed()
+    log.info("machine %s created on edge %s", machine.id, machine.edge_id)
+    return machine
+
+
+@router.get(
+    "/{machine_id}",
+    response_model=MachinePublic,
+    summary="One machine",
+    dependencies=[allow(Capability.REFERENCE_READ)],
+)
+def get_machine(machine_id: Ident, db: SessionDep) -> Machine:
+    return get_or_404(db, Machine, machine_id, "Machine")
+
+
+@router.patch(
+    "/{machine_id}",
+    response_model=MachinePublic,
+    summary="Edit a machine",
+    dependencies=[allow(Capability.REFERENCE_WRITE)],
+)
+def update_machine(
+    machine_id: Ident, body: MachineUpdate, db: SessionDep, control: ControlDep
+) -> Machine:
+    machine = get_or_404(db, Machine, machine_id, "Machine")
+    changes = body.changes()
+    if "zone_id" in changes:
+        require_refs(db, Zone, [changes["zone_id"]], ("body", "zone_id"), "Zone")
+    if "required_trainings" in changes:
+        trainings = changes.pop("required_trainings")
+        require_refs(db, Training, trainings, ("body", "required_trainings"), "Formation")
+        _set_trainings(machine, trainings)
+    for name, value in changes.items():
+        setattr(machine, name, value)
+    commit(db, "Modification refusée")
+    control.reference_changed()
+    return machine
+
+
+@router.delete(
+    "/{machine_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a machine (its usage history stays)",
+    dependencies=[allow(Capability.REFERENCE_WRITE)],
+)
+def delete_machine(machine_id: Ident, db: SessionDep, control: ControlDep) -> None:
+    machine = get_or_404(db, Machine, machine_id, "Machine")
+    db.delete(machine)
+    commit(db, "La machine est encore utilisée")
+    control.reference_changed()
+    log.info("machine %s deleted", machine_id)
+
+
+@router.post(
+    "/{machine_id}/maintenance",
+    response_model=CommandResult,
+    summary="Put a machine in maintenance, or back in service",
+    dependencies=[allow(Capability.MACHINE_COMMAND)],
+)
+def set_maintenance(
+    machine_id: Ident,
+    body: MaintenanceRequest,
+    db: SessionDep,
+    control: ControlDep,
+    principal: CurrentAccount,
+) -> CommandResult:
+    """Store the flag (kept across restarts, refused by the policy) and tell the edge now."""
+    machine = get_or_404(db, Machine, machine_id, "Machine")
+    machine.maintenance = body.on
+    machine.maintenance_note = body.note if body.on else ""
+    commit(db, "Modification refusée")
+    control.reference_changed()
+    action = MachineAction.MAINTENANCE_ON if body.on else MachineAction.MAINTENANCE_OFF
+    delivered = control.machine_command(machine_id, action)
+    _log_command(principal, machine_id, action, delivered)
+    return CommandResult(machine_id=machine_id, action=action, delivered=delivered)
+
+
+@router.post(
+    "/{machine_id}/commands",
+    response_model=CommandResult,
+    summary="Pause, resume or cancel the machine's job",
+    responses={503: {"description": "the machine's edge cannot be reached"}},
+    dependencies=[allow(Capability.MACHINE_COMMAND)],
+)
+def command(
+    machine_id: Ident,
+    body: CommandRequest,
+    db: SessionDep,
+    control: ControlDep,
+    principal: CurrentAccount,
+) -> CommandResult:
+    get_or_404(db, Machine, machine_id, "Machine")
+    delivered = control.machine_command(machine_id, body.action)
+    _log_command(principal, machine_id, body.action, delivered)
+    if not delivered:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="La machine est injoignable pour le moment : commande non transmise",
+        )
+    return CommandResult(machine_id=machine_id, action=body.action, delivered=True)
+
+
+def _log_command(principal: Principal, machine_id: str, action: str, delivered: bool) -> None:
+    log.info(
+        "account %d sent %s to machine %s (delivered: %s)",
+        principal.account_id,
+        action,
+        machine_id,
+        delivered,
+    )

@@ -1,0 +1,725 @@
+"""Request and response models of the REST API: Create/Update/Public families per resource.
+
+Inputs forbid unknown fields (no mass assignment) and bound every string and number to
+what the database column holds, so bad input becomes a precise 422, never a database
+error. ``Update`` models are partial: only the fields sent are applied, and ``null`` is
+accepted only for nullable columns. Outputs never carry password hashes, raw badge
+UIDs or full badge hashes (a short fingerprint is enough to tell badges apart).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
+from hub.db.models import ExceptionKind, MachineKind, MemberStatus, PowerPolicy, Role
+from protocol.ids import BADGE_HASH_PATTERN, ID_PATTERN
+from protocol.messages import Availability, EndReason, MachineAction, OfflineRule, utcnow
+
+#: Largest value of a 32-bit INTEGER column (PostgreSQL refuses more).
+MAX_INT = 2_147_483_647
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("Caractères de contrôle interdits")
+    return value
+
+
+#: A zone, machine, edge, programme or training id (same rule as MQTT topic levels).
+Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+#: A required short name.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_printable),
+]
+#: An optional label (may be empty).
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=100), AfterValidator(_printable)
+]
+Note = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_printable)
+]
+Minutes = Annotated[int, Field(ge=0, le=7 * 24 * 60)]
+DbId = Annotated[int, Field(ge=1, le=MAX_INT)]
+Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+Password = Annotated[str, StringConstraints(max_length=MAX_PASSWORD_LENGTH)]
+IdList = Annotated[list[Ident], Field(max_length=50)]
+AgeGroupName = Annotated[str, StringConstraints(max_length=16)]
+AgeGroupList = Annotated[list[AgeGroupName], Field(max_length=10)]
+
+
+def _unique(values: list[str]) -> list[str]:
+    return sorted(set(values))
+
+
+def _naive_time(value: time | None) -> time | None:
+    if value is not None and value.tzinfo is not None:
+        raise ValueError("Heure locale attendue, sans fuseau horaire")
+    return value
+
+
+LocalTime = Annotated[time, AfterValidator(_naive_time)]
+
+
+class Input(BaseModel):
+    """Base of request bodies: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Patch(Input):
+    """Base of partial updates: ``null`` only for the fields listed in ``nullable``."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> Patch:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None and name not in self.nullable:
+                raise ValueError(f"Le champ {name} ne peut pas être vide (null)")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, ready to apply."""
+        return self.model_dump(exclude_unset=True)
+
+
+class Output(BaseModel):
+    """Base of responses: built from ORM rows."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+T = TypeVar("T")
+
+
+class Page(Output, Generic[T]):
+    """One page of a list, with the total count for pagination."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Message(Output):
+    """A plain acknowledgement."""
+
+    detail: str
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class LoginRequest(Input):
+    username: Annotated[str, StringConstraints(max_length=64)]
+    password: Password
+
+
+class AccountPublic(Output):
+    id: int
+    username: str
+    role: Role
+    member_id: int | None
+    active: bool
+    created_at: datetime
+
+
+class LoginResponse(Output):
+    token: str = Field(description="bearer token; also set as the fabrique_session cookie")
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
+    expires_at: datetime
+    account: AccountPublic
+
+
+class AccountCreate(Input):
+    username: Username
+    password: Password
+    role: Role
+    member_id: DbId | None = None
+
+
+class AccountUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset({"member_id"})
+
+    password: Password | None = None
+    role: Role | None = None
+    member_id: DbId | None = None
+    active: bool | None = None
+
+
+# --------------------------------------------------------------------------- zones, programmes
+
+
+class ZoneCreate(Input):
+    id: Ident
+    name: Name
+    capacity: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class ZoneUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset({"capacity"})
+
+    name: Name | None = None
+    capacity: Annotated[int, Field(ge=1, le=10_000)] | None = None
+
+
+class ZonePublic(Output):
+    id: str
+    name: str
+    capacity: int | None
+
+
+class ProgrammeCreate(Input):
+    id: Ident
+    name: Name
+
+
+class ProgrammeUpdate(Patch):
+    name: Name | None = None
+
+
+class ProgrammePublic(Output):
+    id: str
+    name: str
+
+
+# --------------------------------------------------------------------------- trainings
+
+ValidityDays = Annotated[int, Field(ge=1, le=3650)]
+
+
+class TrainingCreate(Input):
+    id: Ident
+    name: Name
+    validity_days: ValidityDays | None = None
+
+
+class TrainingUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset({"validity_days"})
+
+    name: Name | None = None
+    validity_days: ValidityDays | None = None
+
+
+class TrainingPublic(Output):
+    id: str
+    name: str
+    validity_days: int | None
+
+
+class TrainingGrant(Input):
+    """Grant a training; the expiry follows from the training's validity."""
+
+    granted_on: date | None = Field(default=None, description="default: today (site time)")
+
+
+class MemberTrainingPublic(Output):
+    training_id: str
+    name: str
+    granted_on: date
+    expires_on: date | None
+    valid: bool
+
+
+# --------------------------------------------------------------------------- machines
+
+MinAge = Annotated[int, Field(ge=0, le=99)]
+
+
+class MachineCreate(Input):
+    id: Ident
+    name: Name
+    kind: MachineKind
+    zone_id: Ident
+    edge_id: Ident
+    min_age: MinAge | None = None
+    offline_rule: OfflineRule = OfflineRule.ALLOW
+    power_policy: PowerPolicy = PowerPolicy.FOLLOW_SESSION
+    required_trainings: Annotated[IdList, AfterValidator(_unique)] = Field(default_factory=list)
+    maintenance: bool = False
+    maintenance_note: Note = ""
+
+
+class MachineUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset({"min_age"})
+
+    name: Name | None = None
+    kind: MachineKind | None = None
+    zone_id: Ident | None = None
+    edge_id: Ident | None = None
+    min_age: MinAge | None = None
+    offline_rule: OfflineRule | None = None
+    power_policy: PowerPolicy | None = None
+    required_trainings: Annotated[IdList, AfterValidator(_unique)] | None = None
+    maintenance: bool | None = None
+    maintenance_note: Note | None = None
+
+
+class MachinePublic(Output):
+    id: str
+    name: str
+    kind: MachineKind
+    zone_id: str
+    edge_id: str
+    min_age: int | None
+    offline_rule: OfflineRule
+    power_policy: PowerPolicy
+    required_trainings: list[str]
+    maintenance: bool
+    maintenance_note: str
+
+
+class MaintenanceRequest(Input):
+    on: bool
+    note: Note = ""
+
+
+class CommandRequest(Input):
+    """A print command; maintenance has its own endpoint because it also changes the store."""
+
+    action: Literal[MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL]
+
+
+class CommandResult(Output):
+    machine_id: str
+    action: MachineAction
+    delivered: bool
+
+
+# --------------------------------------------------------------------------- members
+
+
+def _plausible_year(value: int) -> int:
+    this_year = utcnow().year
+    if not this_year - 120 <= value <= this_year:
+        raise ValueError(
+            f"Année de naissance invraisemblable (entre {this_year - 120} et {this_year})"
+        )
+    return value
+
+
+BirthYear = Annotated[int, Field(ge=1900, le=2200), AfterValidator(_plausible_year)]
+BirthMonth = Annotated[int, Field(ge=1, le=12)]
+
+
+def _consent_not_future(value: date | None) -> date | None:
+    if value is not None and value > utcnow().date():
+        raise ValueError("La date de consentement ne peut pas être dans le futur")
+    return value
+
+
+ConsentDate = Annotated[date, AfterValidator(_consent_not_future)]
+
+
+class MemberCreate(Input):
+    display_name: Name
+    birth_year: BirthYear
+    birth_month: BirthMonth
+    programmes: Annotated[IdList, AfterValidator(_unique)] = Field(default_factory=list)
+    role: Role = Role.MEMBER
+    status: MemberStatus = MemberStatus.ACTIVE
+    consent_at: ConsentDate | None = None
+
+    @model_validator(mode="after")
+    def _born_in_the_past(self) -> MemberCreate:
+        _check_birth(self.birth_year, self.birth_month)
+        return self
+
+
+class MemberUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset({"consent_at"})
+
+    display_name: Name | None = None
+    birth_year: BirthYear | None = None
+    birth_month: BirthMonth | None = None
+    programmes: Annotated[IdList, AfterValidator(_unique)] | None = None
+    role: Role | None = None
+    status: MemberStatus | None = None
+    consent_at: ConsentDate | None = None
+
+
+def _check_birth(year: int, month: int) -> None:
+    today = utcnow().date()
+    if (year, month) > (today.year, today.month):
+        raise ValueError("La date de naissance ne peut pas être dans le futur")
+
+
+class BadgePublic(Output):
+    id: int
+    member_id: int
+    fingerprint: str = Field(description="first 12 hex digits of the keyed hash")
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+
+class MemberPublic(Output):
+    """A member as admins and fabmanagers see them."""
+
+    id: int
+    display_name: str
+    first_name: str
+    birth_year: int
+    birth_month: int
+    age: int
+    age_group: str
+    programmes: list[str]
+    role: Role
+    status: MemberStatus
+    consent_at: date | None
+    consent_missing: bool = Field(description="under the consent age without a guardian consent")
+    created_at: datetime
+    trainings: list[MemberTrainingPublic]
+    badges: list[BadgePublic]
+
+
+class MemberBrief(Output):
+    """A member as animators see them: first name, group and trainings only."""
+
+    id: int
+    first_name: str
+    age_group: str
+    status: MemberStatus
+    role: Role
+    trainings: list[MemberTrainingPublic]
+
+
+# --------------------------------------------------------------------------- badges
+
+_UID_RE = r"^[0-9A-Fa-f:\- ]{2,64}$"
+
+
+class BadgeCreate(Input):
+    """Enrol a badge by its raw UID (hashed at once, never stored) or by its keyed hash."""
+
+    member_id: DbId
+    uid: Annotated[str, StringConstraints(pattern=_UID_RE)] | None = Field(
+        default=None, description="raw UID as a reader prints it (hex, separators allowed)"
+    )
+    hash: Annotated[str, StringConstraints(pattern=BADGE_HASH_PATTERN)] | None = Field(
+        default=None, description="keyed hash as an edge reports it"
+    )
+    label: Label = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BadgeCreate:
+        if (self.uid is None) == (self.hash is None):
+            raise ValueError("Indiquez soit uid, soit hash (un seul des deux)")
+        return self
+
+    def __repr__(self) -> str:  # never print a raw UID
+        return f"BadgeCreate(member_id={self.member_id}, label={self.label!r})"
+
+
+class BadgeUpdate(Patch):
+    label: Label | None = None
+
+
+# --------------------------------------------------------------------------- slots, quotas
+
+
+class Audience(Input):
+    label: Label = ""
+    age_groups: Annotated[AgeGroupList, AfterValidator(_unique)] = Field(default_factory=list)
+    programmes: Annotated[IdList, AfterValidator(_unique)] = Field(default_factory=list)
+    animator_required: bool = False
+
+
+class SlotCreate(Audience):
+    """A weekly window; ``end`` before ``start`` means it ends after midnight."""
+
+    zone_id: Ident
+    weekday: Annotated[int, Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")]
+    start: LocalTime
+    end: LocalTime
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SlotCreate:
+        if self.start == self.end:
+            raise ValueError("Le créneau doit avoir une durée (début et fin différents)")
+        return self
+
+
+class SlotUpdate(Patch):
+    zone_id: Ident | None = None
+    weekday: Annotated[int, Field(ge=0, le=6)] | None = None
+    start: LocalTime | None = None
+    end: LocalTime | None = None
+    label: Label | None = None
+    age_groups: Annotated[AgeGroupList, AfterValidator(_unique)] | None = None
+    programmes: Annotated[IdList, AfterValidator(_unique)] | None = None
+    animator_required: bool | None = None
+
+
+class SlotPublic(Output):
+    id: int
+    zone_id: str
+    weekday: int
+    start: time
+    end: time
+    label: str
+    age_groups: list[str]
+    programmes: list[str]
+    animator_required: bool
+
+
+def check_exception_hours(kind: ExceptionKind, start: time | None, end: time | None) -> None:
+    """Closures: whole day (no hours) or both hours; openings: both hours, start before end."""
+    if (start is None) != (end is None):
+        raise ValueError("Indiquez l'heure de début et l'heure de fin, ou aucune des deux")
+    if kind is ExceptionKind.OPENING and start is None:
+        raise ValueError("Une ouverture exceptionnelle doit avoir des horaires")
+    if start is not None and end is not None and start >= end:
+        raise ValueError("L'heure de fin doit suivre l'heure de début")
+
+
+class ExceptionCreate(Audience):
+    zone_id: Ident | None = Field(default=None, description="None: every zone")
+    day: date
+    kind: ExceptionKind
+    start: LocalTime | None = None
+    end: LocalTime | None = None
+
+    @model_validator(mode="after")
+    def _hours(self) -> ExceptionCreate:
+        check_exception_hours(self.kind, self.start, self.end)
+        return self
+
+
+class ExceptionUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset({"zone_id", "start", "end"})
+
+    zone_id: Ident | None = None
+    day: date | None = None
+    kind: ExceptionKind | None = None
+    start: LocalTime | None = None
+    end: LocalTime | None = None
+    label: Label | None = None
+    age_groups: Annotated[AgeGroupList, AfterValidator(_unique)] | None = None
+    programmes: Annotated[IdList, AfterValidator(_unique)] | None = None
+    animator_required: bool | None = None
+
+
+class ExceptionPublic(Output):
+    id: int
+    zone_id: str | None
+    day: date
+    kind: ExceptionKind
+    start: time | None
+    end: time | None
+    label: str
+    age_groups: list[str]
+    programmes: list[str]
+    animator_required: bool
+
+
+def check_break(after: int | None, length: int | None) -> None:
+    if (after is None) != (length is None):
+        raise ValueError("Une pause forcée demande break_after_min et break_min ensemble")
+    if after is not None and length is not None and (after == 0 or length == 0):
+        raise ValueError("break_after_min et break_min doivent être positifs")
+
+
+class QuotaCreate(Input):
+    zone_id: Ident
+    age_group: AgeGroupName
+    daily_min: Minutes | None = None
+    weekly_min: Minutes | None = None
+    break_after_min: Minutes | None = None
+    break_min: Minutes | None = None
+
+    @model_validator(mode="after")
+    def _break(self) -> QuotaCreate:
+        check_break(self.break_after_min, self.break_min)
+        return self
+
+
+class QuotaUpdate(Patch):
+    nullable: ClassVar[frozenset[str]] = frozenset(
+        {"daily_min", "weekly_min", "break_after_min", "break_min"}
+    )
+
+    daily_min: Minutes | None = None
+    weekly_min: Minutes | None = None
+    break_after_min: Minutes | None = None
+    break_min: Minutes | None = None
+
+
+class QuotaPublic(Output):
+    id: int
+    zone_id: str
+    age_group: str
+    daily_min: int | None
+    weekly_min: int | None
+    break_after_min: int | None
+    break_min: int | None
+
+
+# --------------------------------------------------------------------------- floor
+
+
+class PresenceCreate(Input):
+    zone_id: Ident
+    hours: Annotated[float, Field(gt=0, le=24)] | None = Field(
+        default=None, description="default: the hub's staff_presence_h"
+    )
+
+
+class PresencePublic(Output):
+    id: int
+    member_id: int
+    first_name: str
+    zone_id: str
+    since: datetime
+    until: datetime
+
+
+class SessionPublic(Output):
+    """A usage session; identity fields are filled according to the caller's role."""
+
+    id: str
+    machine_id: str
+    zone_id: str | None
+    edge_id: str
+    member_id: int | None = Field(description="admins and fabmanagers only")
+    first_name: str | None = Field(description="staff only")
+    age_group: str
+    programmes: list[str]
+    machine_kind: str
+    offline: bool
+    staff: bool
+    started_at: datetime
+    granted_until: datetime | None
+    ended_at: datetime | None
+    end_reason: EndReason | None
+    used_s: float
+    open: bool
+
+
+class LiveSession(Output):
+    id: str
+    first_name: str | None
+    age_group: str
+    started_at: datetime
+    granted_until: datetime | None
+    used_s: float
+
+
+class LiveMachine(Output):
+    id: str
+    name: str
+    kind: MachineKind
+    zone_id: str
+    edge_id: str
+    availability: Availability | Literal["unknown"]
+    maintenance: bool
+    maintenance_note: str
+    edge_online: bool | None
+    state_ts: datetime | None
+    detail: dict[str, str | float | int | bool | None]
+    session: LiveSession | None
+
+
+class EdgePublic(Output):
+    id: str
+    online: bool | None
+    version: str
+    last_seen: datetime | None
+    machines: list[str]
+    journal_through: int | None
+    journal_max_seen: int | None
+
+
+class AlertPublic(Output):
+    id: int
+    ts: datetime
+    kind: str
+    edge_id: str | None
+    machine_id: str | None
+    detail: str
+    resolved_at: datetime | None
+
+
+# --------------------------------------------------------------------------- reports
+
+UsageDimension = Literal["member", "machine", "programme", "age_group", "machine_kind", "month"]
+
+
+class UsageRow(Output):
+    key: str
+    label: str
+    seconds: float
+    hours: float
+    sessions: int
+    participants: int = Field(description="distinct identified members")
+
+
+class UsageTotals(Output):
+    by: UsageDimension
+    since: datetime | None
+    until: datetime | None
+    rows: list[UsageRow]
+    hidden_groups: int = Field(description="groups withheld because fewer people than the minimum")
+    min_group_size: int | None
+
+
+# --------------------------------------------------------------------------- me
+
+
+class MyUsage(Output):
+    zone_id: str
+    today_s: float
+    week_s: float
+    daily_min: int | None
+    weekly_min: int | None
+
+
+class MySession(Output):
+    machine_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    used_s: float
+
+
+class MePublic(Output):
+    account: AccountPublic
+    first_name: str | None
+    age_group: str | None
+    trainings: list[MemberTrainingPublic]
+    usage: list[MyUsage]
+    recent_sessions: list[MySession]
+
+
+class Health(Output):
+    status: Literal["ok"]
+    database: Literal["ok"]
+
+
+class MemberExport(Output):
+    """Every row about one member, table by table (GDPR right of access and portability)."""
+
+    member_id: int
+    exported_at: datetime
+    tables: dict[str, list[dict[str, Any]]]
+
+    @field_validator("tables")
+    @classmethod
+    def _sorted(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        return dict(sorted(value.items()))

@@ -1,0 +1,617 @@
+"""The usage ledger: edge journal events applied exactly once to sessions and usage.
+
+Edges journal every event durably, then publish it at least once (DESIGN §3,
+"Exactly-once metering"). The hub makes processing effectively-once:
+
+1. each event is inserted once in ``edge_event`` (unique on edge + seq); a
+   duplicate changes nothing and is only acknowledged again;
+2. in the same transaction it is applied to its projection (``usage_session``,
+   ``access_log`` for offline decisions, ``alert`` for faults), and the edge's
+   ``contiguous_through`` cursor advances while ``seq + 1`` is present;
+3. only after COMMIT does :class:`LedgerWorker` publish ``cmd/journal
+   {ack_through}`` (debounced), and a gap (``max_seen > contiguous_through``) still
+   open after ``gap_replay_after_s`` triggers ``{replay_from: contiguous_through+1}``.
+
+**Order independence.** Events of one edge arrive in order on one topic, but replays
+and duplicates interleave, and a gap can hold back a session's start while its ticks
+or end arrive. Every projection is therefore a monotone merge: a tick or an end whose
+session is unknown creates a *placeholder* row (no badge yet, start estimated from
+the event), which the ``session_started`` event completes later without undoing what
+the tick or end recorded; ``used_s`` and ``last_minute`` only ever grow (max), and
+the first ``session_ended`` fixes the end time and reason. Applying the same set of
+events in any order, any number of times, yields the same rows.
+
+The duplicate check is check-then-insert on the primary key, done by the single
+worker thread that writes ``edge_event``; an ``IntegrityError`` from a concurrent
+writer (another process) rolls the whole transaction back and it is retried once,
+when the check then sees the duplicate. No SAVEPOINT is needed, which pysqlite does
+not handle reliably.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, overload
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db.engine import transaction
+from hub.db.models import (
+    STAFF_ROLES,
+    AccessLog,
+    Alert,
+    Badge,
+    EdgeCursor,
+    EdgeEvent,
+    Machine,
+    Member,
+    UsageSession,
+)
+from hub.live import LiveState, session_view
+from hub.metrics import Metrics, RateLimitedLog
+from hub.policy.engine import age_at, age_group
+from hub.policy.model import PolicyConfig, SessionView
+from protocol.messages import (
+    EdgeStatus,
+    JournalCommand,
+    MachineFault,
+    OfflineDecision,
+    SessionEnded,
+    SessionStarted,
+    UsageTick,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(logger)
+
+Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault
+
+#: Most seqs looked at in one go when advancing a cursor past a filled gap.
+_ADVANCE_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """Outcome of applying one event.
+
+    ``ack_through`` is the edge's ``contiguous_through`` after the commit;
+    ``max_seen > ack_through`` means a gap is open. ``session`` is the session row
+    the event touched (after the change), for the live state.
+    """
+
+    edge: str
+    seq: int
+    duplicate: bool
+    ack_through: int
+    max_seen: int
+    session: SessionView | None = None
+    session_edge: str | None = None
+    ended: bool = False
+
+    @property
+    def gap(self) -> bool:
+        return self.max_seen > self.ack_through
+
+
+class Ledger:
+    """Applies journal events to the store, one transaction per event.
+
+    Usable without MQTT (tests, the demo, imports): :meth:`apply` is synchronous.
+    """
+
+    def __init__(
+        self, factory: sessionmaker[Session], cfg: PolicyConfig, metrics: Metrics | None = None
+    ) -> None:
+        self._factory = factory
+        self._cfg = cfg
+        self._metrics = metrics or Metrics()
+
+    # ------------------------------------------------------------------ events
+
+    def apply(self, event: Event, now: datetime | None = None) -> Applied:
+        """Insert ``event`` once and apply it; duplicates change nothing.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the store failed; nothing was applied
+                (the edge will replay the event since it is not acknowledged).
+        """
+        received = now or utcnow()
+        for attempt in (1, 2):
+            try:
+                with transaction(self._factory) as session:
+                    result = self._apply_in(session, event, received)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                logger.info("concurrent insert of %s#%d; retrying", event.edge, event.seq)
+                continue
+            self._metrics.inc("events", "duplicate" if result.duplicate else event.type)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _apply_in(self, s: Session, event: Event, received: datetime) -> Applied:
+        edge, seq = event.edge, event.seq
+        cursor = s.get(EdgeCursor, edge)
+        if cursor is None:
+            cursor = EdgeCursor(edge_id=edge, contiguous_through=0, max_seen=0, epoch=0)
+            s.add(cursor)
+        existing = s.get(EdgeEvent, (edge, seq))
+        if existing is not None:
+            if existing.event_id != event.event_id:
+                self._conflict(
+                    s,
+                    edge,
+                    f"seq {seq} seen with event ids {existing.event_id} and {event.event_id}",
+                )
+            return Applied(edge, seq, True, cursor.contiguous_through, cursor.max_seen)
+        twin = s.scalar(select(EdgeEvent).where(EdgeEvent.event_id == event.event_id))
+        if twin is not None:
+            self._conflict(
+                s,
+                edge,
+                f"event {event.event_id} seen as {twin.edge_id}#{twin.seq} and {edge}#{seq}",
+            )
+            return Applied(edge, seq, True, cursor.contiguous_through, cursor.max_seen)
+
+        s.add(
+            EdgeEvent(
+                edge_id=edge,
+                seq=seq,
+                event_id=event.event_id,
+                type=event.type,
+                body=event.body.model_dump(mode="json"),
+                ts=event.ts,
+                received_at=received,
+            )
+        )
+        row, ended = self._project(s, event)
+        cursor.max_seen = max(cursor.max_seen or 0, seq)
+        if seq == cursor.contiguous_through + 1:
+            s.flush()
+            cursor.contiguous_through = self._advance(s, edge, seq)
+        return Applied(
+            edge,
+            seq,
+            False,
+            cursor.contiguous_through,
+            cursor.max_seen,
+            session=session_view(row) if row is not None else None,
+            session_edge=row.edge_id if row is not None else None,
+            ended=ended,
+        )
+
+    @staticmethod
+    def _advance(s: Session, edge: str, through: int) -> int:
+        """Highest n >= through such that every seq in (through, n] is stored."""
+        while True:
+            nexts = s.scalars(
+                select(EdgeEvent.seq)
+                .where(EdgeEvent.edge_id == edge, EdgeEvent.seq > through)
+                .order_by(EdgeEvent.seq)
+                .limit(_ADVANCE_BATCH)
+            ).all()
+            for n in nexts:
+                if n != through + 1:
+                    return through
+                through = n
+            if len(nexts) < _ADVANCE_BATCH:
+                return through
+
+    def _conflict(self, s: Session, edge: str, detail: str) -> None:
+        """Same seq with another event id, or one event id under two seqs: a cloned
+        or restored edge. Nothing is applied; staff get one open alert per edge."""
+        self._metrics.inc("journal_conflicts")
+        _limited.warning(f"conflict:{edge}", "journal conflict on edge %s: %s", edge, detail)
+        open_alert = s.scalar(
+            select(Alert.id).where(
+                Alert.kind == "journal_conflict",
+                Alert.edge_id == edge,
+                Alert.resolved_at.is_(None),
+            )
+        )
+        if open_alert is None:
+            s.add(Alert(kind="journal_conflict", edge_id=edge, detail=detail[:1000]))
+
+    # ------------------------------------------------------------------ projections
+
+    def _project(self, s: Session, event: Event) -> tuple[UsageSession | None, bool]:
+        if isinstance(event, SessionStarted):
+            return self._started(s, event), False
+        if isinstance(event, UsageTick):
+            tick = event.body
+            row = self._row_or_placeholder(
+                s,
+                event.edge,
+                tick.session_id,
+                tick.machine,
+                event.ts - timedelta(seconds=tick.elapsed_s),
+            )
+            row.used_s = max(row.used_s or 0.0, tick.elapsed_s)
+            row.last_minute = max(row.last_minute or 0, tick.minute)
+            return row, False
+        if isinstance(event, SessionEnded):
+            end = event.body
+            row = self._row_or_placeholder(
+                s,
+                event.edge,
+                end.session_id,
+                end.machine,
+                end.ended_at - timedelta(seconds=end.duration_s),
+            )
+            if row.ended_at is None:
+                row.ended_at = end.ended_at
+                row.end_reason = end.reason
+            row.used_s = max(row.used_s or 0.0, end.duration_s)
+            return row, True
+        if isinstance(event, OfflineDecision):
+            d = event.body
+            s.add(
+                AccessLog(
+                    ts=event.ts,
+                    edge_id=event.edge,
+                    machine_id=d.machine,
+                    member_id=self._member_of(s, d.badge),
+                    badge_hash=d.badge,
+                    req_id=d.req_id,
+                    granted=d.granted,
+                    code=d.code,
+                    offline=True,
+                    session_id=d.session_id,
+                )
+            )
+            return None, False
+        fault = event.body
+        s.add(
+            Alert(
+                ts=event.ts,
+                kind="machine_fault",
+                edge_id=event.edge,
+                machine_id=fault.machine,
+                detail=f"{fault.code}: {fault.detail}" if fault.detail else fault.code,
+            )
+        )
+        return None, False
+
+    @staticmethod
+    def _member_of(s: Session, badge: str) -> int | None:
+        return s.scalar(select(Badge.member_id).where(Badge.hash == badge))
+
+    def _started(self, s: Session, event: SessionStarted) -> UsageSession:
+        body = event.body
+        member_id = self._member_of(s, body.badge)
+        member = s.get(Member, member_id) if member_id is not None else None
+        machine = s.get(Machine, body.machine)
+        day = body.started_at.astimezone(self._cfg.tz).date()
+        fields = {
+            "edge_id": event.edge,
+            "machine_id": body.machine,
+            "zone_id": machine.zone_id if machine else None,
+            "member_id": member.id if member else None,
+            "badge_hash": body.badge,
+            "age_group": (
+                age_group(age_at(member.birth_year, member.birth_month, day), self._cfg)
+                if member
+                else ""
+            ),
+            "programmes": member.programme_ids if member else [],
+            "machine_kind": machine.kind.value if machine else "",
+            "offline": body.offline,
+            "staff": bool(member and member.role in STAFF_ROLES),
+            "req_id": body.req_id,
+            "started_at": body.started_at,
+            "granted_until": body.ends_at,
+        }
+        row = s.get(UsageSession, body.session_id)
+        if row is None:
+            row = UsageSession(id=body.session_id, used_s=0.0, last_minute=0, **fields)
+            s.add(row)
+        elif row.badge_hash is None:
+            # Placeholder made by a tick or an end that overtook the start: complete it,
+            # keeping what they recorded (end, used time, last minute).
+            for key, value in fields.items():
+                setattr(row, key, value)
+        else:
+            _limited.warning(
+                f"restart:{body.session_id}",
+                "session %s started twice (edge %s seq %d); keeping the first start",
+                body.session_id,
+                event.edge,
+                event.seq,
+            )
+        return row
+
+    @staticmethod
+    def _row_or_placeholder(
+        s: Session, edge: str, session_id: str, machine_id: str, started_estimate: datetime
+    ) -> UsageSession:
+        row = s.get(UsageSession, session_id)
+        if row is not None:
+            return row
+        machine = s.get(Machine, machine_id)
+        row = UsageSession(
+            id=session_id,
+            edge_id=edge,
+            machine_id=machine_id,
+            zone_id=machine.zone_id if machine else None,
+            machine_kind=machine.kind.value if machine else "",
+            started_at=started_estimate,
+            used_s=0.0,
+            last_minute=0,
+        )
+        s.add(row)
+        return row
+
+    # ------------------------------------------------------------------ cursors, status
+
+    def cursor(self, edge: str) -> tuple[int, int]:
+        """``(contiguous_through, max_seen)`` of an edge (zeros if never seen)."""
+        with self._factory() as s:
+            c = s.get(EdgeCursor, edge)
+            return (c.contiguous_through, c.max_seen) if c else (0, 0)
+
+    def open_gaps(self) -> dict[str, int]:
+        """Edges with a gap, and their ``contiguous_through``."""
+        with self._factory() as s:
+            rows = s.execute(
+                select(EdgeCursor.edge_id, EdgeCursor.contiguous_through).where(
+                    EdgeCursor.max_seen > EdgeCursor.contiguous_through
+                )
+            ).all()
+        return {edge: through for edge, through in rows}
+
+    def record_status(self, edge: str, status: EdgeStatus, now: datetime | None = None) -> bool:
+        """Persist an edge's liveness under the epoch rule; False when stale."""
+        with transaction(self._factory) as s:
+            c = s.get(EdgeCursor, edge)
+            if c is None:
+                c = EdgeCursor(edge_id=edge, contiguous_through=0, max_seen=0, epoch=status.epoch)
+                s.add(c)
+            elif status.epoch < c.epoch:
+                return False
+            c.epoch = status.epoch
+            c.online = status.online
+            if status.version:
+                c.version = status.version[:64]
+            c.last_seen = now or utcnow()
+        return True
+
+
+# --------------------------------------------------------------------------- totals
+
+
+@overload
+def usage_totals(
+    session: Session, *, since: datetime, until: datetime, by: Literal["member"]
+) -> dict[int, float]: ...
+
+
+@overload
+def usage_totals(
+    session: Session, *, since: datetime, until: datetime, by: Literal["machine"]
+) -> dict[str, float]: ...
+
+
+def usage_totals(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    by: Literal["member", "machine"],
+) -> dict[int, float] | dict[str, float]:
+    """Seconds used per member or per machine, for sessions started in ``[since, until)``.
+
+    ``used_s`` is the edge's monotonic measure (max of the minute ticks and the final
+    duration), so totals are exact whatever the duplicates and replays. Sessions of
+    unknown or erased members are left out of the per-member totals.
+    """
+    window = (UsageSession.started_at >= since, UsageSession.started_at < until)
+    if by == "member":
+        member_rows = session.execute(
+            select(UsageSession.member_id, func.sum(UsageSession.used_s))
+            .where(*window, UsageSession.member_id.is_not(None))
+            .group_by(UsageSession.member_id)
+        ).all()
+        return {int(key): float(total or 0.0) for key, total in member_rows if key is not None}
+    machine_rows = session.execute(
+        select(UsageSession.machine_id, func.sum(UsageSession.used_s))
+        .where(*window)
+        .group_by(UsageSession.machine_id)
+    ).all()
+    return {str(key): float(total or 0.0) for key, total in machine_rows}
+
+
+# --------------------------------------------------------------------------- worker
+
+Publish = Callable[[str, JournalCommand], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    edge: str
+    status: EdgeStatus
+    at: datetime
+
+
+class LedgerWorker:
+    """The one thread that writes the ledger, and publishes acks and replay requests.
+
+    paho's network thread only :meth:`submit`s; this thread applies each event,
+    updates the live state after the commit, then (debounced by ``ack_interval_s``,
+    or as soon as the queue is idle) publishes ``ack_through`` for each edge that
+    sent something, and ``replay_from`` for gaps older than ``gap_replay_after_s``
+    (re-armed after each request rather than repeated on every event).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        publish: Publish,
+        *,
+        live: LiveState | None = None,
+        metrics: Metrics | None = None,
+        ack_interval_s: float = 0.2,
+        gap_replay_after_s: float = 5.0,
+        on_session_ended: Callable[[SessionView], None] | None = None,
+        max_queue: int = 100_000,
+    ) -> None:
+        self._ledger = ledger
+        self._publish = publish
+        self._live = live
+        self._metrics = metrics or Metrics()
+        self._ack_interval = ack_interval_s
+        self._gap_after = gap_replay_after_s
+        self._on_ended = on_session_ended
+        self._queue: queue.Queue[Event | _Status | None] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._ack_due: dict[str, int] = {}
+        self._last_ack: dict[str, float] = {}
+        self._gaps: dict[str, float] = {}
+        self._through: dict[str, int] = {}
+        self._done = threading.Condition()
+        self._enqueued = 0
+        self._finished = 0
+
+    # ------------------------------------------------------------------ producers
+
+    def submit(self, event: Event) -> bool:
+        """Queue an event for the worker (never blocks); False when the queue is full.
+
+        A dropped event is not lost: it is not acknowledged, so the edge replays it.
+        """
+        return self._put(event)
+
+    def submit_status(self, edge: str, status: EdgeStatus, at: datetime) -> bool:
+        """Queue an accepted edge status for persistence (and an ack if it is online)."""
+        return self._put(_Status(edge, status, at))
+
+    def _put(self, item: Event | _Status) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._metrics.inc("ledger_dropped", "queue_full")
+            _limited.warning("full", "ledger queue full: dropping (the edge will replay)")
+            return False
+        with self._done:
+            self._enqueued += 1
+        return True
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted before this call has been processed."""
+        with self._done:
+            target = self._enqueued
+            return self._done.wait_for(lambda: self._finished >= target, timeout)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Arm gaps left open before a restart, then start the worker thread."""
+        if self._thread is not None:
+            return
+        now = time.monotonic()
+        for edge, through in self._ledger.open_gaps().items():
+            self._through[edge] = through
+            self._gaps[edge] = now
+        self._thread = threading.Thread(target=self._run, name="ledger-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Process what is queued, publish the last acks, and stop."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("ledger worker did not stop within %.1fs", timeout)
+        self._thread = None
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        while True:
+            item: Event | _Status | _Idle | None
+            try:
+                item = self._queue.get(timeout=min(self._ack_interval, 0.1))
+            except queue.Empty:
+                item = _IDLE
+            if item is None:
+                self._flush_acks(force=True)
+                return
+            if not isinstance(item, _Idle):
+                try:
+                    self._process(item)
+                except Exception:
+                    # Never let one event (or a store outage) kill the worker: the event
+                    # stays unacknowledged and the edge replays it.
+                    self._metrics.inc("ledger_errors")
+                    _limited.warning("process", "ledger failed to apply an item", exc_info=True)
+                finally:
+                    with self._done:
+                        self._finished += 1
+                        self._done.notify_all()
+            try:
+                self._flush_acks(force=self._queue.empty())
+                self._check_gaps()
+            except Exception:
+                self._metrics.inc("ledger_errors")
+                _limited.warning("publish", "ledger failed to publish", exc_info=True)
+
+    def _process(self, item: Event | _Status) -> None:
+        if isinstance(item, _Status):
+            if self._ledger.record_status(item.edge, item.status, item.at) and item.status.online:
+                through, max_seen = self._ledger.cursor(item.edge)
+                self._note(item.edge, through, max_seen)
+            return
+        applied = self._ledger.apply(item)
+        self._note(applied.edge, applied.ack_through, applied.max_seen)
+        if applied.session is not None and self._live is not None:
+            self._live.session_changed(applied.session, applied.session_edge or applied.edge)
+        if (
+            applied.ended
+            and not applied.duplicate
+            and applied.session is not None
+            and self._on_ended is not None
+        ):
+            self._on_ended(applied.session)
+
+    def _note(self, edge: str, through: int, max_seen: int) -> None:
+        self._ack_due[edge] = through
+        self._through[edge] = through
+        if max_seen > through:
+            self._gaps.setdefault(edge, time.monotonic())
+        else:
+            self._gaps.pop(edge, None)
+
+    def _flush_acks(self, *, force: bool) -> None:
+        now = time.monotonic()
+        for edge in list(self._ack_due):
+            if force or now - self._last_ack.get(edge, 0.0) >= self._ack_interval:
+                through = self._ack_due.pop(edge)
+                self._publish(edge, JournalCommand(ack_through=through))
+                self._last_ack[edge] = now
+                self._metrics.inc("acks_sent")
+
+    def _check_gaps(self) -> None:
+        now = time.monotonic()
+        for edge, since in list(self._gaps.items()):
+            if now - since >= self._gap_after:
+                first_missing = self._through.get(edge, 0) + 1
+                logger.info("edge %s: gap still open, asking replay from %d", edge, first_missing)
+                self._publish(edge, JournalCommand(replay_from=first_missing))
+                self._gaps[edge] = now
+                self._metrics.inc("replays_requested")
+
+
+class _Idle:
+    """Marker: the queue had nothing; time to flush acks and check gaps."""
+
+
+_IDLE = _Idle()

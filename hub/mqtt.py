@@ -1,0 +1,408 @@
+"""The hub's MQTT connection: the only module of :mod:`hub` that imports paho.
+
+:class:`HubMqtt` owns one paho-mqtt 2.x client (DESIGN §5.2, one owner per
+connection) and turns the broker's traffic into typed calls on a
+:class:`HubHandlers` object:
+
+* **last will**: a retained ``HubStatus(online=False)`` on ``hub/status`` (QoS 1), so
+  edges switch to their offline policy when the hub dies;
+* **persistent session**: MQTT 3.1.1 (the embedded demo broker speaks nothing
+  newer) with ``clean_session=False`` and a stable client id, so journal events
+  published while the hub restarts wait in the broker;
+* **subscribe first, then announce**: on every (re)connect the hub subscribes to
+  ``req/access``, ``evt``, ``status``, ``state/+`` and ``tele/+`` of every edge, then
+  publishes a retained ``HubStatus(online=True)`` (the Sparkplug order);
+* **TCP_NODELAY** on the socket as soon as paho opens it: badge replies are small
+  packets, and Nagle's algorithm would hold each one back 40-80 ms waiting for the
+  broker's delayed ACK (the broker needs ``set_tcp_nodelay true`` as well);
+* **bad input never stops the loop**: every payload goes through
+  :func:`protocol.decode` / :func:`protocol.decode_event`; any
+  :class:`~protocol.errors.ProtocolError` or handler exception is counted by reason
+  in :class:`~hub.metrics.Metrics` (``bad_messages``), logged through a rate-limited
+  WARNING, and the next message is served as usual.
+
+Reconnection is paho's own loop (``connect_async`` + ``loop_start`` with
+``reconnect_delay_set``), which retries with exponential back-off until
+:meth:`HubMqtt.stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any, Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from hub.metrics import Metrics, RateLimitedLog
+from hub.settings import HubSettings
+from protocol.errors import ProtocolError
+from protocol.messages import (
+    AccessRequest,
+    EdgeStatus,
+    HubStatus,
+    MachineFault,
+    MachineState,
+    Message,
+    OfflineDecision,
+    SessionEnded,
+    SessionStarted,
+    Telemetry,
+    UsageTick,
+    decode,
+    decode_event,
+    encode,
+    utcnow,
+)
+from protocol.topics import Kind, Topics, parse_topic
+
+logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(logger)
+
+Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault
+
+#: (topic kind, QoS) the hub subscribes to for every edge of its site.
+SUBSCRIPTIONS: tuple[tuple[Kind, int], ...] = (
+    (Kind.REQ_ACCESS, 1),
+    (Kind.EVT, 1),
+    (Kind.EDGE_STATUS, 1),
+    (Kind.STATE, 1),
+    (Kind.TELE, 0),
+)
+
+
+class MismatchError(ProtocolError):
+    """The body names another edge or machine than the topic it came on.
+
+    An edge may only speak for itself (the broker's ACL enforces the topic, the hub
+    enforces the body), so such a message is dropped whatever else it says.
+    """
+
+    reason = "edge_mismatch"
+
+
+class HubHandlers(Protocol):
+    """What the hub service does with the decoded traffic (called in paho's thread)."""
+
+    def on_connected(self) -> None:
+        """The connection is up, subscriptions sent and online status published."""
+
+    def on_access_request(self, edge: str, request: AccessRequest, received: float) -> None:
+        """A badge request; ``received`` is ``time.perf_counter()`` at receipt."""
+
+    def on_event(self, edge: str, event: Event) -> None:
+        """A journal event (possibly a duplicate or a replay)."""
+
+    def on_edge_status(self, edge: str, status: EdgeStatus) -> None:
+        """An edge's retained status (online, or its last will)."""
+
+    def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
+        """A machine's retained state; None when the retained state was cleared."""
+
+    def on_telemetry(self, edge: str, machine: str, telemetry: Telemetry) -> None:
+        """Telemetry of a machine (never used for metering)."""
+
+
+def set_nodelay(sock: Any) -> bool:
+    """Disable Nagle's algorithm on a TCP socket (also through an SSL wrapper)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError) as err:
+        logger.warning("could not set TCP_NODELAY on the MQTT socket: %s", err)
+        return False
+    return True
+
+
+class HubMqtt:
+    """The hub's one MQTT client.
+
+    The constructor only stores its arguments; :meth:`start` creates the client and
+    connects in the background (reconnecting forever), :meth:`stop` announces the
+    hub offline and disconnects.
+    """
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        handlers: HubHandlers,
+        metrics: Metrics | None = None,
+        *,
+        version: str = "",
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.site)
+        self.metrics = metrics or Metrics()
+        self._handlers = handlers
+        self._version = version
+        self._client: paho.Client | None = None
+        self._connected = threading.Event()
+        self._stopping = False
+        self._subscribe_mid: int | None = None
+
+    @property
+    def client_id(self) -> str:
+        """Stable across restarts, so that the broker keeps the hub's session."""
+        return self.settings.mqtt_client_id or f"fabrique-hub-{self.settings.site}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Create the client and connect in the background (paho's own thread)."""
+        if self._client is not None:
+            return
+        s = self.settings
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+        client.suppress_exceptions = True
+        if s.mqtt_username:
+            password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
+            client.username_pw_set(s.mqtt_username, password)
+        if s.mqtt_tls:
+            client.tls_set(ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
+        client.will_set(
+            self.topics.hub_status(),
+            encode(HubStatus(online=False, ts=utcnow(), version=self._version)),
+            qos=1,
+            retain=True,
+        )
+        client.max_inflight_messages_set(50)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_socket_open = self._on_socket_open
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._stopping = False
+        client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=s.mqtt_keepalive_s)
+        client.loop_start()
+        logger.info("MQTT: connecting to %s:%d as %s", s.mqtt_host, s.mqtt_port, self.client_id)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``hub/status`` offline (retained), disconnect and stop the loop."""
+        client = self._client
+        if client is None:
+            return
+        self._stopping = True
+        if self._connected.is_set():
+            info = client.publish(
+                self.topics.hub_status(),
+                encode(HubStatus(online=False, ts=utcnow(), version=self._version)),
+                qos=1,
+                retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as err:
+                logger.warning("MQTT: offline status not confirmed: %s", err)
+        client.disconnect()
+        client.loop_stop()
+        self._connected.clear()
+        self._client = None
+        logger.info("MQTT: stopped")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until connected, subscribed (SUBACK) and announced online, or ``timeout``."""
+        return self._connected.wait(timeout)
+
+    def socket(self) -> Any:
+        """The client's live socket (tests check its options), or None."""
+        return self._client.socket() if self._client is not None else None
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, topic: str, message: Message, *, qos: int = 1, retain: bool = False) -> bool:
+        """Publish one message; False (and counted) if paho refused it.
+
+        While disconnected, QoS 1 messages are queued by paho and sent on reconnect.
+        """
+        client = self._client
+        if client is None:
+            self.metrics.inc("publish_failed", "not_started")
+            return False
+        info = client.publish(topic, encode(message), qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self.metrics.inc("publish_failed", str(info.rc))
+            _limited.warning("publish", "MQTT: publish on %s failed: %s", topic, info.rc)
+            return False
+        return True
+
+    def publish_raw(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> bool:
+        """Publish raw bytes (an empty retained payload deletes a retained message)."""
+        client = self._client
+        if client is None:
+            return False
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
+
+    def publish_paced(
+        self, topic: str, payload: bytes, *, retain: bool = False, timeout: float = 10.0
+    ) -> bool:
+        """Publish a large QoS 1 payload and wait for the broker's PUBACK.
+
+        Policy snapshots weigh up to megabytes: publishing hundreds at once would put
+        them all in front of the badge answers in paho's outgoing queue. Sending one
+        at a time keeps at most one of them ahead of any answer. Never call this from
+        paho's own thread (it would wait for itself).
+        """
+        client = self._client
+        if client is None:
+            return False
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Not connected: paho keeps the message and sends it after reconnecting.
+            return info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN
+        try:
+            info.wait_for_publish(timeout)
+            return info.is_published()
+        except (RuntimeError, ValueError):
+            return False
+
+    # ------------------------------------------------------------------ paho callbacks
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        set_nodelay(sock)
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self.metrics.inc("mqtt_connect_refused", str(reason_code))
+            _limited.warning("refused", "MQTT: connection refused: %s", reason_code)
+            return
+        result, mid = client.subscribe(
+            [(self.topics.all_edges(kind), qos) for kind, qos in SUBSCRIPTIONS]
+        )
+        self._subscribe_mid = mid if result == MQTTErrorCode.MQTT_ERR_SUCCESS else None
+        logger.info("MQTT: connected (session present: %s)", flags.session_present)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            # Typically an ACL: the hub would be deaf to part of the site. Say it loudly.
+            self.metrics.inc("mqtt_subscribe_refused")
+            logger.error("MQTT: subscriptions refused by the broker: %s", refused)
+        # Subscribed first, announced second (Sparkplug order): edges that see the hub
+        # online and start replaying their journal are sure to be heard.
+        client.publish(
+            self.topics.hub_status(),
+            encode(HubStatus(online=True, ts=utcnow(), version=self._version)),
+            qos=1,
+            retain=True,
+        )
+        self.metrics.inc("mqtt_connects")
+        try:
+            self._handlers.on_connected()
+        except Exception:
+            self.metrics.inc("handler_errors", "on_connected")
+            logger.exception("MQTT: on_connected handler failed")
+        self._connected.set()
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self.metrics.inc("mqtt_connect_failed")
+        _limited.warning("connect_fail", "MQTT: cannot reach the broker; retrying")
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        if self._stopping:
+            return
+        self.metrics.inc("mqtt_disconnects")
+        _limited.warning("disconnect", "MQTT: connection lost (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        received = time.perf_counter()
+        topic = msg.topic
+        try:
+            self._dispatch(topic, bytes(msg.payload), received)
+        except ProtocolError as err:
+            self.metrics.inc("bad_messages", err.reason)
+            _limited.warning(f"bad:{err.reason}", "dropping message on %s: %s", topic, err)
+        except Exception as err:
+            self.metrics.inc("bad_messages", "handler_error")
+            _limited.warning(
+                f"handler:{type(err).__name__}",
+                "handler failed on %s: %s",
+                topic,
+                err,
+                exc_info=True,
+            )
+
+    def _dispatch(self, topic: str, payload: bytes, received: float) -> None:
+        parsed = parse_topic(topic)
+        edge = parsed.edge
+        if parsed.site != self.topics.site or edge is None:
+            raise ProtocolError(
+                f"topic {topic!r} is not an edge topic of this site", reason="topic"
+            )
+        kind = parsed.kind
+        self.metrics.inc("messages", kind.value)
+        h = self._handlers
+        if kind is Kind.REQ_ACCESS:
+            request = decode(AccessRequest, payload)
+            if request.edge != edge:
+                raise MismatchError(f"request names edge {request.edge!r}, topic {edge!r}")
+            h.on_access_request(edge, request, received)
+        elif kind is Kind.EVT:
+            event = decode_event(payload)
+            if event.edge != edge:
+                raise MismatchError(f"event names edge {event.edge!r}, topic {edge!r}")
+            h.on_event(edge, event)
+        elif kind is Kind.EDGE_STATUS:
+            if not payload:
+                return  # retained status cleared (edge decommissioned): nothing to apply
+            h.on_edge_status(edge, decode(EdgeStatus, payload))
+        elif kind is Kind.STATE:
+            machine = parsed.machine or ""
+            if not payload:
+                h.on_machine_state(edge, machine, None)
+                return
+            state = decode(MachineState, payload)
+            if state.machine != machine:
+                raise MismatchError(f"state names machine {state.machine!r}, topic {machine!r}")
+            h.on_machine_state(edge, machine, state)
+        elif kind is Kind.TELE:
+            machine = parsed.machine or ""
+            tele = decode(Telemetry, payload)
+            if tele.machine != machine:
+                raise MismatchError(f"telemetry names machine {tele.machine!r}, topic {machine!r}")
+            h.on_telemetry(edge, machine, tele)
+        else:
+            raise ProtocolError(f"the hub does not consume {kind.value} messages", reason="topic")

@@ -1,0 +1,156 @@
+"""Run ``fabrique demo`` as a real subprocess and check what it left behind.
+
+Shared by the Mosquitto and the embedded-broker tests (one file each, to keep each
+file under a minute).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from tests.conftest import free_port
+
+DURATION_S = 25
+API_LINE = re.compile(r"API : (http://127\.0\.0\.1:\d+)/docs — identifiant admin / (\S+)")
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_demo_and_check(tmp_path: Path, broker: str) -> None:
+    """Start the demo, use its API while it runs, then check the store after it exits."""
+    port = free_port()
+    out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "fabrique", "demo",
+                "--duration", str(DURATION_S), "--speed", "30", "--port", str(port),
+                "--broker", broker, "--seed", "4",
+            ],
+            cwd=tmp_path, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    children: set[int] = set()
+    try:
+        match = _wait_for(
+            lambda: API_LINE.search(out_path.read_text(encoding="utf-8")), 40, "the API line"
+        )
+        base, password = match.group(1), match.group(2)
+        assert base == f"http://127.0.0.1:{port}"
+        children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        assert len(children) >= 2, "a broker and the simulated edges run as children"
+
+        # The printed credentials work and the live floor sees the simulated edges.
+        with httpx.Client(base_url=base, timeout=10) as api:
+            login = api.post("/api/auth/login", json={"username": "admin", "password": password})
+            assert login.status_code == 200, login.text
+            token = login.json()["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+
+            def edges_online() -> bool:
+                machines = api.get("/api/live/machines", headers=headers).json()
+                assert len(machines) == 7
+                return all(m["edge_online"] for m in machines)
+
+            _wait_for(edges_online, 20, "every simulated edge online")
+        rc = proc.wait(DURATION_S + 40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    stdout = out_path.read_text(encoding="utf-8")
+    stderr = err_path.read_text(encoding="utf-8")
+    assert rc == 0, stdout + stderr
+    assert "Traceback" not in stderr
+    assert "Démo arrêtée." in stdout
+    assert re.search(r"── 6 bornes en ligne · \d+ sessions? ouvertes? · \d+ décisions?", stdout)
+
+    # No process outlived the demo.
+    alive = [pid for pid in children if psutil.pid_exists(pid)]
+    alive = [p for p in alive if psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left behind: {alive}"
+
+    _check_store(tmp_path / ".fabrique-demo")
+
+
+def _check_store(workdir: Path) -> None:
+    db = sqlite3.connect(workdir / "hub.db")
+    try:
+
+        def q(sql: str) -> list[Any]:
+            return db.execute(sql).fetchall()
+
+        decisions = q("SELECT granted, code FROM access_log")
+        assert len(decisions) >= 3, decisions
+        assert any(granted for granted, _code in decisions)
+        sessions = q("SELECT id, ended_at, end_reason, used_s, last_minute FROM usage_session")
+        assert sessions, "sessions were opened"
+        # Stopping ends every session and drains the journals before the hub stops.
+        assert all(ended is not None and reason for _id, ended, reason, _u, _m in sessions), (
+            sessions
+        )
+        assert sum(used for *_rest, used, _m in sessions) > 60
+        assert any(minute >= 1 for *_rest, minute in sessions), "usage ticks were applied"
+        types = dict(q("SELECT type, COUNT(*) FROM edge_event GROUP BY type"))
+        assert types.get("session_started", 0) == len(sessions)
+        assert types.get("session_ended", 0) == len(sessions)
+        assert types.get("usage_tick", 0) >= 1
+        # Every journal was applied without gaps and acknowledged.
+        for edge, through, seen in q(
+            "SELECT edge_id, contiguous_through, max_seen FROM edge_cursor"
+        ):
+            assert through == seen, (edge, through, seen)
+    finally:
+        db.close()
+    for state in (workdir / "edges").glob("*.json"):
+        saved = json.loads(state.read_text())
+        assert saved["pending"] == [], state
+        assert saved["open"] == {}, state
+
+
+def start_demo(tmp_path: Path, broker: str) -> tuple[subprocess.Popen[bytes], Path, set[int]]:
+    """Start ``fabrique demo`` without a duration; return it once its API line is out."""
+    out_path = tmp_path / "stdout.txt"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fabrique", "demo", "--port", str(free_port()),
+             "--broker", broker, "--quiet"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        _wait_for(lambda: API_LINE.search(out_path.read_text(encoding="utf-8")), 40, "the API")
+        children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    assert len(children) >= 2
+    return proc, out_path, children
+
+
+def gone(pids: set[int]) -> bool:
+    """True when none of ``pids`` is a live (non-zombie) process any more."""
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True

@@ -1,0 +1,414 @@
+"""The usage ledger on SQLite and PostgreSQL: exactly-once over at-least-once delivery."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db.models import AccessLog, Alert, EdgeCursor, EdgeEvent, UsageSession
+from hub.ledger import Applied, Ledger, LedgerWorker, usage_totals
+from hub.live import LiveState
+from hub.policy.model import PolicyConfig
+from protocol.messages import EdgeStatus, JournalCommand, decode_event
+from tests.hub.hubkit import NOW, Journal, Seed, dumps, migrated, seed, wait_until
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[tuple[sessionmaker[Session], Seed]]:
+    factory = migrated(db_url)
+    ids = seed(factory)
+    yield factory, ids
+    factory.kw["bind"].dispose()
+
+
+@pytest.fixture
+def ledger(store: tuple[sessionmaker[Session], Seed]) -> Ledger:
+    return Ledger(store[0], PolicyConfig())
+
+
+def ev(raw: dict[str, Any]) -> Any:
+    """Decode a journal event exactly as the hub does when it comes off the wire."""
+    return decode_event(dumps(raw))
+
+
+def state(factory: sessionmaker[Session]) -> dict[str, Any]:
+    """Everything the ledger writes, in a comparable form."""
+    with factory() as s:
+        sessions = sorted(
+            (
+                r.id,
+                r.member_id,
+                r.badge_hash,
+                r.machine_id,
+                r.zone_id,
+                r.age_group,
+                r.machine_kind,
+                r.offline,
+                r.started_at,
+                r.ended_at,
+                r.end_reason,
+                r.used_s,
+                r.last_minute,
+            )
+            for r in s.scalars(select(UsageSession))
+        )
+        cursors = sorted(
+            (c.edge_id, c.contiguous_through, c.max_seen) for c in s.scalars(select(EdgeCursor))
+        )
+        events = s.scalar(select(func.count()).select_from(EdgeEvent))
+        logs = s.scalar(select(func.count()).select_from(AccessLog))
+        alerts = s.scalar(select(func.count()).select_from(Alert))
+    return {
+        "sessions": sessions,
+        "cursors": cursors,
+        "events": events,
+        "logs": logs,
+        "alerts": alerts,
+    }
+
+
+def test_session_is_recorded_with_frozen_dimensions(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    journal = Journal("pi-fab")
+    events = journal.session("s-1", "laser-1", ids.badge_alice, NOW, 185.5)
+    results = [ledger.apply(ev(e)) for e in events]
+
+    assert [r.duplicate for r in results] == [False] * len(events)
+    assert results[-1].ack_through == len(events) == journal.seq
+    with factory() as s:
+        row = s.get(UsageSession, "s-1")
+        assert row is not None
+        assert row.member_id == ids.alice
+        assert row.age_group == "16-25"
+        assert row.machine_kind == "laser"
+        assert row.zone_id == "fablab"
+        assert row.started_at == NOW
+        assert row.ended_at == NOW + timedelta(seconds=185.5)
+        assert row.end_reason == "badge_out"
+        assert row.used_s == 185.5
+        assert row.last_minute == 3
+        assert row.staff is False
+
+
+def test_every_event_twice_changes_nothing(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    journal = Journal("pi-fab")
+    events = journal.session("s-1", "printer-1", ids.badge_alice, NOW, 130)
+    events += journal.session("s-2", "laser-1", ids.badge_sam, NOW + timedelta(hours=1), 61)
+    first = [ledger.apply(ev(e)) for e in events]
+    after_once = state(factory)
+    again = [ledger.apply(ev(e)) for e in events]
+
+    assert not any(r.duplicate for r in first)
+    assert all(r.duplicate for r in again)
+    assert {r.ack_through for r in again} == {len(events)}
+    assert state(factory) == after_once
+    assert after_once["events"] == len(events)
+
+
+def test_out_of_order_with_duplicates_matches_ground_truth(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    """Sessions of two members on three machines, delivered shuffled with repeats."""
+    factory, ids = store
+    rng = random.Random(20260311)
+    truth_member: dict[int, float] = {}
+    truth_machine: dict[str, float] = {}
+    journals = {"pi-fab": Journal("pi-fab"), "pi-game": Journal("pi-game")}
+    events: list[dict[str, Any]] = []
+    start = NOW
+    for n in range(12):
+        member, badge = rng.choice([(ids.alice, ids.badge_alice), (ids.bob, ids.badge_bob)])
+        machine, edge = rng.choice(
+            [("laser-1", "pi-fab"), ("printer-1", "pi-fab"), ("pc-1", "pi-game")]
+        )
+        duration = round(rng.uniform(5, 400), 3)
+        events += journals[edge].session(f"s-{n}", machine, badge, start, duration)
+        truth_member[member] = truth_member.get(member, 0.0) + duration
+        truth_machine[machine] = truth_machine.get(machine, 0.0) + duration
+        start += timedelta(minutes=10)
+    delivered = events + rng.sample(events, len(events) // 2)
+    rng.shuffle(delivered)
+
+    for e in delivered:
+        ledger.apply(ev(e))
+
+    window = {"since": NOW, "until": NOW + timedelta(days=1)}
+    with factory() as s:
+        by_member = usage_totals(s, by="member", **window)
+        by_machine = usage_totals(s, by="machine", **window)
+    assert by_member == pytest.approx(truth_member, abs=1e-6)
+    assert by_machine == pytest.approx(truth_machine, abs=1e-6)
+    assert set(by_member) == set(truth_member)
+    cursors = dict((e, (c, m)) for e, c, m in state(factory)["cursors"])
+    for edge, journal in journals.items():
+        if journal.seq:
+            assert cursors[edge] == (journal.seq, journal.seq)
+    # Every session is complete: no placeholder is left behind.
+    with factory() as s:
+        assert s.scalar(select(func.count()).where(UsageSession.badge_hash.is_(None))) == 0
+        assert s.scalar(select(func.count()).where(UsageSession.ended_at.is_(None))) == 0
+
+
+def test_end_and_tick_before_start_complete_a_placeholder(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    start, tick, end = Journal("pi-game").session("s-9", "pc-1", ids.badge_bob, NOW, 75.0)
+
+    r_end = ledger.apply(ev(end))
+    assert r_end.gap
+    assert r_end.ack_through == 0
+    assert r_end.max_seen == 3
+    with factory() as s:
+        row = s.get(UsageSession, "s-9")
+        assert row is not None
+        assert row.badge_hash is None
+        assert row.member_id is None
+        assert row.ended_at == NOW + timedelta(seconds=75)
+        assert row.used_s == 75.0
+    ledger.apply(ev(tick))
+    r_start = ledger.apply(ev(start))
+
+    assert r_start.ack_through == 3
+    assert not r_start.gap
+    with factory() as s:
+        row = s.get(UsageSession, "s-9")
+        assert row is not None
+        assert row.member_id == ids.bob
+        assert row.badge_hash == ids.badge_bob
+        assert row.age_group == "9-15"
+        assert row.zone_id == "gaming"
+        assert row.started_at == NOW
+        assert row.ended_at == NOW + timedelta(seconds=75)
+        assert row.end_reason == "badge_out"
+        assert row.used_s == 75.0
+        assert row.last_minute == 1
+
+
+def test_cursor_advances_only_over_contiguous_seqs(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    _factory, ids = store
+    events = Journal("pi-fab").session("s-1", "printer-1", ids.badge_alice, NOW, 250)
+    assert len(events) == 6
+    applied: list[Applied] = [ledger.apply(ev(events[i])) for i in (0, 2, 3, 5)]
+    assert [(a.ack_through, a.max_seen) for a in applied] == [(1, 1), (1, 3), (1, 4), (1, 6)]
+    assert ledger.apply(ev(events[1])).ack_through == 4
+    final = ledger.apply(ev(events[4]))
+    assert (final.ack_through, final.max_seen, final.gap) == (6, 6, False)
+    assert ledger.cursor("pi-fab") == (6, 6)
+    assert ledger.open_gaps() == {}
+
+
+def test_offline_decision_and_fault_are_recorded_once(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    j = Journal("pi-fab")
+    decision = j.event(
+        "offline_decision",
+        {
+            "req_id": "r-1",
+            "machine": "laser-1",
+            "badge": ids.badge_sam,
+            "granted": True,
+            "code": "granted_staff",
+            "session_id": "s-off",
+            "snapshot_version": 7,
+        },
+    )
+    fault = j.event("machine_fault", {"machine": "laser-1", "code": "alarm", "detail": "ALARM:1"})
+    for raw in (decision, fault, decision, fault):
+        ledger.apply(ev(raw))
+
+    with factory() as s:
+        logs = s.scalars(select(AccessLog)).all()
+        alerts = s.scalars(select(Alert)).all()
+    assert [(log.member_id, log.offline, log.granted, log.session_id) for log in logs] == [
+        (ids.sam, True, True, "s-off")
+    ]
+    assert [(a.kind, a.machine_id, a.detail) for a in alerts] == [
+        ("machine_fault", "laser-1", "alarm: ALARM:1")
+    ]
+
+
+def test_conflicting_event_ids_raise_one_alert_and_apply_nothing(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    j = Journal("pi-fab")
+    original = j.session("s-1", "printer-1", ids.badge_alice, NOW, 30)[0]
+    ledger.apply(ev(original))
+    before = state(factory)
+    clone = {**original, "event_id": "another-id"}  # same seq, other event: cloned SD card
+    moved = {**original, "seq": 2}  # same event id under another seq
+
+    assert ledger.apply(ev(clone)).duplicate
+    assert ledger.apply(ev(moved)).duplicate
+    after = state(factory)
+    assert after["alerts"] == 1
+    assert {k: v for k, v in after.items() if k != "alerts"} == {
+        k: v for k, v in before.items() if k != "alerts"
+    }
+
+
+def test_totals_count_sessions_started_in_the_window(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    j = Journal("pi-fab")
+    day = timedelta(days=1)
+    for n, (when, duration) in enumerate([(NOW - day, 100.0), (NOW, 42.5), (NOW + day, 7.0)]):
+        for e in j.session(f"s-{n}", "printer-1", ids.badge_alice, when, duration):
+            ledger.apply(ev(e))
+
+    with factory() as s:
+        today = usage_totals(s, since=NOW, until=NOW + day, by="member")
+        all_days = usage_totals(s, since=NOW - day, until=NOW + 2 * day, by="machine")
+        nothing = usage_totals(s, since=NOW + 5 * day, until=NOW + 6 * day, by="member")
+    assert today == {ids.alice: 42.5}
+    assert all_days == {"printer-1": 149.5}
+    assert nothing == {}
+
+
+def test_edge_status_follows_the_epoch_rule(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, _ids = store
+    assert ledger.record_status("pi-fab", EdgeStatus(online=True, epoch=5, version="1.2"))
+    assert not ledger.record_status("pi-fab", EdgeStatus(online=False, epoch=4))
+    with factory() as s:
+        c = s.get(EdgeCursor, "pi-fab")
+        assert c is not None
+        assert (c.online, c.epoch, c.version) == (True, 5, "1.2")
+    assert ledger.record_status("pi-fab", EdgeStatus(online=False, epoch=5))
+    with factory() as s:
+        c = s.get(EdgeCursor, "pi-fab")
+        assert c is not None
+        assert (c.online, c.epoch) == (False, 5)
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class Recorder:
+    """Collects the worker's journal commands, checking each ack against the store."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+        self.commands: list[tuple[float, str, JournalCommand]] = []
+        self.violations: list[str] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, edge: str, command: JournalCommand) -> None:
+        if command.ack_through:
+            # The ack must only ever cover committed events: look from another session.
+            with self.factory() as s:
+                stored = s.scalar(
+                    select(func.count()).where(
+                        EdgeEvent.edge_id == edge, EdgeEvent.seq <= command.ack_through
+                    )
+                )
+            if stored != command.ack_through:
+                self.violations.append(f"ack {command.ack_through} with {stored} stored")
+        with self.cond:
+            self.commands.append((time.monotonic(), edge, command))
+            self.cond.notify_all()
+
+    def wait(self, pred: Any, timeout: float = 5.0) -> tuple[float, str, JournalCommand]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for c in self.commands:
+                    if pred(c[2]):
+                        return c
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no such command; got {self.commands}")
+                self.cond.wait(left)
+
+
+def test_worker_acks_after_commit_and_requests_replay_of_old_gaps(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    recorder = Recorder(factory)
+    live = LiveState()
+    delay = 0.4
+    worker = LedgerWorker(
+        ledger, recorder, live=live, ack_interval_s=0.05, gap_replay_after_s=delay
+    )
+    worker.start()
+    try:
+        events = [
+            ev(e) for e in Journal("pi-fab").session("s-1", "laser-1", ids.badge_alice, NOW, 125)
+        ]
+        worker.submit(events[0])
+        recorder.wait(lambda c: c.ack_through == 1)
+        assert live.open_sessions()["laser-1"].session_id == "s-1"
+
+        gap_opened = time.monotonic()
+        worker.submit(events[2])  # seq 3: seq 2 is missing
+        t_replay, _, replay = recorder.wait(lambda c: c.replay_from is not None, timeout=5)
+        assert replay.replay_from == 2
+        assert t_replay - gap_opened >= delay * 0.9
+        # Re-armed, not spammed: the next request comes a whole delay later.
+        t_again, _, _ = recorder.wait(
+            lambda c: c.replay_from is not None and c is not replay, timeout=5
+        )
+        assert t_again - t_replay >= delay * 0.9
+
+        for e in (events[1], events[3], events[1]):  # the replay, the rest, a duplicate
+            worker.submit(e)
+        recorder.wait(lambda c: c.ack_through == 4)
+        assert worker.drain()
+        wait_until(lambda: "laser-1" not in live.open_sessions(), what="session closed in live")
+        replays = sum(1 for _, _, c in recorder.commands if c.replay_from is not None)
+        time.sleep(delay * 2)  # proving an absence: no replay once the gap is closed
+        assert sum(1 for _, _, c in recorder.commands if c.replay_from is not None) == replays
+        assert recorder.violations == []
+        sessions = live.member_sessions()[ids.alice]
+        assert [(v.session_id, v.used_s) for v in sessions] == [("s-1", 125.0)]
+    finally:
+        worker.stop()
+
+
+def test_worker_reacks_duplicates_and_persists_status(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    recorder = Recorder(factory)
+    worker = LedgerWorker(ledger, recorder, ack_interval_s=0.05, gap_replay_after_s=5)
+    worker.start()
+    try:
+        first = ev(Journal("pi-fab").session("s-1", "printer-1", ids.badge_alice, NOW, 10)[0])
+        worker.submit(first)
+        recorder.wait(lambda c: c.ack_through == 1)
+        count = len(recorder.commands)
+        worker.submit(first)  # the edge missed our ack and resent: ack again
+        deadline = time.monotonic() + 5
+        while len(recorder.commands) == count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert recorder.commands[-1][2].ack_through == 1
+
+        worker.submit_status("pi-fab", EdgeStatus(online=True, epoch=3), NOW)
+        assert worker.drain()
+        with factory() as s:
+            c = s.get(EdgeCursor, "pi-fab")
+            assert c is not None
+            assert (c.online, c.epoch) == (True, 3)
+    finally:
+        worker.stop()
