@@ -135,6 +135,7 @@ def compile_changed(
     changed: list[CompiledSnapshot] = []
     errors: dict[str, str] = {}
     version = job.version_floor
+    memo = snapshot.SnapshotMemo()  # member entries shared by edges alike in shape
     for edge in job.edges:
         previous = job.previous.get(edge)
         try:
@@ -147,6 +148,7 @@ def compile_changed(
                 version=previous[1] if previous else 1,
                 days=job.days,
                 validity=job.validity,
+                memo=memo,
             )
             fingerprint = snapshot.snapshot_fingerprint(candidate)
             if (

@@ -22,12 +22,14 @@ result is unsigned: the service signs it with :func:`protocol.signing.sign_snaps
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from hub.policy.calendar import local_date, local_midnight, open_windows
 from hub.policy.engine import age_at, age_group, quota_remaining_s, zone_usage
@@ -47,6 +49,50 @@ logger = logging.getLogger(__name__)
 _BADGE_RE = re.compile(BADGE_HASH_PATTERN)
 #: Fields that change on every compilation and say nothing about who may do what.
 _VOLATILE = frozenset({"version", "issued_at", "valid_until", "signature"})
+
+
+@dataclass(slots=True)
+class SnapshotMemo:
+    """Work shared by a batch of edges compiled with the same inputs.
+
+    ``entries`` maps (member id, shape of the edge's machines) to the member's entry
+    computed on placeholder machine ids ``p0, p1…``; ``windows`` interns equal
+    window tuples so that members with the same rights share one object.
+    """
+
+    entries: dict[tuple[int, tuple[Any, ...]], SnapshotEntry | None] = field(
+        default_factory=dict
+    )
+    windows: dict[tuple[SnapshotWindow, ...], tuple[SnapshotWindow, ...]] = field(
+        default_factory=dict
+    )
+
+
+def _shape(machine: MachineView) -> tuple[Any, ...]:
+    """What of a machine decides who may use it offline (everything but its id)."""
+    return (
+        machine.zone_id,
+        tuple(sorted(machine.required_trainings)),
+        machine.min_age,
+        machine.offline_rule,
+        machine.maintenance,
+    )
+
+
+def _rename_windows(
+    windows: tuple[SnapshotWindow, ...], ids: Sequence[str]
+) -> tuple[SnapshotWindow, ...]:
+    """``windows`` with placeholder machine ids ``p<i>`` replaced by ``ids[i]``.
+
+    The windows were validated when built; rebuilding them without validation keeps
+    the shared-entry shortcut cheap.
+    """
+    return tuple(
+        SnapshotWindow.model_construct(
+            start=w.start, end=w.end, machines=tuple(ids[int(m[1:])] for m in w.machines)
+        )
+        for w in windows
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +116,7 @@ def compile_snapshot(
     version: int,
     days: int = 7,
     validity: timedelta = timedelta(hours=36),
+    memo: SnapshotMemo | None = None,
 ) -> PolicySnapshot:
     """The unsigned offline snapshot of ``edge_id`` as of ``now``.
 
@@ -77,6 +124,11 @@ def compile_snapshot(
     remaining quota of the day is computed. Windows cover the local days from today
     to ``days - 1`` days ahead. Reference data that the contract cannot carry (ids
     outside ``[a-z0-9-]``, malformed badge hashes) is skipped and logged.
+
+    ``memo`` lets a batch of edges compiled with the same inputs (directory,
+    sessions, configuration, ``now``) share their member entries: two hundred
+    gaming PCs, one per edge, all alike, cost one computation per member, not two
+    hundred. Never reuse a memo across different inputs.
 
     Raises:
         ValueError: the caller's own arguments break the contract (``edge_id`` not a
@@ -105,7 +157,14 @@ def compile_snapshot(
             )
             continue
         machines.append(machine)
+    # Member entries are computed on placeholders p0, p1… so edges whose machines are
+    # alike in everything but their ids share them through ``memo``.
+    shape = tuple(_shape(m) for m in machines)
+    placeholders = [dataclasses.replace(m, id=f"p{i}") for i, m in enumerate(machines)]
+    ids = [m.id for m in machines]
 
+    memo = memo if memo is not None else SnapshotMemo()
+    renamed: dict[int, tuple[SnapshotWindow, ...]] = {}  # id(interned windows) -> renamed
     by_member: dict[int, SnapshotEntry | None] = {}
     entries: list[SnapshotEntry] = []
     for badge in sorted(directory.badges.values(), key=lambda b: b.hash):
@@ -117,17 +176,23 @@ def compile_snapshot(
             )
             continue
         if badge.member_id not in by_member:
-            member = directory.members.get(badge.member_id)
-            by_member[badge.member_id] = (
-                _member_entry(
-                    member, machines, directory, sessions.get(member.id, ()), cfg, horizon
-                )
-                if member is not None
-                else None
+            by_member[badge.member_id] = _shared_entry(
+                badge.member_id, shape, placeholders, directory, sessions, cfg, horizon, memo
             )
         template = by_member[badge.member_id]
-        if template is not None:
-            entries.append(template.model_copy(update={"badge": badge.hash}))
+        if template is None:
+            continue
+        windows = renamed.get(id(template.windows))
+        if windows is None:
+            windows = renamed[id(template.windows)] = _rename_windows(template.windows, ids)
+        entries.append(
+            SnapshotEntry.model_construct(
+                badge=badge.hash,
+                staff=template.staff,
+                windows=windows,
+                quota_min=dict(template.quota_min),
+            )
+        )
 
     return PolicySnapshot(
         edge=edge_id,
@@ -152,6 +217,34 @@ def snapshot_fingerprint(snapshot: PolicySnapshot) -> str:
 
 
 # --------------------------------------------------------------------------- members
+
+
+def _shared_entry(
+    member_id: int,
+    shape: tuple[Any, ...],
+    placeholders: Sequence[MachineView],
+    directory: Directory,
+    sessions: Mapping[int, Sequence[SessionView]],
+    cfg: PolicyConfig,
+    horizon: _Horizon,
+    memo: SnapshotMemo,
+) -> SnapshotEntry | None:
+    """The member's entry on placeholder machines, computed once per machine shape."""
+    key = (member_id, shape)
+    if key in memo.entries:
+        return memo.entries[key]
+    member = directory.members.get(member_id)
+    entry = (
+        _member_entry(member, placeholders, directory, sessions.get(member_id, ()), cfg, horizon)
+        if member is not None
+        else None
+    )
+    if entry is not None:
+        interned = memo.windows.setdefault(entry.windows, entry.windows)
+        if interned is not entry.windows:
+            entry = entry.model_copy(update={"windows": interned})
+    memo.entries[key] = entry
+    return entry
 
 
 def _consent_ok(member: MemberView, day: date, cfg: PolicyConfig) -> bool:

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from hub.policy.model import BadgeView, Directory, SessionView
-from hub.policy.snapshot import compile_snapshot, snapshot_fingerprint
+from hub.policy.snapshot import SnapshotMemo, compile_snapshot, snapshot_fingerprint
 from protocol.messages import OfflineRule, PolicySnapshot, SnapshotEntry, decode, encode
 from protocol.signing import policy_key, sign_snapshot, verify_snapshot
 from tests.hub.policy.world import (
@@ -287,3 +287,33 @@ def test_caller_errors_are_value_errors() -> None:
         compile_(version=0)
     with pytest.raises(ValueError, match="edge"):
         compile_(edge="Edge Fab")
+
+
+def test_a_shared_memo_gives_each_edge_its_own_machines() -> None:
+    """Edges alike in shape share member entries, yet each lists its own machines."""
+    directory = BASE
+    pc = next(m for m in directory.machines.values() if m.kind == "gaming_pc")
+    machines = dict(directory.machines)
+    for i in range(3):
+        machines[f"twin-{i}"] = replace(pc, id=f"twin-{i}", edge_id=f"edge-twin-{i}")
+    directory = replace(directory, machines=machines)
+    edges = sorted({m.edge_id for m in directory.machines.values()})
+    memo = SnapshotMemo()
+    for edge in edges:
+        shared = compile_snapshot(edge, directory, {}, CFG, now=NOW, version=1, memo=memo)
+        alone = compile_snapshot(edge, directory, {}, CFG, now=NOW, version=1)
+        assert shared == alone
+        assert snapshot_fingerprint(shared) == snapshot_fingerprint(alone)
+        own = {m.machine for m in shared.machines}
+        for entry in shared.entries:
+            for window in entry.windows:
+                assert set(window.machines) <= own
+    twins = [
+        compile_snapshot(f"edge-twin-{i}", directory, {}, CFG, now=NOW, version=1, memo=memo)
+        for i in range(3)
+    ]
+    assert twins[0].entries  # members do get windows on the twin PCs
+    assert {w.machines for e in twins[1].entries for w in e.windows} == {("twin-1",)}
+    # The three twins have one shape: they were computed once, not three times.
+    shapes = {key[1] for key in memo.entries}
+    assert len(shapes) <= len(edges) - 2
