@@ -158,4 +158,5 @@ def load_directory(session: Session, version: int) -> Directory:
         exceptions=exceptions,
         quotas=quotas,
         version=version,
+        training_names={t.id: t.name for t in session.scalars(select(Training))},
     )

@@ -132,6 +132,19 @@ class LiveState:
 
     # ------------------------------------------------------------------ loading
 
+    def reload_presence(self, session: Session, now: datetime) -> None:
+        """Take staff presence from the store again (an animator marked in or out on the API).
+
+        The caller flushes pending presence marks first, so the store is the truth.
+        """
+        rows = session.scalars(select(StaffPresence).where(StaffPresence.until > now)).all()
+        with self._lock:
+            self._staff.clear()
+            for p in rows:
+                zone = self._staff.setdefault(p.zone_id, {})
+                zone[p.member_id] = max(zone.get(p.member_id, p.until), p.until)
+            self._staff_dirty = True
+
     def load(self, session: Session, now: datetime) -> None:
         """Rebuild sessions, staff presence and edge epochs from the store (at start)."""
         since = now - self._history

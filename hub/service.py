@@ -26,11 +26,15 @@ The constructor only assigns; :meth:`Hub.start` loads the store and connects,
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
 import random
 import secrets
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -170,8 +174,17 @@ def compile_changed(
     return changed, errors
 
 
-def _background_priority() -> None:
-    """Run the snapshot compiler below the hub and the broker in the CPU scheduler."""
+def _background_priority(parent_pid: int) -> None:
+    """Run the snapshot compiler below the hub and the broker in the CPU scheduler,
+    and make it die with the hub even when the hub is killed with SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - no libc: rely on stop()
+            logger.debug("could not tie the snapshot worker to the hub's life")
+        if os.getppid() != parent_pid:  # the hub died before prctl took effect
+            raise SystemExit(0)
     try:
         os.nice(10)
     except OSError:  # pragma: no cover - not permitted: compile at normal priority
@@ -290,6 +303,7 @@ class Hub:
                 max_workers=self._workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_background_priority,
+                initargs=(os.getpid(),),
             )
         self._stopping.clear()
         self._requested += 1  # compile every snapshot as soon as the refresher runs
@@ -478,9 +492,13 @@ class Hub:
         compiled by the refresher (off this thread, which may be the API's);
         :meth:`wait_snapshots` waits for them.
         """
+        # Presence marks from staff grants are written in batches: flush them so the
+        # store holds every presence before it is taken as the truth again.
+        self.accesslog.flush(timeout=2.0)
         with self._ref_lock:
             with transaction(self._factory) as session:
                 directory = load_directory(session, version=self._directory.version + 1)
+                self.live.reload_presence(session, self._clock())
             self._directory = directory
             self.live.set_directory(directory)
         logger.info("reference data reloaded (directory v%d)", directory.version)

@@ -289,10 +289,16 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
     # 7. Trainings, in a stable order so the message is stable too.
     for training in sorted(machine.required_trainings):
         if training not in member.trainings:
-            return who.deny(Code.TRAINING_MISSING, texts.training_missing(training))
+            return who.deny(
+                Code.TRAINING_MISSING,
+                texts.training_missing(directory.training_names.get(training, training)),
+            )
         valid_until = member.trainings[training]
         if valid_until is not None and valid_until < today:
-            return who.deny(Code.TRAINING_EXPIRED, texts.training_expired(training))
+            return who.deny(
+                Code.TRAINING_EXPIRED,
+                texts.training_expired(directory.training_names.get(training, training)),
+            )
 
     # 8. Minimum age of the machine.
     if machine.min_age is not None and age < machine.min_age:

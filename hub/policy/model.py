@@ -156,6 +156,8 @@ class Directory:
     #: (zone id, age group) -> quota.
     quotas: Mapping[tuple[str, str], QuotaView]
     version: int = 0
+    #: Training id -> the name members know it by ("Découpe laser"), for messages.
+    training_names: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,9 +60,7 @@ class SnapshotMemo:
     window tuples so that members with the same rights share one object.
     """
 
-    entries: dict[tuple[int, tuple[Any, ...]], SnapshotEntry | None] = field(
-        default_factory=dict
-    )
+    entries: dict[tuple[int, tuple[Any, ...]], SnapshotEntry | None] = field(default_factory=dict)
     windows: dict[tuple[SnapshotWindow, ...], tuple[SnapshotWindow, ...]] = field(
         default_factory=dict
     )

@@ -118,6 +118,31 @@ def test_hub_run_serves_and_stops_cleanly(
     assert (tmp_path / "hub.db").exists()
 
 
+@pytest.mark.broker
+def test_a_killed_hub_leaves_no_worker_behind(mosquitto: Broker, tmp_path: Path) -> None:
+    """SIGKILL gives the hub no chance to stop its snapshot worker: the kernel must."""
+    import psutil
+
+    port = free_port()
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        SECRETS + f'site = "run-kill"\ndatabase_url = "sqlite:///{tmp_path / "hub.db"}"\n'
+        f"mqtt_port = {mosquitto.port}\nhttp_port = {port}\n"
+    )
+    proc = spawn(["hub", "run", "--config", str(config)], tmp_path)
+    try:
+        hub = psutil.Process(proc.pid)
+        children = wait_for(lambda: hub.children(recursive=True), 30, "the snapshot worker")
+        proc.kill()
+        proc.wait(10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def _sim_config(tmp_path: Path, broker: Broker, site: str) -> Path:
     config = tmp_path / "edges.toml"
     config.write_text(

@@ -147,6 +147,29 @@ def test_staff_badge_marks_presence_in_the_zone(site: Site) -> None:
     assert marks[0].until == NOW + timedelta(hours=hub.settings.staff_presence_h)
 
 
+def test_presence_marked_on_the_api_reaches_the_live_state(site: Site) -> None:
+    """The API writes staff_presence rows then calls reference_changed()."""
+    ids, hub = site.ids, site.hub
+    grant = site.ask(ids.badge_sam, "laser-1")  # a staff grant marks presence (batched)
+    assert grant.staff
+    with transaction(hub._factory) as s:
+        s.add(
+            StaffPresence(
+                member_id=ids.sam, zone_id="gaming", since=NOW, until=NOW + timedelta(hours=1)
+            )
+        )
+    hub.reference_changed()
+    assert hub.live.staff_present(NOW) == {
+        "fablab": frozenset({ids.sam}),  # the grant's mark was flushed, not lost
+        "gaming": frozenset({ids.sam}),
+    }
+    with transaction(hub._factory) as s:  # "mark me absent" everywhere
+        for row in s.scalars(select(StaffPresence)):
+            s.delete(row)
+    hub.reference_changed()
+    assert hub.live.staff_present(NOW) == {}
+
+
 def test_stale_last_will_does_not_take_a_newer_connection_offline(site: Site) -> None:
     hub, ids, edge = site.hub, site.ids, site.edge
     status = hub.topics.edge_status("pi-fab")

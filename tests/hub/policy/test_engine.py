@@ -173,7 +173,7 @@ CASES = [
         "laser-1",
         TUE_18,
         Code.TRAINING_MISSING,
-        says="formation « laser »",
+        says="formation « Découpe laser »",
     ),
     Case(
         "training-expired-yesterday",
@@ -181,6 +181,7 @@ CASES = [
         "laser-1",
         paris(2026, 4, 16, 18),
         Code.TRAINING_EXPIRED,
+        says="« Découpe laser » a expiré",
     ),
     Case("training-expiring-today-is-valid", "amina", "laser-1", TUE_18, Code.GRANTED),
     Case("too-young", "sofia", "laser-1", paris(2026, 4, 18, 11), Code.TOO_YOUNG, says="16 ans"),

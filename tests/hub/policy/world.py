@@ -242,6 +242,7 @@ def make_directory(**changes: object) -> Directory:
         exceptions=(),
         quotas=QUOTAS,
         version=1,
+        training_names={"laser": "Découpe laser"},
     )
     return replace(directory, **changes)  # type: ignore[arg-type]
 
