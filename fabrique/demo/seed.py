@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from argon2 import PasswordHasher
 from sqlalchemy import delete, select
@@ -179,7 +179,8 @@ def _demo_opening(session: Session, local_now: datetime) -> tuple[datetime, date
                 day=day_start.date(),
                 kind=ExceptionKind.OPENING,
                 start=day_start.time().replace(second=0, microsecond=0),
-                end=time(23, 59) if day_end == midnight else day_end.time().replace(microsecond=0),
+                # No end: until midnight, so the next day's row continues the window.
+                end=None if day_end == midnight else day_end.time().replace(microsecond=0),
                 label=data.DEMO_OPENING_LABEL,
                 age_groups=[],
                 programmes=[],

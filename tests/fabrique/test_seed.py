@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from hub.db.models import (
     Zone,
 )
 from hub.directory import load_directory, policy_config
+from hub.policy.calendar import open_windows
 from hub.policy.engine import decide
 from hub.policy.model import AccessQuery, Decision, LiveView
 from hub.settings import HubSettings
@@ -95,9 +96,22 @@ def test_an_opening_across_midnight_is_split_per_day(
     with factory() as s:
         rows = sorted(s.scalars(select(SlotException)).all(), key=lambda o: o.day)
     assert [(o.day.isoformat(), o.start, o.end) for o in rows] == [
-        ("2026-03-02", start.time(), time(23, 59)),
+        ("2026-03-02", start.time(), None),  # until midnight
         ("2026-03-03", time(0, 0), end.time().replace(microsecond=0)),
     ]
+    # The two rows make one window: a grant at 23:30 does not stop at midnight.
+    with factory() as s:
+        directory = load_directory(s, version=1)
+    windows = open_windows(
+        "gaming",
+        date(2026, 3, 2),
+        date(2026, 3, 3),
+        directory,
+        policy_config(settings),
+        age_group=None,
+        programmes=None,
+    )
+    assert any(w.start <= late < w.end and w.end > late + timedelta(hours=2) for w in windows)
 
 
 def _decide(
