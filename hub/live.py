@@ -31,10 +31,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hub.db.models import EdgeCursor, StaffPresence, UsageSession
+from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.model import Decision, Directory, LiveView, SessionView
-from protocol.messages import Availability, EdgeStatus, MachineState, Telemetry
+from protocol.errors import PayloadError, SchemaError
+from protocol.messages import Availability, EdgeStatus, MachineState, Telemetry, decode
 
 logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(logger)
 
 #: How far back a member's sessions are kept in memory (weekly quotas need 7 days).
 HISTORY = timedelta(days=8)
@@ -101,7 +104,9 @@ class LiveState:
         staff_presence: timedelta = timedelta(hours=4),
         pending_ttl: timedelta = timedelta(seconds=15),
         history: timedelta = HISTORY,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._window = timedelta(seconds=attempt_window_s)
         self._presence = staff_presence
@@ -122,7 +127,8 @@ class LiveState:
         self._states: dict[str, MachineState] = {}
         self._state_edge: dict[str, str] = {}
         self._offline: frozenset[str] = frozenset()
-        self._telemetry: dict[tuple[str, str], Telemetry] = {}
+        #: Latest raw telemetry payload per (edge, machine), decoded when read.
+        self._telemetry: dict[tuple[str, str], bytes] = {}
         # people
         self._staff: dict[str, dict[int, datetime]] = {}
         self._staff_view: dict[str, frozenset[int]] = {}
@@ -403,10 +409,13 @@ class LiveState:
                 self._state_edge[machine] = edge
             self._recompute_offline()
 
-    def telemetry(self, edge: str, machine: str, tele: Telemetry) -> None:
-        """Keep the latest telemetry of a machine (metering never uses it)."""
-        with self._lock:
-            self._telemetry[(edge, machine)] = tele
+    def telemetry(self, edge: str, machine: str, payload: bytes) -> None:
+        """Keep the latest raw telemetry of a machine (metering never uses it).
+
+        A dict store under the GIL, no lock and no decoding: this runs for every
+        telemetry message on the network thread.
+        """
+        self._telemetry[(edge, machine)] = payload
 
     def _edge_of(self, machine: str) -> str | None:
         for edge, live in self._edges.items():
@@ -437,8 +446,26 @@ class LiveState:
             return dict(self._states)
 
     def latest_telemetry(self) -> dict[tuple[str, str], Telemetry]:
-        with self._lock:
-            return dict(self._telemetry)
+        """The latest valid telemetry per (edge, machine); invalid payloads are dropped
+        (logged and counted as bad ``telemetry`` messages)."""
+        raw = dict(self._telemetry)
+        out: dict[tuple[str, str], Telemetry] = {}
+        for (edge, machine), payload in raw.items():
+            try:
+                tele = decode(Telemetry, payload)
+                if tele.machine != machine:
+                    raise SchemaError(
+                        f"telemetry names machine {tele.machine!r}, topic {machine!r}"
+                    )
+            except PayloadError as err:
+                if self._metrics is not None:
+                    self._metrics.inc("bad_messages", "telemetry")
+                _limited.warning("tele", "bad telemetry from %s/%s: %s", edge, machine, err)
+                if self._telemetry.get((edge, machine)) is payload:
+                    del self._telemetry[(edge, machine)]
+                continue
+            out[(edge, machine)] = tele
+        return out
 
     def edges_online(self) -> dict[str, bool]:
         with self._lock:

@@ -41,8 +41,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.metrics import Metrics, RateLimitedLog
 from hub.settings import HubSettings
-from protocol.errors import ProtocolError
+from protocol.errors import MalformedPayload, ProtocolError
+from protocol.ids import is_ident
 from protocol.messages import (
+    MAX_PAYLOAD,
     AccessRequest,
     EdgeStatus,
     HubStatus,
@@ -52,7 +54,6 @@ from protocol.messages import (
     OfflineDecision,
     SessionEnded,
     SessionStarted,
-    Telemetry,
     UsageTick,
     decode,
     decode_event,
@@ -104,8 +105,13 @@ class HubHandlers(Protocol):
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         """A machine's retained state; None when the retained state was cleared."""
 
-    def on_telemetry(self, edge: str, machine: str, telemetry: Telemetry) -> None:
-        """Telemetry of a machine (never used for metering)."""
+    def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
+        """Raw telemetry of a machine (never used for metering), validated when read.
+
+        Telemetry is most of the traffic (thousands of messages a second) and nobody
+        reads most of it: decoding each one on the network thread would take CPU
+        from the badge answers. Readers decode the latest payload per machine.
+        """
 
 
 def set_nodelay(sock: Any) -> bool:
@@ -136,6 +142,7 @@ class HubMqtt:
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.site)
+        self._edge_prefix = f"{self.topics.root}/edge/"
         self.metrics = metrics or Metrics()
         self._handlers = handlers
         self._version = version
@@ -366,6 +373,16 @@ class HubMqtt:
             )
 
     def _dispatch(self, topic: str, payload: bytes, received: float) -> None:
+        if topic.startswith(self._edge_prefix):  # the hot telemetry path: no full parse
+            parts = topic[len(self._edge_prefix) :].split("/")
+            if len(parts) == 3 and parts[1] == "tele" and is_ident(parts[0]) and is_ident(parts[2]):
+                self.metrics.inc("messages", "tele")
+                if len(payload) > MAX_PAYLOAD:
+                    raise MalformedPayload(
+                        f"telemetry of {len(payload)} bytes exceeds {MAX_PAYLOAD}"
+                    )
+                self._handlers.on_telemetry(parts[0], parts[2], payload)
+                return
         parsed = parse_topic(topic)
         edge = parsed.edge
         if parsed.site != self.topics.site or edge is None:
@@ -398,11 +415,5 @@ class HubMqtt:
             if state.machine != machine:
                 raise MismatchError(f"state names machine {state.machine!r}, topic {machine!r}")
             h.on_machine_state(edge, machine, state)
-        elif kind is Kind.TELE:
-            machine = parsed.machine or ""
-            tele = decode(Telemetry, payload)
-            if tele.machine != machine:
-                raise MismatchError(f"telemetry names machine {tele.machine!r}, topic {machine!r}")
-            h.on_telemetry(edge, machine, tele)
         else:
             raise ProtocolError(f"the hub does not consume {kind.value} messages", reason="topic")

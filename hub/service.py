@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import multiprocessing
 import os
@@ -77,7 +78,6 @@ from protocol.messages import (
     PolicySnapshot,
     SessionAction,
     SessionCommand,
-    Telemetry,
     decode,
     encode,
     utcnow,
@@ -191,6 +191,20 @@ def _background_priority(parent_pid: int) -> None:
         logger.debug("could not lower the snapshot worker's priority")
 
 
+def _settle_heap() -> None:
+    """Move the long-lived objects (directory, live state) out of the collector's way.
+
+    Measured under load, full collections scanning the directory took 35-116 ms and
+    showed up as the p99 of badge answers. After a (re)load everything alive is
+    frozen (never scanned again until unfrozen) and the young generation is allowed
+    to grow before a minor collection runs.
+    """
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 20_000), max(gen1, 20), max(gen2, 20))
+
+
 def french_int(n: int) -> str:
     """An integer with French digit grouping (narrow no-break spaces): 1 204."""
     return f"{n:,}".replace(",", "\u202f")
@@ -241,6 +255,7 @@ class Hub:
         self._refresh_interval = refresh_interval_s
         self._session_refresh = session_refresh_s
         self._cfg: PolicyConfig = policy_config(settings)
+        self._decision_ttl = timedelta(seconds=settings.decision_ttl_s)
         self._directory = Directory(
             members={}, badges={}, machines={}, zones={}, slots=(), exceptions=(), quotas={}
         )
@@ -248,6 +263,7 @@ class Hub:
             attempt_window_s=settings.attempt_window_s,
             staff_presence=timedelta(hours=settings.staff_presence_h),
             pending_ttl=timedelta(seconds=settings.decision_ttl_s + 5.0),
+            metrics=self.metrics,
         )
         self.ledger = Ledger(factory, self._cfg, self.metrics)
         self.accesslog = AccessLogWriter(
@@ -296,6 +312,7 @@ class Hub:
             self._directory = load_directory(session, version=1)
             self.live.load(session, now)
         self.live.set_directory(self._directory)
+        _settle_heap()
         self.accesslog.start()
         self.worker.start()
         if self._workers > 0:
@@ -438,24 +455,33 @@ class Hub:
     def _answer(
         self, request: AccessRequest, decision: Decision, session_id: str | None, now: datetime
     ) -> AccessDecision:
+        """The wire answer, built without re-validation: it is on the hot path, and
+        every field comes from the validated request or the engine's decision (whose
+        texts are bounded; names are cut to the contract's lengths here)."""
+        granted = decision.granted
         break_rule = (
-            BreakRule(play_min=decision.break_after_min, break_min=decision.break_min)
-            if decision.granted and decision.break_after_min and decision.break_min
+            BreakRule.model_construct(
+                play_min=decision.break_after_min, break_min=decision.break_min
+            )
+            if granted and decision.break_after_min and decision.break_min
             else None
         )
-        return AccessDecision(
+        if granted and (session_id is None or decision.ends_at is None):
+            raise ValueError("a grant needs a session id and an end time")
+        return AccessDecision.model_construct(
+            v=1,
             req_id=request.req_id,
             machine=request.machine,
-            granted=decision.granted,
+            granted=granted,
             code=decision.code,
-            message=decision.message,
+            message=decision.message[:500],
             session_id=session_id,
-            ends_at=decision.ends_at if decision.granted else None,
-            warn_at=decision.warn_at if decision.granted else (),
+            ends_at=decision.ends_at if granted else None,
+            warn_at=tuple(decision.warn_at) if granted else (),
             break_rule=break_rule,
             staff=decision.staff,
-            first_name=decision.first_name,
-            not_after=now + timedelta(seconds=self.settings.decision_ttl_s),
+            first_name=decision.first_name[:64] if decision.first_name else None,
+            not_after=now + self._decision_ttl,
         )
 
     def on_event(self, edge: str, event: Event) -> None:
@@ -477,8 +503,8 @@ class Hub:
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         self.live.machine_state(edge, machine, state)
 
-    def on_telemetry(self, edge: str, machine: str, telemetry: Telemetry) -> None:
-        self.live.telemetry(edge, machine, telemetry)
+    def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
+        self.live.telemetry(edge, machine, payload)
 
     def _publish_journal(self, edge: str, command: JournalCommand) -> None:
         self.mqtt.publish(self.topics.cmd_journal(edge), command, qos=1)
@@ -501,6 +527,7 @@ class Hub:
                 self.live.reload_presence(session, self._clock())
             self._directory = directory
             self.live.set_directory(directory)
+        _settle_heap()
         logger.info("reference data reloaded (directory v%d)", directory.version)
         self._request_refresh()
 

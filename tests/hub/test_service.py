@@ -209,6 +209,25 @@ def test_machine_state_and_telemetry_are_tracked(site: Site) -> None:
     assert site.ask(ids.badge_sam, "laser-1").granted
 
 
+def test_bad_telemetry_is_dropped_and_counted_when_read(site: Site) -> None:
+    """Telemetry is validated lazily (it is most of the traffic); bad payloads still
+    never reach a reader, and they are counted."""
+    hub, ids, edge = site.hub, site.ids, site.edge
+    t = hub.topics
+    good = {"v": 1, "machine": "printer-1", "ts": NOW.isoformat(), "values": {"bed": 60}}
+    foreign = {**good, "machine": "laser-1"}  # names another machine than its topic
+    edge.publish(t.tele("pi-fab", "printer-1"), dumps(good), qos=0)
+    edge.publish(t.tele("pi-fab", "laser-1"), b"\xff not json", qos=0)
+    edge.publish(t.tele("pi-fab", "pc-1"), dumps(foreign), qos=0)
+    edge.publish(t.tele("pi-fab", "big"), b"{" + b" " * 70_000 + b"}", qos=0)
+    wait_until(lambda: hub.metrics.get("bad_messages", "malformed") >= 1, what="size refused")
+    wait_until(lambda: len(hub.live._telemetry) >= 3, what="telemetry stored")
+    latest = hub.live.latest_telemetry()
+    assert set(latest) == {("pi-fab", "printer-1")}
+    assert hub.metrics.get("bad_messages", "telemetry") == 2
+    assert site.ask(ids.badge_sam, "laser-1").granted  # the hub still answers
+
+
 def test_snapshot_republished_on_revocation_only(mosquitto: Broker, tmp_path: Path) -> None:
     # The real set-up: snapshots compiled in a worker process.
     site = start_site(mosquitto, tmp_path, snapshot_workers=1)
