@@ -22,6 +22,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from devices.lifecycle import Managed
+
 __all__ = ["Actuator", "ActuatorBase"]
 
 
@@ -83,25 +85,5 @@ class Actuator(Protocol):
     ) -> None: ...
 
 
-class ActuatorBase:
+class ActuatorBase(Managed):
     """Context-manager plumbing: ``with`` is ``open()`` (off) then ``close()`` (off)."""
-
-    def open(self) -> None:
-        """Acquire and switch off (overridden by each driver)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Switch off and release (overridden by each driver)."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

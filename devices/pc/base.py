@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from devices.errors import DeviceError
+from devices.lifecycle import Managed
 
 __all__ = ["SessionLock", "SessionLockBase"]
 
@@ -89,7 +90,7 @@ class SessionLock(Protocol):
     ) -> None: ...
 
 
-class SessionLockBase:
+class SessionLockBase(Managed):
     """The safe default shared by the backends: lock on open, lock on close."""
 
     def lock(self) -> None:
@@ -110,15 +111,3 @@ class SessionLockBase:
             self.lock()
         except DeviceError as err:
             _LOGGER.error("%r: could not lock the session on close: %s", self, err)
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from devices.errors import DeviceUnavailable
+from devices.lifecycle import Managed
 
 __all__ = [
     "MAX_UID_HEX",
@@ -113,28 +114,8 @@ class BadgeReader(Protocol):
     ) -> None: ...
 
 
-class ReaderBase:
+class ReaderBase(Managed):
     """Context-manager plumbing shared by the readers: ``with`` is ``open``/``close``."""
-
-    def open(self) -> None:
-        """Claim the reader (overridden by each driver)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the reader (overridden by each driver)."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Debouncer:
