@@ -276,6 +276,16 @@ class EdgeLink:
         """Publish telemetry (QoS 0, never used for metering)."""
         return self._publish(self._topics.tele(self.edge, tele.machine), tele, qos=0)
 
+    def publish_raw(self, topic: str, payload: bytes, *, qos: int = 1) -> bool:
+        """Publish bytes outside the contract (a Tasmota plug's ``cmnd/…`` topic).
+
+        Never retained; False when the link is down.
+        """
+        client = self._client
+        if client is None or not self._up.is_set():
+            return False
+        return client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
+
     def _publish(self, topic: str, message: Message, *, qos: int, retain: bool = False) -> bool:
         client = self._client
         if client is None or not self._up.is_set():

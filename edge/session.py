@@ -769,6 +769,19 @@ class SessionMachine:
         self._faulted = False
         return []
 
+    def shutdown(self, mono: float) -> list[Effect]:
+        """The agent stops: end the session (``edge_restart``, exact duration), switch off.
+
+        A pending request is forgotten (a late decision finds no request). The
+        journal then holds no open session, so the next start has nothing to close.
+        """
+        self._pending = None
+        if self._session is not None:
+            return self._finish(EndReason.EDGE_RESTART, mono)
+        if self._state is State.AWAITING_DECISION:
+            self._state = self._rest_state(mono)
+        return [self._off()]
+
     # ------------------------------------------------------------------ internals
 
     def _request(self, badge: str, mono: float) -> list[Effect]:

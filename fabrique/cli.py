@@ -27,6 +27,7 @@ import typer
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
+    from edge.settings import EdgeSettings
     from hub.settings import HubSettings
 
 logger = logging.getLogger(__name__)
@@ -257,6 +258,93 @@ def hub_check_config(config: ConfigOption = None) -> None:
 
 
 # --------------------------------------------------------------------------- edge
+
+EdgeConfigOption = Annotated[
+    list[Path],
+    typer.Option(
+        "--config",
+        "-c",
+        help="Fichier TOML de la borne (edge.toml) ; répétez l'option pour servir "
+        "plusieurs bornes dans un seul processus.",
+        dir_okay=False,
+    ),
+]
+
+
+def _load_edge_settings(config: Path) -> EdgeSettings:
+    from edge.settings import env_secret, load_edge_settings
+
+    overrides: dict[str, Any] = {}
+    if not os.environ.get("FABRIQUE_EDGE_SITE_SECRET") and env_secret():
+        overrides["site_secret"] = env_secret()
+    try:
+        return load_edge_settings(config, **overrides)
+    except FileNotFoundError as err:
+        _fail(f"Fichier de configuration introuvable : {config}", EXIT_CONFIG)
+        raise AssertionError from err  # unreachable, for type checkers
+    except (ValidationError, tomllib.TOMLDecodeError) as err:
+        _config_error(str(config), err)
+
+
+@edge_app.command("run")
+def edge_run(
+    config: EdgeConfigOption,
+    demo_visitors: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Sans le récit (démo).")] = False,
+    parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Lance l'agent de la borne : lecteurs de badges, machines, journal, lien MQTT.
+
+    Le secret du site vient du fichier, de $FABRIQUE_EDGE_SITE_SECRET ou de
+    $FABRIQUE_SITE_SECRET.
+    """
+    _setup_logging(_check_level(log_level))
+    settings = [_load_edge_settings(path) for path in config]
+    ids = [s.edge_id for s in settings]
+    if len(set(ids)) != len(ids):
+        _fail("Configuration invalide : deux fichiers décrivent la même borne.", EXIT_CONFIG)
+    if parent_pid is not None:
+        from fabrique.demo.procs import die_with_parent
+
+        die_with_parent(parent_pid)
+    from edge.agent import Agent, AgentError, Companion, run_agents
+
+    agents = [Agent(s) for s in settings]
+    companions: list[Companion] = []
+    if demo_visitors is not None:
+        from fabrique.demo.visitors import VisitorError, Visitors, load_visitors
+
+        try:
+            plan = load_visitors(demo_visitors)
+        except VisitorError as err:
+            _fail(f"Configuration invalide : {err}", EXIT_CONFIG)
+
+        def narrate(line: str) -> None:
+            print(line, flush=True)
+
+        companions.append(Visitors(agents, plan, narrate=None if quiet else narrate))
+    with _StopOnSignals() as stop:
+        try:
+            run_agents(agents, stop, companions)
+        except AgentError as err:
+            _fail(f"L'agent de la borne s'est arrêté : {err}")
+
+
+@edge_app.command("check-config")
+def edge_check_config(config: EdgeConfigOption) -> None:
+    """Vérifie la configuration d'une borne et la résume (sans rien ouvrir)."""
+    for path in config:
+        s = _load_edge_settings(path)
+        typer.echo(f"{path} : configuration valide.")
+        typer.echo(f"  Site {s.site}, borne {s.edge_id}, broker {s.mqtt.host}:{s.mqtt.port}")
+        typer.echo(f"  Journal : {s.journal.path}")
+        for m in s.machines:
+            out = m.actuator or m.pc
+            typer.echo(
+                f"  - {m.id} ({m.kind}) : lecteur {m.reader.kind}, "
+                f"sortie {out.kind if out else 'aucune'}"
+            )
 
 
 @edge_app.command("sim")

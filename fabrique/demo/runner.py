@@ -5,12 +5,16 @@ Order of start (and the reverse order of stop, so nothing is lost on the way out
 1. the broker (Mosquitto if installed, else the embedded one), a child process;
 2. the store ``.fabrique-demo/hub.db``: migrated and seeded (idempotent);
 3. the hub service and API, in this process (uvicorn on a background thread);
-4. the simulated edges, a child process (``python -m fabrique edge sim``) so that each
-   process reaches paho through exactly one module (DESIGN §5.4).
+4. the edges: one child process, ``python -m fabrique edge run`` with one
+   ``edge.toml`` per demo edge (the real agent, with simulated readers, relays and
+   PC locks) and the demo's visitors (:mod:`fabrique.demo.visitors`) badging at the
+   simulated readers; a child so that each process reaches paho through exactly one
+   module (DESIGN §5.4).
 
 Then a one-line status is printed every few seconds until Ctrl-C, SIGTERM or
-``--duration``. Stopping ends the simulated sessions and lets their journals drain
-into the hub before the hub and then the broker stop; no child outlives the demo.
+``--duration``. Stopping ends the sessions (the agents switch their machines off)
+and lets their journals drain into the hub before the hub and then the broker stop;
+no child outlives the demo.
 """
 
 from __future__ import annotations
@@ -63,35 +67,102 @@ class DemoOptions:
     seed: int | None = None
 
 
-def sim_config(opts: DemoOptions, broker: RunningBroker, hub: HubSettings) -> dict[str, Any]:
-    """Settings of ``fabrique edge sim`` for the demo site (see :class:`edge.sim.SimSettings`).
+#: Session preset of each demo machine kind (hub kind -> edge agent kind).
+EDGE_KIND = {"printer_3d": "printer", "laser": "laser", "gaming_pc": "gaming_pc"}
 
-    Plain data, validated by the simulator process: importing :mod:`edge.sim` here
-    would bring a second paho user into the hub's process. The site secret is not
-    written down; the child gets it from its environment.
+
+def edge_configs(
+    opts: DemoOptions, broker: RunningBroker, hub: HubSettings
+) -> dict[str, dict[str, Any]]:
+    """Settings of ``fabrique edge run`` for each demo edge (:class:`edge.settings.EdgeSettings`).
+
+    Plain data, validated by the edge process: importing :mod:`edge` here would bring
+    a second paho user into the hub's process. The site secret is not written down;
+    the child gets it from its environment. Every device is simulated.
     """
-    edges = []
+    configs: dict[str, dict[str, Any]] = {}
+    edges_dir = (opts.workdir / "edges").resolve()
     for edge_id, machines in data.edges().items():
-        sim_machines = []
+        specs: list[dict[str, Any]] = []
         for m in machines:
-            badges = [
-                {"uid": p.uid, "label": p.first_name, "weight": p.uses[m.id]}
-                for p in data.PEOPLE
-                if m.id in p.uses
-            ]
-            badges.append({"uid": data.UNKNOWN_BADGE, "label": "Badge inconnu", "weight": 0.2})
-            sim_machines.append({"id": m.id, "kind": m.kind, "badges": badges})
-        edges.append({"id": edge_id, "machines": sim_machines})
+            kind = EDGE_KIND.get(m.kind, "generic")
+            spec: dict[str, Any] = {
+                "id": m.id,
+                "kind": kind,
+                "reader": {"kind": "reader.sim", "options": {"debounce_s": 0.5}},
+            }
+            if kind == "gaming_pc":
+                spec["pc"] = {"kind": "pc.sim", "options": {}}
+            else:
+                latch = kind == "laser"
+                spec["actuator"] = {
+                    "kind": "actuator.sim",
+                    "options": {
+                        "load_w": 0.0 if kind != "laser" else 40.0,
+                        "latch_on_fault": latch,
+                    },
+                }
+            specs.append(spec)
+        configs[edge_id] = {
+            "site": hub.site,
+            "edge_id": edge_id,
+            "demo": True,
+            "time_scale": opts.speed,
+            "tele_interval_s": 5.0,
+            "drain_timeout_s": 5.0,
+            "mqtt": {"host": broker.host, "port": broker.port},
+            "journal": {"path": str(edges_dir / f"{edge_id}.db"), "resend_s": 3.0},
+            "offline": {"policy_cache": str(edges_dir / f"{edge_id}.policy.json")},
+            "feedback": {"console": False},
+            "machines": specs,
+        }
+    return configs
+
+
+def visitor_plan(opts: DemoOptions, hub: HubSettings) -> dict[str, Any]:
+    """Who badges where (see :class:`fabrique.demo.visitors.VisitorPlan`)."""
+    machines: dict[str, Any] = {}
+    for m in data.MACHINES:
+        badges = [
+            {"uid": p.uid, "label": p.first_name, "weight": p.uses[m.id]}
+            for p in data.PEOPLE
+            if m.id in p.uses
+        ]
+        badges.append({"uid": data.UNKNOWN_BADGE, "label": "Badge inconnu", "weight": 0.2})
+        machines[m.id] = {"kind": EDGE_KIND.get(m.kind, "generic"), "badges": badges}
     return {
-        "site": hub.site,
-        "mqtt_host": broker.host,
-        "mqtt_port": broker.port,
+        "site_secret": DEMO_SITE_SECRET,
         "timezone": hub.timezone,
-        "speed": opts.speed,
-        "state_dir": str((opts.workdir / "edges").resolve()),
         "seed": opts.seed,
-        "edges": edges,
+        "machines": machines,
     }
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for the demo's edge files: scalars, tables, arrays of tables."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict | list)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]", *(f"{kk} = {value(vv)}" for kk, vv in v.items())]
+    for k, v in data.items():
+        if isinstance(v, list):
+            for item in v:
+                lines += ["", f"[[{k}]]", *(f"{kk} = {value(vv)}" for kk, vv in item.items())]
+    return "\n".join(lines) + "\n"
 
 
 def hub_settings(opts: DemoOptions, broker: RunningBroker) -> HubSettings:
@@ -182,35 +253,36 @@ def _run_with_broker(
     except StartupError as err:
         raise DemoError(f"le hub n'a pas pu démarrer : {err}") from err
     try:
-        sim_path = opts.workdir / "edges.json"
-        sim = sim_config(opts, broker, settings)
-        sim_path.write_text(json.dumps(sim, indent=2, ensure_ascii=False), encoding="utf-8")
-        _banner(opts, broker, seeded, server, sim, out)
-        edges = _start_edges(opts, sim_path)
+        configs = edge_configs(opts, broker, settings)
+        (opts.workdir / "edges").mkdir(parents=True, exist_ok=True)
+        paths = []
+        for edge_id, config in configs.items():
+            path = opts.workdir / "edges" / f"{edge_id}.toml"
+            path.write_text(to_toml(config), encoding="utf-8")
+            paths.append(path)
+        plan = opts.workdir / "edges" / "visitors.json"
+        plan_data = visitor_plan(opts, settings)
+        plan.write_text(json.dumps(plan_data, ensure_ascii=False), encoding="utf-8")
+        _banner(opts, broker, seeded, server, configs, out)
+        edges = _start_edges(opts, paths, plan)
         try:
             _watch(opts, server, edges, stop, out)
         finally:
-            out("Arrêt : les bornes simulées terminent leurs sessions…")
-            terminate(edges, "simulated edges", timeout=20)
+            out("Arrêt : les bornes terminent leurs sessions…")
+            terminate(edges, "edges", timeout=30)
     finally:
         server.stop()
 
 
-def _start_edges(opts: DemoOptions, config: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "fabrique",
-        "edge",
-        "sim",
-        "--config",
-        str(config),
-        "--parent-pid",
-        str(os.getpid()),
-    ]
+def _start_edges(opts: DemoOptions, configs: list[Path], plan: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "fabrique", "edge", "run"]
+    for config in configs:
+        argv += ["--config", str(config)]
+    argv += ["--demo-visitors", str(plan), "--parent-pid", str(os.getpid())]
     if not opts.narrate:
         argv.append("--quiet")
     env = {**os.environ, "FABRIQUE_SITE_SECRET": DEMO_SITE_SECRET, "PYTHONUNBUFFERED": "1"}
+    env.pop("FABRIQUE_EDGE_SITE_SECRET", None)
     with (opts.workdir / "edges.log").open("ab") as log:
         return spawn(argv, stderr=log, env=env)
 
@@ -220,11 +292,11 @@ def _banner(
     broker: RunningBroker,
     seeded: SeedResult,
     server: HubServer,
-    sim: dict[str, Any],
+    configs: dict[str, dict[str, Any]],
     out: Out,
 ) -> None:
     start, end = seeded.opening
-    machines = sum(len(e["machines"]) for e in sim["edges"])
+    machines = sum(len(c["machines"]) for c in configs.values())
     out("fabrique — démo")
     out(f"  Broker : {broker.label} sur {broker.host}:{broker.port}")
     out(
@@ -233,7 +305,7 @@ def _banner(
     )
     out(f"API : {server.url}/docs — identifiant {seeded.admin_username} / {seeded.admin_password}")
     out(
-        f"  Bornes simulées : {len(sim['edges'])} bornes, {machines} machines, "
+        f"  Bornes (agent réel, appareils simulés) : {len(configs)} bornes, {machines} machines, "
         f"vitesse ×{opts.speed:g} (journal : {opts.workdir / 'edges.log'})"
     )
     out("  Ctrl-C pour arrêter." if opts.duration is None else f"  Arrêt dans {opts.duration:g} s.")
@@ -254,7 +326,7 @@ def _watch(
         if stop.wait(wait):
             return
         if edges.poll() is not None:
-            out(f"Les bornes simulées se sont arrêtées (code {edges.returncode}) : voir edges.log")
+            out(f"Les bornes se sont arrêtées (code {edges.returncode}) : voir edges.log")
             return
         now = datetime.now(server.hub.settings.tz)
         out(f"{now:%H:%M:%S}  ── {server.hub.status_line()}")

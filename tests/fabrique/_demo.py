@@ -6,7 +6,6 @@ file under a minute).
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import subprocess
@@ -119,10 +118,22 @@ def _check_store(workdir: Path) -> None:
             assert through == seen, (edge, through, seen)
     finally:
         db.close()
-    for state in (workdir / "edges").glob("*.json"):
-        saved = json.loads(state.read_text())
-        assert saved["pending"] == [], state
-        assert saved["open"] == {}, state
+    # The edges' journals: every event acknowledged by the hub, no session left open.
+    journals = sorted((workdir / "edges").glob("*.db"))
+    assert len(journals) == 6, journals
+    for path in journals:
+        journal = sqlite3.connect(path)
+        try:
+            pending = journal.execute("SELECT COUNT(*) FROM journal WHERE acked = 0").fetchone()
+            assert pending == (0,), path
+            open_sessions = journal.execute(
+                "SELECT COUNT(*) FROM journal s WHERE s.type = 'session_started' AND NOT EXISTS "
+                "(SELECT 1 FROM journal e WHERE e.type = 'session_ended' "
+                "AND e.session_id = s.session_id)"
+            ).fetchone()
+            assert open_sessions == (0,), path
+        finally:
+            journal.close()
 
 
 def start_demo(tmp_path: Path, broker: str) -> tuple[subprocess.Popen[bytes], Path, set[int]]:

@@ -1,0 +1,1205 @@
+"""The edge agent: badge to machine in milliseconds, exact usage through any outage.
+
+One :class:`Agent` per edge id (a Raspberry Pi or a gaming PC) serves the machines of
+its :class:`~edge.settings.EdgeSettings`. Who runs where:
+
+* **the agent thread** owns the :class:`~edge.session.SessionMachine` of every
+  machine, the output devices (relays, plugs, PC locks), the journal writes and
+  the journal sender. It takes inputs from one queue, feeds them to the session
+  machines and executes the returned effects **in order**: an ``Append`` is
+  committed (fsync) to the journal before the ``PowerOn`` that follows it; it calls
+  ``tick()`` when a machine's ``next_wakeup()`` is due; it publishes each machine's
+  retained state when its availability changes, and telemetry every few seconds.
+* **reader threads** (one per machine) post badges to the queue;
+* **paho's network thread** (:mod:`edge.link`) posts decisions, commands, journal
+  acknowledgements, policy snapshots and the hub's status to the same queue;
+* **drivers** (GRBL reader thread, the OctoPrint loop) trip a laser's latch on their
+  own thread and post faults and job signals.
+
+Start and stop (DESIGN §4, research §3.4):
+
+1. the journal is opened and sessions a crash left open are closed
+   (``edge_restart``, duration of their last minute tick) **before** any actuator
+   is touched;
+2. every output device is opened, which switches it off (or locks the PC);
+3. readers, drivers, the link and the agent thread start.
+
+Stopping ends running sessions (``edge_restart``, exact duration), switches every
+machine off, waits up to ``drain_timeout_s`` for the hub to acknowledge the journal,
+publishes the machines offline and says goodbye on the link. An unexpected error
+in the agent thread switches everything off and ends the process with an error;
+a crash that runs no code at all is covered by the wiring (normally-open relays).
+
+Journal sending (DESIGN §3): while the link is up and the hub online, events are
+published in ``seq`` order, at most ``window`` beyond the hub's ``ack_through``;
+without progress for ``resend_s`` they are resent from the first unacknowledged one
+(duplicates are expected), and ``replay_from`` resends from the seq asked, even
+acknowledged events still retained. Acknowledged events are pruned after the
+retention period.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Final, Protocol
+
+from devices.actuators import LatchedActuator
+from devices.errors import DeviceConfigError, DeviceError
+from devices.registry import DeviceContext
+from edge.clock import Clock, SystemClock
+from edge.feedback import (
+    ConsoleFeedback,
+    FeedbackHub,
+    FeedbackSink,
+    FeedbackStream,
+    GpioFeedback,
+)
+from edge.journal import Event, Journal, JournalError
+from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
+from edge.machines import (
+    ACTUATOR_FAULT,
+    AsyncDrivers,
+    BadgeRead,
+    DriverSignal,
+    MachineUnit,
+    MachineView,
+    ReaderThread,
+    SignalKind,
+    grbl_listener,
+)
+from edge.offline import decide_offline
+from edge.session import (
+    Append,
+    DecideOffline,
+    DriverCommand,
+    Effect,
+    Feedback,
+    FeedbackKind,
+    Lock,
+    PowerOff,
+    PowerOn,
+    RequestAccess,
+    SessionConfig,
+    SessionMachine,
+    State,
+    Unlock,
+)
+from edge.settings import EdgeSettings, MachineSettings
+from protocol.errors import PayloadError
+from protocol.ids import badge_hash
+from protocol.messages import (
+    AccessDecision,
+    AccessRequest,
+    Availability,
+    EndReason,
+    HubStatus,
+    JournalCommand,
+    MachineCommand,
+    MachineState,
+    Message,
+    PolicySnapshot,
+    Scalar,
+    SessionCommand,
+    SessionStartedBody,
+    Telemetry,
+    decode,
+    encode,
+)
+from protocol.signing import policy_key, verify_snapshot
+
+__all__ = [
+    "Agent",
+    "AgentError",
+    "Companion",
+    "Link",
+    "LinkFactory",
+    "ScaledClock",
+    "run_agents",
+]
+
+logger = logging.getLogger(__name__)
+
+VERSION: Final = "edge-0.1"
+#: Longest the agent thread sleeps (real seconds) between two looks at the clock.
+MAX_SLEEP_S: Final = 1.0
+#: Housekeeping period (real seconds): resend timer, device checks, driver polls.
+HOUSEKEEPING_S: Final = 1.0
+#: Delay before reopening an output device that failed (real seconds).
+OUTPUT_RETRY_S: Final = 5.0
+PRUNE_EVERY_S: Final = 3600.0
+#: Fault source of a machine whose journal writes fail.
+JOURNAL_FAULT: Final = "journal"
+
+
+class AgentError(RuntimeError):
+    """The agent cannot start (journal unusable, devices misconfigured)."""
+
+
+class ScaledClock:
+    """A clock whose monotonic time runs ``speed`` times faster (the demo's time-lapse).
+
+    The wall clock stays real, so decisions' ``not_after`` and the hub's end times
+    keep their meaning; durations (and so quotas) run ``speed`` times faster.
+    """
+
+    def __init__(self, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.speed = speed
+        self._origin = time.monotonic()
+
+    def monotonic(self) -> float:
+        """Scaled seconds since an arbitrary origin."""
+        return self._origin + (time.monotonic() - self._origin) * self.speed
+
+    def now(self) -> datetime:
+        """The real wall time."""
+        return SystemClock().now()
+
+
+class Link(Protocol):
+    """What the agent needs from its MQTT link (:class:`~edge.link.EdgeLink`)."""
+
+    @property
+    def is_up(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 2.0) -> None: ...
+
+    def request_access(self, request: AccessRequest) -> bool: ...
+
+    def send_event(self, event: Message) -> bool: ...
+
+    def publish_state(self, state: MachineState) -> bool: ...
+
+    def publish_tele(self, tele: Telemetry) -> bool: ...
+
+
+#: Builds the link: (settings, handler, epoch source) -> link. Tests wrap the real one.
+LinkFactory = Callable[[LinkSettings, LinkHandler, Callable[[], int]], Link]
+
+
+def _edge_link(settings: LinkSettings, handler: LinkHandler, epochs: Callable[[], int]) -> Link:
+    return EdgeLink(settings, handler, epoch_source=epochs)
+
+
+# --------------------------------------------------------------------------- queue items
+
+
+@dataclass(frozen=True, slots=True)
+class _LinkChange:
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Tele:
+    machine: str
+    values: Mapping[str, Scalar]
+
+
+class _Wake:
+    """Look at the clock again (a test advanced it, or stop was asked)."""
+
+
+_WAKE: Final = _Wake()
+
+
+class _Inbox(LinkHandler):
+    """Hands what the link hears to the agent's queue (runs on paho's thread)."""
+
+    def __init__(self, post: Callable[[object], None]) -> None:
+        self._post = post
+
+    def on_link_up(self) -> None:
+        self._post(_LinkChange(True))
+
+    def on_link_down(self) -> None:
+        self._post(_LinkChange(False))
+
+    def on_decision(self, decision: AccessDecision) -> None:
+        self._post(decision)
+
+    def on_journal(self, command: JournalCommand) -> None:
+        self._post(command)
+
+    def on_session_command(self, command: SessionCommand) -> None:
+        self._post(command)
+
+    def on_machine_command(self, command: MachineCommand) -> None:
+        self._post(command)
+
+    def on_policy(self, snapshot: PolicySnapshot) -> None:
+        self._post(snapshot)
+
+    def on_hub_status(self, status: HubStatus) -> None:
+        self._post(status)
+
+
+def session_config(m: MachineSettings, settings: EdgeSettings) -> SessionConfig:
+    """The session machine's configuration for one machine: its kind's preset plus options."""
+    base = {
+        "laser": SessionConfig.laser,
+        "printer": SessionConfig.printer,
+        "gaming_pc": SessionConfig.gaming_pc,
+    }.get(m.kind, SessionConfig)()
+    off = settings.offline
+    return SessionConfig(
+        actuation=base.actuation,
+        hold_while_job=base.hold_while_job,
+        end_on_job_done=base.end_on_job_done,
+        cut_on_fault=base.cut_on_fault,
+        cut_on_link_loss=base.cut_on_link_loss,
+        link_grace_s=m.link_grace_s,
+        warn_before_min=m.warn_before_min,
+        decision_timeout_s=off.decision_timeout_s,
+        verdict_timeout_s=off.verdict_timeout_s,
+        debounce_s=m.debounce_s,
+        tick_s=m.tick_s,
+        offline_break_rule=m.offline_break,
+    )
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+class Agent:
+    """One edge: its machines, journal, link and feedback (see the module docstring).
+
+    Args:
+        settings: the validated edge settings.
+        clock: time source (``FakeClock`` in tests; a :class:`ScaledClock` is used
+            when ``settings.time_scale`` is not 1).
+        device_context: runtime seams of the device factories (GPIO pin factory,
+            HTTP transport); the MQTT publisher of Tasmota plugs is added here.
+        link_factory: builds the MQTT link (tests wrap the real one).
+        sinks: extra feedback sinks (the console and GPIO sinks come from the settings).
+        narrate: receives one plain line per message shown (the demo's narration).
+    """
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        clock: Clock | None = None,
+        device_context: DeviceContext | None = None,
+        link_factory: LinkFactory | None = None,
+        sinks: Iterable[FeedbackSink] = (),
+        narrate: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        if clock is None:
+            clock = ScaledClock(settings.time_scale) if settings.time_scale != 1 else SystemClock()
+        self.clock: Clock = clock
+        self._speed: float = getattr(clock, "speed", 1.0)
+        self._device_context = device_context
+        self._ctx = DeviceContext()
+        self._link_factory = link_factory or _edge_link
+        self._extra_sinks = list(sinks)
+        self._narrate = narrate
+        self.journal = Journal(settings.journal.path, settings.edge_id, clock)
+        self.stream = FeedbackStream(settings.feedback.history)
+        self._key = policy_key(settings.secret_bytes, settings.edge_id)
+        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._units: dict[str, MachineUnit] = {}
+        self._readers: list[ReaderThread] = []
+        self._drivers = AsyncDrivers()
+        self._feedback: FeedbackHub | None = None
+        self._link: Link | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._started = False
+        self._views: Mapping[str, MachineView] = MappingProxyType({})
+        self._snapshot: PolicySnapshot | None = None
+        # Link and hub, as the agent thread sees them.
+        self._link_up = False
+        self._hub_status_online = False
+        self._hub_online = False
+        # Journal sender (agent thread only).
+        self._acked = 0
+        self._sent_through = 0
+        self._resends = 0
+        self._last_progress = 0.0
+        self._next_housekeeping = 0.0
+        self._next_tele = 0.0
+        self._next_prune = 0.0
+        self._last_alarm = -PRUNE_EVERY_S
+        #: Set when the agent thread died of an unexpected error.
+        self.failed: BaseException | None = None
+
+    # ------------------------------------------------------------------ reading (any thread)
+
+    @property
+    def edge_id(self) -> str:
+        """This agent's edge id."""
+        return self.settings.edge_id
+
+    def views(self) -> Mapping[str, MachineView]:
+        """Every machine's latest view (an immutable snapshot, safe from any thread)."""
+        return self._views
+
+    def view(self, machine: str) -> MachineView:
+        """One machine's latest view."""
+        return self._views[machine]
+
+    @property
+    def hub_online(self) -> bool:
+        """Link up and the hub says it is online (as last seen by the agent thread)."""
+        return self._hub_online
+
+    @property
+    def acked_through(self) -> int:
+        """The hub's latest ``ack_through`` for this edge."""
+        return self._acked
+
+    @property
+    def resends(self) -> int:
+        """How many times events were sent again (resend timer, link up, replay)."""
+        return self._resends
+
+    @property
+    def stopped(self) -> bool:
+        """The agent thread has ended (stopped, or failed: see :attr:`failed`)."""
+        return self._stopped.is_set()
+
+    @property
+    def policy_version(self) -> int | None:
+        """Version of the verified policy snapshot in use, if any."""
+        snapshot = self._snapshot
+        return snapshot.version if snapshot is not None else None
+
+    def unit(self, machine: str) -> MachineUnit:
+        """A machine's unit (its devices): for tests and the demo's simulation only."""
+        return self._units[machine]
+
+    # ------------------------------------------------------------------ posting (any thread)
+
+    def post(self, item: object) -> None:
+        """Queue an input for the agent thread."""
+        self._inbox.put(item)
+
+    def wake(self) -> None:
+        """Make the agent look at its clock now (after a test advanced a fake clock)."""
+        self._inbox.put(_WAKE)
+
+    def signal(
+        self, machine: str, kind: SignalKind, *, source: str = "driver", detail: str = ""
+    ) -> None:
+        """Report a driver observation (job running/done, idle, fault) for ``machine``."""
+        self._inbox.put(DriverSignal(machine, kind, source, detail))
+
+    def publish_telemetry(self, machine: str, values: Mapping[str, Scalar]) -> None:
+        """Add values to ``machine``'s telemetry (a simulation's temperatures…)."""
+        self._inbox.put(_Tele(machine, dict(values)))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Open the journal, close left-open sessions, switch everything off, connect.
+
+        Raises:
+            AgentError: the journal cannot be used or a device cannot be built.
+        """
+        if self._started:
+            return
+        s = self.settings
+        try:
+            self.journal.open()
+            closed = self.journal.close_open_sessions(EndReason.EDGE_RESTART)
+        except JournalError as err:
+            raise AgentError(f"journal {s.journal.path}: {err}") from err
+        if closed:
+            logger.warning(
+                "%d session(s) left open by the last run closed as edge_restart", len(closed)
+            )
+        first = self.journal.unacked(1)
+        self._acked = first[0].seq - 1 if first else self.journal.last_seq()
+        self._sent_through = self._acked
+        self._snapshot = self._load_policy()
+        try:
+            self._build_units()
+        except (DeviceConfigError, ValueError) as err:
+            self.journal.close()
+            raise AgentError(f"device configuration: {err}") from err
+        mono = self.clock.monotonic()
+        for unit in self._units.values():  # safe default: off / locked, before anything else
+            error = unit.open_outputs()
+            if error is not None:
+                logger.error("%s: output device unavailable: %s", unit.id, error)
+                unit.retry_at = time.monotonic() + OUTPUT_RETRY_S
+                self._add_fault(unit, ACTUATOR_FAULT, error, mono)
+        self._feedback = FeedbackHub(self._sinks(), self.stream)
+        self._feedback.open()
+        for unit in self._units.values():
+            if unit.laser is not None:
+                unit.laser.open()
+        printers = [u.printer for u in self._units.values() if u.printer is not None]
+        try:
+            self._drivers.start(printers)
+        except Exception as err:
+            logger.error("OctoPrint followers could not start: %s", err)
+        self._readers = [ReaderThread(u.id, u.reader, self.post) for u in self._units.values()]
+        for reader in self._readers:
+            reader.start()
+        self._link = self._link_factory(
+            self._link_settings(), _Inbox(self.post), self.journal.next_epoch
+        )
+        self._publish_views()
+        self._started = True
+        self._stopping.clear()
+        self._stopped.clear()
+        self._thread = threading.Thread(target=self._run, name=f"agent-{s.edge_id}", daemon=True)
+        self._thread.start()
+        try:
+            self._link.start()
+        except LinkError as err:
+            self.stop()
+            raise AgentError(f"MQTT link: {err}") from err
+        logger.info(
+            "edge %s started: %d machine(s), journal %s (last seq %d, %d pending)",
+            s.edge_id,
+            len(self._units),
+            s.journal.path,
+            self.journal.last_seq(),
+            self.journal.pending(),
+        )
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End sessions, switch off, drain the journal, say goodbye; idempotent."""
+        if not self._started:
+            return
+        self._started = False
+        for reader in self._readers:
+            reader.stop()
+        self._stopping.set()
+        self.wake()
+        if self._thread is not None:
+            wait = timeout if timeout is not None else self.settings.drain_timeout_s + 10.0
+            self._thread.join(wait)
+            if self._thread.is_alive():
+                logger.error("edge %s: agent thread did not stop in time", self.edge_id)
+            self._thread = None
+        self._close_devices()
+        if self._link is not None:
+            self._link.stop()
+        if self._feedback is not None:
+            self._feedback.close()
+        self.journal.close()
+        logger.info("edge %s stopped", self.edge_id)
+
+    def __enter__(self) -> Agent:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, serve until ``stop`` is set (or the agent fails), then stop.
+
+        Raises:
+            AgentError: the agent could not start, or its thread failed.
+        """
+        self.start()
+        try:
+            while not stop.is_set() and not self._stopped.is_set():
+                stop.wait(0.5)
+        finally:
+            self.stop()
+        if self.failed is not None:
+            raise AgentError(f"the agent failed: {self.failed}") from self.failed
+
+    # ------------------------------------------------------------------ building
+
+    def _context(self) -> DeviceContext:
+        ctx = self._device_context or DeviceContext()
+        pin_factory = ctx.gpio_pin_factory
+        if pin_factory is None and self.settings.gpio_mock:
+            from gpiozero.pins.mock import MockFactory
+
+            pin_factory = MockFactory()
+        return DeviceContext(
+            mqtt_publish=ctx.mqtt_publish or self._publish_raw,
+            gpio_pin_factory=pin_factory,
+            http_transport=ctx.http_transport,
+        )
+
+    def _publish_raw(self, topic: str, payload: bytes) -> None:
+        link = self._link
+        if not isinstance(link, EdgeLink) or not link.publish_raw(topic, payload):
+            raise DeviceError(f"cannot publish on {topic}: the MQTT link is down")
+
+    def _build_units(self) -> None:
+        ctx = self._context()
+        self._ctx = ctx
+        for m in self.settings.machines:
+            actuator = m.actuator.build_actuator(ctx) if m.actuator else None
+            if (
+                m.kind == "laser"
+                and actuator is not None
+                and not isinstance(actuator, LatchedActuator)
+            ):
+                actuator = LatchedActuator(actuator)  # a laser never restarts by itself
+            unit = MachineUnit(
+                settings=m,
+                session=SessionMachine(m.id, session_config(m, self.settings)),
+                reader=m.reader.build_reader(ctx),
+                actuator=actuator,
+                lock=m.pc.build_session_lock(ctx) if m.pc else None,
+                laser=m.laser.build_laser(ctx) if m.laser else None,
+                printer=None,
+            )
+            if m.printer is not None:
+                from devices.registry import build_printer
+
+                unit.printer = build_printer(m.printer.kind, m.printer.options, ctx)
+            if unit.laser is not None and isinstance(actuator, LatchedActuator):
+                from devices.grbl import LaserInterlock
+
+                unit.laser.add_listener(grbl_listener(m.id, LaserInterlock(actuator), self.post))
+            self._units[m.id] = unit
+
+    def _sinks(self) -> list[FeedbackSink]:
+        sinks: list[FeedbackSink] = []
+        if self.settings.feedback.console or self._narrate is not None:
+            sinks.append(ConsoleFeedback(self._narrate))
+        for m in self.settings.machines:
+            if m.feedback is not None:
+                sinks.append(
+                    GpioFeedback(
+                        m.id,
+                        green_pin=m.feedback.green_pin,
+                        red_pin=m.feedback.red_pin,
+                        buzzer_pin=m.feedback.buzzer_pin,
+                        active_high=m.feedback.active_high,
+                        pin_factory=self._ctx.gpio_pin_factory,
+                    )
+                )
+        return sinks + self._extra_sinks
+
+    def _link_settings(self) -> LinkSettings:
+        s, q = self.settings, self.settings.mqtt
+        return LinkSettings(
+            site=s.site,
+            edge=s.edge_id,
+            host=q.host,
+            port=q.port,
+            username=q.username,
+            password=q.password.get_secret_value() if q.password else None,
+            tls=q.tls,
+            ca_file=str(q.ca_file) if q.ca_file else None,
+            keepalive_s=q.keepalive_s,
+            protocol=q.protocol,
+            client_id=q.client_id,
+            version=VERSION,
+            machines=tuple(self._units),
+            reconnect_min_s=q.reconnect_min_s,
+            reconnect_max_s=q.reconnect_max_s,
+        )
+
+    def _close_devices(self) -> None:
+        for unit in self._units.values():
+            unit.close_outputs()
+            if unit.laser is not None:
+                try:
+                    unit.laser.close()
+                except Exception:
+                    logger.exception("%s: GRBL driver did not close cleanly", unit.id)
+        self._drivers.stop()
+
+    # ------------------------------------------------------------------ the agent thread
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._step()
+            self._shutdown()
+        except BaseException as err:
+            self.failed = err
+            logger.critical(
+                "edge %s: agent thread failed: switching everything off",
+                self.edge_id,
+                exc_info=True,
+            )
+            for unit in self._units.values():
+                unit.close_outputs()
+        finally:
+            self._stopped.set()
+
+    def _step(self) -> None:
+        try:
+            item: object | None = self._inbox.get(timeout=self._sleep_for())
+        except queue.Empty:
+            item = None
+        handled = 0
+        while item is not None:
+            self._handle(item)
+            handled += 1
+            if handled >= 200:
+                break
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                item = None
+        self._tick()
+        if time.monotonic() >= self._next_housekeeping:
+            self._housekeeping()
+        self._pump()
+        self._publish_views()
+
+    def _sleep_for(self) -> float:
+        now = self.clock.monotonic()
+        wait = min(MAX_SLEEP_S, max(0.0, self._next_housekeeping - time.monotonic()))
+        for unit in self._units.values():
+            due = unit.session.next_wakeup()
+            if due is not None:
+                wait = min(wait, max(0.0, (due - now) / self._speed))
+        return wait
+
+    def _tick(self) -> None:
+        for unit in self._units.values():
+            for _ in range(10):  # several timed transitions may be due at once
+                due = unit.session.next_wakeup()
+                mono = self.clock.monotonic()
+                if due is None or mono < due:
+                    break
+                self._execute(unit, unit.session.tick(mono))
+
+    # ------------------------------------------------------------------ inputs
+
+    def _handle(self, item: object) -> None:
+        mono, wall = self.clock.monotonic(), self.clock.now()
+        match item:
+            case BadgeRead():
+                unit = self._units.get(item.machine)
+                if unit is None:
+                    return
+                try:
+                    badge = badge_hash(self.settings.secret_bytes, item.uid)
+                except ValueError as err:
+                    logger.warning("%s: unreadable badge: %s", item.machine, err)
+                    return
+                self._execute(unit, unit.session.badge(badge, mono))
+            case AccessDecision():
+                unit = self._units.get(item.machine)
+                if unit is None:
+                    logger.warning("decision %s for unknown machine %s", item.req_id, item.machine)
+                    return
+                self._execute(unit, unit.session.decision(item, mono, wall))
+            case JournalCommand():
+                self._on_journal(item)
+            case SessionCommand():
+                for unit in self._units.values():
+                    if unit.session.session_id == item.session_id:
+                        self._execute(unit, unit.session.session_command(item, mono, wall))
+                        return
+                logger.info(
+                    "command %s for session %s not running here", item.cmd_id, item.session_id
+                )
+            case MachineCommand():
+                unit = self._units.get(item.machine)
+                if unit is None:
+                    logger.warning("command %s for unknown machine %s", item.cmd_id, item.machine)
+                    return
+                self._execute(unit, unit.session.machine_command(item, mono, wall))
+            case PolicySnapshot():
+                self._on_policy(item)
+            case HubStatus():
+                self._hub_status_online = item.online
+                self._hub_changed(mono)
+            case _LinkChange():
+                self._link_up = item.up
+                if item.up:
+                    for unit in self._units.values():
+                        unit.published = None  # republish every retained state
+                else:
+                    self._hub_status_online = False
+                self._hub_changed(mono)
+            case DriverSignal():
+                unit = self._units.get(item.machine)
+                if unit is not None:
+                    self._on_signal(unit, item, mono)
+            case _Tele():
+                unit = self._units.get(item.machine)
+                if unit is not None:
+                    unit.extra_tele.update(item.values)
+            case _Wake():
+                pass
+            case _:
+                logger.debug("ignored input %r", item)
+
+    def _hub_changed(self, mono: float) -> None:
+        online = self._link_up and self._hub_status_online
+        if online == self._hub_online:
+            return
+        self._hub_online = online
+        logger.info("edge %s: hub %s", self.edge_id, "online" if online else "offline")
+        if online:
+            self._sent_through = min(self._sent_through, self._acked)  # resend unacknowledged
+        for unit in self._units.values():
+            self._execute(unit, unit.session.link(online, mono))
+
+    def _on_signal(self, unit: MachineUnit, signal: DriverSignal, mono: float) -> None:
+        s = unit.session
+        match signal.kind:
+            case "job_running":
+                unit.job = True
+                self._execute(unit, s.job_running(mono))
+            case "job_done":
+                unit.job = False
+                self._execute(unit, s.job_done(mono))
+            case "idle":
+                self._execute(unit, s.idle_timeout(mono))
+            case "fault":
+                self._add_fault(unit, signal.source, signal.detail or signal.source, mono)
+            case "fault_cleared":
+                self._clear_fault(unit, signal.source, mono)
+
+    def _add_fault(self, unit: MachineUnit, source: str, detail: str, mono: float) -> None:
+        new = source not in unit.faults
+        unit.faults[source] = detail
+        if new or unit.session.config.cut_on_fault:
+            self._execute(unit, unit.session.fault(source, detail, mono))
+
+    def _clear_fault(self, unit: MachineUnit, source: str, mono: float) -> None:
+        if unit.faults.pop(source, None) is not None and not unit.faults:
+            logger.info("%s: fault cleared (%s)", unit.id, source)
+            self._execute(unit, unit.session.fault_cleared(mono))
+
+    def _on_policy(self, snapshot: PolicySnapshot) -> None:
+        if snapshot.edge != self.edge_id or not verify_snapshot(snapshot, self._key):
+            logger.error(
+                "edge %s: policy snapshot v%d rejected (bad signature or edge)",
+                self.edge_id,
+                snapshot.version,
+            )
+            return
+        current = self._snapshot
+        if current is not None and snapshot.version < current.version:
+            logger.info(
+                "older policy snapshot v%d ignored (have v%d)", snapshot.version, current.version
+            )
+            return
+        self._snapshot = snapshot
+        logger.info(
+            "edge %s: policy snapshot v%d (%d badges)",
+            self.edge_id,
+            snapshot.version,
+            len(snapshot.entries),
+        )
+        self._save_policy(snapshot)
+
+    # ------------------------------------------------------------------ effects
+
+    def _execute(self, unit: MachineUnit, effects: list[Effect], depth: int = 0) -> None:
+        """Execute ``effects`` in order; a failed journal write blocks what follows."""
+        if depth > 4:
+            logger.error("%s: effect chain too deep: %r dropped", unit.id, effects)
+            return
+        blocked = False
+        for effect in effects:
+            mono = self.clock.monotonic()
+            match effect:
+                case Append():
+                    if blocked:
+                        continue
+                    try:
+                        self.journal.append(effect.body)
+                    except JournalError as err:
+                        # Never act on what is not journaled: leave the machine off, and
+                        # refuse badges (fault) until the journal takes writes again.
+                        logger.critical("%s: journal write failed, not acting: %s", unit.id, err)
+                        blocked = True
+                        if depth < 4:
+                            self._add_fault(unit, JOURNAL_FAULT, str(err), mono)
+                        continue
+                    if JOURNAL_FAULT in unit.faults:
+                        self._clear_fault(unit, JOURNAL_FAULT, mono)
+                    if isinstance(effect.body, SessionStartedBody):
+                        unit.followed = (effect.body.session_id, mono)
+                        unit.last_busy = mono
+                case PowerOn() | Unlock():
+                    if blocked:
+                        continue
+                    error = (
+                        unit.power_on() if isinstance(effect, PowerOn) else unit.set_locked(False)
+                    )
+                    if error is not None:
+                        self._device_failed(unit, error, mono, depth)
+                case PowerOff() | Lock():
+                    error = (
+                        unit.power_off() if isinstance(effect, PowerOff) else unit.set_locked(True)
+                    )
+                    if error is not None:
+                        self._device_failed(unit, error, mono, depth)
+                case Feedback():
+                    self._show(unit, effect.kind, effect.message)
+                case RequestAccess():
+                    self._request(unit, effect)
+                case DecideOffline():
+                    wall = self.clock.now()
+                    verdict = decide_offline(
+                        self._snapshot,
+                        self._key,
+                        unit.id,
+                        effect.badge,
+                        wall,
+                        staff_grant=timedelta(minutes=self.settings.offline.staff_grant_min),
+                        verified=True,  # every snapshot kept was verified on arrival
+                    )
+                    logger.info(
+                        "%s: offline decision %s (%s)", unit.id, verdict.code, effect.req_id
+                    )
+                    follow = unit.session.offline_verdict(effect.req_id, verdict, mono, wall)
+                    self._execute(unit, follow, depth + 1)
+                case DriverCommand():
+                    unit.driver_command(effect.action, self._drivers)
+
+    def _device_failed(self, unit: MachineUnit, error: str, mono: float, depth: int) -> None:
+        logger.error("%s: output device failed: %s", unit.id, error)
+        first = ACTUATOR_FAULT not in unit.faults
+        unit.faults[ACTUATOR_FAULT] = error
+        unit.retry_at = time.monotonic() + OUTPUT_RETRY_S
+        if first:
+            self._execute(unit, unit.session.fault(ACTUATOR_FAULT, error, mono), depth + 1)
+
+    def _show(self, unit: MachineUnit, kind: FeedbackKind, message: str) -> None:
+        if self._feedback is not None:
+            self._feedback.show(unit.id, kind, message, self.clock.now(), unit.session.session_id)
+        if kind is FeedbackKind.WARN:
+            unit.notify("fabrique", message)
+
+    def _request(self, unit: MachineUnit, effect: RequestAccess) -> None:
+        link = self._link
+        request = AccessRequest(
+            req_id=effect.req_id,
+            edge=self.edge_id,
+            machine=unit.id,
+            badge=effect.badge,
+            ts=self.clock.now(),
+        )
+        if link is None or not link.request_access(request):
+            # The link just went down: decide alone now rather than after the timeout.
+            logger.info("%s: request %s not sent: deciding offline", unit.id, effect.req_id)
+            self._execute(unit, unit.session.link(False, self.clock.monotonic()))
+            if self._hub_online:
+                self._execute(unit, unit.session.link(True, self.clock.monotonic()))
+
+    # ------------------------------------------------------------------ journal sender
+
+    def _on_journal(self, command: JournalCommand) -> None:
+        if command.ack_through is not None:
+            through = command.ack_through
+            if through > self._acked:
+                try:
+                    self.journal.ack_through(through)
+                except JournalError as err:
+                    logger.error("cannot record the acknowledgement: %s", err)
+                    return
+                self._acked = through
+                self._sent_through = max(self._sent_through, through)
+                self._last_progress = time.monotonic()
+        elif command.replay_from is not None:
+            logger.info("edge %s: hub asks a replay from seq %d", self.edge_id, command.replay_from)
+            self._sent_through = min(self._sent_through, command.replay_from - 1)
+            self._resends += 1
+            self._last_progress = time.monotonic()
+
+    def _pump(self) -> None:
+        """Publish journal events in order while the hub can hear them."""
+        link = self._link
+        if link is None or not self._hub_online:
+            return
+        window = self.settings.journal.window
+        while True:
+            room = window - max(0, self._sent_through - self._acked)
+            if room <= 0:
+                return
+            try:
+                events: list[Event] = self.journal.replay_from(
+                    self._sent_through + 1, limit=min(room, 100)
+                )
+            except JournalError as err:
+                logger.error("cannot read the journal: %s", err)
+                return
+            if not events:
+                return
+            for event in events:
+                if not link.send_event(event):
+                    return
+                self._sent_through = event.seq
+            if len(events) < 100:
+                return
+
+    def _check_resend(self) -> None:
+        if not self._hub_online or self._sent_through <= self._acked:
+            self._last_progress = time.monotonic()
+            return
+        if time.monotonic() - self._last_progress >= self.settings.journal.resend_s:
+            logger.info(
+                "edge %s: no acknowledgement beyond seq %d for %.0f s: resending",
+                self.edge_id,
+                self._acked,
+                self.settings.journal.resend_s,
+            )
+            self._sent_through = self._acked
+            self._resends += 1
+            self._last_progress = time.monotonic()
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        self._next_housekeeping = now + HOUSEKEEPING_S
+        mono = self.clock.monotonic()
+        self._check_resend()
+        for unit in self._units.values():
+            self._check_devices(unit, mono, now)
+        if now >= self._next_tele:
+            self._next_tele = now + self.settings.tele_interval_s
+            self._telemetry(mono)
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY_S
+            try:
+                self.journal.prune(timedelta(days=self.settings.journal.retention_days))
+            except JournalError as err:
+                logger.error("journal prune failed: %s", err)
+        pending = self._sent_through_pending()
+        bound = self.settings.journal.alarm_events
+        if pending > 0.8 * bound and now - self._last_alarm >= 600:
+            self._last_alarm = now
+            logger.error(
+                "edge %s: %d journal events wait for the hub (alarm at 80%% of %d)",
+                self.edge_id,
+                pending,
+                bound,
+            )
+
+    def _sent_through_pending(self) -> int:
+        return max(0, self.journal.last_seq() - self._acked)
+
+    def _check_devices(self, unit: MachineUnit, mono: float, now: float) -> None:
+        # Output device failed: try again now and then (it switches off); clear the fault.
+        if ACTUATOR_FAULT in unit.faults and now >= unit.retry_at:
+            error = unit.check_output()
+            if error is None:
+                self._clear_fault(unit, ACTUATOR_FAULT, mono)
+            else:
+                unit.retry_at = now + OUTPUT_RETRY_S
+        # Drivers: faults (GRBL alarm, printer error) and jobs (a print running).
+        reported = unit.driver_faults()
+        for source, detail in reported.items():
+            if source not in unit.faults:
+                self._add_fault(unit, source, detail, mono)
+        for source in [s for s in unit.faults if s != ACTUATOR_FAULT and s not in reported]:
+            if source in ("grbl", "printer"):
+                self._clear_fault(unit, source, mono)
+        job = unit.driver_job()
+        if job is not None and job != unit.job:
+            self._on_signal(unit, DriverSignal(unit.id, "job_running" if job else "job_done"), mono)
+
+    def _telemetry(self, mono: float) -> None:
+        link = self._link
+        for unit in self._units.values():
+            values = unit.telemetry()
+            self._follow_power(unit, values.get("power_w"), mono)
+            unit.extra_tele.clear()
+            if values and link is not None and self._link_up:
+                link.publish_tele(Telemetry(machine=unit.id, ts=self.clock.now(), values=values))
+
+    def _follow_power(self, unit: MachineUnit, power: Scalar, mono: float) -> None:
+        """Busy/idle by power for generic machines with ``busy_above_w``."""
+        threshold = unit.settings.busy_above_w
+        if threshold is None or not isinstance(power, int | float):
+            return
+        view = unit.session.view(mono)
+        busy = power >= threshold
+        if busy:
+            unit.last_busy = mono
+        if busy != unit.job:
+            self._on_signal(
+                unit, DriverSignal(unit.id, "job_running" if busy else "job_done"), mono
+            )
+        idle_min = unit.settings.idle_timeout_min
+        if (
+            idle_min is not None
+            and view.state is State.ACTIVE
+            and not busy
+            and mono - unit.last_busy >= idle_min * 60
+        ):
+            self._on_signal(unit, DriverSignal(unit.id, "idle"), mono)
+
+    # ------------------------------------------------------------------ state
+
+    def _publish_views(self) -> None:
+        mono = self.clock.monotonic()
+        views = {unit.id: unit.view(mono) for unit in self._units.values()}
+        self._views = MappingProxyType(views)
+        link = self._link
+        if link is None or not self._link_up:
+            return
+        for unit in self._units.values():
+            v = views[unit.id]
+            deadline = None
+            if v.session.remaining_s is not None:
+                deadline = round(mono + v.session.remaining_s)
+            key = (
+                v.availability,
+                v.session.session_id,
+                v.session.state,
+                v.session.job_running,
+                v.reader_connected,
+                v.faults,
+                deadline,
+            )
+            if key == unit.published:
+                continue
+            if link.publish_state(self._state_message(v)):
+                unit.published = key
+
+    def _state_message(self, v: MachineView) -> MachineState:
+        detail: dict[str, Scalar] = {
+            "kind": v.kind,
+            "state": v.session.state.value,
+            "reader": v.reader_connected,
+        }
+        if v.session.session_id is not None:
+            detail["offline"] = v.session.offline
+            detail["staff"] = v.session.staff
+        if v.session.remaining_s is not None:
+            ends = self.clock.now() + timedelta(seconds=v.session.remaining_s / self._speed)
+            detail["ends_at"] = ends.isoformat(timespec="seconds")
+        if v.session.job_running:
+            detail["job"] = True
+        if v.faults:
+            detail["faults"] = ",".join(v.faults)
+        return MachineState(
+            machine=v.machine,
+            availability=v.availability,
+            session_id=v.session.session_id,
+            detail=detail,
+            ts=self.clock.now(),
+        )
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _shutdown(self) -> None:
+        """On the agent thread: end sessions, switch off, drain, publish offline."""
+        mono = self.clock.monotonic()
+        for unit in self._units.values():
+            self._execute(unit, unit.session.shutdown(mono))
+            unit.close_outputs()
+        self._publish_views()
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while (
+            time.monotonic() < deadline
+            and self.journal.last_seq() > self._acked
+            and self._hub_online
+        ):
+            try:
+                item = self._inbox.get(timeout=0.05)
+            except queue.Empty:
+                item = None
+            if isinstance(item, JournalCommand | HubStatus | _LinkChange):
+                self._handle(item)
+            if time.monotonic() >= self._next_housekeeping:
+                self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+                self._check_resend()
+            self._pump()
+        left = self.journal.last_seq() - self._acked
+        if left > 0:
+            logger.warning(
+                "edge %s: %d journal events not acknowledged at exit (kept)", self.edge_id, left
+            )
+        link = self._link
+        if link is not None and self._link_up:
+            now = self.clock.now()
+            for unit in self._units.values():
+                link.publish_state(
+                    MachineState(
+                        machine=unit.id,
+                        availability=Availability.OFFLINE,
+                        detail={"kind": unit.settings.kind},
+                        ts=now,
+                    )
+                )
+
+    # ------------------------------------------------------------------ policy cache
+
+    def _load_policy(self) -> PolicySnapshot | None:
+        path = self.settings.policy_cache_path
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            logger.warning("cannot read the policy cache %s: %s", path, err)
+            return None
+        try:
+            snapshot = decode(PolicySnapshot, raw)
+        except PayloadError as err:
+            logger.warning("policy cache %s unreadable: %s", path, err)
+            return None
+        if snapshot.edge != self.edge_id or not verify_snapshot(snapshot, self._key):
+            logger.warning("policy cache %s does not verify: ignored", path)
+            return None
+        logger.info("policy snapshot v%d restored from %s", snapshot.version, path)
+        return snapshot
+
+    def _save_policy(self, snapshot: PolicySnapshot) -> None:
+        path = self.settings.policy_cache_path
+        tmp = path.with_suffix(".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(encode(snapshot))
+            os.replace(tmp, path)
+        except OSError as err:
+            logger.warning("cannot keep the policy snapshot in %s: %s", path, err)
+
+
+class Companion(Protocol):
+    """Something that runs beside the agents of a process (the demo's visitors)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_agents(
+    agents: list[Agent], stop: threading.Event, companions: Iterable[Companion] = ()
+) -> None:
+    """Start every agent (then the companions), serve until ``stop`` is set or an agent
+    fails, then stop everything in reverse order.
+
+    Raises:
+        AgentError: an agent could not start or failed.
+    """
+    started: list[Agent] = []
+    running: list[Companion] = []
+    try:
+        for agent in agents:
+            agent.start()
+            started.append(agent)
+        for companion in companions:
+            companion.start()
+            running.append(companion)
+        while not stop.is_set() and not any(a.stopped for a in started):
+            stop.wait(0.5)
+    finally:
+        for companion in reversed(running):
+            companion.stop()
+        for agent in reversed(started):
+            agent.stop()
+    failed = [a for a in started if a.failed is not None]
+    if failed:
+        first = failed[0]
+        raise AgentError(f"edge {first.edge_id} failed: {first.failed}") from first.failed

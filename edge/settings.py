@@ -1,0 +1,339 @@
+"""Edge agent settings: one typed object, read from ``edge.toml`` at start and passed down.
+
+An edge process (one Raspberry Pi, or the gaming PC itself) serves one or more
+machines. Everything it needs is validated here before anything opens, so a typo
+in a pin number or a Shelly address stops the agent at start with a clear message
+rather than at the first badge:
+
+* the broker (address, credentials, TLS) and the identity of the edge (site, edge id);
+* the site secret, which hashes badge UIDs and verifies policy snapshots;
+* the journal (path, retention, resend and window) and the offline rules;
+* the feedback (console log, GPIO LED and buzzer per machine);
+* every machine: its kind (``generic``, ``laser``, ``printer``, ``gaming_pc``), its
+  badge reader, its actuator or session lock, and its optional driver (GRBL,
+  OctoPrint), each a :class:`devices.registry.DeviceSpec` validated against the
+  device registry.
+
+Values come from keyword overrides, then ``FABRIQUE_EDGE_*`` environment variables
+(nested keys with ``__``: ``FABRIQUE_EDGE_MQTT__PASSWORD``), then the TOML file.
+Secrets are best kept out of the file (environment, systemd ``LoadCredential``).
+Outside ``demo`` mode, placeholder secrets are refused. See ``docs/edge.md`` for
+every key and ``examples/edge.toml`` for a complete file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from devices.registry import DeviceSpec, Role
+from protocol.ids import Ident
+from protocol.messages import BreakRule
+
+__all__ = [
+    "EdgeSettings",
+    "FeedbackSettings",
+    "GpioFeedbackSettings",
+    "JournalSettings",
+    "MachineKind",
+    "MachineSettings",
+    "MqttSettings",
+    "OfflineSettings",
+    "load_edge_settings",
+]
+
+#: Secrets that must never reach production (compared case-insensitively).
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "secret", "password", "demo", "xxx", "todo"}
+)
+
+#: What the agent does with a machine; picks the session preset (see :mod:`edge.session`).
+MachineKind = Literal["generic", "laser", "printer", "gaming_pc"]
+
+GpioPin = (
+    Annotated[int, Field(ge=0, le=27)]
+    | Annotated[str, StringConstraints(pattern=r"^(GPIO|BCM|BOARD|WPI|J8:)\d{1,2}$")]
+)
+
+
+class _Part(BaseModel):
+    """A section of the settings: frozen, unknown keys rejected (typos fail early)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MqttSettings(_Part):
+    """The broker and how this edge logs in (``[mqtt]``)."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="broker address")
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = Field(default=None, description="per-edge user (the ACL key)")
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = Field(default=None, description="CA of the broker's certificate")
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    client_id: str | None = Field(default=None, max_length=128)
+    reconnect_min_s: int = Field(default=1, ge=1, le=60)
+    reconnect_max_s: int = Field(default=10, ge=1, le=600)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> MqttSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file is set but tls is false")
+        return self
+
+
+class JournalSettings(_Part):
+    """The durable outbox (``[journal]``)."""
+
+    path: Path = Field(description="SQLite file, on the data partition (created if missing)")
+    retention_days: float = Field(
+        default=30.0, gt=0, le=3650, description="acknowledged events kept this long (audit)"
+    )
+    resend_s: float = Field(
+        default=10.0, gt=0, le=600, description="no acknowledgement for this long: resend"
+    )
+    window: int = Field(default=200, ge=1, le=10_000, description="events in flight at most")
+    alarm_events: int = Field(
+        default=10_000, ge=10, description="log an alarm above 80 % of this many pending events"
+    )
+
+
+class OfflineSettings(_Part):
+    """How the edge decides alone when the hub does not answer (``[offline]``)."""
+
+    decision_timeout_s: float = Field(
+        default=0.5, ge=0.05, le=10, description="wait this long for the hub, then decide alone"
+    )
+    verdict_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    staff_grant_min: int = Field(
+        default=120, ge=1, le=24 * 60, description="longest offline grant to staff"
+    )
+    policy_cache: Path | None = Field(
+        default=None,
+        description="last verified policy snapshot (default: policy.json beside the journal)",
+    )
+
+
+class FeedbackSettings(_Part):
+    """Edge-wide feedback (``[feedback]``); LEDs and buzzers are per machine."""
+
+    console: bool = Field(default=True, description="log every message shown to a member")
+    history: int = Field(default=50, ge=0, le=10_000, description="events kept for the kiosk")
+
+
+class GpioFeedbackSettings(_Part):
+    """LED and buzzer at one machine's reader (``[machines.feedback]``)."""
+
+    green_pin: GpioPin | None = None
+    red_pin: GpioPin | None = None
+    buzzer_pin: GpioPin | None = None
+    active_high: bool = True
+
+    @model_validator(mode="after")
+    def _some_pin(self) -> GpioFeedbackSettings:
+        pins = [p for p in (self.green_pin, self.red_pin, self.buzzer_pin) if p is not None]
+        if not pins:
+            raise ValueError("give at least one of green_pin, red_pin, buzzer_pin")
+        if len({str(p) for p in pins}) != len(pins):
+            raise ValueError("feedback pins must be different")
+        return self
+
+
+_WHICH_DEVICES: dict[str, tuple[str, ...]] = {
+    # kind -> device sections it requires (first) or accepts.
+    "generic": ("actuator",),
+    "laser": ("actuator",),
+    "printer": ("actuator",),
+    "gaming_pc": ("pc",),
+}
+_OPTIONAL_DEVICES: dict[str, tuple[str, ...]] = {
+    "generic": (),
+    "laser": ("laser",),
+    "printer": ("printer",),
+    "gaming_pc": ("actuator",),
+}
+_ROLE_OF_SECTION: dict[str, Role] = {
+    "reader": "reader",
+    "actuator": "actuator",
+    "pc": "pc",
+    "laser": "laser",
+    "printer": "printer",
+}
+
+
+class MachineSettings(_Part):
+    """One machine served by this edge (``[[machines]]``)."""
+
+    id: Ident
+    kind: MachineKind = "generic"
+    reader: DeviceSpec = Field(description="badge reader at this machine")
+    actuator: DeviceSpec | None = Field(default=None, description="relay or smart plug")
+    pc: DeviceSpec | None = Field(default=None, description="gaming PC session lock")
+    laser: DeviceSpec | None = Field(default=None, description="GRBL controller of a laser")
+    printer: DeviceSpec | None = Field(default=None, description="OctoPrint of a 3D printer")
+    feedback: GpioFeedbackSettings | None = None
+    warn_before_min: tuple[Annotated[int, Field(ge=1, le=240)], ...] = (10, 2)
+    debounce_s: float = Field(default=1.0, ge=0, le=60)
+    link_grace_s: float = Field(
+        default=30.0, ge=0, le=3600, description="laser: cut after the hub is lost this long"
+    )
+    busy_above_w: float | None = Field(
+        default=None, gt=0, description="generic: power above this means busy (needs a meter)"
+    )
+    idle_timeout_min: float | None = Field(
+        default=None, gt=0, le=24 * 60, description="generic: end a session idle this long"
+    )
+    offline_break: BreakRule | None = Field(
+        default=None, description="break rule of members' offline grants (gaming)"
+    )
+    tick_s: float = Field(default=60.0, ge=0.1, le=60.0, description="usage tick (tests only)")
+
+    @model_validator(mode="after")
+    def _devices_fit_the_kind(self) -> MachineSettings:
+        given = {
+            name
+            for name in ("actuator", "pc", "laser", "printer")
+            if getattr(self, name) is not None
+        }
+        for name in _WHICH_DEVICES[self.kind]:
+            if name not in given:
+                raise ValueError(f"a {self.kind} machine needs an [machines.{name}] device")
+        allowed = set(_WHICH_DEVICES[self.kind]) | set(_OPTIONAL_DEVICES[self.kind])
+        extra = sorted(given - allowed)
+        if extra:
+            raise ValueError(f"a {self.kind} machine takes no {', '.join(extra)} device")
+        for name, role in _ROLE_OF_SECTION.items():
+            spec: DeviceSpec | None = getattr(self, name)
+            if spec is not None and spec.role != role:
+                raise ValueError(f"{name}: kind {spec.kind} is a {spec.role}, not a {role}")
+        if self.idle_timeout_min is not None and self.busy_above_w is None:
+            raise ValueError("idle_timeout_min needs busy_above_w (idle = below that power)")
+        return self
+
+
+class EdgeSettings(BaseSettings):
+    """Everything one edge process needs, validated at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FABRIQUE_EDGE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    site: Ident = Field(description="this site's id (the topic root)")
+    edge_id: Ident = Field(description="this edge's id (its MQTT user and topics)")
+    site_secret: SecretStr = Field(
+        description="keys badge hashes and snapshot signatures; the hub's value"
+    )
+    demo: bool = Field(default=False, description="accept placeholder secrets (demo only)")
+    mqtt: MqttSettings = MqttSettings()
+    journal: JournalSettings
+    offline: OfflineSettings = OfflineSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    machines: tuple[MachineSettings, ...] = Field(min_length=1, max_length=64)
+    tele_interval_s: float = Field(default=10.0, ge=0.5, le=3600)
+    drain_timeout_s: float = Field(
+        default=5.0, ge=0, le=120, description="on stop, wait this long for acknowledgements"
+    )
+    gpio_mock: bool = Field(
+        default=False, description="use gpiozero's mock pins (demo, tests, no hardware)"
+    )
+    #: Simulated seconds per real second (demo only; 1 in production).
+    time_scale: float = Field(default=1.0, gt=0, le=1000)
+
+    @field_validator("machines")
+    @classmethod
+    def _unique(cls, machines: tuple[MachineSettings, ...]) -> tuple[MachineSettings, ...]:
+        ids = [m.id for m in machines]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate machine ids: {', '.join(dupes)}")
+        return machines
+
+    @model_validator(mode="after")
+    def _checks(self) -> EdgeSettings:
+        secret = self.site_secret.get_secret_value()
+        if len(secret) < 16:
+            raise ValueError("site_secret must be at least 16 characters")
+        if not self.demo and (
+            secret.lower() in PLACEHOLDER_SECRETS or "not-for-production" in secret
+        ):
+            raise ValueError(
+                "site_secret is a placeholder: set FABRIQUE_EDGE_SITE_SECRET to the hub's "
+                "site secret"
+            )
+        if self.time_scale != 1.0 and not self.demo:
+            raise ValueError("time_scale is for the demo only (set demo = true)")
+        return self
+
+    @property
+    def secret_bytes(self) -> bytes:
+        """The site secret as bytes (HMAC key)."""
+        return self.site_secret.get_secret_value().encode()
+
+    @property
+    def policy_cache_path(self) -> Path:
+        """Where the last verified policy snapshot is kept across restarts."""
+        return self.offline.policy_cache or self.journal.path.with_name("policy.json")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_edge_settings(path: Path, **overrides: Any) -> EdgeSettings:
+    """Build the settings from ``overrides``, ``FABRIQUE_EDGE_*`` variables and ``path``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        tomllib.TOMLDecodeError: the file is not valid TOML.
+        pydantic.ValidationError: the values do not describe a valid edge.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file {path} not found")
+    cls = type(
+        "EdgeSettings",
+        (EdgeSettings,),
+        {"model_config": SettingsConfigDict(**{**EdgeSettings.model_config, "toml_file": path})},
+    )
+    # Relative journal and cache paths are relative to the file, not to the cwd.
+    base = path.resolve().parent
+    settings: EdgeSettings = cls(**{k: v for k, v in overrides.items() if v is not None})
+    journal = settings.journal
+    if not journal.path.is_absolute():
+        journal = journal.model_copy(update={"path": base / journal.path})
+    offline = settings.offline
+    if offline.policy_cache is not None and not offline.policy_cache.is_absolute():
+        offline = offline.model_copy(update={"policy_cache": base / offline.policy_cache})
+    return settings.model_copy(update={"journal": journal, "offline": offline})
+
+
+def env_secret() -> str | None:
+    """The site secret from ``$FABRIQUE_SITE_SECRET`` (shared with the hub's variable)."""
+    return os.environ.get("FABRIQUE_SITE_SECRET") or None

@@ -1,0 +1,124 @@
+"""``fabrique edge check-config`` and ``fabrique edge run`` as the operator uses them."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from fabrique.cli import app
+from fabrique.demo.runner import to_toml
+from protocol.messages import EdgeStatus, decode
+from protocol.topics import Topics
+from tests.conftest import Broker
+from tests.edge.conftest import SECRET, spawn_module, wait_until
+from tests.hub.hubkit import Probe
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "edge.toml"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_check_config_summarises_a_valid_file(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABRIQUE_SITE_SECRET", SECRET)
+    result = runner.invoke(app, ["edge", "check-config", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "configuration valide" in result.output
+    assert "laser-1 (laser) : lecteur reader.rdm6300, sortie actuator.gpio" in result.output
+
+
+def test_check_config_explains_errors_in_french(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FABRIQUE_SITE_SECRET", raising=False)
+    missing = runner.invoke(app, ["edge", "check-config", "-c", str(tmp_path / "none.toml")])
+    assert missing.exit_code == 2
+    assert "introuvable" in missing.output
+
+    bad = tmp_path / "edge.toml"
+    bad.write_text(
+        'site = "s-x"\nedge_id = "pi-x"\nsite_secret = "0123456789abcdef"\ncolour = 3\n'
+        '[journal]\npath = "j.db"\n'
+        '[[machines]]\nid = "laser-1"\nkind = "laser"\nreader = { kind = "reader.sim" }\n'
+    )
+    invalid = runner.invoke(app, ["edge", "run", "-c", str(bad)])
+    assert invalid.exit_code == 2
+    assert "Configuration invalide" in invalid.output
+    assert "colour : paramètre inconnu" in invalid.output
+    assert "a laser machine needs an [machines.actuator] device" in invalid.output
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("site = \n")
+    assert runner.invoke(app, ["edge", "check-config", "-c", str(broken)]).exit_code == 2
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Any]]:
+    started: list[Any] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.broker
+def test_run_announces_itself_with_a_persisted_epoch_and_says_goodbye(
+    mosquitto: Broker, tmp_path: Path, procs: list[Any]
+) -> None:
+    site = "cli-edge"
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        to_toml(
+            {
+                "site": site,
+                "edge_id": "pi-x",
+                "site_secret": SECRET,
+                "drain_timeout_s": 0.0,
+                "mqtt": {"port": mosquitto.port},
+                "journal": {"path": "journal.db"},
+                "machines": [
+                    {
+                        "id": "m-1",
+                        "reader": {"kind": "reader.sim"},
+                        "actuator": {"kind": "actuator.sim"},
+                    }
+                ],
+            }
+        )
+    )
+    topic = Topics(site).edge_status("pi-x")
+    probe = Probe(mosquitto.host, mosquitto.port, [topic]).start()
+
+    def status() -> EdgeStatus | None:
+        found = probe.on(topic)
+        return decode(EdgeStatus, found[-1].payload) if found and found[-1].payload else None
+
+    try:
+        for expected_epoch in (1, 2):
+            proc = spawn_module("fabrique", ["edge", "run", "-c", str(config)], tmp_path / "log")
+            procs.append(proc)
+            up = wait_until(
+                lambda e=expected_epoch: (s := status()) and s.online and s.epoch == e and s,
+                30,
+                "online",
+            )
+            assert up.machines == ("m-1",)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+            bye = wait_until(lambda: (s := status()) and not s.online and s, 10, "goodbye")
+            assert bye.epoch == expected_epoch
+        assert (tmp_path / "journal.db").exists()  # relative to the configuration file
+    finally:
+        probe.publish(topic, b"", retain=True)
+        probe.stop()
+    assert "Traceback" not in (tmp_path / "log").read_text()
