@@ -23,9 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, TypeVar
 
-import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,19 +35,14 @@ from pydantic import (
     model_validator,
 )
 
-from devices.actuators import (
-    Actuator,
-    GpioRelay,
-    LatchedActuator,
-    Publish,
-    ShellyPlug,
-    SimulatedActuator,
-    TasmotaPlug,
-)
-from devices.actuators.tasmota import TASMOTA_TOPIC_PATTERN
+# Drivers with heavy dependencies (gpiozero, httpx, websockets) are imported by their
+# factory, when a device of that kind is built: an edge serving a laser and a PC never
+# loads the OctoPrint client (the edge's memory budget is 50 MB on a Pi).
+from devices.actuators.base import Actuator
+from devices.actuators.latch import LatchedActuator
+from devices.actuators.simulated import SimulatedActuator
+from devices.actuators.tasmota import TASMOTA_TOPIC_PATTERN, Publish, TasmotaPlug
 from devices.errors import DeviceConfigError
-from devices.grbl import GrblLaser
-from devices.octoprint import OctoPrintClient, OctoPrintFollower
 from devices.pc import (
     LINUX_NOTIFY_CMD,
     WINDOWS_NOTIFY_CMD,
@@ -69,6 +63,12 @@ from devices.readers import (
     SimulatedReader,
     StdinReader,
 )
+
+if TYPE_CHECKING:
+    import httpx
+
+    from devices.grbl import GrblLaser
+    from devices.octoprint import OctoPrintFollower
 
 __all__ = [
     "KINDS",
@@ -349,11 +349,15 @@ def _sim_reader(config: SimulatedReaderConfig, ctx: DeviceContext) -> BadgeReade
 
 
 def _gpio(config: GpioRelayConfig, ctx: DeviceContext) -> Actuator:
+    from devices.actuators.gpio import GpioRelay
+
     relay = GpioRelay(config.pin, config.active_high, pin_factory=ctx.gpio_pin_factory)
     return _latched(config, relay)
 
 
 def _shelly(config: ShellyConfig, ctx: DeviceContext) -> Actuator:
+    from devices.actuators.shelly import ShellyPlug
+
     plug = ShellyPlug(
         config.host,
         config.switch_id,
@@ -376,6 +380,8 @@ def _sim_actuator(config: SimulatedActuatorConfig, ctx: DeviceContext) -> Actuat
 
 
 def _grbl(config: GrblLaserConfig, ctx: DeviceContext) -> GrblLaser:
+    from devices.grbl import GrblLaser
+
     return GrblLaser(
         config.port,
         config.baudrate,
@@ -411,6 +417,8 @@ def _sim_lock(config: SimulatedLockConfig, ctx: DeviceContext) -> SessionLock:
 
 
 def _octoprint(config: OctoPrintConfig, ctx: DeviceContext) -> OctoPrintFollower:
+    from devices.octoprint import OctoPrintClient, OctoPrintFollower
+
     client = OctoPrintClient(
         config.url, config.api_key.get_secret_value(), timeout=config.timeout_s
     )
@@ -514,6 +522,8 @@ def build_laser(
     Raises:
         DeviceConfigError: unknown kind, not a laser, invalid options.
     """
+    from devices.grbl import GrblLaser
+
     laser = _build(name, "laser", options, ctx or DeviceContext())
     if not isinstance(laser, GrblLaser):  # a wrong row in KINDS
         raise DeviceConfigError(f"{name} did not build a laser controller")
@@ -542,6 +552,8 @@ def build_printer(
     Raises:
         DeviceConfigError: unknown kind, not a printer, invalid options.
     """
+    from devices.octoprint import OctoPrintFollower
+
     printer = _build(name, "printer", options, ctx or DeviceContext())
     if not isinstance(printer, OctoPrintFollower):  # a wrong row in KINDS
         raise DeviceConfigError(f"{name} did not build a printer follower")
