@@ -806,14 +806,14 @@ class Agent:
             logger.error("%s: effect chain too deep: %r dropped", unit.id, effects)
             return
         blocked = False
-        for effect in effects:
+        for effect in _runs_of_appends(effects):
             mono = self.clock.monotonic()
             match effect:
-                case Append():
+                case list():  # consecutive journal entries: one transaction, one fsync
                     if blocked:
                         continue
                     try:
-                        self.journal.append(effect.body)
+                        self.journal.append_many([a.body for a in effect])
                     except JournalError as err:
                         # Never act on what is not journaled: leave the machine off, and
                         # refuse badges (fault) until the journal takes writes again.
@@ -824,9 +824,10 @@ class Agent:
                         continue
                     if JOURNAL_FAULT in unit.faults:
                         self._clear_fault(unit, JOURNAL_FAULT, mono)
-                    if isinstance(effect.body, SessionStartedBody):
-                        unit.followed = (effect.body.session_id, mono)
-                        unit.last_busy = mono
+                    for append in effect:
+                        if isinstance(append.body, SessionStartedBody):
+                            unit.followed = (append.body.session_id, mono)
+                            unit.last_busy = mono
                 case PowerOn() | Unlock():
                     if blocked:
                         continue
@@ -1203,3 +1204,18 @@ def run_agents(
     if failed:
         first = failed[0]
         raise AgentError(f"edge {first.edge_id} failed: {first.failed}") from first.failed
+
+
+def _runs_of_appends(effects: list[Effect]) -> list[Effect | list[Append]]:
+    """``effects`` with each run of consecutive :class:`Append` gathered in a list."""
+    out: list[Effect | list[Append]] = []
+    for effect in effects:
+        if isinstance(effect, Append):
+            last = out[-1] if out else None
+            if isinstance(last, list):
+                last.append(effect)
+            else:
+                out.append([effect])
+        else:
+            out.append(effect)
+    return out

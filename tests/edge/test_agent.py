@@ -633,10 +633,10 @@ def test_a_failed_journal_write_never_switches_the_machine_on(
     r = rig({"pi-a": 1})
     agent = r.online(r.agent("pi-a"))
 
-    def full_disk(self: Journal, body: object) -> None:
+    def full_disk(self: Journal, bodies: object) -> None:
         raise JournalError("database or disk is full")
 
-    monkeypatch.setattr(Journal, "append", full_disk)
+    monkeypatch.setattr(Journal, "append_many", full_disk)
     present(agent, "m-01", member_uid(1))
     wait_until(lambda: agent.view("m-01").availability is Availability.FAULT, 5, "fault")
     assert agent.view("m-01").faults == ("journal",)

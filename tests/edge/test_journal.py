@@ -101,6 +101,24 @@ def test_append_is_committed_before_it_returns(db: Path, clock: FakeClock) -> No
     assert mode == "wal"
 
 
+def test_append_many_is_one_ordered_all_or_nothing_commit(db: Path, clock: FakeClock) -> None:
+    with Journal(db, EDGE, clock) as journal:
+        events = journal.append_many([fault(1), started(clock), fault(2)])
+        assert [e.seq for e in events] == [1, 2, 3]
+        assert [e.type for e in events] == ["machine_fault", "session_started", "machine_fault"]
+        other = sqlite3.connect(db)
+        try:
+            seqs = [r[0] for r in other.execute("SELECT seq FROM journal ORDER BY seq")]
+        finally:
+            other.close()
+        assert seqs == [1, 2, 3]
+        # A body the journal cannot take aborts the whole batch: nothing half-written.
+        with pytest.raises(KeyError):
+            journal.append_many([fault(3), object()])  # type: ignore[list-item]
+        assert journal.last_seq() == 3
+        assert [e.seq for e in journal.unacked()] == [1, 2, 3]
+
+
 def test_ack_through_leaves_only_later_events_unacked(db: Path, clock: FakeClock) -> None:
     with Journal(db, EDGE, clock) as journal:
         events = [journal.append(fault(i)) for i in range(5)]
