@@ -2,7 +2,7 @@
 
 This is the composition root of every process: it reads settings, sets up logging
 and calls the entry point of the part it runs. Imports of the parts happen inside
-the commands, so that a process only loads what it runs: ``fabrique edge sim`` never
+the commands, so that a process only loads what it runs: ``fabrique edge run`` never
 imports the hub, and each process reaches paho through exactly one module.
 
 User errors (bad configuration, port taken, weak password) print a French message
@@ -345,45 +345,6 @@ def edge_check_config(config: EdgeConfigOption) -> None:
                 f"  - {m.id} ({m.kind}) : lecteur {m.reader.kind}, "
                 f"sortie {out.kind if out else 'aucune'}"
             )
-
-
-@edge_app.command("sim")
-def edge_sim(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="Fichier TOML ou JSON des bornes simulées.")
-    ],
-    speed: Annotated[
-        float | None, typer.Option(help="Accélération du temps (remplace celle du fichier).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Sans le récit des badges.")] = False,
-    parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
-    log_level: LogLevelOption = "info",
-) -> None:
-    """Bornes simulées : des lecteurs badgent de temps en temps, les machines suivent.
-
-    Le secret du site vient du fichier ou de $FABRIQUE_SITE_SECRET.
-    """
-    _setup_logging(_check_level(log_level))
-    from edge.sim import SimConfigError, load_sim_settings, run_simulator
-
-    try:
-        settings = load_sim_settings(
-            config, speed=speed, site_secret=os.environ.get("FABRIQUE_SITE_SECRET")
-        )
-    except SimConfigError as err:
-        _fail(f"Configuration invalide : {err}", EXIT_CONFIG)
-    except ValidationError as err:
-        _config_error(str(config), err)
-    if parent_pid is not None:
-        from fabrique.demo.procs import die_with_parent
-
-        die_with_parent(parent_pid)
-
-    def narrate(line: str) -> None:
-        print(line, flush=True)
-
-    with _StopOnSignals() as stop:
-        run_simulator(settings, stop, narrate=None if quiet else narrate)
 
 
 # --------------------------------------------------------------------------- demo

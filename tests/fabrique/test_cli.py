@@ -158,19 +158,6 @@ def test_create_admin_prompts_for_the_password(runner: CliRunner, tmp_path: Path
     assert "solide" not in result.output  # hidden input
 
 
-def test_edge_sim_config_errors(runner: CliRunner, tmp_path: Path) -> None:
-    missing = runner.invoke(app, ["edge", "sim", "--config", str(tmp_path / "none.toml")])
-    assert missing.exit_code == 2
-    assert "cannot read" in missing.output
-
-    bad = tmp_path / "edges.toml"
-    bad.write_text('site_secret = "0123456789abcdef"\nspeed = -1\n')
-    invalid = runner.invoke(app, ["edge", "sim", "--config", str(bad)])
-    assert invalid.exit_code == 2
-    assert "speed" in invalid.output
-    assert "edges : paramètre obligatoire manquant" in invalid.output
-
-
 def test_demo_refuses_a_taken_port(runner: CliRunner, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""``fabrique hub run`` and ``fabrique edge sim`` as real processes against Mosquitto."""
+"""``fabrique hub run`` as a real process against Mosquitto."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from protocol.messages import EdgeStatus, HubStatus, decode
+from protocol.messages import HubStatus, decode
 from protocol.topics import Topics
 from tests.conftest import Broker, free_port
 
@@ -141,66 +141,3 @@ def test_a_killed_hub_leaves_no_worker_behind(mosquitto: Broker, tmp_path: Path)
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-def _sim_config(tmp_path: Path, broker: Broker, site: str) -> Path:
-    config = tmp_path / "edges.toml"
-    config.write_text(
-        f'site = "{site}"\nmqtt_port = {broker.port}\nstate_dir = "{tmp_path / "state"}"\n'
-        "mean_arrival_min = 1000\n"
-        '[[edges]]\nid = "pi-x"\n[[edges.machines]]\nid = "pc-x"\nkind = "gaming_pc"\n'
-        'badges = [{uid = "04AA000000000001", label = "Inès"}]\n'
-    )
-    return config
-
-
-@pytest.mark.broker
-def test_edge_sim_last_will_and_clean_stop(mosquitto: Broker, tmp_path: Path) -> None:
-    site = "sim-will"
-    topic = Topics(site).edge_status("pi-x")
-    config = _sim_config(tmp_path, mosquitto, site)
-    watch = Retained(mosquitto, topic)
-    procs: list[subprocess.Popen[str]] = []
-
-    def status() -> EdgeStatus | None:
-        payload = watch.get(topic)
-        return decode(EdgeStatus, payload) if payload else None
-
-    def start() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fabrique", "edge", "sim", "--config", str(config), "-q"],
-            cwd=tmp_path,
-            env={"FABRIQUE_SITE_SECRET": "0123456789abcdef", "PATH": "/usr/bin:/bin"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        procs.append(proc)
-        return proc
-
-    try:
-        first = start()
-        up = wait_for(lambda: (s := status()) and s.online and s, 20, "edge online")
-        assert up.machines == ("pc-x",)
-        first.kill()  # no goodbye: the broker publishes the last will
-        first.wait(10)
-        will = wait_for(lambda: (s := status()) and not s.online and s, 60, "the last will")
-        assert will.epoch == up.epoch
-
-        second = start()
-        again = wait_for(
-            lambda: (s := status()) and s.online and s.epoch > up.epoch and s, 20, "new epoch"
-        )
-        assert again.epoch == up.epoch + 1  # persisted in the state directory
-        second.send_signal(signal.SIGTERM)
-        _out, err = second.communicate(timeout=30)
-        assert second.returncode == 0, err
-        assert "Traceback" not in err
-        bye = wait_for(lambda: (s := status()) and not s.online and s, 10, "offline status")
-        assert bye.epoch == again.epoch
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-        watch.close()
