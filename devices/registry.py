@@ -478,11 +478,26 @@ def parse_config(name: str, options: Mapping[str, Any]) -> DeviceConfig:
     return config
 
 
-def _build(name: str, role: Role, options: Mapping[str, Any], ctx: DeviceContext) -> object:
+BuiltT = TypeVar("BuiltT")
+
+
+def _build(
+    name: str,
+    role: Role,
+    options: Mapping[str, Any],
+    ctx: DeviceContext | None,
+    expected: type[BuiltT],
+    what: str,
+) -> BuiltT:
+    """Validate ``options`` for kind ``name`` of ``role`` and build it, checked to be
+    an ``expected`` (a wrong row in KINDS is a configuration error, not a crash)."""
     kind = get_kind(name)
     if kind.role != role:
         raise DeviceConfigError(f"kind {name} has role {kind.role!r}, not {role!r}")
-    return kind.build(kind.parse(options), ctx)
+    built = kind.build(kind.parse(options), ctx or DeviceContext())
+    if not isinstance(built, expected):
+        raise DeviceConfigError(f"{name} did not build {what}")
+    return built
 
 
 def build_reader(
@@ -493,10 +508,7 @@ def build_reader(
     Raises:
         DeviceConfigError: unknown kind, not a reader, invalid options.
     """
-    reader = _build(name, "reader", options, ctx or DeviceContext())
-    if not isinstance(reader, BadgeReader):  # a wrong row in KINDS
-        raise DeviceConfigError(f"{name} did not build a badge reader")
-    return reader
+    return _build(name, "reader", options, ctx, BadgeReader, "a badge reader")  # type: ignore[type-abstract]
 
 
 def build_actuator(
@@ -508,10 +520,7 @@ def build_actuator(
         DeviceConfigError: unknown kind, not an actuator, invalid options, or a
             seam the kind needs is missing from ``ctx``.
     """
-    actuator = _build(name, "actuator", options, ctx or DeviceContext())
-    if not isinstance(actuator, Actuator):  # a wrong row in KINDS
-        raise DeviceConfigError(f"{name} did not build an actuator")
-    return actuator
+    return _build(name, "actuator", options, ctx, Actuator, "an actuator")  # type: ignore[type-abstract]
 
 
 def build_laser(
@@ -524,10 +533,7 @@ def build_laser(
     """
     from devices.grbl import GrblLaser
 
-    laser = _build(name, "laser", options, ctx or DeviceContext())
-    if not isinstance(laser, GrblLaser):  # a wrong row in KINDS
-        raise DeviceConfigError(f"{name} did not build a laser controller")
-    return laser
+    return _build(name, "laser", options, ctx, GrblLaser, "a laser controller")
 
 
 def build_session_lock(
@@ -538,10 +544,7 @@ def build_session_lock(
     Raises:
         DeviceConfigError: unknown kind, not a session lock, invalid options.
     """
-    lock = _build(name, "pc", options, ctx or DeviceContext())
-    if not isinstance(lock, SessionLock):  # a wrong row in KINDS
-        raise DeviceConfigError(f"{name} did not build a session lock")
-    return lock
+    return _build(name, "pc", options, ctx, SessionLock, "a session lock")  # type: ignore[type-abstract]
 
 
 def build_printer(
@@ -554,10 +557,7 @@ def build_printer(
     """
     from devices.octoprint import OctoPrintFollower
 
-    printer = _build(name, "printer", options, ctx or DeviceContext())
-    if not isinstance(printer, OctoPrintFollower):  # a wrong row in KINDS
-        raise DeviceConfigError(f"{name} did not build a printer follower")
-    return printer
+    return _build(name, "printer", options, ctx, OctoPrintFollower, "a printer follower")
 
 
 class DeviceSpec(BaseModel):
