@@ -43,6 +43,9 @@ from protocol.errors import PayloadError
 from protocol.ids import is_ident
 from protocol.messages import (
     EndReason,
+    Event,
+    JobEnded,
+    JobEndedBody,
     MachineFault,
     MachineFaultBody,
     OfflineDecision,
@@ -70,10 +73,14 @@ __all__ = [
 
 #: The body of any journal event; the journal wraps it in its envelope.
 EventBody = (
-    SessionStartedBody | UsageTickBody | SessionEndedBody | OfflineDecisionBody | MachineFaultBody
+    SessionStartedBody
+    | UsageTickBody
+    | SessionEndedBody
+    | OfflineDecisionBody
+    | MachineFaultBody
+    | JobEndedBody
 )
 #: A complete journal event, as published on ``edge/{edge}/evt``.
-Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault
 
 _EVENT_FOR_BODY: Final[dict[type[EventBody], type[Event]]] = {
     SessionStartedBody: SessionStarted,
@@ -81,6 +88,7 @@ _EVENT_FOR_BODY: Final[dict[type[EventBody], type[Event]]] = {
     SessionEndedBody: SessionEnded,
     OfflineDecisionBody: OfflineDecision,
     MachineFaultBody: MachineFault,
+    JobEndedBody: JobEnded,
 }
 
 SCHEMA_VERSION: Final = 1

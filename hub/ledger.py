@@ -61,8 +61,9 @@ from hub.policy.engine import age_at, age_group
 from hub.policy.model import PolicyConfig, SessionView
 from protocol.messages import (
     EdgeStatus,
+    Event,
+    JobEnded,
     JournalCommand,
-    MachineFault,
     OfflineDecision,
     SessionEnded,
     SessionStarted,
@@ -73,7 +74,6 @@ from protocol.messages import (
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
 
-Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault
 
 #: Most seqs looked at in one go when advancing a cursor past a filled gap.
 _ADVANCE_BATCH = 5000
@@ -291,6 +291,8 @@ class Ledger:
                 )
             )
             return None, False
+        if isinstance(event, JobEnded):
+            return None, False  # kept in edge_event; projected by the jobs table (next)
         fault = event.body
         s.add(
             Alert(

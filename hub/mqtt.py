@@ -47,14 +47,10 @@ from protocol.messages import (
     MAX_PAYLOAD,
     AccessRequest,
     EdgeStatus,
+    Event,
     HubStatus,
-    MachineFault,
     MachineState,
     Message,
-    OfflineDecision,
-    SessionEnded,
-    SessionStarted,
-    UsageTick,
     decode,
     decode_event,
     encode,
@@ -65,7 +61,6 @@ from protocol.topics import Kind, Topics, parse_topic
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
 
-Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault
 
 #: (topic kind, QoS) the hub subscribes to for every edge of its site.
 SUBSCRIPTIONS: tuple[tuple[Kind, int], ...] = (

@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.accesslog import AccessEntry, AccessLogWriter
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
-from hub.ledger import Event, Ledger, LedgerWorker
+from hub.ledger import Ledger, LedgerWorker
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
 from hub.mqtt import HubMqtt
@@ -71,6 +71,7 @@ from protocol.messages import (
     AccessRequest,
     BreakRule,
     EdgeStatus,
+    Event,
     JournalCommand,
     MachineAction,
     MachineCommand,

@@ -194,6 +194,38 @@ class SessionEndedBody(Part):
     reason: EndReason
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
     ended_at: AwareDatetime
+    #: Time the machine really worked during the session, measured by its driver
+    #: (a laser: time in ``Run`` with the beam on). ``None`` when nothing measures it.
+    run_s: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
+
+
+class JobResult(enum.StrEnum):
+    """How a machine's job (a print) ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: the job vanished unseen (OctoPrint restarted mid-print, the edge restarted)
+    LOST = "lost"
+
+
+class JobEndedBody(Part):
+    """A job (a 3D print) ended on a machine; attributed to the session that ran it.
+
+    ``session_id`` is the session during which the job started (the member who
+    started it), ``None`` for a job started with no session (from OctoPrint's own
+    interface, by staff). ``duration_s`` is the job's own duration (pauses excluded
+    when the controller says so); ``filament_mm`` the filament length used, scaled
+    by progress for a job that did not finish, ``None`` when unknown.
+    """
+
+    session_id: Token | None = None
+    machine: Ident
+    job: str = Field(default="", max_length=200)
+    result: JobResult
+    duration_s: float = Field(ge=0, le=7 * 24 * 3600)
+    filament_mm: float | None = Field(default=None, ge=0, le=10_000_000)
+    ended_at: AwareDatetime
 
 
 class OfflineDecisionBody(Part):
@@ -250,10 +282,15 @@ class MachineFault(_EventBase):
     body: MachineFaultBody
 
 
-JournalEvent = Annotated[
-    SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault,
-    Field(discriminator="type"),
-]
+class JobEnded(_EventBase):
+    type: Literal["job_ended"] = "job_ended"
+    body: JobEndedBody
+
+
+#: Every journal event, as a plain union (for ``isinstance`` and annotations).
+Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault | JobEnded
+#: The same union, discriminated on ``type`` for decoding.
+JournalEvent = Annotated[Event, Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[JournalEvent] = TypeAdapter(JournalEvent)
 
 
@@ -469,9 +506,7 @@ def decode(model: type[M], payload: bytes) -> M:
         raise _classify(err, what) from err
 
 
-def decode_event(
-    payload: bytes,
-) -> SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault:
+def decode_event(payload: bytes) -> Event:
     """Validate one journal event (any type) from untrusted bytes."""
     _precheck(payload, MAX_PAYLOAD, "JournalEvent")
     try:

@@ -77,6 +77,55 @@ def test_round_trip_events() -> None:
     assert back.type == "session_ended"
 
 
+def test_session_ended_carries_the_run_time_of_a_laser() -> None:
+    body = p.SessionEndedBody(
+        session_id="s1",
+        machine="laser-1",
+        reason=p.EndReason.BADGE_OUT,
+        duration_s=600.0,
+        ended_at=NOW,
+        run_s=212.5,
+    )
+    ev = p.SessionEnded(edge="e", seq=8, event_id="ev8", ts=NOW, body=body)
+    back = p.decode_event(p.encode(ev))
+    assert isinstance(back, p.SessionEnded)
+    assert back.body.run_s == 212.5
+    with pytest.raises(ValueError):
+        p.SessionEndedBody(
+            session_id="s1",
+            machine="m",
+            reason=p.EndReason.IDLE,
+            duration_s=1.0,
+            ended_at=NOW,
+            run_s=-1.0,
+        )
+
+
+def test_round_trip_job_ended() -> None:
+    ev = p.JobEnded(
+        edge="e",
+        seq=9,
+        event_id="ev9",
+        ts=NOW,
+        body=p.JobEndedBody(
+            session_id="s1",
+            machine="printer-1",
+            job="porte-cles.gcode",
+            result=p.JobResult.CANCELLED,
+            duration_s=1834.0,
+            filament_mm=412.7,
+            ended_at=NOW,
+        ),
+    )
+    back = p.decode_event(p.encode(ev))
+    assert back == ev
+    assert back.type == "job_ended"
+    bad = json.loads(p.encode(ev))
+    bad["body"]["result"] = "exploded"
+    with pytest.raises(p.SchemaError):
+        p.decode_event(json.dumps(bad).encode())
+
+
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
