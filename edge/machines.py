@@ -342,11 +342,11 @@ class MachineUnit:
     def driver_command(self, action: MachineAction, drivers: AsyncDrivers) -> None:
         """Forward a staff command (pause, resume, cancel a print) to the driver."""
         if self.printer is not None:
-            client = self.printer.client
+            printer = self.printer
             commands = {
-                MachineAction.PAUSE: client.pause,
-                MachineAction.RESUME: client.resume,
-                MachineAction.CANCEL: client.cancel,
+                MachineAction.PAUSE: printer.pause,
+                MachineAction.RESUME: printer.resume,
+                MachineAction.CANCEL: printer.cancel,
             }
             command = commands.get(action)
             if command is not None:

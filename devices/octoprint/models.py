@@ -163,9 +163,21 @@ class _WireFile(_Frozen):
     size: int | None = None
 
 
+class _WireToolFilament(_Frozen):
+    length: float | None = None
+    volume: float | None = None
+
+
 class _WireJob(_Frozen):
     file: _WireFile = _WireFile()
     estimatedPrintTime: float | None = None
+    #: OctoPrint's analysis of the file: filament per tool ("tool0"…), or null.
+    filament: dict[str, _WireToolFilament | None] | None = None
+
+    def filament_mm(self) -> float | None:
+        """Total filament length of the whole file (every tool), ``None`` if unknown."""
+        lengths = [t.length for t in (self.filament or {}).values() if t is not None and t.length]
+        return round(sum(lengths), 1) if lengths else None
 
 
 class _WireProgress(_Frozen):
@@ -183,6 +195,8 @@ class JobStatus(_Frozen):
     file_path: str | None = None
     file_size: int | None = None
     estimated_print_time_s: float | None = None
+    #: filament the whole file needs (OctoPrint's analysis), ``None`` if unknown
+    filament_mm: float | None = None
     progress_pct: float | None = None
     print_time_s: float | None = None
     print_time_left_s: float | None = None
@@ -208,6 +222,7 @@ class JobStatus(_Frozen):
             file_path=job.file.path,
             file_size=job.file.size,
             estimated_print_time_s=job.estimatedPrintTime,
+            filament_mm=job.filament_mm(),
             progress_pct=progress.completion,
             print_time_s=progress.printTime,
             print_time_left_s=progress.printTimeLeft,
@@ -342,6 +357,8 @@ class PrinterSnapshot(_Frozen):
         error: the printer's error text, if any.
         tool0, bed: temperatures, ``None`` until first reported.
         file_name, file_path: the selected/printing file, ``None`` if none.
+        filament_mm: filament the whole file needs (OctoPrint's analysis; the
+            part used by an unfinished job is this times the progress).
         progress_pct: completion 0–100 of the current job (``None`` if no job).
         print_time_s, print_time_left_s: elapsed and estimated remaining print time;
             both can stay ``None`` or frozen while the printer heats (meter on
@@ -359,6 +376,7 @@ class PrinterSnapshot(_Frozen):
     bed: Temperature | None = None
     file_name: str | None = None
     file_path: str | None = None
+    filament_mm: float | None = None
     progress_pct: float | None = None
     print_time_s: float | None = None
     print_time_left_s: float | None = None
@@ -461,6 +479,7 @@ class PrinterSnapshot(_Frozen):
             bed=bed,
             file_name=job.file_name,
             file_path=job.file_path,
+            filament_mm=job.filament_mm,
             progress_pct=job.progress_pct,
             print_time_s=job.print_time_s,
             print_time_left_s=job.print_time_left_s,

@@ -307,6 +307,29 @@ class OctoPrintFollower:
         """Run the REST safety poll now instead of at the next period."""
         self._poll_now.set()
 
+    # ------------------------------------------------------------------- commands
+    # Commands go through the follower, the one owner of the printer (a simulated
+    # printer overrides these), then a poll confirms the new state at once.
+
+    async def pause(self) -> None:
+        """Pause the running job.
+
+        Raises:
+            DeviceError: OctoPrint refused, is unreachable, or answered oddly.
+        """
+        await self._client.pause()
+        self.poll_now()
+
+    async def resume(self) -> None:
+        """Resume the paused job (same errors as :meth:`pause`)."""
+        await self._client.resume()
+        self.poll_now()
+
+    async def cancel(self) -> None:
+        """Cancel the running job (same errors as :meth:`pause`)."""
+        await self._client.cancel()
+        self.poll_now()
+
     # ------------------------------------------------------------------- push loop
 
     async def _run(self) -> None:

@@ -207,3 +207,23 @@ def test_snapshot_is_frozen_and_job_active_covers_pause() -> None:
     with pytest.raises(ValueError, match="frozen"):
         paused.state = "Operational"  # type: ignore[misc]
     assert not paused.with_link(False).connected
+
+
+def test_filament_of_the_file_is_summed_over_tools_and_optional() -> None:
+    body = {
+        "state": "Printing",
+        "job": {
+            "file": {"name": "cube.gcode", "path": "cube.gcode", "origin": "local"},
+            "estimatedPrintTime": 600.0,
+            "filament": {"tool0": {"length": 812.34, "volume": 1.9}, "tool1": None},
+        },
+        "progress": {"completion": 50.0, "printTime": 300, "printTimeLeft": 300},
+    }
+    job = JobStatus.from_api(body)
+    assert job.filament_mm == 812.3
+    snap = PrinterSnapshot().updated_from_poll(None, job, connected=True, now=NOW)
+    assert snap.filament_mm == 812.3
+    body["job"]["filament"] = None  # type: ignore[index]
+    assert JobStatus.from_api(body).filament_mm is None
+    with pytest.raises(DeviceProtocolError):
+        JobStatus.from_api({**body, "job": {"filament": {"tool0": {"length": "long"}}}})
