@@ -6,8 +6,9 @@ Edges journal every event durably, then publish it at least once (DESIGN §3,
 1. each event is inserted once in ``edge_event`` (unique on edge + seq); a
    duplicate changes nothing and is only acknowledged again;
 2. in the same transaction it is applied to its projection (``usage_session``,
-   ``access_log`` for offline decisions, ``alert`` for faults), and the edge's
-   ``contiguous_through`` cursor advances while ``seq + 1`` is present;
+   ``machine_job`` for ended jobs, ``access_log`` for offline decisions, ``alert``
+   for faults), and the edge's ``contiguous_through`` cursor advances while
+   ``seq + 1`` is present;
 3. only after COMMIT does :class:`LedgerWorker` publish ``cmd/journal
    {ack_through}`` (debounced), and a gap (``max_seen > contiguous_through``) still
    open after ``gap_replay_after_s`` triggers ``{replay_from: contiguous_through+1}``.
@@ -17,9 +18,11 @@ and duplicates interleave, and a gap can hold back a session's start while its t
 or end arrive. Every projection is therefore a monotone merge: a tick or an end whose
 session is unknown creates a *placeholder* row (no badge yet, start estimated from
 the event), which the ``session_started`` event completes later without undoing what
-the tick or end recorded; ``used_s`` and ``last_minute`` only ever grow (max), and
-the first ``session_ended`` fixes the end time and reason. Applying the same set of
-events in any order, any number of times, yields the same rows.
+the tick or end recorded; ``used_s``, ``run_s`` and ``last_minute`` only ever grow
+(max), and the first ``session_ended`` fixes the end time and reason. A job that
+overtakes its session's start is stored unattributed, and the start fills in its
+member and age group. Applying the same set of events in any order, any number of
+times, yields the same rows.
 
 The duplicate check is check-then-insert on the primary key, done by the single
 worker thread that writes ``edge_event``; an ``IntegrityError`` from a concurrent
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, overload
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +55,7 @@ from hub.db.models import (
     EdgeCursor,
     EdgeEvent,
     Machine,
+    MachineJob,
     Member,
     UsageSession,
 )
@@ -273,6 +277,8 @@ class Ledger:
                 row.ended_at = end.ended_at
                 row.end_reason = end.reason
             row.used_s = max(row.used_s or 0.0, end.duration_s)
+            if end.run_s is not None:
+                row.run_s = max(row.run_s or 0.0, end.run_s)
             return row, True
         if isinstance(event, OfflineDecision):
             d = event.body
@@ -292,7 +298,8 @@ class Ledger:
             )
             return None, False
         if isinstance(event, JobEnded):
-            return None, False  # kept in edge_event; projected by the jobs table (next)
+            self._job(s, event)
+            return None, False
         fault = event.body
         s.add(
             Alert(
@@ -338,11 +345,13 @@ class Ledger:
         if row is None:
             row = UsageSession(id=body.session_id, used_s=0.0, last_minute=0, **fields)
             s.add(row)
+            self._attribute_jobs(s, row)
         elif row.badge_hash is None:
             # Placeholder made by a tick or an end that overtook the start: complete it,
             # keeping what they recorded (end, used time, last minute).
             for key, value in fields.items():
                 setattr(row, key, value)
+            self._attribute_jobs(s, row)
         else:
             _limited.warning(
                 f"restart:{body.session_id}",
@@ -352,6 +361,47 @@ class Ledger:
                 event.seq,
             )
         return row
+
+    @staticmethod
+    def _job(s: Session, event: JobEnded) -> None:
+        """One ``machine_job`` row, attributed to its session if the ledger has it.
+
+        The session's member is copied only once its start is known; a job whose
+        session has not started yet (or is still a placeholder) is attributed by
+        :meth:`_attribute_jobs` when the start arrives. No placeholder session is made
+        for a job: it would look like an open session until the start arrives.
+        """
+        job = event.body
+        session = s.get(UsageSession, job.session_id) if job.session_id is not None else None
+        zone_id = session.zone_id if session is not None else None
+        if zone_id is None:
+            machine = s.get(Machine, job.machine)
+            zone_id = machine.zone_id if machine else None
+        s.add(
+            MachineJob(
+                edge_id=event.edge,
+                seq=event.seq,
+                machine_id=job.machine,
+                zone_id=zone_id,
+                session_id=job.session_id,
+                member_id=session.member_id if session is not None else None,
+                age_group=session.age_group if session is not None else "",
+                job=job.job,
+                result=job.result,
+                duration_s=job.duration_s,
+                filament_mm=job.filament_mm,
+                ended_at=job.ended_at,
+            )
+        )
+
+    @staticmethod
+    def _attribute_jobs(s: Session, row: UsageSession) -> None:
+        """Give jobs that overtook their session's start the session's member, age group
+        and zone, as if the start had come first."""
+        values: dict[str, object] = {"member_id": row.member_id, "age_group": row.age_group}
+        if row.zone_id is not None:
+            values["zone_id"] = row.zone_id
+        s.execute(update(MachineJob).where(MachineJob.session_id == row.id).values(**values))
 
     @staticmethod
     def _row_or_placeholder(

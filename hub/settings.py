@@ -7,12 +7,13 @@ Outside demo mode, placeholder secrets are refused at start-up.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hub.policy.model import DEFAULT_AGE_BANDS
 from protocol.ids import ID_PATTERN
 
 #: Secrets that must never reach production (compared case-insensitively).
@@ -28,6 +30,35 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 DEMO_SITE_SECRET = "demo-site-secret-not-for-production"  # noqa: S105 - refused outside demo mode
 DEMO_SESSION_SECRET = "demo-session-secret-not-for-production"  # noqa: S105 - refused outside demo mode
+
+
+class GamingQuota(BaseModel):
+    """A recommended gaming-room quota for one age group (minutes).
+
+    ``break_after_min`` minutes of continuous play force a break of ``break_min``
+    minutes; ``daily_min`` caps a day's play. None: no such limit.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily_min: int | None = Field(default=None, ge=1, le=24 * 60)
+    break_after_min: int | None = Field(default=None, ge=1, le=24 * 60)
+    break_min: int | None = Field(default=None, ge=1, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _break_pair(self) -> GamingQuota:
+        if (self.break_after_min is None) != (self.break_min is None):
+            raise ValueError("a forced break needs both break_after_min and break_min")
+        return self
+
+
+#: Healthy-gaming defaults (DESIGN §4; research notes 1.4: the French game-box warning
+#: asks for 10-15 minute breaks every hour, parents' guidance caps 11-15 year olds at
+#: 90-120 minutes a day). Applied only on request, to a zone's groups without a quota.
+DEFAULT_GAMING_QUOTAS: dict[str, GamingQuota] = {
+    "9-15": GamingQuota(daily_min=90, break_after_min=50, break_min=10),
+    "16-25": GamingQuota(daily_min=180, break_after_min=120, break_min=10),
+}
 
 
 class HubSettings(BaseSettings):
@@ -71,6 +102,15 @@ class HubSettings(BaseSettings):
     attempt_window_s: float = Field(default=60.0, gt=0)
     token_ttl_h: float = Field(default=12.0, gt=0)
 
+    #: Recommended gaming quotas per age group (TOML table ``[gaming_defaults."9-15"]``);
+    #: a table given in the file replaces the defaults as a whole.
+    gaming_defaults: dict[str, GamingQuota] = Field(
+        default_factory=lambda: dict(DEFAULT_GAMING_QUOTAS)
+    )
+    #: Filament used to estimate a print's weight from its length (PLA by default).
+    filament_diameter_mm: float = Field(default=1.75, gt=0, le=10)
+    filament_density_g_cm3: float = Field(default=1.24, gt=0, le=25)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -78,6 +118,17 @@ class HubSettings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as err:
             raise ValueError(f"unknown time zone {value!r}") from err
+        return value
+
+    @field_validator("gaming_defaults")
+    @classmethod
+    def _known_age_groups(cls, value: dict[str, GamingQuota]) -> dict[str, GamingQuota]:
+        # Age bands are not a setting (yet): a group must name one of the policy's bands,
+        # or a typo would silently never apply.
+        known = [band.name for band in DEFAULT_AGE_BANDS]
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown age group(s) {unknown}; expected some of {known}")
         return value
 
     @model_validator(mode="after")
@@ -102,6 +153,11 @@ class HubSettings(BaseSettings):
     @property
     def site_secret_bytes(self) -> bytes:
         return self.site_secret.get_secret_value().encode()
+
+    def filament_grams(self, length_mm: float) -> float:
+        """Estimated weight of ``length_mm`` of filament (a cylinder of the set diameter)."""
+        radius_cm = self.filament_diameter_mm / 20
+        return math.pi * radius_cm**2 * (length_mm / 10) * self.filament_density_g_cm3
 
     @classmethod
     def settings_customise_sources(

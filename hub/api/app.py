@@ -34,6 +34,7 @@ from hub.api.routes import (
     badges,
     calendar,
     floor,
+    jobs,
     machines,
     me,
     members,
@@ -51,7 +52,19 @@ log = logging.getLogger(__name__)
 PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")})
 
 #: The routers, in the order their routes are matched.
-ROUTERS = (auth, me, floor, sessions, machines, members, badges, reference, calendar, accounts)
+ROUTERS = (
+    auth,
+    me,
+    floor,
+    sessions,
+    jobs,
+    machines,
+    members,
+    badges,
+    reference,
+    calendar,
+    accounts,
+)
 _ROLES_MARK = "\n\nRoles: "
 
 TAGS = [
@@ -60,6 +73,7 @@ TAGS = [
     {"name": "live", "description": "The floor now: machines, edges, alerts."},
     {"name": "presence", "description": "Staff presence per zone."},
     {"name": "sessions", "description": "Usage sessions; end one."},
+    {"name": "jobs", "description": "Print jobs and who started them."},
     {"name": "reports", "description": "Usage totals and CSV (small groups hidden)."},
     {"name": "machines", "description": "Machines, maintenance and print commands."},
     {"name": "members", "description": "Members, their programmes and trainings."},
@@ -135,7 +149,9 @@ def _french(error: dict[str, Any]) -> dict[str, Any]:
             ("expected", "attendu :"),
         ):
             if key in ctx:
-                msg += f" ({unit} {ctx[key]})"
+                # pydantic lists expected values as "'a', 'b' or 'c'": say it in French.
+                value = str(ctx[key]).replace("' or '", "' ou '")
+                msg += f" ({unit} {value})"
                 break
     return {"loc": list(error.get("loc", ())), "msg": msg, "type": kind}
 

@@ -79,6 +79,10 @@ class Capability(enum.StrEnum):
     SESSIONS_READ = "sessions.read"
     #: End someone's session.
     SESSIONS_END = "sessions.end"
+    #: List print jobs with who started them (coordinators get totals only, in reports).
+    JOBS_READ = "jobs.read"
+    #: Create a zone's recommended (healthy-gaming) quotas where none exist.
+    QUOTAS_RECOMMEND = "quotas.recommend"
     #: See which staff are present where.
     PRESENCE_READ = "presence.read"
     #: Mark oneself present in / absent from a zone.
@@ -109,6 +113,8 @@ MATRIX: Mapping[Capability, frozenset[Role]] = {
     Capability.BADGES_DELETE: frozenset({_A}),
     Capability.SESSIONS_READ: frozenset({_A, _F, _N, _C}),
     Capability.SESSIONS_END: frozenset({_A, _F, _N}),
+    Capability.JOBS_READ: frozenset({_A, _F}),
+    Capability.QUOTAS_RECOMMEND: frozenset({_A, _F}),
     Capability.PRESENCE_READ: frozenset({_A, _F, _N}),
     Capability.PRESENCE_WRITE: frozenset({_A, _F, _N}),
     Capability.REPORTS_READ: frozenset({_A, _F, _C}),

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, TypeVarTuple
 from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException, status
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from hub.policy.model import PolicyConfig
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 def member_age(birth_year: int, birth_month: int, cfg: PolicyConfig) -> tuple[int, str]:
@@ -52,6 +53,28 @@ def to_utc(value: datetime, tz: ZoneInfo, field: str) -> datetime:
     if not 1970 <= result.year <= 2200:
         field_error(("query", field), "Date et heure hors limites", "datetime_range")
     return result
+
+
+def period(
+    cfg: PolicyConfig, since: datetime | None, until: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """The ``since``/``until`` query parameters as UTC bounds; 422 unless until > since."""
+    start = to_utc(since, cfg.tz, "since") if since is not None else None
+    end = to_utc(until, cfg.tz, "until") if until is not None else None
+    if start is not None and end is not None and end <= start:
+        field_error(("query", "until"), "until doit suivre since", "range")
+    return start, end
+
+
+def within(
+    query: Select[*Ts], column: Any, start: datetime | None, end: datetime | None
+) -> Select[*Ts]:
+    """``query`` restricted to ``start <= column < end`` (either bound may be open)."""
+    if start is not None:
+        query = query.where(column >= start)
+    if end is not None:
+        query = query.where(column < end)
+    return query
 
 
 def not_found(what: str) -> NoReturn:

@@ -26,7 +26,14 @@ from pydantic import (
 from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
 from hub.db.models import ExceptionKind, MachineKind, MemberStatus, PowerPolicy, Role
 from protocol.ids import BADGE_HASH_PATTERN, ID_PATTERN
-from protocol.messages import Availability, EndReason, MachineAction, OfflineRule, utcnow
+from protocol.messages import (
+    Availability,
+    EndReason,
+    JobResult,
+    MachineAction,
+    OfflineRule,
+    utcnow,
+)
 
 #: Largest value of a 32-bit INTEGER column (PostgreSQL refuses more).
 MAX_INT = 2_147_483_647
@@ -610,7 +617,29 @@ class SessionPublic(Output):
     ended_at: datetime | None
     end_reason: EndReason | None
     used_s: float
+    run_s: float | None = Field(
+        description="seconds the machine really worked (a laser's beam-on time); "
+        "null when nothing measures it"
+    )
     open: bool
+
+
+class JobPublic(Output):
+    """A job (a 3D print) that ended, attributed to the session it started in."""
+
+    id: int
+    machine_id: str
+    zone_id: str | None
+    session_id: str | None = Field(description="null: started outside any session")
+    member_id: int | None
+    first_name: str | None
+    age_group: str
+    job: str = Field(description="file name")
+    result: JobResult
+    duration_s: float
+    filament_mm: float | None
+    filament_g: float | None = Field(description="estimated from the configured filament")
+    ended_at: datetime
 
 
 class LiveSession(Output):
@@ -668,7 +697,14 @@ class UsageRow(Output):
     seconds: float
     hours: float
     sessions: int
-    participants: int = Field(description="distinct identified members")
+    participants: int = Field(description="distinct identified members (sessions or jobs)")
+    run_hours: float = Field(
+        description="hours the machines really worked (a laser's beam-on time), where measured"
+    )
+    jobs: int = Field(description="print jobs ended in the period, whatever their result")
+    print_hours: float
+    filament_m: float
+    filament_g: float = Field(description="estimated from the configured filament")
 
 
 class UsageTotals(Output):

@@ -13,13 +13,23 @@ from hub.api.auth import IDENTIFYING_ROLES
 from hub.api.common import local_today, member_age
 from hub.api.schemas import (
     BadgePublic,
+    JobPublic,
     MemberBrief,
     MemberPublic,
     MemberTrainingPublic,
     SessionPublic,
 )
-from hub.db.models import Badge, Member, MemberTraining, Role, Training, UsageSession
+from hub.db.models import (
+    Badge,
+    MachineJob,
+    Member,
+    MemberTraining,
+    Role,
+    Training,
+    UsageSession,
+)
 from hub.policy.model import PolicyConfig
+from hub.settings import HubSettings
 
 STAFF_VIEW_ROLES = frozenset({Role.ADMIN, Role.FABMANAGER, Role.ANIMATOR})
 
@@ -95,15 +105,27 @@ def first_name(display_name: str | None) -> str | None:
     return display_name.split()[0] if display_name.strip() else ""
 
 
+def identity(
+    member_id: int | None, display_name: str | None, role: Role
+) -> tuple[int | None, str | None]:
+    """``(member id, first name)`` as ``role`` may see them: the id for identifying roles,
+    the first name for staff, nothing for the others."""
+    return (
+        member_id if role in IDENTIFYING_ROLES else None,
+        first_name(display_name) if role in STAFF_VIEW_ROLES else None,
+    )
+
+
 def session_public(row: UsageSession, display_name: str | None, role: Role) -> SessionPublic:
-    """A session as ``role`` may see it: member id for identifying roles, first name for staff."""
+    """A session as ``role`` may see it (see :func:`identity`)."""
+    member_id, name = identity(row.member_id, display_name, role)
     return SessionPublic(
         id=row.id,
         machine_id=row.machine_id,
         zone_id=row.zone_id,
         edge_id=row.edge_id,
-        member_id=row.member_id if role in IDENTIFYING_ROLES else None,
-        first_name=first_name(display_name) if role in STAFF_VIEW_ROLES else None,
+        member_id=member_id,
+        first_name=name,
         age_group=row.age_group,
         programmes=list(row.programmes or []),
         machine_kind=row.machine_kind,
@@ -114,5 +136,32 @@ def session_public(row: UsageSession, display_name: str | None, role: Role) -> S
         ended_at=row.ended_at,
         end_reason=row.end_reason,
         used_s=row.used_s,
+        run_s=row.run_s,
         open=row.ended_at is None,
+    )
+
+
+def job_public(
+    row: MachineJob, display_name: str | None, role: Role, settings: HubSettings
+) -> JobPublic:
+    """A job as ``role`` may see it (see :func:`identity`), with its filament's weight."""
+    member_id, name = identity(row.member_id, display_name, role)
+    return JobPublic(
+        id=row.id,
+        machine_id=row.machine_id,
+        zone_id=row.zone_id,
+        session_id=row.session_id,
+        member_id=member_id,
+        first_name=name,
+        age_group=row.age_group,
+        job=row.job,
+        result=row.result,
+        duration_s=row.duration_s,
+        filament_mm=row.filament_mm,
+        filament_g=(
+            round(settings.filament_grams(row.filament_mm), 1)
+            if row.filament_mm is not None
+            else None
+        ),
+        ended_at=row.ended_at,
     )

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from protocol.messages import EndReason, OfflineRule, utcnow
+from protocol.messages import EndReason, JobResult, OfflineRule, utcnow
 
 ID_LEN = 32
 
@@ -405,6 +405,38 @@ class UsageSession(Base):
     #: Seconds used: max of tick elapsed and the final monotonic duration.
     used_s: Mapped[float] = mapped_column(Float, default=0.0)
     last_minute: Mapped[int] = mapped_column(Integer, default=0)
+    #: Seconds the machine really worked (a laser's beam-on time), as its driver measured
+    #: it; None when nothing measures it. Max of what the edge reported, like ``used_s``.
+    run_s: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class MachineJob(Base):
+    """One job (a 3D print) that ended on a machine, from one ``job_ended`` event.
+
+    Attributed to the session during which it started: ``member_id`` and ``age_group``
+    are copied from that session (or filled in when the session's start arrives after
+    the job). The row outlives the member's erasure, pseudonymous (``member_id`` NULL,
+    the age group kept for reports).
+    """
+
+    __tablename__ = "machine_job"
+    __table_args__ = (UniqueConstraint("edge_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    edge_id: Mapped[str] = mapped_column(String(ID_LEN))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    machine_id: Mapped[str] = mapped_column(String(ID_LEN))
+    zone_id: Mapped[str | None] = mapped_column(String(ID_LEN), default=None)
+    session_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("member.id", ondelete="SET NULL"), default=None, index=True
+    )
+    age_group: Mapped[str] = mapped_column(String(16), default="")
+    job: Mapped[str] = mapped_column(String(200), default="")
+    result: Mapped[JobResult] = mapped_column(_enum(JobResult))
+    duration_s: Mapped[float] = mapped_column(Float)
+    filament_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    ended_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AccessLog(Base):

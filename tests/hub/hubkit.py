@@ -213,8 +213,9 @@ class Journal:
         *,
         offline: bool = False,
         reason: str = "badge_out",
+        run_s: float | None = None,
     ) -> list[dict[str, Any]]:
-        """A whole session: start, one tick per full minute, end."""
+        """A whole session: start, one tick per full minute, end (with ``run_s`` if given)."""
         events = [
             self.event(
                 "session_started",
@@ -243,20 +244,43 @@ class Journal:
                 )
             )
         ended = started + timedelta(seconds=duration_s)
-        events.append(
-            self.event(
-                "session_ended",
-                {
-                    "session_id": session_id,
-                    "machine": machine,
-                    "reason": reason,
-                    "duration_s": duration_s,
-                    "ended_at": ended.isoformat(),
-                },
-                ended,
-            )
-        )
+        end: dict[str, Any] = {
+            "session_id": session_id,
+            "machine": machine,
+            "reason": reason,
+            "duration_s": duration_s,
+            "ended_at": ended.isoformat(),
+        }
+        if run_s is not None:
+            end["run_s"] = run_s
+        events.append(self.event("session_ended", end, ended))
         return events
+
+    def job(
+        self,
+        session_id: str | None,
+        machine: str,
+        ended: datetime,
+        duration_s: float,
+        *,
+        name: str = "piece.gcode",
+        result: str = "done",
+        filament_mm: float | None = None,
+    ) -> dict[str, Any]:
+        """A ``job_ended`` event (a print that ended at ``ended``)."""
+        return self.event(
+            "job_ended",
+            {
+                "session_id": session_id,
+                "machine": machine,
+                "job": name,
+                "result": result,
+                "duration_s": duration_s,
+                "filament_mm": filament_mm,
+                "ended_at": ended.isoformat(),
+            },
+            ended,
+        )
 
 
 def dumps(data: Any) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.db.models import AccessLog, Alert, EdgeCursor, EdgeEvent, UsageSession
+from hub.db.models import AccessLog, Alert, EdgeCursor, EdgeEvent, MachineJob, UsageSession
 from hub.ledger import Applied, Ledger, LedgerWorker, usage_totals
 from hub.live import LiveState
 from hub.policy.model import PolicyConfig
@@ -57,8 +57,26 @@ def state(factory: sessionmaker[Session]) -> dict[str, Any]:
                 r.end_reason,
                 r.used_s,
                 r.last_minute,
+                r.run_s,
             )
             for r in s.scalars(select(UsageSession))
+        )
+        jobs = sorted(
+            (
+                j.edge_id,
+                j.seq,
+                j.machine_id,
+                j.zone_id,
+                j.session_id,
+                j.member_id,
+                j.age_group,
+                j.job,
+                j.result,
+                j.duration_s,
+                j.filament_mm,
+                j.ended_at,
+            )
+            for j in s.scalars(select(MachineJob))
         )
         cursors = sorted(
             (c.edge_id, c.contiguous_through, c.max_seen) for c in s.scalars(select(EdgeCursor))
@@ -68,6 +86,7 @@ def state(factory: sessionmaker[Session]) -> dict[str, Any]:
         alerts = s.scalar(select(func.count()).select_from(Alert))
     return {
         "sessions": sessions,
+        "jobs": jobs,
         "cursors": cursors,
         "events": events,
         "logs": logs,
@@ -106,7 +125,11 @@ def test_every_event_twice_changes_nothing(
     factory, ids = store
     journal = Journal("pi-fab")
     events = journal.session("s-1", "printer-1", ids.badge_alice, NOW, 130)
-    events += journal.session("s-2", "laser-1", ids.badge_sam, NOW + timedelta(hours=1), 61)
+    events.append(journal.job("s-1", "printer-1", NOW + timedelta(seconds=90), 80, filament_mm=9))
+    events += journal.session(
+        "s-2", "laser-1", ids.badge_sam, NOW + timedelta(hours=1), 61, run_s=42.0
+    )
+    events.append(journal.job(None, "printer-1", NOW + timedelta(hours=2), 600))
     first = [ledger.apply(ev(e)) for e in events]
     after_once = state(factory)
     again = [ledger.apply(ev(e)) for e in events]
@@ -116,6 +139,9 @@ def test_every_event_twice_changes_nothing(
     assert {r.ack_through for r in again} == {len(events)}
     assert state(factory) == after_once
     assert after_once["events"] == len(events)
+    assert len(after_once["jobs"]) == 2
+    with factory() as s:
+        assert s.scalar(select(func.sum(MachineJob.filament_mm))) == 9
 
 
 def test_out_of_order_with_duplicates_matches_ground_truth(
@@ -126,6 +152,7 @@ def test_out_of_order_with_duplicates_matches_ground_truth(
     rng = random.Random(20260311)
     truth_member: dict[int, float] = {}
     truth_machine: dict[str, float] = {}
+    truth_filament: dict[int, float] = {}
     journals = {"pi-fab": Journal("pi-fab"), "pi-game": Journal("pi-game")}
     events: list[dict[str, Any]] = []
     start = NOW
@@ -138,6 +165,15 @@ def test_out_of_order_with_duplicates_matches_ground_truth(
         events += journals[edge].session(f"s-{n}", machine, badge, start, duration)
         truth_member[member] = truth_member.get(member, 0.0) + duration
         truth_machine[machine] = truth_machine.get(machine, 0.0) + duration
+        if machine == "printer-1":
+            # The print outlives the session it started in; its event comes after the end.
+            filament = round(rng.uniform(100, 5000), 1)
+            events.append(
+                journals[edge].job(
+                    f"s-{n}", machine, start + timedelta(hours=1), 3000, filament_mm=filament
+                )
+            )
+            truth_filament[member] = truth_filament.get(member, 0.0) + filament
         start += timedelta(minutes=10)
     delivered = events + rng.sample(events, len(events) // 2)
     rng.shuffle(delivered)
@@ -160,6 +196,24 @@ def test_out_of_order_with_duplicates_matches_ground_truth(
     with factory() as s:
         assert s.scalar(select(func.count()).where(UsageSession.badge_hash.is_(None))) == 0
         assert s.scalar(select(func.count()).where(UsageSession.ended_at.is_(None))) == 0
+        # Each job is counted once and attributed to its session's member, whichever
+        # of the job and the session's start arrived first.
+        filament = s.execute(
+            select(MachineJob.member_id, func.sum(MachineJob.filament_mm)).group_by(
+                MachineJob.member_id
+            )
+        ).all()
+        mismatched = s.scalar(
+            select(func.count())
+            .select_from(MachineJob)
+            .join(UsageSession, UsageSession.id == MachineJob.session_id)
+            .where(
+                (MachineJob.member_id != UsageSession.member_id)
+                | (MachineJob.age_group != UsageSession.age_group)
+            )
+        )
+    assert dict(filament) == pytest.approx(truth_filament, abs=1e-6)
+    assert mismatched == 0
 
 
 def test_batches_give_the_same_ledger_as_one_by_one(db_url: str, tmp_path: Any) -> None:
@@ -178,6 +232,8 @@ def test_batches_give_the_same_ledger_as_one_by_one(db_url: str, tmp_path: Any) 
         start = NOW
         for n in range(15):
             events += journal.session(f"b-{n}", "laser-1", ids.badge_alice, start, 61.5 + n)
+            if n % 3 == 0:  # some jobs, shuffled with the rest (some before their start)
+                events.append(journal.job(f"b-{n}", "printer-1", start, 30.0, filament_mm=n))
             start += timedelta(minutes=5)
         delivered = events + rng.sample(events, len(events) // 3)
         random.Random(11).shuffle(delivered)
@@ -199,11 +255,15 @@ def test_batches_give_the_same_ledger_as_one_by_one(db_url: str, tmp_path: Any) 
         snapshot = state(factory)
         with factory() as s:
             totals = usage_totals(s, by="machine", since=NOW, until=NOW + timedelta(days=1))
-        results.append((snapshot["sessions"], totals))
+        results.append((snapshot["sessions"], totals, snapshot["jobs"]))
         factory.kw["bind"].dispose()
     single, batched = results
     assert batched[1]["laser-1"] == pytest.approx(single[1]["laser-1"] + 30.0)
     assert [r for r in batched[0] if r[0] != "b-extra"] == single[0]
+    assert batched[2] == single[2]
+    assert [(j[4], j[5], j[6]) for j in single[2]] == [
+        (f"b-{n}", ids.alice, "16-25") for n in (0, 3, 6, 9, 12)
+    ]
 
 
 def test_end_and_tick_before_start_complete_a_placeholder(
@@ -240,6 +300,125 @@ def test_end_and_tick_before_start_complete_a_placeholder(
         assert row.end_reason == "badge_out"
         assert row.used_s == 75.0
         assert row.last_minute == 1
+
+
+def test_run_time_is_kept_from_the_session_end(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    j = Journal("pi-fab")
+    *start, end = j.session("s-1", "laser-1", ids.badge_alice, NOW, 300.0, run_s=125.5)
+    for e in [*start, end]:
+        ledger.apply(ev(e))
+    # A second end with a smaller measure (a restart re-reporting) never lowers it.
+    again = j.event("session_ended", {**end["body"], "run_s": 60.0})
+    ledger.apply(ev(again))
+    for e in j.session("s-2", "printer-1", ids.badge_alice, NOW, 90.0):
+        ledger.apply(ev(e))
+
+    with factory() as s:
+        laser = s.get(UsageSession, "s-1")
+        printer = s.get(UsageSession, "s-2")
+        assert laser is not None
+        assert printer is not None
+        assert laser.run_s == 125.5
+        assert laser.used_s == 300.0
+        assert printer.run_s is None  # nothing measured it
+
+
+def test_job_is_attributed_to_the_session_it_started_in(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    j = Journal("pi-fab")
+    for e in j.session("s-1", "printer-1", ids.badge_alice, NOW, 120.0):
+        ledger.apply(ev(e))
+    done = j.job(
+        "s-1",
+        "printer-1",
+        NOW + timedelta(hours=3),
+        10800.0,
+        name="support-casque.gcode",
+        filament_mm=12345.6,
+    )
+    orphan = j.job(None, "printer-1", NOW + timedelta(hours=4), 60.0, result="cancelled")
+    for e in (done, orphan, done):
+        ledger.apply(ev(e))
+
+    with factory() as s:
+        jobs = s.scalars(select(MachineJob).order_by(MachineJob.seq)).all()
+        assert [
+            (
+                j.edge_id,
+                j.seq,
+                j.session_id,
+                j.member_id,
+                j.age_group,
+                j.zone_id,
+                j.job,
+                j.result,
+                j.duration_s,
+                j.filament_mm,
+                j.ended_at,
+            )
+            for j in jobs
+        ] == [
+            (
+                "pi-fab",
+                done["seq"],
+                "s-1",
+                ids.alice,
+                "16-25",
+                "fablab",
+                "support-casque.gcode",
+                "done",
+                10800.0,
+                12345.6,
+                NOW + timedelta(hours=3),
+            ),
+            (
+                "pi-fab",
+                orphan["seq"],
+                None,
+                None,
+                "",
+                "fablab",
+                "piece.gcode",
+                "cancelled",
+                60.0,
+                None,
+                NOW + timedelta(hours=4),
+            ),
+        ]
+        # A job makes no session of its own.
+        assert s.scalar(select(func.count()).select_from(UsageSession)) == 1
+
+
+@pytest.mark.parametrize("order", ["job-first", "job-after-placeholder"])
+def test_job_before_its_session_start_is_attributed_when_the_start_arrives(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger, order: str
+) -> None:
+    factory, ids = store
+    j = Journal("pi-game")
+    start, tick, end = j.session("s-9", "pc-1", ids.badge_bob, NOW, 75.0)
+    job = j.job("s-9", "pc-1", NOW + timedelta(minutes=30), 1500.0, filament_mm=80.0)
+    delivered = [job, end, tick, start] if order == "job-first" else [end, job, tick, start]
+
+    ledger.apply(ev(delivered[0]))
+    ledger.apply(ev(delivered[1]))
+    with factory() as s:
+        early = s.scalars(select(MachineJob)).one()
+        assert (early.member_id, early.age_group) == (None, "")
+        assert early.zone_id == "gaming"
+    for e in delivered[2:]:
+        ledger.apply(ev(e))
+
+    with factory() as s:
+        row = s.scalars(select(MachineJob)).one()
+        assert (row.session_id, row.member_id, row.age_group) == ("s-9", ids.bob, "9-15")
+        assert row.zone_id == "gaming"
+        assert s.scalar(select(func.count()).select_from(UsageSession)) == 1
+    assert ledger.cursor("pi-game") == (4, 4)
 
 
 def test_cursor_advances_only_over_contiguous_seqs(

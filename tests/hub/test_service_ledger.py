@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.db.models import MachineJob, UsageSession
 from hub.ledger import usage_totals
 from hub.service import Hub
 from protocol.messages import JournalCommand, decode
@@ -39,7 +41,10 @@ def test_journal_is_applied_once_acked_after_commit_and_gaps_replayed(
     t = hub.topics
     j = Journal("pi-fab")
     events = j.session("s-1", "printer-1", ids.badge_alice, NOW, 300.25)
-    events += j.session("s-2", "laser-1", ids.badge_alice, NOW + timedelta(minutes=10), 125.5)
+    events.append(j.job("s-1", "printer-1", NOW + timedelta(hours=1), 3500.0, filament_mm=812.5))
+    events += j.session(
+        "s-2", "laser-1", ids.badge_alice, NOW + timedelta(minutes=10), 125.5, run_s=61.0
+    )
     n = len(events)
     hub.start()
     edge = Probe(mosquitto.host, mosquitto.port, [t.cmd_journal("pi-fab")]).start()
@@ -75,6 +80,12 @@ def test_journal_is_applied_once_acked_after_commit_and_gaps_replayed(
         per_machine = usage_totals(s, since=NOW, until=NOW + timedelta(days=1), by="machine")
     assert totals == {ids.alice: 300.25 + 125.5}
     assert per_machine == {"printer-1": 300.25, "laser-1": 125.5}
+    with factory() as s:
+        job = s.scalars(select(MachineJob)).one()
+        laser = s.get(UsageSession, "s-2")
+    assert (job.session_id, job.member_id, job.filament_mm) == ("s-1", ids.alice, 812.5)
+    assert laser is not None
+    assert laser.run_s == 61.0
 
 
 def test_restart_restores_open_sessions_and_pending_gaps(

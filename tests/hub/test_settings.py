@@ -57,3 +57,52 @@ def test_missing_or_unknown_keys_in_file(tmp_path: Path) -> None:
     cfg.write_text('demo = true\nsitee = "typo"\n')
     with pytest.raises(ValidationError, match="sitee"):
         load_settings(cfg)
+
+
+def test_healthy_gaming_and_filament_defaults() -> None:
+    s = HubSettings(demo=True)
+    assert {k: v.model_dump() for k, v in s.gaming_defaults.items()} == {
+        "9-15": {"daily_min": 90, "break_after_min": 50, "break_min": 10},
+        "16-25": {"daily_min": 180, "break_after_min": 120, "break_min": 10},
+    }
+    assert (s.filament_diameter_mm, s.filament_density_g_cm3) == (1.75, 1.24)
+    assert s.filament_grams(1000) == pytest.approx(2.98, abs=0.005)  # PLA: ~3 g per metre
+    assert s.filament_grams(0) == 0
+
+
+def test_gaming_defaults_from_a_toml_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(
+        "demo = true\n"
+        "filament_density_g_cm3 = 1.27\n"
+        '[gaming_defaults."9-15"]\n'
+        "daily_min = 60\n"
+        "break_after_min = 45\n"
+        "break_min = 15\n"
+    )
+    s = load_settings(cfg)
+    assert list(s.gaming_defaults) == ["9-15"]  # the file's table replaces the defaults
+    assert s.gaming_defaults["9-15"].break_min == 15
+    assert s.filament_density_g_cm3 == 1.27
+    monkeypatch.setenv("FABRIQUE_GAMING_DEFAULTS", '{"16-25": {"daily_min": 240}}')
+    assert load_settings(cfg).gaming_defaults["16-25"].daily_min == 240
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"9-14": {"daily_min": 60}}, "unknown age group"),
+        ({"9-15": {"break_after_min": 50}}, "both break_after_min and break_min"),
+        ({"9-15": {"daily_min": 0}}, "greater than or equal to 1"),
+        ({"9-15": {"dayly_min": 60}}, "dayly_min"),
+    ],
+)
+def test_bad_gaming_defaults_refused(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        HubSettings(demo=True, gaming_defaults=table)
+
+
+@pytest.mark.parametrize("field", ["filament_diameter_mm", "filament_density_g_cm3"])
+def test_filament_settings_must_be_positive(field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        HubSettings(demo=True, **{field: 0})

@@ -32,6 +32,73 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
     assert current(db_url) == rev
 
 
+def test_second_revision_upgrades_a_running_site_and_downgrades(db_url: str) -> None:
+    """A site on the initial schema keeps its sessions; run_s and machine_job appear."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from hub.db.migrate import alembic_config
+
+    upgrade(db_url, "dd44fad56270")
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO usage_session (id, edge_id, machine_id, age_group, programmes,"
+                " machine_kind, offline, staff, started_at, used_s, last_minute) VALUES"
+                " ('old', 'e', 'm', '', '[]', '', false, false, :t, 61.0, 1)"
+            ),
+            {"t": datetime(2026, 1, 5, 10, tzinfo=UTC)},
+        )
+    upgrade(db_url)
+    factory = make_sessionmaker(engine)
+    with factory() as s:
+        row = s.get(m.UsageSession, "old")
+        assert row is not None
+        assert (row.used_s, row.run_s) == (61.0, None)
+    assert "machine_job" in inspect(engine).get_table_names()
+    engine.dispose()
+
+    command.downgrade(alembic_config(db_url), "dd44fad56270")
+    engine = make_engine(db_url)
+    insp = inspect(engine)
+    assert "machine_job" not in insp.get_table_names()
+    assert "run_s" not in {c["name"] for c in insp.get_columns("usage_session")}
+    engine.dispose()
+
+
+def test_job_rows_are_unique_per_edge_seq_and_survive_member_deletion(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    member_id = _seed(factory)
+    now = datetime.now(UTC)
+
+    def job(seq: int, edge: str = "pi") -> m.MachineJob:
+        return m.MachineJob(
+            edge_id=edge,
+            seq=seq,
+            machine_id="printer-1",
+            member_id=member_id,
+            age_group="16-25",
+            result="done",
+            duration_s=60.0,
+            ended_at=now,
+        )
+
+    with transaction(factory) as s:
+        s.add_all([job(1), job(1, edge="other")])
+    with pytest.raises(IntegrityError), transaction(factory) as s:
+        s.add(job(1))
+    with transaction(factory) as s:
+        member = s.get(m.Member, member_id)
+        s.delete(member)
+    with factory() as s:
+        rows = s.scalars(select(m.MachineJob)).all()
+        assert [(r.member_id, r.age_group) for r in rows] == [(None, "16-25")] * 2
+    engine.dispose()
+
+
 def _seed(factory) -> int:  # type: ignore[no-untyped-def]
     with transaction(factory) as s:
         s.add(m.Zone(id="fablab", name="FabLab", capacity=12))

@@ -1,7 +1,9 @@
 """Weekly slots, dated exceptions and quotas (tags ``slots``, ``quotas``).
 
 Audiences name age groups from the configured bands and known programmes; both are
-checked here so that a typo never silently closes a slot to everyone.
+checked here so that a typo never silently closes a slot to everyone. A zone's
+recommended quotas (healthy-gaming defaults from the hub's settings) are created only
+on request and never overwrite a quota that exists.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,7 +24,7 @@ from hub.api.common import (
     require_age_groups,
     require_refs,
 )
-from hub.api.deps import ControlDep, PolicyDep, SessionDep, allow
+from hub.api.deps import ControlDep, CurrentAccount, PolicyDep, SessionDep, SettingsDep, allow
 from hub.api.schemas import (
     DbId,
     ExceptionCreate,
@@ -38,7 +40,7 @@ from hub.api.schemas import (
     check_break,
     check_exception_hours,
 )
-from hub.db.models import Programme, Quota, Slot, SlotException, Zone
+from hub.db.models import ExceptionKind, Programme, Quota, Slot, SlotException, Zone
 from hub.policy.model import PolicyConfig
 
 log = logging.getLogger(__name__)
@@ -314,3 +316,75 @@ def delete_quota(quota_id: DbId, db: SessionDep, control: ControlDep) -> None:
     db.delete(get_or_404(db, Quota, quota_id, "Quota"))
     commit(db, "Suppression refusée")
     control.reference_changed()
+
+
+def _zone_age_groups(db: Session, zone_id: str, cfg: PolicyConfig) -> list[str]:
+    """Age groups the zone's weekly slots and special openings admit, in band order.
+
+    An audience without age groups admits every band; so does a zone with no slot
+    or opening yet (nobody is restricted so far).
+    """
+    audiences = list(db.scalars(select(Slot.age_groups).where(Slot.zone_id == zone_id)))
+    audiences += db.scalars(
+        select(SlotException.age_groups).where(
+            SlotException.kind == ExceptionKind.OPENING,
+            (SlotException.zone_id == zone_id) | SlotException.zone_id.is_(None),
+        )
+    )
+    bands = [band.name for band in cfg.age_bands]
+    if not audiences or any(not groups for groups in audiences):
+        return bands
+    admitted = {group for groups in audiences for group in groups}
+    return [band for band in bands if band in admitted]
+
+
+@router.post(
+    "/zones/{zone_id}/quotas/recommended",
+    response_model=list[QuotaPublic],
+    status_code=status.HTTP_201_CREATED,
+    tags=["quotas"],
+    summary="Create the recommended (healthy-gaming) quotas the zone's age groups lack",
+    responses={200: {"description": "every age group already has a quota: nothing created"}},
+    dependencies=[allow(Capability.QUOTAS_RECOMMEND)],
+)
+def create_recommended_quotas(
+    zone_id: Ident,
+    db: SessionDep,
+    control: ControlDep,
+    cfg: PolicyDep,
+    settings: SettingsDep,
+    principal: CurrentAccount,
+    response: Response,
+) -> list[Quota]:
+    """For each age group the zone admits that has a recommendation in the hub's
+    ``gaming_defaults`` and no quota yet, create that quota; answer the created rows.
+    Existing quotas are left exactly as they are."""
+    get_or_404(db, Zone, zone_id, "Zone")
+    existing = set(db.scalars(select(Quota.age_group).where(Quota.zone_id == zone_id)))
+    created: list[Quota] = []
+    for group in _zone_age_groups(db, zone_id, cfg):
+        rule = settings.gaming_defaults.get(group)
+        if rule is None or group in existing:
+            continue
+        created.append(
+            Quota(
+                zone_id=zone_id,
+                age_group=group,
+                daily_min=rule.daily_min,
+                break_after_min=rule.break_after_min,
+                break_min=rule.break_min,
+            )
+        )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        return []
+    db.add_all(created)
+    commit(db, "Un quota a été créé entre-temps pour cette zone : réessayez")
+    control.reference_changed()
+    log.info(
+        "account %d created recommended quotas %s in zone %s",
+        principal.account_id,
+        [q.age_group for q in created],
+        zone_id,
+    )
+    return created

@@ -4,8 +4,8 @@ Admins manage members; fabmanagers read them in full and grant trainings; animat
 read first names, age groups and trainings only. Export and erasure implement the
 rights of access and erasure (DESIGN §4): erasure deletes the member, their badges,
 trainings, programmes, staff presence, accounts and access-log rows, and keeps their
-usage sessions pseudonymised (no member id, no badge hash; age group and programmes
-kept for funders' totals).
+usage sessions and print jobs pseudonymised (no member id, no badge hash, no job file
+name; age group and programmes kept for funders' totals).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Select, Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.api.auth import Capability, Principal
@@ -50,6 +50,7 @@ from hub.db.models import (
     ApiToken,
     Base,
     EdgeEvent,
+    MachineJob,
     Member,
     MemberProgramme,
     MemberStatus,
@@ -253,6 +254,7 @@ def _erase(db: Session, member: Member, principal: Principal) -> None:
     session_match = [UsageSession.member_id == member_id]
     if hashes:
         session_match.append(UsageSession.badge_hash.in_(hashes))
+    _scrub_jobs(db, member_id, select(UsageSession.id).where(or_(*session_match)))
     db.execute(
         update(UsageSession).where(or_(*session_match)).values(member_id=None, badge_hash=None)
     )
@@ -265,6 +267,23 @@ def _erase(db: Session, member: Member, principal: Principal) -> None:
     db.delete(member)
     commit(db, "Effacement refusé par la base de données")
     log.info("member %d erased by account %d", member_id, principal.account_id)
+
+
+def _scrub_jobs(db: Session, member_id: int, sessions: Select[str]) -> None:
+    """Detach the member's print jobs and blank their file names, in the rows and in
+    the stored ``job_ended`` events: a file name is free text that may name the member.
+    The jobs stay counted (machine, age group, duration, filament)."""
+    jobs = db.scalars(
+        select(MachineJob).where(
+            or_(MachineJob.member_id == member_id, MachineJob.session_id.in_(sessions))
+        )
+    )
+    for job in jobs:
+        job.member_id = None
+        job.job = ""
+        event = db.get(EdgeEvent, (job.edge_id, job.seq))
+        if event is not None and event.type == "job_ended":
+            event.body = {**event.body, "job": ""}
 
 
 def _scrub_events(db: Session, hashes: list[str]) -> None:

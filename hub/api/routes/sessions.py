@@ -1,10 +1,11 @@
 """Usage sessions and usage reports (tags ``sessions``, ``reports``).
 
 Sessions are shaped per role (member ids for admins and fabmanagers, first names for
-staff, no identity for coordinators). Reports total the seconds, sessions and
-distinct participants per dimension; for coordinators, groups with fewer than
-:data:`MIN_GROUP_SIZE` distinct people are withheld (DESIGN §4: small groups hidden),
-because "age 9-15, laser, this month" can identify a child.
+staff, no identity for coordinators). Reports total the seconds, sessions, machine
+run time, print jobs, print time, filament and distinct participants per dimension;
+for coordinators, groups with fewer than :data:`MIN_GROUP_SIZE` distinct people are
+withheld (DESIGN §4: small groups hidden), because "age 9-15, laser, this month" can
+identify a child.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from sqlalchemy import func, select
 
 from hub.api.auth import IDENTIFYING_ROLES, Capability, Principal
-from hub.api.common import get_or_404, to_utc
-from hub.api.deps import ControlDep, CurrentAccount, PolicyDep, SessionDep, allow
+from hub.api.common import get_or_404, period, within
+from hub.api.deps import ControlDep, CurrentAccount, PolicyDep, SessionDep, SettingsDep, allow
 from hub.api.schemas import (
     MAX_INT,
     DbId,
@@ -34,8 +35,9 @@ from hub.api.schemas import (
     UsageTotals,
 )
 from hub.api.views import session_public
-from hub.db.models import Machine, Member, Programme, UsageSession
+from hub.db.models import Machine, MachineJob, Member, Programme, UsageSession
 from hub.policy.model import PolicyConfig
+from hub.settings import HubSettings
 from protocol.ids import TOKEN_PATTERN
 
 log = logging.getLogger(__name__)
@@ -45,21 +47,6 @@ router = APIRouter(prefix="/api")
 #: Smallest group a coordinator may see in a report.
 MIN_GROUP_SIZE = 5
 SessionId = Annotated[str, Path(pattern=TOKEN_PATTERN, description="session id")]
-
-
-def _period(
-    cfg: PolicyConfig,
-    since: datetime | None,
-    until: datetime | None,
-) -> tuple[datetime | None, datetime | None]:
-    start = to_utc(since, cfg.tz, "since") if since is not None else None
-    end = to_utc(until, cfg.tz, "until") if until is not None else None
-    if start is not None and end is not None and end <= start:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[{"loc": ["query", "until"], "msg": "until doit suivre since", "type": "range"}],
-        )
-    return start, end
 
 
 # --------------------------------------------------------------------------- sessions
@@ -93,7 +80,7 @@ def list_sessions(
     query = select(UsageSession, Member.display_name).outerjoin(
         Member, Member.id == UsageSession.member_id
     )
-    start, end = _period(cfg, since, until)
+    start, end = period(cfg, since, until)
     if state == "open":
         query = query.where(UsageSession.ended_at.is_(None))
     elif state == "closed":
@@ -104,10 +91,7 @@ def list_sessions(
         query = query.where(UsageSession.zone_id == zone_id)
     if member_id is not None:
         query = query.where(UsageSession.member_id == member_id)
-    if start is not None:
-        query = query.where(UsageSession.started_at >= start)
-    if end is not None:
-        query = query.where(UsageSession.started_at < end)
+    query = within(query, UsageSession.started_at, start, end)
     total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = db.execute(
         query.order_by(UsageSession.started_at.desc(), UsageSession.id).limit(limit).offset(offset)
@@ -170,7 +154,11 @@ def end_session(
 class _Group:
     label: str
     seconds: float = 0.0
+    run_seconds: float = 0.0
     sessions: int = 0
+    jobs: int = 0
+    print_seconds: float = 0.0
+    filament_mm: float = 0.0
     members: set[int] = field(default_factory=set)
 
 
@@ -184,6 +172,10 @@ class _Report:
     min_size: int | None
 
 
+#: The dimensions of a session or a job: when, member, machine, programmes, age group, kind.
+_Dims = tuple[datetime, int | None, str, list[str] | None, str, str]
+
+
 def _labels(db: SessionDep, by: UsageDimension, principal: Principal) -> dict[str, str]:
     if by == "machine":
         return {k: v for k, v in db.execute(select(Machine.id, Machine.name))}
@@ -194,12 +186,8 @@ def _labels(db: SessionDep, by: UsageDimension, principal: Principal) -> dict[st
     return {}
 
 
-def _keys(
-    by: UsageDimension,
-    row: tuple[datetime, float, int | None, str, list[str], str, str],
-    cfg: PolicyConfig,
-) -> Iterable[str]:
-    started_at, _, member_id, machine_id, programmes, age_group, kind = row
+def _keys(by: UsageDimension, dims: _Dims, cfg: PolicyConfig) -> Iterable[str]:
+    when, member_id, machine_id, programmes, age_group, kind = dims
     if by == "member":
         return [str(member_id) if member_id is not None else ""]
     if by == "machine":
@@ -210,43 +198,79 @@ def _keys(
         return [age_group]
     if by == "machine_kind":
         return [kind]
-    return [started_at.astimezone(cfg.tz).strftime("%Y-%m")]
+    return [when.astimezone(cfg.tz).strftime("%Y-%m")]
 
 
 def _report(
     db: SessionDep,
     principal: Principal,
     cfg: PolicyConfig,
+    settings: HubSettings,
     by: UsageDimension,
     since: datetime | None,
     until: datetime | None,
     zone_id: str | None,
 ) -> _Report:
-    query = select(
+    start, end = period(cfg, since, until)
+    labels = _labels(db, by, principal)
+    groups: dict[str, _Group] = {}
+
+    def groups_of(dims: _Dims, member_id: int | None) -> Iterable[_Group]:
+        for key in _keys(by, dims, cfg):
+            group = groups.setdefault(key, _Group(label=labels.get(key, key or "(aucun)")))
+            if member_id is not None:
+                group.members.add(member_id)
+            yield group
+
+    sessions = select(
         UsageSession.started_at,
-        UsageSession.used_s,
         UsageSession.member_id,
         UsageSession.machine_id,
         UsageSession.programmes,
         UsageSession.age_group,
         UsageSession.machine_kind,
+        UsageSession.used_s,
+        UsageSession.run_s,
     )
-    start, end = _period(cfg, since, until)
-    if start is not None:
-        query = query.where(UsageSession.started_at >= start)
-    if end is not None:
-        query = query.where(UsageSession.started_at < end)
+    sessions = within(sessions, UsageSession.started_at, start, end)
     if zone_id is not None:
-        query = query.where(UsageSession.zone_id == zone_id)
-    labels = _labels(db, by, principal)
-    groups: dict[str, _Group] = {}
-    for row in db.execute(query.execution_options(yield_per=1000)):
-        for key in _keys(by, row, cfg):
-            group = groups.setdefault(key, _Group(label=labels.get(key, key or "(aucun)")))
-            group.seconds += row[1] or 0.0
+        sessions = sessions.where(UsageSession.zone_id == zone_id)
+    for when, member_id, machine_id, programmes, age, kind, used_s, run_s in db.execute(
+        sessions.execution_options(yield_per=1000)
+    ):
+        dims = (when, member_id, machine_id, programmes, age, kind)
+        for group in groups_of(dims, member_id):
+            group.seconds += used_s or 0.0
+            group.run_seconds += run_s or 0.0
             group.sessions += 1
-            if row[2] is not None:
-                group.members.add(row[2])
+
+    # Jobs count in the period they ended; their programmes and kind are their session's.
+    jobs = (
+        select(
+            MachineJob.ended_at,
+            MachineJob.member_id,
+            MachineJob.machine_id,
+            UsageSession.programmes,
+            MachineJob.age_group,
+            UsageSession.machine_kind,
+            Machine.kind,
+            MachineJob.duration_s,
+            MachineJob.filament_mm,
+        )
+        .outerjoin(UsageSession, UsageSession.id == MachineJob.session_id)
+        .outerjoin(Machine, Machine.id == MachineJob.machine_id)
+    )
+    jobs = within(jobs, MachineJob.ended_at, start, end)
+    if zone_id is not None:
+        jobs = jobs.where(MachineJob.zone_id == zone_id)
+    for row in db.execute(jobs.execution_options(yield_per=1000)):
+        when, member_id, machine_id, programmes, age, kind, machine_kind, duration, mm = row
+        kind = kind or (machine_kind.value if machine_kind is not None else "")
+        for group in groups_of((when, member_id, machine_id, programmes, age, kind), member_id):
+            group.jobs += 1
+            group.print_seconds += duration or 0.0
+            group.filament_mm += mm or 0.0
+
     min_size = MIN_GROUP_SIZE if principal.role not in IDENTIFYING_ROLES else None
     rows: list[UsageRow] = []
     hidden = 0
@@ -263,6 +287,11 @@ def _report(
                 hours=round(group.seconds / 3600, 2),
                 sessions=group.sessions,
                 participants=len(group.members),
+                run_hours=round(group.run_seconds / 3600, 2),
+                jobs=group.jobs,
+                print_hours=round(group.print_seconds / 3600, 2),
+                filament_m=round(group.filament_mm / 1000, 2),
+                filament_g=round(settings.filament_grams(group.filament_mm), 1),
             )
         )
     return _Report(by, start, end, rows, hidden, min_size)
@@ -282,13 +311,16 @@ def usage_totals(
     db: SessionDep,
     principal: CurrentAccount,
     cfg: PolicyDep,
+    settings: SettingsDep,
     by: ReportBy = "machine",
     since: datetime | None = None,
     until: datetime | None = None,
     zone_id: Ident | None = None,
 ) -> UsageTotals:
-    """Sessions count in the period they started; a session counts for each of its programmes."""
-    report = _report(db, principal, cfg, by, since, until, zone_id)
+    """Sessions count in the period they started, print jobs in the period they ended;
+    a session (and its jobs) counts for each of its programmes. Filament grams are
+    estimated with the hub's filament diameter and density settings."""
+    report = _report(db, principal, cfg, settings, by, since, until, zone_id)
     return UsageTotals(
         by=report.by,
         since=report.since,
@@ -297,6 +329,28 @@ def usage_totals(
         hidden_groups=report.hidden,
         min_group_size=report.min_size,
     )
+
+
+#: CSV columns (French, no accents: spreadsheets guess encodings badly in headers).
+_CSV_HEADER = [
+    "dimension",
+    "cle",
+    "libelle",
+    "heures",
+    "secondes",
+    "sessions",
+    "participants",
+    "heures_fonctionnement",
+    "impressions",
+    "heures_impression",
+    "filament_m",
+    "filament_g",
+]
+
+
+def _decimal(value: float, digits: int = 2) -> str:
+    """A number with a decimal comma, as French spreadsheets read it."""
+    return f"{value:.{digits}f}".replace(".", ",")
 
 
 @router.get(
@@ -311,45 +365,40 @@ def usage_report_csv(
     db: SessionDep,
     principal: CurrentAccount,
     cfg: PolicyDep,
+    settings: SettingsDep,
     by: ReportBy = "machine",
     since: datetime | None = None,
     until: datetime | None = None,
     zone_id: Ident | None = None,
 ) -> Response:
-    report = _report(db, principal, cfg, by, since, until, zone_id)
+    report = _report(db, principal, cfg, settings, by, since, until, zone_id)
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(
-        ["dimension", "cle", "libelle", "heures", "secondes", "sessions", "participants"]
-    )
+    writer.writerow(_CSV_HEADER)
     for row in report.rows:
         writer.writerow(
             [
                 by,
                 _cell(row.key),
                 _cell(row.label),
-                f"{row.hours:.2f}".replace(".", ","),
+                _decimal(row.hours),
                 round(row.seconds),
                 row.sessions,
                 row.participants,
+                _decimal(row.run_hours),
+                row.jobs,
+                _decimal(row.print_hours),
+                _decimal(row.filament_m),
+                _decimal(row.filament_g, 1),
             ]
         )
     if report.hidden:
-        writer.writerow(
-            [
-                by,
-                "",
-                f"{report.hidden} groupe(s) de moins de {report.min_size} personnes masqué(s)",
-                "",
-                "",
-                "",
-                "",
-            ]
-        )
-    period = "-".join(
+        note = f"{report.hidden} groupe(s) de moins de {report.min_size} personnes masqué(s)"
+        writer.writerow([by, "", note] + [""] * (len(_CSV_HEADER) - 3))
+    span = "-".join(
         d.astimezone(cfg.tz).strftime("%Y%m%d") for d in (report.since, report.until) if d
     )
-    filename = f"fabrique-usage-{by}{'-' + period if period else ''}.csv"
+    filename = f"fabrique-usage-{by}{'-' + span if span else ''}.csv"
     return Response(
         content="\ufeff" + out.getvalue(),
         media_type="text/csv; charset=utf-8",

@@ -7,6 +7,7 @@ endpoint has its own tests); argon2 runs with cheap parameters here only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from hub.api.auth import create_account, issue_token
 from hub.control import NullControl
 from hub.db.engine import make_engine, make_sessionmaker
 from hub.db.migrate import upgrade
-from hub.db.models import Member, Role, UsageSession
+from hub.db.models import MachineJob, Member, Role, UsageSession
 from hub.settings import HubSettings
 from protocol.messages import MachineAction, MachineState
 
@@ -150,6 +151,7 @@ def add_session(
     programmes: list[str] | None = None,
     machine_kind: str = "laser",
     badge_hash: str | None = None,
+    run_s: float | None = None,
 ) -> None:
     """Write a ledger row directly, as the hub's ledger would."""
     start = started_at or datetime.now(UTC) - timedelta(hours=1)
@@ -168,6 +170,46 @@ def add_session(
                 started_at=start,
                 ended_at=start + timedelta(seconds=used_s) if ended else None,
                 used_s=used_s,
+                run_s=run_s,
+            )
+        )
+        s.commit()
+
+
+_job_seq = itertools.count(1)
+
+
+def add_job(
+    api: Api,
+    *,
+    session_id: str | None,
+    member_id: int | None,
+    machine_id: str = "printer-1",
+    zone_id: str = "fablab",
+    age_group: str = "16-25",
+    ended_at: datetime | None = None,
+    duration_s: float = 3600.0,
+    filament_mm: float | None = 1000.0,
+    result: str = "done",
+    name: str = "piece.gcode",
+    seq: int | None = None,
+) -> None:
+    """Write a ``machine_job`` row directly, as the ledger would from ``job_ended``."""
+    with api.db() as s:
+        s.add(
+            MachineJob(
+                edge_id="edge-1",
+                seq=seq if seq is not None else next(_job_seq),
+                machine_id=machine_id,
+                zone_id=zone_id,
+                session_id=session_id,
+                member_id=member_id,
+                age_group=age_group,
+                job=name,
+                result=result,
+                duration_s=duration_s,
+                filament_mm=filament_mm,
+                ended_at=ended_at or datetime.now(UTC) - timedelta(minutes=5),
             )
         )
         s.commit()

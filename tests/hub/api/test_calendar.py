@@ -155,3 +155,96 @@ def test_quotas(api: Api) -> None:
     assert [q["age_group"] for q in api.get("/api/quotas", Role.COORDINATOR).json()] == ["9-15"]
     assert api.delete(path).status_code == 204
     assert api.get("/api/quotas").json() == []
+
+
+RECOMMENDED = "/api/zones/gaming/quotas/recommended"
+
+
+def _slot(api: Api, age_groups: list[str], zone_id: str = "gaming") -> None:
+    body = SLOT | {"zone_id": zone_id, "age_groups": age_groups, "animator_required": False}
+    assert api.post("/api/slots", body).status_code == 201
+
+
+def _quota_rows(api: Api, zone_id: str = "gaming") -> dict[str, tuple[Any, ...]]:
+    return {
+        q["age_group"]: (q["daily_min"], q["weekly_min"], q["break_after_min"], q["break_min"])
+        for q in api.get("/api/quotas", params={"zone_id": zone_id}).json()
+    }
+
+
+def test_recommended_quotas_cover_the_zone_age_groups_only(api: Api) -> None:
+    _zones(api)
+    _slot(api, ["9-15"])
+    before = api.control.changes
+    response = api.post(RECOMMENDED, None, Role.FABMANAGER)
+    assert response.status_code == 201, response.text
+    assert [(q["zone_id"], q["age_group"]) for q in response.json()] == [("gaming", "9-15")]
+    assert _quota_rows(api) == {"9-15": (90, None, 50, 10)}
+    assert _quota_rows(api, "fablab") == {}
+    assert api.control.changes == before + 1
+
+
+def test_recommended_quotas_never_overwrite_an_existing_quota(api: Api) -> None:
+    _zones(api)
+    _slot(api, ["9-15"])
+    _slot(api, [])  # open to every age group
+    custom = {"zone_id": "gaming", "age_group": "9-15", "daily_min": 60, "weekly_min": 240}
+    assert api.post("/api/quotas", custom).status_code == 201
+    created = api.post(RECOMMENDED, None)
+    assert created.status_code == 201, created.text
+    assert [q["age_group"] for q in created.json()] == ["16-25"]
+    assert created.json()[0] | {"id": 0} == {
+        "id": 0,
+        "zone_id": "gaming",
+        "age_group": "16-25",
+        "daily_min": 180,
+        "weekly_min": None,
+        "break_after_min": 120,
+        "break_min": 10,
+    }
+    assert _quota_rows(api) == {"9-15": (60, 240, None, None), "16-25": (180, None, 120, 10)}
+    before = api.control.changes
+    again = api.post(RECOMMENDED, None)
+    assert (again.status_code, again.json()) == (200, [])
+    assert api.control.changes == before
+
+
+def test_recommended_quotas_of_a_zone_without_slots_and_with_special_openings(api: Api) -> None:
+    _zones(api)
+    # No slot yet: every age group with a recommendation.
+    assert [q["age_group"] for q in api.post(RECOMMENDED, None).json()] == ["9-15", "16-25"]
+    # A zone open to 16-25 only through a special opening.
+    api.post("/api/zones", {"id": "esport", "name": "E-sport"})
+    opening = {
+        "zone_id": "esport",
+        "day": "2030-06-01",
+        "kind": "opening",
+        "start": "10:00",
+        "end": "12:00",
+        "age_groups": ["16-25", "26+"],
+    }
+    assert api.post("/api/slot-exceptions", opening).status_code == 201
+    _slot(api, ["26+"], zone_id="esport")
+    created = api.post("/api/zones/esport/quotas/recommended", None).json()
+    assert [q["age_group"] for q in created] == ["16-25"]  # no recommendation for 26+
+
+
+def test_recommended_quotas_follow_the_settings(api: Api) -> None:
+    from hub.settings import GamingQuota
+
+    _zones(api)
+    app = api.client.app
+    app.state.settings = api.settings.model_copy(  # type: ignore[attr-defined]
+        update={"gaming_defaults": {"9-15": GamingQuota(daily_min=45)}}
+    )
+    created = api.post(RECOMMENDED, None).json()
+    assert [(q["age_group"], q["daily_min"], q["break_min"]) for q in created] == [
+        ("9-15", 45, None)
+    ]
+
+
+def test_recommended_quotas_of_an_unknown_zone(api: Api) -> None:
+    response = api.post("/api/zones/cuisine/quotas/recommended", None)
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Zone introuvable"
+    assert api.post("/api/zones/Bad Zone/quotas/recommended", None).status_code == 422

@@ -13,6 +13,7 @@ from hub.db.models import (
     Badge,
     Base,
     EdgeEvent,
+    MachineJob,
     Member,
     MemberTraining,
     Role,
@@ -22,7 +23,7 @@ from hub.db.models import (
 from hub.policy.engine import age_at
 from protocol.ids import badge_hash
 from protocol.messages import utcnow
-from tests.hub.api.conftest import Api, add_session
+from tests.hub.api.conftest import Api, add_job, add_session
 
 
 def _setup(api: Api) -> None:
@@ -215,6 +216,24 @@ def _history(api: Api, member_id: int, uid: str) -> str:
     add_session(api, "s-member", member_id=member_id, programmes=["fablab-9-15"], age_group="9-15")
     add_session(api, "s-badge", member_id=None, badge_hash=digest, age_group="9-15")
     add_session(api, "s-other", member_id=api.members[Role.MEMBER])
+    # A print whose file name names her, and the journal event it came from.
+    add_job(
+        api, session_id="s-member", member_id=member_id, age_group="9-15", name="ines.gcode", seq=7
+    )
+    # A print in the session her badge opened before it was enrolled (no member id).
+    add_job(api, session_id="s-badge", member_id=None, name="cadeau-ines.gcode")
+    with api.db() as s:
+        s.add(
+            EdgeEvent(
+                edge_id="edge-1",
+                seq=7,
+                event_id="e7",
+                type="job_ended",
+                ts=utcnow(),
+                body={"session_id": "s-member", "machine": "printer-1", "job": "ines.gcode"},
+            )
+        )
+        s.commit()
     with api.db() as s:
         now = utcnow()
         for i, (mid, h) in enumerate([(member_id, digest), (None, digest), (None, "f" * 64)]):
@@ -261,6 +280,7 @@ def test_export_walks_every_table_referencing_a_member(api: Api) -> None:
     assert tables["member"][0]["display_name"] == "Inès Benali"
     assert {r["id"] for r in tables["usage_session"]} == {"s-member", "s-badge"}
     assert len(tables["access_log"]) == 2
+    assert [r["job"] for r in tables["machine_job"]] == ["ines.gcode"]
     assert tables["badge"][0]["hash"] == digest
     assert tables["account"][0]["username"] == "ines"
     assert "password_hash" not in tables["account"][0]
@@ -289,11 +309,16 @@ def test_erasure_removes_identity_and_keeps_pseudonymous_sessions(api: Api) -> N
             assert kept[sid].age_group == "9-15"
         assert kept["s-member"].programmes == ["fablab-9-15"]
         assert kept["s-other"].member_id == api.members[Role.MEMBER]
+        job, by_badge = s.scalars(select(MachineJob).order_by(MachineJob.session_id.desc()))
+        assert (job.session_id, job.member_id, job.age_group) == ("s-member", None, "9-15")
+        assert (job.job, by_badge.job) == ("", "")
+        assert (job.duration_s, job.filament_mm) == (3600.0, 1000.0)  # still counted
         # No row anywhere still points at the member or carries the badge hash.
         for table in Base.metadata.sorted_tables:
             for row in s.execute(select(table)):
                 values = row._mapping
                 assert digest not in str(dict(values)), table.name
+                assert "ines.gcode" not in str(dict(values)), table.name
                 for column in table.columns:
                     if any(fk.column.table.name == "member" for fk in column.foreign_keys):
                         assert values[column.name] != member_id, table.name

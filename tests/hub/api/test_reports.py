@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 from hub.db.models import Member, Role
-from tests.hub.api.conftest import Api, add_session
+from tests.hub.api.conftest import Api, add_job, add_session
 
 BASE = datetime(2025, 3, 10, 14, tzinfo=UTC)
 
@@ -160,10 +160,16 @@ def test_csv_report(api: Api) -> None:
         "secondes",
         "sessions",
         "participants",
+        "heures_fonctionnement",
+        "impressions",
+        "heures_impression",
+        "filament_m",
+        "filament_g",
     ]
     assert rows[1][:2] == ["machine", "laser-1"]
-    assert rows[1][3:] == ["1,08", "3900", "7", "6"]
+    assert rows[1][3:] == ["1,08", "3900", "7", "6", "0,00", "0", "0,00", "0,00", "0,0"]
     assert "masqué" in rows[2][2]
+    assert len(rows[2]) == len(rows[0])
     assert len(rows) == 3
 
 
@@ -178,3 +184,117 @@ def test_csv_cells_cannot_carry_formulas(api: Api) -> None:
     text = api.get("/api/usage/report.csv", params={"by": "member"}).content.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text), delimiter=";"))
     assert rows[1][2].startswith("'=")
+
+
+def _printing(api: Api) -> list[int]:
+    """Printer: 5 people, each one session with one print (one failed, one unmeasured);
+    a staff print with no session; laser: 2 sessions with beam time, 1 unmeasured."""
+    people = _members(api, 5)
+    for i, mid in enumerate(people):
+        add_session(
+            api,
+            f"print-{i}",
+            member_id=mid,
+            machine_id="printer-1",
+            machine_kind="printer_3d",
+            used_s=900,
+            started_at=BASE + timedelta(hours=i),
+            programmes=["fablab-16-25"],
+        )
+        add_job(
+            api,
+            session_id=f"print-{i}",
+            member_id=mid,
+            ended_at=BASE + timedelta(hours=i + 2),
+            duration_s=5400,
+            filament_mm=None if i == 4 else 2500.0,
+            result="failed" if i == 3 else "done",
+        )
+    add_job(api, session_id=None, member_id=None, ended_at=BASE, duration_s=1800, filament_mm=500)
+    # Ended after the period: not counted, although its session started in it.
+    add_job(
+        api,
+        session_id="print-0",
+        member_id=people[0],
+        ended_at=datetime(2025, 4, 1, 1, tzinfo=UTC),
+        filament_mm=99_000,
+    )
+    for i, run in enumerate((1800.0, 900.0, None)):
+        add_session(
+            api,
+            f"cut-{i}",
+            member_id=people[i],
+            used_s=3600,
+            run_s=run,
+            started_at=BASE + timedelta(days=1, hours=i),
+        )
+    return people
+
+
+def test_totals_count_print_jobs_filament_and_laser_beam_time(api: Api) -> None:
+    _printing(api)
+    march = {"since": "2025-03-01", "until": "2025-04-01"}
+    rows = _rows(api, Role.FABMANAGER, by="machine", **march)
+    printer = rows["printer-1"]
+    assert printer["jobs"] == 6  # five members' prints, whatever the result, and staff's
+    assert printer["print_hours"] == round((5 * 5400 + 1800) / 3600, 2)
+    assert printer["filament_m"] == 10.5  # 4 x 2.5 m + 0.5 m; the unmeasured one adds 0
+    # 1.75 mm PLA at 1.24 g/cm3: about 2.98 g per metre.
+    assert printer["filament_g"] == 31.3
+    assert printer["run_hours"] == 0
+    assert printer["sessions"] == 5
+    laser = rows["laser-1"]
+    assert laser["run_hours"] == round(2700 / 3600, 2)
+    assert laser["jobs"] == 0
+    assert laser["hours"] == 3.0
+
+    # A job without a session takes its kind from the machine (unknown machine: none).
+    kinds = _rows(api, Role.ADMIN, by="machine_kind", **march)
+    assert (kinds["printer_3d"]["jobs"], kinds[""]["jobs"]) == (5, 1)
+    assert api.post("/api/zones", {"id": "fablab", "name": "FabLab"}).status_code == 201
+    printer_1 = {"id": "printer-1", "name": "Prusa", "kind": "printer_3d", "zone_id": "fablab"}
+    assert api.post("/api/machines", printer_1 | {"edge_id": "edge-1"}).status_code == 201
+    kinds = _rows(api, Role.ADMIN, by="machine_kind", **march)
+    assert kinds["printer_3d"]["jobs"] == 6
+    # Jobs follow the other dimensions too: their session's programmes, their age group.
+    programmes = _rows(api, Role.ADMIN, by="programme", **march)
+    assert programmes["fablab-16-25"]["jobs"] == 5
+    assert programmes[""]["jobs"] == 1  # the staff print has no session
+    months = _rows(api, Role.ADMIN, by="month")
+    assert months["2025-04"]["jobs"] == 1
+    assert months["2025-04"]["filament_m"] == 99.0
+    assert months["2025-04"]["sessions"] == 0
+
+
+def test_print_totals_of_small_groups_are_hidden_from_coordinators(api: Api) -> None:
+    _printing(api)
+    march = {"since": "2025-03-01", "until": "2025-04-01"}
+    rows = _rows(api, Role.COORDINATOR, by="machine", **march)
+    assert set(rows) == {"printer-1"}  # 5 people; the laser's 3 are withheld
+    assert rows["printer-1"]["jobs"] == 6
+    members = api.get("/api/usage/totals", Role.COORDINATOR, params={"by": "member"}).json()
+    assert members["rows"] == []
+
+
+def test_filament_weight_follows_the_filament_settings(api: Api) -> None:
+    _printing(api)
+    app = api.client.app
+    app.state.settings = api.settings.model_copy(  # type: ignore[attr-defined]
+        update={"filament_diameter_mm": 2.85, "filament_density_g_cm3": 1.04}
+    )
+    march = {"since": "2025-03-01", "until": "2025-04-01"}
+    printer = _rows(api, Role.ADMIN, by="machine", **march)["printer-1"]
+    # 10.5 m of 2.85 mm ABS: pi x 0.1425^2 cm2 x 1050 cm x 1.04 g/cm3.
+    assert printer["filament_g"] == 69.7
+
+
+def test_csv_report_carries_print_and_run_totals(api: Api) -> None:
+    _printing(api)
+    text = api.get(
+        "/api/usage/report.csv",
+        Role.ADMIN,
+        params={"by": "machine", "since": "2025-03-01", "until": "2025-04-01"},
+    ).content.decode("utf-8-sig")
+    rows = {r[1]: r for r in csv.reader(io.StringIO(text), delimiter=";")}
+    assert rows["printer-1"][7:] == ["0,00", "6", "8,00", "10,50", "31,3"]
+    assert rows["laser-1"][7:] == ["0,75", "0", "0,00", "0,00", "0,0"]

@@ -40,6 +40,7 @@ EXPECTED: dict[str, str] = {
     "GET /api/sessions": STAFF_COORD,
     "GET /api/sessions/{session_id}": STAFF_COORD,
     "POST /api/sessions/{session_id}/end": FLOOR,
+    "GET /api/jobs": MANAGE,
     "GET /api/usage/totals": REPORTS,
     "GET /api/usage/report.csv": REPORTS,
     "GET /api/machines": STAFF_COORD,
@@ -83,6 +84,7 @@ EXPECTED: dict[str, str] = {
             ("DELETE", f"/{{{key}}}", ADMIN),
         )
     },
+    "POST /api/zones/{zone_id}/quotas/recommended": MANAGE,
     "GET /api/accounts": ADMIN,
     "POST /api/accounts": ADMIN,
     "GET /api/accounts/{account_id}": ADMIN,
