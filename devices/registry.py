@@ -51,6 +51,7 @@ from devices.pc import (
     SessionLock,
     SimulatedSessionLock,
     WindowsSessionLock,
+    auto_session_lock,
 )
 from devices.pc.loginctl import SESSION_ID_PATTERN
 from devices.readers import (
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KINDS",
     "ActuatorConfig",
+    "AutoLockConfig",
     "CommandLockConfig",
     "DeviceConfig",
     "DeviceContext",
@@ -253,6 +255,18 @@ class WindowsLockConfig(SessionLockConfig):
     unlock_cmd: Argv | None = None
 
 
+class AutoLockConfig(SessionLockConfig):
+    """``pc.auto``: ``pc.loginctl`` on Linux, ``pc.windows`` on Windows (chosen at build)."""
+
+    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = Field(
+        default=None, description="Linux only: logind session (default: auto, the user's own)"
+    )
+    notify_cmd: Argv | None = Field(
+        default=None, description="{title}/{message} template; default: notify-send or msg"
+    )
+    unlock_cmd: Argv | None = Field(default=None, description="Windows only: unlock helper")
+
+
 class SimulatedLockConfig(SessionLockConfig):
     """``pc.sim``: a session lock in memory (demo, tests)."""
 
@@ -412,6 +426,15 @@ def _windows_lock(config: WindowsLockConfig, ctx: DeviceContext) -> SessionLock:
     return WindowsSessionLock(config.notify_cmd, config.unlock_cmd, timeout_s=config.timeout_s)
 
 
+def _auto_lock(config: AutoLockConfig, ctx: DeviceContext) -> SessionLock:
+    return auto_session_lock(
+        session_id=config.session_id,
+        notify_cmd=config.notify_cmd,
+        unlock_cmd=config.unlock_cmd,
+        timeout_s=config.timeout_s,
+    )
+
+
 def _sim_lock(config: SimulatedLockConfig, ctx: DeviceContext) -> SessionLock:
     return SimulatedSessionLock()
 
@@ -447,6 +470,7 @@ KINDS: Final[Mapping[str, DeviceKind[Any]]] = MappingProxyType(
             DeviceKind("pc.loginctl", "pc", LoginctlLockConfig, _loginctl_lock, "Linux logind"),
             DeviceKind("pc.command", "pc", CommandLockConfig, _command_lock, "lock by commands"),
             DeviceKind("pc.windows", "pc", WindowsLockConfig, _windows_lock, "LockWorkStation"),
+            DeviceKind("pc.auto", "pc", AutoLockConfig, _auto_lock, "this OS's own lock"),
             DeviceKind("pc.sim", "pc", SimulatedLockConfig, _sim_lock, "simulated"),
             DeviceKind("printer.octoprint", "printer", OctoPrintConfig, _octoprint, "OctoPrint"),
         )

@@ -1,4 +1,4 @@
-"""The ``fabrique`` command (typer): ``hub``, ``edge``, ``demo``, ``version``.
+"""The ``fabrique`` command (typer): ``hub``, ``edge``, ``pc-agent``, ``demo``, ``version``.
 
 This is the composition root of every process: it reads settings, sets up logging
 and calls the entry point of the part it runs. Imports of the parts happen inside
@@ -271,18 +271,20 @@ EdgeConfigOption = Annotated[
 ]
 
 
-def _load_edge_settings(config: Path) -> EdgeSettings:
+def _load_edge_settings(config: Path, *, pc: bool = False) -> EdgeSettings:
+    """An edge's settings, or (``pc``) a gaming PC's, completed with the PC defaults."""
     from edge.settings import env_secret, load_edge_settings
+    from fabrique.pcagent import PcConfigError, load_pc_settings
 
     overrides: dict[str, Any] = {}
     if not os.environ.get("FABRIQUE_EDGE_SITE_SECRET") and env_secret():
         overrides["site_secret"] = env_secret()
     try:
-        return load_edge_settings(config, **overrides)
+        return (load_pc_settings if pc else load_edge_settings)(config, **overrides)
     except FileNotFoundError as err:
         _fail(f"Fichier de configuration introuvable : {config}", EXIT_CONFIG)
         raise AssertionError from err  # unreachable, for type checkers
-    except (ValidationError, tomllib.TOMLDecodeError) as err:
+    except (ValidationError, tomllib.TOMLDecodeError, PcConfigError) as err:
         _config_error(str(config), err)
 
 
@@ -345,6 +347,83 @@ def edge_check_config(config: EdgeConfigOption) -> None:
                 f"  - {m.id} ({m.kind}) : lecteur {m.reader.kind}, "
                 f"sortie {out.kind if out else 'aucune'}"
             )
+
+
+# --------------------------------------------------------------------------- pc-agent
+
+
+@app.command("pc-agent")
+def pc_agent(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Fichier TOML du PC (pc.toml) : une seule machine, de type gaming_pc.",
+            dir_okay=False,
+            envvar="FABRIQUE_PC_CONFIG",
+        ),
+    ],
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Vérifie la configuration et la résume, sans rien ouvrir."),
+    ] = False,
+    log_level: LogLevelOption = "info",
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            help="Journaux dans ce fichier (Windows, Planificateur de tâches) ; "
+            "seules les erreurs restent sur stderr.",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Lance l'agent d'un PC de jeu, sur le PC lui-même : badge, verrou de session, temps.
+
+    Verrouille la session au démarrage et à l'arrêt (SIGTERM, Ctrl-C), la déverrouille
+    pour une session accordée par le hub, prévient à 10 et 2 minutes de la fin ou d'une
+    pause obligatoire, et verrouille à l'heure, même sans réseau.
+    """
+    settings = _load_edge_settings(config, pc=True)
+    from devices.errors import DeviceConfigError
+    from fabrique.pcagent import check_lock, pc_machine
+
+    try:
+        lock = check_lock(settings)
+    except DeviceConfigError as err:
+        _fail(f"Configuration invalide ({config}) : verrou de session : {err}", EXIT_CONFIG)
+    machine = pc_machine(settings)
+    if check:
+        pause = machine.offline_break
+        warnings = " et ".join(map(str, machine.warn_before_min))
+        typer.echo(f"{config} : configuration valide.")
+        typer.echo(
+            f"  Site {settings.site}, borne {settings.edge_id}, "
+            f"broker {settings.mqtt.host}:{settings.mqtt.port}"
+        )
+        typer.echo(f"  Journal : {settings.journal.path}")
+        typer.echo(f"  PC {machine.id} : lecteur {machine.reader.kind}, verrou {lock}")
+        typer.echo(
+            f"  Hors-ligne : avertissements {warnings} min avant la fin, "
+            + (
+                f"pause de {pause.break_min} min après {pause.play_min} min"
+                if pause
+                else "sans pause"
+            )
+        )
+        typer.echo("  En ligne : plafonds, pauses et avertissements du hub, à chaque autorisation.")
+        return
+    _setup_logging(_check_level(log_level), file=log_file, console_level="error")
+    from edge.agent import AgentError, run_agents
+    from fabrique.pcagent import build_pc_agent
+
+    agent = build_pc_agent(settings)
+    with _StopOnSignals() as stop:
+        try:
+            run_agents([agent], stop)
+        except AgentError as err:
+            _fail(f"L'agent du PC s'est arrêté : {err}")
 
 
 # --------------------------------------------------------------------------- demo

@@ -1,5 +1,6 @@
 """Gaming-PC session locks: lock, unlock and notify the player (see :mod:`devices.pc.base`)."""
 
+from devices.pc.auto import auto_backend, auto_session_lock
 from devices.pc.base import SessionLock, SessionLockBase
 from devices.pc.command import (
     CommandResult,
@@ -23,6 +24,8 @@ __all__ = [
     "SessionLockBase",
     "SimulatedSessionLock",
     "WindowsSessionLock",
+    "auto_backend",
+    "auto_session_lock",
     "render_argv",
     "subprocess_runner",
 ]

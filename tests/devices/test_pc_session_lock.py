@@ -1,5 +1,6 @@
 """Gaming-PC session locks: the command backend (with a recorder and for real), loginctl,
-Windows (import-safe off Windows) and the simulation, plus their registry rows."""
+Windows (import-safe off Windows), ``pc.auto`` on each platform and the simulation,
+plus their registry rows."""
 
 from __future__ import annotations
 
@@ -20,16 +21,19 @@ from devices.errors import (
 )
 from devices.pc import (
     LINUX_NOTIFY_CMD,
+    WINDOWS_NOTIFY_CMD,
     CommandResult,
     CommandSessionLock,
     LoginctlSessionLock,
     SessionLock,
     SimulatedSessionLock,
     WindowsSessionLock,
+    auto_backend,
+    auto_session_lock,
     render_argv,
 )
 from devices.pc.command import MAX_TEXT_LENGTH
-from devices.registry import DeviceSpec, build_session_lock, parse_config
+from devices.registry import AutoLockConfig, DeviceSpec, build_session_lock, parse_config
 
 Outcome = CommandResult | BaseException
 
@@ -412,3 +416,122 @@ def test_registry_rejects_invalid_pc_options(
 def test_a_pc_kind_is_not_a_laser() -> None:
     with pytest.raises(DeviceConfigError, match="has role 'pc', not 'laser'"):
         DeviceSpec(kind="pc.sim").build_laser()
+
+
+# ------------------------------------------------------------------ pc.auto
+
+
+@pytest.mark.parametrize(
+    ("platform", "backend"),
+    [("linux", "pc.loginctl"), ("linux2", "pc.loginctl"), ("win32", "pc.windows")],
+)
+def test_auto_picks_the_lock_of_the_platform(platform: str, backend: str) -> None:
+    assert auto_backend(platform) == backend
+
+
+@pytest.mark.parametrize("platform", ["darwin", "freebsd14", "cygwin", "emscripten"])
+def test_auto_refuses_a_platform_without_a_lock_and_names_the_way_out(platform: str) -> None:
+    with pytest.raises(
+        DeviceConfigError, match=f"no built-in session lock on platform '{platform}'"
+    ):
+        auto_backend(platform)
+    with pytest.raises(DeviceConfigError, match=r'kind = "pc\.command"'):
+        auto_session_lock(platform=platform)
+
+
+def test_auto_on_linux_is_loginctl_with_notify_send() -> None:
+    runner = Recorder()
+    pc = auto_session_lock(platform="linux", runner=runner, timeout_s=4)
+    assert isinstance(pc, LoginctlSessionLock)
+    pc.lock()
+    pc.unlock()
+    pc.notify("fabrique", "Plus que 2 minutes : pense à sauvegarder !")
+    # "auto": the agent's session, or the user's graphical one from a systemd --user unit.
+    assert runner.argvs == [
+        ["loginctl", "lock-session", "auto"],
+        ["loginctl", "unlock-session", "auto"],
+        [*LINUX_NOTIFY_CMD[:-2], "fabrique", "Plus que 2 minutes : pense à sauvegarder !"],
+    ]
+    assert {timeout for _, timeout in runner.calls} == {4}
+    own = auto_session_lock(platform="linux", session_id="c2", notify_cmd=["n", "{message}"])
+    assert isinstance(own, LoginctlSessionLock)
+    assert (own.lock_cmd, own.notify_cmd) == (
+        ("loginctl", "lock-session", "c2"),
+        ("n", "{message}"),
+    )
+
+
+def test_auto_on_windows_is_lockworkstation_with_msg() -> None:
+    runner = Recorder()
+    pc = auto_session_lock(platform="win32", runner=runner, unlock_cmd=["cp-helper", "unlock"])
+    assert isinstance(pc, WindowsSessionLock)
+    pc.notify("fabrique", "Temps écoulé : ta session est terminée.")
+    pc.unlock()
+    assert runner.argvs == [
+        [*WINDOWS_NOTIFY_CMD[:-1], "fabrique: Temps écoulé : ta session est terminée."],
+        ["cp-helper", "unlock"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("platform", "options", "problem"),
+    [
+        ("linux", {"unlock_cmd": ["cp-helper"]}, "unlock_cmd applies to Windows only"),
+        ("win32", {"session_id": "c2"}, "session_id applies to Linux"),
+    ],
+)
+def test_auto_refuses_an_option_of_the_other_platform(
+    platform: str, options: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(DeviceConfigError, match=problem):
+        auto_session_lock(platform=platform, **options)
+
+
+@pytest.mark.parametrize(
+    ("platform", "cls"), [("linux", LoginctlSessionLock), ("win32", WindowsSessionLock)]
+)
+def test_registry_builds_pc_auto_for_the_platform_it_runs_on(
+    platform: str, cls: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(parse_config("pc.auto", {"session_id": "c2"}), AutoLockConfig)  # any OS
+    monkeypatch.setattr("sys.platform", platform)
+    lock = DeviceSpec(kind="pc.auto", options={"timeout_s": 2}).build_session_lock()
+    assert isinstance(lock, cls)
+    assert isinstance(lock, SessionLock)
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"session_id": "-h"}, "session_id"),
+        ({"notify_cmd": []}, "notify_cmd"),
+        ({"lock_cmd": ["l"]}, "lock_cmd"),
+        ({"timeout_s": 0}, "timeout_s"),
+    ],
+)
+def test_registry_rejects_invalid_pc_auto_options(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(DeviceConfigError, match=problem):
+        parse_config("pc.auto", options)
+
+
+# ------------------------------------------------------------------ French text, real processes
+
+#: What the agent may notify: accents, guillemets, apostrophes, quotes and shell syntax.
+FRENCH = '« Pause obligatoire » dans 10 minutes : pense à sauvegarder ! L\'équipe dit "ok"'
+HOSTILE = "$(reboot) ; rm -rf ~ && `id` | echo $HOME 'fin'"
+
+
+def test_french_text_reaches_the_program_intact_as_argv_without_a_shell() -> None:
+    check = (
+        f"import sys; assert sys.argv[1:] == ['--', {'Lina : ' + HOSTILE!r}, {FRENCH!r}], sys.argv"
+    )
+    pc = auto_session_lock(
+        platform="linux",
+        notify_cmd=[*python(check), "--", "{title}", "{message}"],
+        timeout_s=10,
+    )
+    pc.notify("Lina : " + HOSTILE, FRENCH)  # a non-zero exit (failed assert) would raise
+    command = CommandSessionLock(
+        python("pass"), python("pass"), [*python(check), "--", "{title}", "{message}"]
+    )
+    command.notify("Lina : " + HOSTILE, FRENCH)
