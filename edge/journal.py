@@ -31,7 +31,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -488,6 +488,63 @@ class Journal:
                 )
             )
         return result
+
+    def remember_policy(self) -> int:
+        """Record that a policy snapshot was accepted now; return the journal's last seq.
+
+        Sessions journaled after this mark are unknown to that snapshot's quotas
+        (:meth:`badge_usage_after`); the mark survives restarts with the cached snapshot.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
+            mark = int(row[0]) if row is not None else 0
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('policy_seq', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (mark,),
+            )
+        return mark
+
+    def policy_mark(self) -> int | None:
+        """The seq recorded by :meth:`remember_policy`, ``None`` if never recorded."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key='policy_seq'").fetchone()
+        return int(row[0]) if row is not None else None
+
+    def badge_usage_after(self, mark: int, badge: str, machines: Collection[str]) -> float:
+        """Seconds ``badge`` used ``machines`` in sessions that ended after seq ``mark``,
+        plus its sessions still open (to their last tick).
+
+        The offline decision subtracts this from the snapshot's remaining quota: the
+        snapshot cannot know what this edge metered after it arrived. A session that
+        straddles the mark counts whole (over-counting is the safe side).
+
+        Raises:
+            JournalCorrupt: a row of such a session cannot be decoded.
+        """
+        wanted = set(machines)
+        with self._read() as conn:
+            ended = conn.execute(
+                "SELECT e.seq, e.payload, s.seq, s.payload FROM journal e "
+                "JOIN journal s ON s.session_id = e.session_id AND s.type = 'session_started' "
+                "WHERE e.type = 'session_ended' AND e.seq > ? ORDER BY e.seq",
+                (mark,),
+            ).fetchall()
+        used = 0.0
+        for end_seq, end_payload, start_seq, start_payload in ended:
+            start = self._decode(start_seq, start_payload)
+            if not isinstance(start, SessionStarted):
+                raise JournalCorrupt(f"journal row {start_seq} is not a session_started")
+            if start.body.badge != badge or start.body.machine not in wanted:
+                continue
+            end = self._decode(end_seq, end_payload)
+            if not isinstance(end, SessionEnded):
+                raise JournalCorrupt(f"journal row {end_seq} is not a session_ended")
+            used += end.body.duration_s
+        for session in self.open_sessions():
+            if session.badge == badge and session.machine in wanted:
+                used += session.elapsed_s
+        return used
 
     def close_open_sessions(self, reason: EndReason = EndReason.EDGE_RESTART) -> list[Event]:
         """Journal a ``session_ended`` for every open session; return the new events.

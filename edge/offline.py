@@ -20,7 +20,10 @@ The rules, in order (each refusal has a stable ``offline_*`` code):
 6. Snapshot past ``valid_until``: nobody but staff (revocations may be missing).
 7. ``staff_only`` machine: refused to members.
 8. ``allow`` machine: granted when a window covering now lists the machine, until the
-   window's end, capped by the remaining quota of the machine's zone.
+   window's end, capped by the remaining quota of the machine's zone **minus what the
+   badge used on this edge since the snapshot arrived** (``used_s``: the snapshot
+   cannot know it, and pulling the network cable must never extend play); refused
+   below one minute.
 
 What the snapshot cannot know (animator presence, zone capacity, breaks, busy
 machines) is not checked here; the hub reconciles when it is back.
@@ -45,6 +48,8 @@ __all__ = ["DEFAULT_STAFF_GRANT", "OfflineCode", "OfflineVerdict", "decide_offli
 #: Longest session granted offline to staff (their snapshot window spans days).
 DEFAULT_STAFF_GRANT: Final = timedelta(hours=2)
 PARIS: Final = ZoneInfo("Europe/Paris")
+#: Below this much quota left, a member is refused rather than granted (as the hub does).
+MIN_GRANT_S: Final = 60.0
 
 
 class OfflineCode(enum.StrEnum):
@@ -118,6 +123,7 @@ def decide_offline(
     staff_grant: timedelta = DEFAULT_STAFF_GRANT,
     tz: ZoneInfo = PARIS,
     verified: bool = False,
+    used_s: float = 0.0,
 ) -> OfflineVerdict:
     """Decide whether ``badge`` may start ``machine`` now, from the snapshot alone.
 
@@ -128,6 +134,8 @@ def decide_offline(
     ``key`` (the agent does, once, when the snapshot arrives): verifying costs a
     canonical JSON dump of the whole snapshot, milliseconds per thousand badges, on
     the path of a member waiting at the machine.
+    ``used_s`` is the time this badge used the machine's zone on this edge since the
+    snapshot arrived (:meth:`edge.journal.Journal.badge_usage_after`).
     """
     if snapshot is None:
         return _deny(
@@ -194,13 +202,14 @@ def decide_offline(
     ends_at = window.end
     quota = entry.quota_min.get(zone) if zone is not None else None
     if quota is not None:
-        if quota <= 0:
+        left_s = quota * 60 - used_s
+        if left_s < MIN_GRANT_S:
             return _deny(
                 OfflineCode.QUOTA_EXHAUSTED,
                 "Tu as utilisé ton temps d'aujourd'hui dans cet espace. Reviens demain !",
                 snapshot,
             )
-        ends_at = min(ends_at, wall_now + timedelta(minutes=quota))
+        ends_at = min(ends_at, wall_now + timedelta(seconds=left_s))
     return OfflineVerdict(
         granted=True,
         code=OfflineCode.GRANTED,

@@ -121,6 +121,12 @@ class AccessDecision(Message):
     ``message`` the plain-French text shown to the member. A grant carries the
     session id to journal, its end time, warning times and break rule. An edge
     never acts on a decision received after ``not_after``.
+
+    ``break_at`` is when the member's forced break starts, counted by the hub over
+    their continuous play on every machine of the zone (a player who changes PC
+    keeps counting); when it is at or before ``ends_at`` the session ends there as
+    a break, not as time up. ``None`` without a break rule or when the break falls
+    after the grant.
     """
 
     req_id: Token
@@ -132,6 +138,7 @@ class AccessDecision(Message):
     ends_at: AwareDatetime | None = None
     warn_at: tuple[AwareDatetime, ...] = ()
     break_rule: BreakRule | None = None
+    break_at: AwareDatetime | None = None
     staff: bool = False
     first_name: str | None = Field(default=None, max_length=64)
     not_after: AwareDatetime

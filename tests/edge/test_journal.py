@@ -330,3 +330,31 @@ def test_a_closed_journal_refuses_work(db: Path, clock: FakeClock) -> None:
 def test_invalid_edge_id_is_refused(db: Path) -> None:
     with pytest.raises(ValueError, match="invalid edge id"):
         Journal(db, "Pi/1")
+
+
+def test_badge_usage_after_the_policy_mark_counts_what_the_snapshot_cannot_know(
+    db: Path, clock: FakeClock
+) -> None:
+    other = "cd" * 32
+    with Journal(db, EDGE, clock) as journal:
+        journal.append(started(clock, "before"))
+        journal.append(ended(clock, "before", 600.0))
+        assert journal.policy_mark() is None
+        mark = journal.remember_policy()
+        assert mark == 2
+        journal.append(started(clock, "s1"))
+        journal.append(ended(clock, "s1", 1200.0))
+        journal.append(
+            SessionStartedBody(
+                session_id="s2", machine="laser-1", badge=other, started_at=clock.now()
+            )
+        )
+        journal.append(ended(clock, "s2", 999.0))  # another badge
+        journal.append(started(clock, "open"))
+        journal.append(tick("open", 2))
+        # only s1 (1200 s) and the open session to its last tick (120 s); not "before"
+        assert journal.badge_usage_after(mark, BADGE, {"laser-1"}) == 1320.0
+        assert journal.badge_usage_after(mark, BADGE, {"laser-2"}) == 0.0
+        assert journal.badge_usage_after(mark, other, {"laser-1"}) == 999.0
+    with Journal(db, EDGE, clock) as journal:
+        assert journal.policy_mark() == mark  # survives a restart

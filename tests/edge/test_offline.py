@@ -202,3 +202,13 @@ def test_every_message_fits_a_reader_screen() -> None:
     assert len(messages) >= 9
     for message in messages:
         assert 0 < len(message) <= 160, message
+
+
+def test_time_used_on_this_edge_since_the_snapshot_is_taken_off_the_quota() -> None:
+    snap = snapshot(quota={"fablab": 90})
+    verdict = decide_offline(snap, KEY, "printer-1", MEMBER, NOW, used_s=50 * 60)
+    assert verdict.granted
+    assert verdict.ends_at == NOW + timedelta(minutes=40)
+    spent = decide_offline(snap, KEY, "printer-1", MEMBER, NOW, used_s=89.5 * 60)
+    assert not spent.granted
+    assert spent.code is OfflineCode.QUOTA_EXHAUSTED
