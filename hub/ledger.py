@@ -24,6 +24,21 @@ overtakes its session's start is stored unattributed, and the start fills in its
 member and age group. Applying the same set of events in any order, any number of
 times, yields the same rows.
 
+**Only an edge's own machines.** An event is stored (and acknowledged) whatever it
+names, so that one bad event never blocks the edge's journal, but it is projected only
+when its machine belongs to the sending edge (``machine.edge_id``), or when it continues
+a session this edge already has on that machine (a machine moved to another edge
+mid-session). An event naming another edge's machine or session, or a machine the site
+does not know, is a misconfigured or compromised edge: it is kept in ``edge_event`` for
+inspection, counted (``foreign_machine{event}``) and raises one open ``foreign_machine``
+alert per edge. (Unknown machines used to get placeholder sessions with no zone and no
+kind, which only polluted reports: the hub never grants a machine it does not know, and
+a snapshot names only the edge's machines.)
+
+**Edge liveness.** :meth:`Ledger.record_status` persists each accepted status and keeps
+one open ``edge_offline`` alert per edge that has machines, opened when its status
+turns offline and resolved when it comes back online with a newer epoch.
+
 The duplicate check is check-then-insert on the primary key, done by the single
 worker thread that writes ``edge_event``; an ``IntegrityError`` from a concurrent
 writer (another process) rolls the whole transaction back and it is retried once,
@@ -68,6 +83,7 @@ from protocol.messages import (
     Event,
     JobEnded,
     JournalCommand,
+    MachineFault,
     OfflineDecision,
     SessionEnded,
     SessionStarted,
@@ -81,6 +97,17 @@ _limited = RateLimitedLog(logger)
 
 #: Most seqs looked at in one go when advancing a cursor past a filled gap.
 _ADVANCE_BATCH = 5000
+
+#: Alert kinds the ledger raises, one open alert per edge each.
+FOREIGN_MACHINE = "foreign_machine"
+EDGE_OFFLINE = "edge_offline"
+
+
+def describe_foreign_machine(machine_id: str, owner: str | None) -> str:
+    """How an alert names a machine that is not the reporting edge's."""
+    if owner is None:
+        return f"machine {machine_id}, which this site does not know"
+    return f"machine {machine_id}, which belongs to edge {owner}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +127,8 @@ class Applied:
     session: SessionView | None = None
     session_edge: str | None = None
     ended: bool = False
+    #: Stored and acknowledged but not applied: not about one of this edge's machines.
+    foreign: bool = False
 
     @property
     def gap(self) -> bool:
@@ -118,6 +147,9 @@ class Ledger:
         self._factory = factory
         self._cfg = cfg
         self._metrics = metrics or Metrics()
+        #: edge -> (epoch, edge-clock ts) of its last online status: tells a goodbye
+        #: from a last will of the same connection (see :meth:`_how_offline`).
+        self._online_since: dict[str, tuple[int, datetime | None]] = {}
 
     # ------------------------------------------------------------------ events
 
@@ -199,7 +231,12 @@ class Ledger:
                 received_at=received,
             )
         )
-        row, ended = self._project(s, event)
+        foreign = self._not_its_own(s, event)
+        if foreign is None:
+            row, ended = self._project(s, event)
+        else:
+            row, ended = None, False
+            self._foreign(s, edge, event.body.machine, f"{event.type} #{seq} names {foreign}")
         cursor.max_seen = max(cursor.max_seen or 0, seq)
         if seq == cursor.contiguous_through + 1:
             s.flush()
@@ -213,6 +250,7 @@ class Ledger:
             session=session_view(row) if row is not None else None,
             session_edge=row.edge_id if row is not None else None,
             ended=ended,
+            foreign=foreign is not None,
         )
 
     @staticmethod
@@ -237,15 +275,91 @@ class Ledger:
         or restored edge. Nothing is applied; staff get one open alert per edge."""
         self._metrics.inc("journal_conflicts")
         _limited.warning(f"conflict:{edge}", "journal conflict on edge %s: %s", edge, detail)
+        self._open_alert(s, "journal_conflict", edge, detail)
+
+    def _open_alert(
+        self,
+        s: Session,
+        kind: str,
+        edge: str,
+        detail: str,
+        *,
+        machine: str | None = None,
+        at: datetime | None = None,
+    ) -> bool:
+        """Add an alert of ``kind`` for ``edge`` unless one is open already; True if added.
+
+        Every edge alert is written by the ledger's single worker thread, so
+        check-then-insert keeps it to one open alert per edge and kind.
+        """
         open_alert = s.scalar(
             select(Alert.id).where(
-                Alert.kind == "journal_conflict",
-                Alert.edge_id == edge,
-                Alert.resolved_at.is_(None),
+                Alert.kind == kind, Alert.edge_id == edge, Alert.resolved_at.is_(None)
             )
         )
-        if open_alert is None:
-            s.add(Alert(kind="journal_conflict", edge_id=edge, detail=detail[:1000]))
+        if open_alert is not None:
+            return False
+        s.add(
+            Alert(
+                ts=at or utcnow(),
+                kind=kind,
+                edge_id=edge,
+                machine_id=machine,
+                detail=detail[:1000],
+            )
+        )
+        self._metrics.inc("alerts", kind)
+        return True
+
+    @staticmethod
+    def _not_its_own(s: Session, event: Event) -> str | None:
+        """Why ``event`` is not about one of its edge's machines (None: it is).
+
+        A session the edge already has on that machine vouches for its ticks, end and
+        jobs even if the machine was moved to another edge since; a session of another
+        edge never does.
+        """
+        edge, machine_id = event.edge, event.body.machine
+        session_id = (
+            None if isinstance(event, OfflineDecision | MachineFault) else event.body.session_id
+        )
+        if session_id is not None:
+            row = s.get(UsageSession, session_id)
+            if row is not None and row.edge_id != edge:
+                return f"session {session_id} of edge {row.edge_id}"
+            if row is not None and row.machine_id == machine_id:
+                return None
+        machine = s.get(Machine, machine_id)
+        if machine is None or machine.edge_id != edge:
+            return describe_foreign_machine(machine_id, machine.edge_id if machine else None)
+        return None
+
+    def _foreign(self, s: Session, edge: str, machine: str, what: str) -> None:
+        """Count, log (rate-limited) and alert once: ``edge`` reported ``what``."""
+        self._metrics.inc("foreign_machine", "event")
+        _limited.warning(f"foreign:{edge}", "edge %s: %s; stored, not applied", edge, what)
+        self._open_alert(
+            s,
+            FOREIGN_MACHINE,
+            edge,
+            f"edge {edge}: {what}; the event is stored but not applied",
+            machine=machine,
+        )
+
+    def foreign_request(self, edge: str, machine: str, what: str) -> None:
+        """Alert (once per edge) that ``edge`` asked access to a machine not its own.
+
+        The request itself was already denied (``unknown_machine``) and counted by the
+        service; this only writes the alert, from the ledger's worker thread.
+        """
+        with transaction(self._factory) as s:
+            self._open_alert(
+                s,
+                FOREIGN_MACHINE,
+                edge,
+                f"edge {edge}: access request for {what}; denied",
+                machine=machine,
+            )
 
     # ------------------------------------------------------------------ projections
 
@@ -443,20 +557,84 @@ class Ledger:
         return {edge: through for edge, through in rows}
 
     def record_status(self, edge: str, status: EdgeStatus, now: datetime | None = None) -> bool:
-        """Persist an edge's liveness under the epoch rule; False when stale."""
+        """Persist an edge's liveness under the epoch rule; False when stale.
+
+        An edge with machines whose status turns offline gets one open
+        ``edge_offline`` alert; coming back online with a newer epoch resolves it.
+        A status repeated as it was (the retained one, re-read when the hub restarts)
+        changes no alert, so an alert staff resolved by hand stays resolved.
+        """
+        at = now or utcnow()
         with transaction(self._factory) as s:
             c = s.get(EdgeCursor, edge)
+            previous: tuple[bool, int] | None = None
             if c is None:
                 c = EdgeCursor(edge_id=edge, contiguous_through=0, max_seen=0, epoch=status.epoch)
                 s.add(c)
             elif status.epoch < c.epoch:
                 return False
+            elif c.last_seen is not None:  # a cursor made by events alone has no status yet
+                previous = (c.online, c.epoch)
             c.epoch = status.epoch
             c.online = status.online
             if status.version:
                 c.version = status.version[:64]
-            c.last_seen = now or utcnow()
+            c.last_seen = at
+            if status.online:
+                if previous is None or status.epoch > previous[1]:
+                    self._edge_back(s, edge, at)
+            elif previous != (False, status.epoch):
+                self._edge_offline(s, edge, status, at)
+        if status.online:
+            self._online_since[edge] = (status.epoch, status.ts)
         return True
+
+    def _edge_offline(self, s: Session, edge: str, status: EdgeStatus, at: datetime) -> None:
+        machines = s.scalars(
+            select(Machine.id).where(Machine.edge_id == edge).order_by(Machine.id)
+        ).all()
+        if not machines:
+            return  # a spare or decommissioned edge: nothing on the floor went dark
+        how, label = self._how_offline(edge, status)
+        self._metrics.inc("edges_offline", label)
+        _limited.warning(f"offline:{edge}", "edge %s offline (%s)", edge, how)
+        shown = ", ".join(machines[:20]) + (", …" if len(machines) > 20 else "")
+        self._open_alert(
+            s,
+            EDGE_OFFLINE,
+            edge,
+            f"edge {edge} offline, {how} (epoch {status.epoch}); machines: {shown}",
+            at=at,
+        )
+
+    def _how_offline(self, edge: str, status: EdgeStatus) -> tuple[str, str]:
+        """A planned stop or a lost connection, with a metrics label.
+
+        The contract has no field for it: the edge's goodbye (:meth:`EdgeLink.stop`)
+        and its last will are the same ``EdgeStatus(online=False, epoch)``. Their ``ts``
+        differ though: the will is written when the connection is attempted, before
+        the online status of that epoch; the goodbye when the edge stops, after it.
+        Both come from the edge's own clock, so its offset does not matter (only a
+        clock stepped back during the connection could make a goodbye look lost).
+        """
+        since = self._online_since.get(edge)
+        if status.ts is None or since is None or since[0] != status.epoch or since[1] is None:
+            return "planned stop or lost connection: unknown (connection start not seen)", "unknown"
+        if status.ts > since[1]:
+            return "planned stop (the edge said goodbye)", "goodbye"
+        return "connection lost (last will)", "last_will"
+
+    @staticmethod
+    def _edge_back(s: Session, edge: str, at: datetime) -> None:
+        alerts = s.scalars(
+            select(Alert).where(
+                Alert.kind == EDGE_OFFLINE, Alert.edge_id == edge, Alert.resolved_at.is_(None)
+            )
+        ).all()
+        for alert in alerts:
+            alert.resolved_at = at
+        if alerts:
+            logger.info("edge %s back online: offline alert resolved", edge)
 
 
 # --------------------------------------------------------------------------- totals
@@ -515,6 +693,17 @@ class _Status:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _ForeignRequest:
+    edge: str
+    machine: str
+    what: str
+
+
+#: What the worker's queue carries besides events (handled one at a time, in order).
+_Item = Event | _Status | _ForeignRequest
+
+
 class LedgerWorker:
     """The one thread that writes the ledger, and publishes acks and replay requests.
 
@@ -546,7 +735,7 @@ class LedgerWorker:
         self._ack_interval = ack_interval_s
         self._gap_after = gap_replay_after_s
         self._on_ended = on_session_ended
-        self._queue: queue.Queue[Event | _Status | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._ack_due: dict[str, int] = {}
         self._last_ack: dict[str, float] = {}
@@ -569,7 +758,12 @@ class LedgerWorker:
         """Queue an accepted edge status for persistence (and an ack if it is online)."""
         return self._put(_Status(edge, status, at))
 
-    def _put(self, item: Event | _Status) -> bool:
+    def submit_foreign_request(self, edge: str, machine: str, what: str) -> bool:
+        """Queue the ``foreign_machine`` alert for a denied access request (see
+        :meth:`Ledger.foreign_request`); the service throttles how often."""
+        return self._put(_ForeignRequest(edge, machine, what))
+
+    def _put(self, item: _Item) -> bool:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -613,7 +807,7 @@ class LedgerWorker:
 
     def _run(self) -> None:
         while True:
-            items: list[Event | _Status | None] = []
+            items: list[_Item | None] = []
             try:
                 items.append(self._queue.get(timeout=min(self._ack_interval, 0.1)))
                 while len(items) < self._batch and items[-1] is not None:
@@ -644,11 +838,11 @@ class LedgerWorker:
                 self._metrics.inc("ledger_errors")
                 _limited.warning("publish", "ledger failed to publish", exc_info=True)
 
-    def _process_many(self, items: Sequence[Event | _Status]) -> None:
+    def _process_many(self, items: Sequence[_Item]) -> None:
         """Statuses one at a time, runs of consecutive events in one transaction."""
         run: list[Event] = []
         for item in [*items, None]:
-            if isinstance(item, _Status) or item is None:
+            if isinstance(item, _Status | _ForeignRequest) or item is None:
                 if run:
                     for applied in self._ledger.apply_many(run):
                         self._after(applied)
@@ -658,7 +852,10 @@ class LedgerWorker:
             else:
                 run.append(item)
 
-    def _process(self, item: Event | _Status) -> None:
+    def _process(self, item: _Item) -> None:
+        if isinstance(item, _ForeignRequest):
+            self._ledger.foreign_request(item.edge, item.machine, item.what)
+            return
         if isinstance(item, _Status):
             if self._ledger.record_status(item.edge, item.status, item.at) and item.status.online:
                 through, max_seen = self._ledger.cursor(item.edge)

@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.accesslog import AccessEntry, AccessLogWriter
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
-from hub.ledger import Ledger, LedgerWorker
+from hub.ledger import Ledger, LedgerWorker, describe_foreign_machine
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
 from hub.mqtt import HubMqtt
@@ -91,6 +91,10 @@ _limited = RateLimitedLog(logger)
 
 DecideFn = Callable[[AccessQuery, Directory, LiveView, PolicyConfig], Decision]
 CompileFn = Callable[..., PolicySnapshot]
+
+#: At most one ``foreign_machine`` alert write per edge this often (seconds): a
+#: misconfigured edge may ask for a foreign machine at every badge.
+FOREIGN_ALERT_INTERVAL_S = 60.0
 
 INTERNAL_ERROR = "internal_error"
 INTERNAL_ERROR_MESSAGE = "Le hub n'a pas pu décider. Réessaie, ou appelle un animateur."
@@ -301,6 +305,7 @@ class Hub:
         self._ids = random.Random(secrets.randbits(128))
         self._ids_lock = threading.Lock()
         self._access_topics: dict[str, str] = {}
+        self._foreign_alerted: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -411,6 +416,8 @@ class Hub:
         self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=1)
         self.metrics.decision(time.perf_counter() - received, decision.granted, decision.code)
         machine = directory.machines.get(request.machine)
+        if decision.code == engine.Code.UNKNOWN_MACHINE:
+            self._foreign_request(edge, request.machine, machine.edge_id if machine else None)
         mark = self.live.record_decision(
             badge=request.badge,
             machine_id=request.machine,
@@ -434,6 +441,21 @@ class Hub:
         )
         if mark is not None:
             self.accesslog.record(mark)
+
+    def _foreign_request(self, edge: str, machine_id: str, owner: str | None) -> None:
+        """``edge`` asked for a machine that is not its own (denied ``unknown_machine``):
+        count it, log it (rate-limited) and have the ledger raise one open
+        ``foreign_machine`` alert per edge, written at most once a minute."""
+        what = describe_foreign_machine(machine_id, owner)
+        self.metrics.inc("foreign_machine", "request")
+        _limited.warning(
+            f"foreign-request:{edge}", "edge %s asked access to %s; denied", edge, what
+        )
+        now = time.monotonic()
+        last = self._foreign_alerted.get(edge)
+        if last is None or now - last >= FOREIGN_ALERT_INTERVAL_S:
+            self._foreign_alerted[edge] = now
+            self.worker.submit_foreign_request(edge, machine_id, what)
 
     def _new_session_id(self) -> str:
         """A fresh random id in uuid4 hex form.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -30,6 +30,10 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 DEMO_SITE_SECRET = "demo-site-secret-not-for-production"  # noqa: S105 - refused outside demo mode
 DEMO_SESSION_SECRET = "demo-session-secret-not-for-production"  # noqa: S105 - refused outside demo mode
+
+
+#: Who may read the API's documentation (``/docs``) and schema (``/openapi.json``).
+ApiDocs = Literal["public", "admin", "off"]
 
 
 class GamingQuota(BaseModel):
@@ -84,6 +88,10 @@ class HubSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    #: ``/docs`` and ``/openapi.json``: ``public``, ``admin`` (logged-in admins only) or
+    #: ``off``. None (the default): public in demo mode, admin otherwise, since the schema
+    #: maps every route and parameter for an attacker (OWASP API8). See :attr:`docs_access`.
+    api_docs: ApiDocs | None = None
 
     #: Keys badge UIDs and signs policy snapshots; shared with this site's edges.
     site_secret: SecretStr = SecretStr(DEMO_SITE_SECRET)
@@ -149,6 +157,13 @@ class HubSettings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def docs_access(self) -> ApiDocs:
+        """Who may read the API documentation, once the demo-mode default is applied."""
+        if self.api_docs is not None:
+            return self.api_docs
+        return "public" if self.demo else "admin"
 
     @property
     def site_secret_bytes(self) -> bytes:

@@ -3,7 +3,12 @@
 :func:`create_app` wires the app explicitly: settings, a SQLAlchemy session factory and
 the live hub's :class:`~hub.control.HubControl` are stored on ``app.state`` and read by
 the dependencies of :mod:`hub.api.deps`. It refuses to build an app in which a route
-under ``/api`` declares no capability of the role matrix (fail closed).
+declares no capability of the role matrix (fail closed).
+
+The documentation (``/docs``, Swagger UI) and the schema (``/openapi.json``) follow
+``settings.docs_access``: served by FastAPI to anyone (``public``, the demo's default),
+behind the role matrix for admins (``admin``, the default outside demo mode: the schema
+is a map of every route for an attacker, OWASP API8), or not at all (``off``).
 
 Errors answer in French: field errors keep FastAPI's 422 shape with translated
 messages; 404/405 and database conflicts get a French ``detail``.
@@ -19,15 +24,16 @@ from typing import Any
 from argon2 import PasswordHasher
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api.auth import LoginThrottle, PasswordChecker
-from hub.api.deps import SessionDep, guard_of
+from hub.api.auth import Capability, LoginThrottle, PasswordChecker
+from hub.api.deps import SessionDep, allow, guard_of
 from hub.api.routes import (
     accounts,
     auth,
@@ -50,6 +56,9 @@ log = logging.getLogger(__name__)
 
 #: Routes anyone may call: (method, path).
 PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")})
+#: Where the API documentation and its OpenAPI schema are served (see ``api_docs``).
+DOCS_PATH = "/docs"
+OPENAPI_PATH = "/openapi.json"
 
 #: The routers, in the order their routes are matched.
 ROUTERS = (
@@ -213,11 +222,13 @@ def api_routes(app: FastAPI) -> list[tuple[str, frozenset[str], APIRoute]]:
 
 
 def check_role_matrix(app: FastAPI) -> None:
-    """Raise RuntimeError if a route under /api does not declare exactly one capability."""
+    """Raise RuntimeError if a route does not declare exactly one capability.
+
+    Every API route counts, under ``/api`` or not (the admins' ``/docs`` too); only
+    FastAPI's own documentation routes in ``public`` mode are plain routes, outside it.
+    """
     problems = []
     for path, methods, route in api_routes(app):
-        if not path.startswith("/api"):
-            continue
         guards = guard_of(route.dependencies)
         public = all((m, path) in PUBLIC_ROUTES for m in methods)
         if public and guards:
@@ -248,6 +259,8 @@ def create_app(
             cheap ones).
         login_throttle: failed-login limiter (5 failures per 5 minutes by default).
     """
+    docs = settings.docs_access
+    public_docs = docs == "public"
     app = FastAPI(
         title="fabrique",
         version="1",
@@ -259,6 +272,10 @@ def create_app(
         ),
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=DOCS_PATH if public_docs else None,
+        openapi_url=OPENAPI_PATH if public_docs else None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.sessionmaker = sessionmaker
@@ -287,9 +304,43 @@ def create_app(
     for module in ROUTERS:
         _describe_roles(module.router.routes)
         app.include_router(module.router)
+    if docs == "admin":
+        _admin_docs(app)
     check_role_matrix(app)
-    log.info("API ready with %d routes", len(api_routes(app)))
+    log.info("API ready with %d routes (documentation: %s)", len(api_routes(app)), docs)
     return app
+
+
+def _admin_docs(app: FastAPI) -> None:
+    """Serve ``/docs`` and ``/openapi.json`` to admins only, through the role matrix.
+
+    The Swagger UI page fetches the schema from the browser, which sends the admin's
+    session cookie along (same origin); a bearer token works for scripts.
+    """
+
+    @app.get(
+        OPENAPI_PATH,
+        include_in_schema=False,
+        dependencies=[allow(Capability.API_DOCS)],
+    )
+    def openapi_schema(request: Request) -> JSONResponse:
+        schema = app.openapi()
+        root_path = str(request.scope.get("root_path", "")).rstrip("/")
+        if root_path and root_path not in {s.get("url") for s in schema.get("servers", [])}:
+            # Behind a proxy prefix, as FastAPI's own route does: "Try it out" must work.
+            schema = {**schema, "servers": [{"url": root_path}, *schema.get("servers", [])]}
+        return JSONResponse(schema)
+
+    @app.get(
+        DOCS_PATH,
+        include_in_schema=False,
+        dependencies=[allow(Capability.API_DOCS)],
+    )
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root_path = str(request.scope.get("root_path", "")).rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root_path + OPENAPI_PATH, title=f"{app.title} - Swagger UI"
+        )
 
 
 def _describe_roles(routes: Sequence[Any]) -> None:

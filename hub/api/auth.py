@@ -91,6 +91,8 @@ class Capability(enum.StrEnum):
     REPORTS_READ = "reports.read"
     #: Manage login accounts.
     ACCOUNTS = "accounts"
+    #: Read the API documentation and schema when ``api_docs = "admin"`` (production).
+    API_DOCS = "api.docs"
 
 
 _A, _F, _N, _C, _M = Role.ADMIN, Role.FABMANAGER, Role.ANIMATOR, Role.COORDINATOR, Role.MEMBER
@@ -119,6 +121,7 @@ MATRIX: Mapping[Capability, frozenset[Role]] = {
     Capability.PRESENCE_WRITE: frozenset({_A, _F, _N}),
     Capability.REPORTS_READ: frozenset({_A, _F, _C}),
     Capability.ACCOUNTS: frozenset({_A}),
+    Capability.API_DOCS: frozenset({_A}),
 }
 
 #: Roles that see members' identities (full names, member ids) in sessions and reports.

@@ -13,9 +13,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.db.models import AccessLog, Alert, EdgeCursor, EdgeEvent, MachineJob, UsageSession
+from hub.db.models import (
+    AccessLog,
+    Alert,
+    EdgeCursor,
+    EdgeEvent,
+    Machine,
+    MachineJob,
+    UsageSession,
+)
 from hub.ledger import Applied, Ledger, LedgerWorker, usage_totals
 from hub.live import LiveState
+from hub.metrics import Metrics
 from hub.policy.model import PolicyConfig
 from protocol.messages import EdgeStatus, JournalCommand, decode_event
 from tests.hub.hubkit import NOW, Journal, Seed, dumps, migrated, seed, wait_until
@@ -30,8 +39,13 @@ def store(db_url: str) -> Iterator[tuple[sessionmaker[Session], Seed]]:
 
 
 @pytest.fixture
-def ledger(store: tuple[sessionmaker[Session], Seed]) -> Ledger:
-    return Ledger(store[0], PolicyConfig())
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def ledger(store: tuple[sessionmaker[Session], Seed], metrics: Metrics) -> Ledger:
+    return Ledger(store[0], PolicyConfig(), metrics)
 
 
 def ev(raw: dict[str, Any]) -> Any:
@@ -635,3 +649,200 @@ def test_worker_reacks_duplicates_and_persists_status(
             assert (c.online, c.epoch) == (True, 3)
     finally:
         worker.stop()
+
+
+# --------------------------------------------------------------------------- foreign machines
+
+
+def open_alerts(factory: sessionmaker[Session], kind: str) -> list[Alert]:
+    with factory() as s:
+        return list(
+            s.scalars(
+                select(Alert)
+                .where(Alert.kind == kind, Alert.resolved_at.is_(None))
+                .order_by(Alert.id)
+            )
+        )
+
+
+def test_events_about_machines_not_the_edges_are_stored_acked_and_not_applied(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger, metrics: Metrics
+) -> None:
+    factory, ids = store
+    j = Journal("pi-fab")
+    foreign = [  # pc-1 belongs to pi-game; ghost-1 is in no machine table
+        *j.session("s-pc", "pc-1", ids.badge_bob, NOW, 125),
+        j.job(None, "pc-1", NOW, 60),
+        j.event("machine_fault", {"machine": "pc-1", "code": "alarm"}),
+        j.event(
+            "offline_decision",
+            {
+                "req_id": "r-1",
+                "machine": "pc-1",
+                "badge": ids.badge_bob,
+                "granted": True,
+                "code": "granted",
+                "session_id": "s-off",
+            },
+        ),
+        *j.session("s-ghost", "ghost-1", ids.badge_alice, NOW, 61),
+    ]
+    own = j.session("s-own", "printer-1", ids.badge_alice, NOW, 30)
+    results = [ledger.apply(ev(e)) for e in foreign + own]
+
+    assert [r.foreign for r in results] == [True] * len(foreign) + [False] * len(own)
+    assert results[-1].ack_through == j.seq  # never a stuck journal
+    assert all(r.session is None for r in results[: len(foreign)])
+    after = state(factory)
+    assert [row[0] for row in after["sessions"]] == ["s-own"]
+    assert (after["events"], after["jobs"], after["logs"]) == (j.seq, [], 0)
+    alerts = open_alerts(factory, "foreign_machine")
+    assert [(a.edge_id, a.machine_id) for a in alerts] == [("pi-fab", "pc-1")]  # one per edge
+    assert "belongs to edge pi-game" in alerts[0].detail
+    assert "stored but not applied" in alerts[0].detail
+    assert open_alerts(factory, "machine_fault") == []
+    assert metrics.get("foreign_machine", "event") == len(foreign)
+    assert metrics.get("alerts", "foreign_machine") == 1
+
+    again = [ledger.apply(ev(e)) for e in foreign]  # replays: duplicates, nothing more
+    assert all(r.duplicate and not r.foreign for r in again)
+    assert metrics.get("foreign_machine", "event") == len(foreign)
+
+    with factory() as s:  # staff handled it; the edge is still misconfigured
+        s.get(Alert, alerts[0].id).resolved_at = NOW  # type: ignore[union-attr]
+        s.commit()
+    ledger.apply(ev(j.session("s-ghost-2", "ghost-1", ids.badge_alice, NOW, 5)[0]))
+    (reopened,) = open_alerts(factory, "foreign_machine")
+    assert reopened.machine_id == "ghost-1"
+    assert "machine ghost-1, which this site does not know" in reopened.detail
+
+
+def test_an_edge_cannot_touch_another_edges_session(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    start, tick, _end = Journal("pi-game").session("s-g", "pc-1", ids.badge_bob, NOW, 70)
+    ledger.apply(ev(start))
+    rogue = Journal("pi-fab")
+    forged = rogue.event(  # names its own laser, but another edge's session
+        "session_ended",
+        {
+            "session_id": "s-g",
+            "machine": "laser-1",
+            "reason": "badge_out",
+            "duration_s": 1.0,
+            "ended_at": NOW.isoformat(),
+        },
+    )
+    assert ledger.apply(ev(forged)).foreign
+    with factory() as s:
+        row = s.get(UsageSession, "s-g")
+        assert row is not None
+        assert (row.ended_at, row.edge_id) == (None, "pi-game")
+    (alert,) = open_alerts(factory, "foreign_machine")
+    assert "session s-g of edge pi-game" in alert.detail
+    assert not ledger.apply(ev(tick)).foreign  # the owner's own events still apply
+
+
+def test_a_session_continues_when_its_machine_moves_to_another_edge(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, ids = store
+    start, tick, end = Journal("pi-fab").session("s-1", "printer-1", ids.badge_alice, NOW, 90)
+    ledger.apply(ev(start))
+    with factory() as s:  # an admin moves the printer to a new edge mid-session
+        s.get(Machine, "printer-1").edge_id = "pi-new"  # type: ignore[union-attr]
+        s.commit()
+    assert not any(ledger.apply(ev(e)).foreign for e in (tick, end))
+    with factory() as s:
+        row = s.get(UsageSession, "s-1")
+        assert row is not None
+        assert (row.used_s, row.end_reason) == (90.0, "badge_out")
+    assert open_alerts(factory, "foreign_machine") == []
+
+
+def test_worker_raises_the_alert_of_a_foreign_access_request(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger
+) -> None:
+    factory, _ids = store
+    worker = LedgerWorker(ledger, Recorder(factory), ack_interval_s=0.05)
+    worker.start()
+    try:
+        for _ in range(3):
+            worker.submit_foreign_request(
+                "pi-fab", "pc-1", "machine pc-1, which belongs to pi-game"
+            )
+        assert worker.drain()
+    finally:
+        worker.stop()
+    (alert,) = open_alerts(factory, "foreign_machine")
+    assert (alert.edge_id, alert.machine_id) == ("pi-fab", "pc-1")
+    assert alert.detail.startswith("edge pi-fab: access request for machine pc-1")
+
+
+# --------------------------------------------------------------------------- edge offline
+
+
+def status(online: bool, epoch: int, at_s: float) -> EdgeStatus:
+    """A status as an edge sends it, stamped ``at_s`` seconds after NOW by its own clock."""
+    return EdgeStatus(online=online, epoch=epoch, ts=NOW + timedelta(seconds=at_s))
+
+
+def test_edge_offline_opens_one_alert_resolved_by_a_newer_connection(
+    store: tuple[sessionmaker[Session], Seed], ledger: Ledger, metrics: Metrics
+) -> None:
+    factory, _ids = store
+    at = NOW + timedelta(hours=1)
+
+    assert ledger.record_status("pi-fab", status(True, 5, 10), NOW)
+    assert open_alerts(factory, "edge_offline") == []
+    # The last will, written when the connection was attempted (before its online status).
+    assert ledger.record_status("pi-fab", status(False, 5, 9), at)
+    (alert,) = open_alerts(factory, "edge_offline")
+    assert (alert.edge_id, alert.ts, alert.machine_id) == ("pi-fab", at, None)
+    assert "connection lost (last will)" in alert.detail
+    assert "epoch 5" in alert.detail
+    assert "machines: laser-1, printer-1" in alert.detail
+    # The same retained status again (hub restart), a late will of an older connection.
+    assert ledger.record_status("pi-fab", status(False, 5, 9), at)
+    assert not ledger.record_status("pi-fab", status(False, 4, 0), at)
+    assert len(open_alerts(factory, "edge_offline")) == 1
+
+    back = at + timedelta(minutes=3)
+    assert ledger.record_status("pi-fab", status(True, 6, 400), back)
+    assert open_alerts(factory, "edge_offline") == []
+    with factory() as s:
+        resolved = s.get(Alert, alert.id)
+        assert resolved is not None
+        assert resolved.resolved_at == back
+
+    # A clean stop: the goodbye is stamped after the online status of its connection.
+    assert ledger.record_status("pi-fab", status(False, 6, 500), back)
+    (planned,) = open_alerts(factory, "edge_offline")
+    assert "planned stop (the edge said goodbye)" in planned.detail
+    assert metrics.get("edges_offline", "last_will") == 1
+    assert metrics.get("edges_offline", "goodbye") == 1
+    assert metrics.get("alerts", "edge_offline") == 2
+
+
+def test_edge_offline_alert_respects_staff_and_restarts(
+    store: tuple[sessionmaker[Session], Seed],
+) -> None:
+    factory, _ids = store
+    ledger = Ledger(factory, PolicyConfig())
+    assert ledger.record_status("pi-game", status(True, 2, 10))
+    restarted = Ledger(factory, PolicyConfig())  # the hub restarted: no online seen
+    assert restarted.record_status("pi-game", status(False, 2, 20))
+    (alert,) = open_alerts(factory, "edge_offline")
+    assert "unknown (connection start not seen)" in alert.detail
+    with factory() as s:  # staff: "that PC is off for the holidays"
+        s.get(Alert, alert.id).resolved_at = NOW  # type: ignore[union-attr]
+        s.commit()
+    again = Ledger(factory, PolicyConfig())  # restarted again, the retained will re-read
+    assert again.record_status("pi-game", status(False, 2, 20))
+    assert open_alerts(factory, "edge_offline") == []
+
+    # An edge with no machine on the floor raises nothing.
+    assert ledger.record_status("pi-spare", status(True, 1, 0))
+    assert ledger.record_status("pi-spare", status(False, 1, 1))
+    assert open_alerts(factory, "edge_offline") == []

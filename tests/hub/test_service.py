@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from sqlalchemy import select, update
 
 from hub.control import HubControl
 from hub.db.engine import transaction
-from hub.db.models import AccessLog, Badge, StaffPresence
+from hub.db.models import AccessLog, Alert, Badge, StaffPresence, UsageSession
 from hub.policy.model import AccessQuery, Decision, Directory, LiveView, PolicyConfig
 from hub.service import Hub
 from protocol.messages import (
@@ -25,6 +26,7 @@ from protocol.messages import (
     PolicySnapshot,
     SessionCommand,
     decode,
+    utcnow,
 )
 from protocol.signing import policy_key, verify_snapshot
 from protocol.topics import Kind
@@ -337,3 +339,80 @@ def test_stop_publishes_offline_status(mosquitto: Broker, tmp_path: Path) -> Non
         watcher.stop()
     assert retained.retain
     assert decode(HubStatus, retained.payload).online is False
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def open_alerts(hub: Hub, kind: str) -> list[Alert]:
+    with hub._factory() as s:
+        return list(s.scalars(select(Alert).where(Alert.kind == kind, Alert.resolved_at.is_(None))))
+
+
+def test_foreign_machine_events_and_requests_are_refused_and_alerted(site: Site) -> None:
+    hub, ids, edge = site.hub, site.ids, site.edge
+    t = hub.topics
+    events = Journal("pi-fab").session("s-pc", "pc-1", ids.badge_bob, NOW, 65)  # pi-game's PC
+    for e in events:
+        edge.publish(t.evt("pi-fab"), dumps(e))
+    edge.wait_for(
+        lambda m: m.topic == t.cmd_journal("pi-fab") and m.json().get("ack_through") == len(events)
+    )
+    denied = site.ask(ids.badge_bob, "pc-1")  # as pi-fab
+    assert (denied.granted, denied.code, denied.session_id) == (False, "unknown_machine", None)
+    assert denied.message == "Cette machine n'est pas reconnue : préviens un animateur."
+    assert site.ask(ids.badge_bob, "ghost-1").code == "unknown_machine"
+    assert hub.worker.drain()
+
+    assert "pc-1" not in hub.live.open_sessions()
+    with hub._factory() as s:
+        assert s.scalars(select(UsageSession)).all() == []
+    alerts = open_alerts(hub, "foreign_machine")
+    assert [(a.edge_id, a.machine_id) for a in alerts] == [("pi-fab", "pc-1")]
+    assert hub.metrics.get("foreign_machine", "event") == len(events)
+    assert hub.metrics.get("foreign_machine", "request") == 2
+    assert site.ask(ids.badge_bob, "pc-1", edge="pi-game").granted  # its own edge may
+
+
+def test_edge_offline_alert_from_a_last_will_then_a_goodbye(site: Site, mosquitto: Broker) -> None:
+    hub = site.hub
+    topic = hub.topics.edge_status("pi-game")
+    t0 = utcnow()  # the edge's own clock
+
+    def status(online: bool, epoch: int, after_s: float) -> bytes:
+        ts = t0 + timedelta(seconds=after_s)
+        return dumps(
+            {"v": 1, "online": online, "epoch": epoch, "machines": ["pc-1"], "ts": ts.isoformat()}
+        )
+
+    lost = Probe(mosquitto.host, mosquitto.port, [])
+    lost.client.will_set(topic, status(False, 1, 0), qos=1, retain=True)
+    lost.start()
+    lost.publish(topic, status(True, 1, 1), retain=True)
+    wait_until(lambda: hub.edges_online().get("pi-game") is True, what="edge online")
+    assert open_alerts(hub, "edge_offline") == []
+    lost.client.loop_stop()
+    sock = lost.client.socket()
+    assert isinstance(sock, socket.socket)
+    sock.shutdown(socket.SHUT_RDWR)  # no DISCONNECT: the broker sends the will
+    wait_until(lambda: len(open_alerts(hub, "edge_offline")) == 1, timeout=10, what="alert")
+    (alert,) = open_alerts(hub, "edge_offline")
+    assert alert.edge_id == "pi-game"
+    assert "connection lost (last will)" in alert.detail
+    assert "machines: pc-1" in alert.detail
+
+    back = Probe(mosquitto.host, mosquitto.port, []).start()
+    try:
+        back.publish(topic, status(True, 2, 60), retain=True)
+        wait_until(lambda: open_alerts(hub, "edge_offline") == [], what="alert resolved")
+        back.publish(topic, status(False, 2, 120), retain=True)  # a clean, planned stop
+        wait_until(lambda: len(open_alerts(hub, "edge_offline")) == 1, what="second alert")
+    finally:
+        back.publish(topic, b"", retain=True)  # leave no retained status on the shared broker
+        back.stop()
+    (planned,) = open_alerts(hub, "edge_offline")
+    assert "planned stop (the edge said goodbye)" in planned.detail
+    with hub._factory() as s:
+        first = s.get(Alert, alert.id)
+        assert first is not None
+        assert first.resolved_at is not None

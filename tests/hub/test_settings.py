@@ -106,3 +106,15 @@ def test_bad_gaming_defaults_refused(table: dict[str, object], message: str) -> 
 def test_filament_settings_must_be_positive(field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         HubSettings(demo=True, **{field: 0})
+
+
+def test_api_docs_are_public_in_demo_and_admin_only_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert HubSettings(demo=True).docs_access == "public"
+    assert HubSettings(**GOOD).docs_access == "admin"
+    assert HubSettings(demo=True, api_docs="off").docs_access == "off"
+    monkeypatch.setenv("FABRIQUE_API_DOCS", "public")
+    assert HubSettings(**GOOD).docs_access == "public"
+    with pytest.raises(ValidationError, match="api_docs"):
+        HubSettings(demo=True, api_docs="everyone")

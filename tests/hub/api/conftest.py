@@ -92,11 +92,13 @@ class Api:
         return self.call("DELETE", path, role, **kw)
 
 
-def build_api(url: str) -> Iterator[Api]:
+def build_api(url: str, **overrides: Any) -> Iterator[Api]:
+    """The app on a migrated store at ``url``; documentation admin-only as in production."""
     upgrade(url)
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
-    settings = HubSettings(demo=True, site="test", database_url=url)
+    values: dict[str, Any] = {"demo": True, "site": "test", "database_url": url}
+    settings = HubSettings(**{**values, "api_docs": "admin", **overrides})
     control = RecordingControl()
     app = create_app(settings, factory, control, password_hasher=CHEAP_HASHER)
     api = Api(TestClient(app), control, factory, settings)

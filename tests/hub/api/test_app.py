@@ -9,15 +9,18 @@ on both SQLite and PostgreSQL (which refuses out-of-range integers and NUL bytes
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import OperationalError
 
 from hub.api.deps import get_db
 from hub.db.models import Role
-from tests.hub.api.conftest import Api
+from tests.hub.api.conftest import Api, build_api
 
 
 def test_health_needs_no_credentials(api: Api) -> None:
@@ -42,7 +45,7 @@ def test_health_reports_a_dead_database(api: Api) -> None:
 
 
 def test_openapi_documents_every_operation(api: Api) -> None:
-    schema = api.get("/openapi.json", None).json()
+    schema = api.get("/openapi.json").json()
     tags = {t["name"] for t in schema["tags"]}
     operations = [
         (path, method, op) for path, item in schema["paths"].items() for method, op in item.items()
@@ -55,9 +58,42 @@ def test_openapi_documents_every_operation(api: Api) -> None:
         assert "Roles:" in op.get("description", ""), (method, path)
     members = schema["paths"]["/api/members"]["get"]["description"]
     assert members.endswith("Roles: admin, animator, fabmanager.")
-    docs = api.get("/docs", None)
+    docs = api.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+    assert "'/openapi.json'" in docs.text
+
+
+PRODUCTION = {"demo": False, "site_secret": "s" * 40, "session_secret": "t" * 40}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "anonymous", "member", "admin"),
+    [
+        pytest.param({"api_docs": None}, 200, 200, 200, id="demo-default-public"),
+        pytest.param({"api_docs": None, **PRODUCTION}, 401, 403, 200, id="prod-default-admin"),
+        pytest.param({"api_docs": "public", **PRODUCTION}, 200, 200, 200, id="public"),
+        pytest.param({"api_docs": "off"}, 404, 404, 404, id="off"),
+    ],
+)
+def test_documentation_follows_the_api_docs_setting(
+    tmp_path: Path, overrides: dict[str, Any], anonymous: int, member: int, admin: int
+) -> None:
+    with contextmanager(build_api)(f"sqlite:///{tmp_path / 'hub.db'}", **overrides) as api:
+        for path in ("/docs", "/openapi.json"):
+            assert api.get(path, None).status_code == anonymous, path
+            assert api.get(path, Role.MEMBER).status_code == member, path
+            assert api.get(path, Role.ADMIN).status_code == admin, path
+        assert api.get("/redoc", Role.ADMIN).status_code == 404  # one documentation UI
+        if anonymous == 401:
+            assert api.get("/openapi.json", None).json() == {"detail": "Authentification requise"}
+            refused = api.get("/docs", Role.FABMANAGER).json()
+            assert refused == {"detail": "Votre rôle ne permet pas cette action"}
+        if admin == 200:
+            schema = api.get("/openapi.json", Role.ADMIN).json()
+            assert "/api/members" in schema["paths"]
+            assert "/docs" not in schema["paths"]
+            assert "/openapi.json" not in schema["paths"]
 
 
 def test_framework_errors_are_french(api: Api) -> None:
@@ -116,7 +152,7 @@ def _bodies(schema: dict[str, Any], ref: str | None) -> st.SearchStrategy[Any]:
 
 
 def _operations(api: Api) -> list[tuple[str, str, str | None]]:
-    schema = api.get("/openapi.json", None).json()
+    schema = api.get("/openapi.json").json()
     result = []
     for path, item in schema["paths"].items():
         for method, op in item.items():
@@ -137,7 +173,7 @@ PATH_VALUES = st.sampled_from(
 
 
 def test_hostile_input_never_causes_a_server_error(api: Api) -> None:
-    schema = api.get("/openapi.json", None).json()
+    schema = api.get("/openapi.json").json()
     operations = _operations(api)
     api.post("/api/zones", {"id": "fablab", "name": "FabLab"})
     api.post("/api/trainings", {"id": "laser", "name": "Laser"})
