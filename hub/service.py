@@ -500,6 +500,7 @@ class Hub:
             message=decision.message[:500],
             session_id=session_id,
             ends_at=decision.ends_at if granted else None,
+            break_at=decision.break_at if break_rule is not None else None,
             warn_at=tuple(decision.warn_at) if granted else (),
             break_rule=break_rule,
             staff=decision.staff,

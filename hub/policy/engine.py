@@ -384,6 +384,7 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
         warn_at=_warnings(ends_at, now, cfg),
         break_after_min=break_after if break_at is not None else None,
         break_min=break_min if break_at is not None else None,
+        break_at=break_at if break_at is not None and break_at <= ends_at else None,
         age_group=group,
         zone_id=zone_id,
     )

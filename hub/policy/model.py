@@ -211,5 +211,8 @@ class Decision:
     warn_at: tuple[datetime, ...] = ()
     break_after_min: int | None = None
     break_min: int | None = None
+    #: When the forced break starts (continuous play counted over the zone), if
+    #: within the grant; the grant then ends there.
+    break_at: datetime | None = None
     age_group: str | None = None
     zone_id: str | None = None

@@ -419,6 +419,7 @@ def test_grant_ends_at_slot_end_with_warnings() -> None:
     )
     assert d.break_after_min is None
     assert d.break_min is None
+    assert d.break_at is None
     assert d.message == "C'est parti, Inès ! Jusqu'à 17h00."
 
 
@@ -427,6 +428,7 @@ def test_grant_ends_when_continuous_play_reaches_break() -> None:
     assert d.code == Code.GRANTED
     assert d.ends_at == paris(2026, 4, 15, 15)
     assert (d.break_after_min, d.break_min) == (60, 10)
+    assert d.break_at == d.ends_at  # the grant ends because the break starts
 
 
 def test_grant_ends_at_break_counting_earlier_play_of_the_chain() -> None:
@@ -439,6 +441,7 @@ def test_grant_ends_at_break_counting_earlier_play_of_the_chain() -> None:
     )
     assert d.code == Code.GRANTED
     assert d.ends_at == paris(2026, 4, 15, 15, 5)  # 20 more minutes reach 60
+    assert d.break_at == d.ends_at
 
 
 def test_grant_ends_at_daily_quota() -> None:
