@@ -398,9 +398,24 @@ class LiveState:
             known = self._edges.get(edge)
             return None if known is None else known.epoch
 
-    def machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
-        """Record a machine's retained state (None: the retained state was cleared)."""
+    def machine_state(self, edge: str, machine: str, state: MachineState | None) -> bool:
+        """Record a machine's retained state (None: the retained state was cleared).
+
+        A state about a machine the site gives to another edge is ignored (False): a
+        misconfigured or hostile edge must not show another edge's machine as free,
+        in use or offline.
+        """
         with self._lock:
+            owner = self._dir_machine_edge.get(machine)
+            if owner is not None and owner != edge:
+                _limited.warning(
+                    f"foreign-state:{edge}",
+                    "edge %s published the state of %s, a machine of edge %s: ignored",
+                    edge,
+                    machine,
+                    owner,
+                )
+                return False
             if state is None:
                 self._states.pop(machine, None)
                 self._state_edge.pop(machine, None)
@@ -408,6 +423,7 @@ class LiveState:
                 self._states[machine] = state
                 self._state_edge[machine] = edge
             self._recompute_offline()
+            return True
 
     def telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         """Keep the latest raw telemetry of a machine (metering never uses it).
@@ -427,8 +443,10 @@ class LiveState:
         offline_edges = {e for e, live in self._edges.items() if not live.online}
         offline: set[str] = set()
         if offline_edges:
+            owners = self._dir_machine_edge
             for edge in offline_edges:
-                offline.update(self._edges[edge].machines)
+                # An edge's own list, except machines the site gives to another edge.
+                offline.update(m for m in self._edges[edge].machines if owners.get(m, edge) == edge)
             offline.update(m for m, e in self._dir_machine_edge.items() if e in offline_edges)
             offline.update(m for m, e in self._state_edge.items() if e in offline_edges)
         offline.update(m for m, s in self._states.items() if s.availability in _UNAVAILABLE)

@@ -525,7 +525,8 @@ class Hub:
         self.worker.submit_status(edge, status, now)
 
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
-        self.live.machine_state(edge, machine, state)
+        if not self.live.machine_state(edge, machine, state):
+            self.metrics.inc("foreign_machine", "state")
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         self.live.telemetry(edge, machine, payload)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from hub.live import LiveState
-from hub.policy.model import Decision, SessionView
-from protocol.messages import Availability, EdgeStatus, MachineState
+from hub.policy.model import Decision, Directory, MachineView, SessionView
+from protocol.messages import Availability, EdgeStatus, MachineState, OfflineRule
 from tests.hub.hubkit import NOW
 
 GRANT = Decision(granted=True, code="granted", message="ok", member_id=7, zone_id="fablab")
@@ -116,3 +116,43 @@ def test_epoch_rule_and_machines_follow_their_edge() -> None:
     assert live.view_for("x", None, NOW).machines_offline == {"printer-1"}
     live.machine_state("pi-fab", "printer-1", None)
     assert live.view_for("x", None, NOW).machines_offline == frozenset()
+
+
+def _machine(mid: str, edge: str) -> MachineView:
+    return MachineView(
+        id=mid,
+        name=mid,
+        kind="laser",
+        zone_id="fablab",
+        edge_id=edge,
+        min_age=None,
+        offline_rule=OfflineRule.STAFF_ONLY,
+        maintenance=False,
+        required_trainings=frozenset(),
+    )
+
+
+def test_an_edge_cannot_speak_for_another_edges_machine() -> None:
+    live = LiveState()
+    live.set_directory(
+        Directory(
+            members={},
+            badges={},
+            machines={"laser-1": _machine("laser-1", "pi-fab"), "pc-1": _machine("pc-1", "pc-1")},
+            zones={},
+            slots=(),
+            exceptions=(),
+            quotas={},
+        )
+    )
+    fault = MachineState(machine="laser-1", availability=Availability.FAULT, ts=NOW)
+    assert not live.machine_state("pc-1", "laser-1", fault)
+    assert "laser-1" not in live.machine_states()
+    assert live.machines_offline() == frozenset()
+    assert live.machine_state("pi-fab", "laser-1", fault)
+    assert live.machines_offline() == {"laser-1"}
+    live.machine_state("pi-fab", "laser-1", None)
+    # A rogue edge listing laser-1 among its machines does not take it offline with it.
+    live.edge_status("pc-1", EdgeStatus(online=True, epoch=1, machines=("pc-1", "laser-1")), NOW)
+    live.edge_status("pc-1", EdgeStatus(online=False, epoch=1), NOW)
+    assert live.machines_offline() == {"pc-1"}
