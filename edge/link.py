@@ -233,7 +233,7 @@ class EdgeLink:
         if self._up.is_set():
             info = client.publish(
                 self._topics.edge_status(self._settings.edge),
-                encode(self._status(online=False)),
+                encode(self._status(online=False, goodbye=True)),
                 qos=1,
                 retain=True,
             )
@@ -295,10 +295,15 @@ class EdgeLink:
 
     # ------------------------------------------------------------------ paho callbacks
 
-    def _status(self, *, online: bool) -> EdgeStatus:
+    def _status(self, *, online: bool, goodbye: bool = False) -> EdgeStatus:
         s = self._settings
         return EdgeStatus(
-            online=online, epoch=self._epoch, version=s.version, machines=s.machines, ts=utcnow()
+            online=online,
+            epoch=self._epoch,
+            version=s.version,
+            machines=s.machines,
+            ts=utcnow(),
+            goodbye=goodbye,
         )
 
     def _on_pre_connect(self, client: mqtt.Client, _userdata: Any) -> None:

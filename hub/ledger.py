@@ -149,7 +149,6 @@ class Ledger:
         self._metrics = metrics or Metrics()
         #: edge -> (epoch, edge-clock ts) of its last online status: tells a goodbye
         #: from a last will of the same connection (see :meth:`_how_offline`).
-        self._online_since: dict[str, tuple[int, datetime | None]] = {}
 
     # ------------------------------------------------------------------ events
 
@@ -585,8 +584,6 @@ class Ledger:
                     self._edge_back(s, edge, at)
             elif previous != (False, status.epoch):
                 self._edge_offline(s, edge, status, at)
-        if status.online:
-            self._online_since[edge] = (status.epoch, status.ts)
         return True
 
     def _edge_offline(self, s: Session, edge: str, status: EdgeStatus, at: datetime) -> None:
@@ -595,7 +592,7 @@ class Ledger:
         ).all()
         if not machines:
             return  # a spare or decommissioned edge: nothing on the floor went dark
-        how, label = self._how_offline(edge, status)
+        how, label = self._how_offline(status)
         self._metrics.inc("edges_offline", label)
         _limited.warning(f"offline:{edge}", "edge %s offline (%s)", edge, how)
         shown = ", ".join(machines[:20]) + (", …" if len(machines) > 20 else "")
@@ -607,20 +604,11 @@ class Ledger:
             at=at,
         )
 
-    def _how_offline(self, edge: str, status: EdgeStatus) -> tuple[str, str]:
-        """A planned stop or a lost connection, with a metrics label.
-
-        The contract has no field for it: the edge's goodbye (:meth:`EdgeLink.stop`)
-        and its last will are the same ``EdgeStatus(online=False, epoch)``. Their ``ts``
-        differ though: the will is written when the connection is attempted, before
-        the online status of that epoch; the goodbye when the edge stops, after it.
-        Both come from the edge's own clock, so its offset does not matter (only a
-        clock stepped back during the connection could make a goodbye look lost).
-        """
-        since = self._online_since.get(edge)
-        if status.ts is None or since is None or since[0] != status.epoch or since[1] is None:
-            return "planned stop or lost connection: unknown (connection start not seen)", "unknown"
-        if status.ts > since[1]:
+    @staticmethod
+    def _how_offline(status: EdgeStatus) -> tuple[str, str]:
+        """A planned stop (the edge's own goodbye) or a lost edge (its last will),
+        with a metrics label."""
+        if status.goodbye:
             return "planned stop (the edge said goodbye)", "goodbye"
         return "connection lost (last will)", "last_will"
 

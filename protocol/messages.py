@@ -84,7 +84,9 @@ class EdgeStatus(Message):
 
     ``epoch`` is persisted by the edge and incremented before each connect; the
     last will carries the same epoch, so a late will of an older connection
-    (lower epoch) never marks a newer connection offline.
+    (lower epoch) never marks a newer connection offline. ``goodbye`` is true on the
+    offline status an edge publishes itself when it stops (a planned stop), false on
+    its last will (a lost edge).
     """
 
     online: bool
@@ -92,6 +94,7 @@ class EdgeStatus(Message):
     version: str = ""
     machines: tuple[Ident, ...] = ()
     ts: AwareDatetime | None = None
+    goodbye: bool = False
 
 
 # --------------------------------------------------------------------------- access

@@ -117,6 +117,7 @@ def test_run_announces_itself_with_a_persisted_epoch_and_says_goodbye(
             assert proc.wait(30) == 0
             bye = wait_until(lambda: (s := status()) and not s.online and s, 10, "goodbye")
             assert bye.epoch == expected_epoch
+            assert bye.goodbye  # a planned stop, not a lost edge
         assert (tmp_path / "journal.db").exists()  # relative to the configuration file
     finally:
         probe.publish(topic, b"", retain=True)

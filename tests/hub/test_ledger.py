@@ -783,9 +783,9 @@ def test_worker_raises_the_alert_of_a_foreign_access_request(
 # --------------------------------------------------------------------------- edge offline
 
 
-def status(online: bool, epoch: int, at_s: float) -> EdgeStatus:
+def status(online: bool, epoch: int, at_s: float, *, goodbye: bool = False) -> EdgeStatus:
     """A status as an edge sends it, stamped ``at_s`` seconds after NOW by its own clock."""
-    return EdgeStatus(online=online, epoch=epoch, ts=NOW + timedelta(seconds=at_s))
+    return EdgeStatus(online=online, epoch=epoch, ts=NOW + timedelta(seconds=at_s), goodbye=goodbye)
 
 
 def test_edge_offline_opens_one_alert_resolved_by_a_newer_connection(
@@ -796,7 +796,7 @@ def test_edge_offline_opens_one_alert_resolved_by_a_newer_connection(
 
     assert ledger.record_status("pi-fab", status(True, 5, 10), NOW)
     assert open_alerts(factory, "edge_offline") == []
-    # The last will, written when the connection was attempted (before its online status).
+    # The last will (no goodbye).
     assert ledger.record_status("pi-fab", status(False, 5, 9), at)
     (alert,) = open_alerts(factory, "edge_offline")
     assert (alert.edge_id, alert.ts, alert.machine_id) == ("pi-fab", at, None)
@@ -816,8 +816,8 @@ def test_edge_offline_opens_one_alert_resolved_by_a_newer_connection(
         assert resolved is not None
         assert resolved.resolved_at == back
 
-    # A clean stop: the goodbye is stamped after the online status of its connection.
-    assert ledger.record_status("pi-fab", status(False, 6, 500), back)
+    # A clean stop: the edge says goodbye itself.
+    assert ledger.record_status("pi-fab", status(False, 6, 500, goodbye=True), back)
     (planned,) = open_alerts(factory, "edge_offline")
     assert "planned stop (the edge said goodbye)" in planned.detail
     assert metrics.get("edges_offline", "last_will") == 1
@@ -831,10 +831,10 @@ def test_edge_offline_alert_respects_staff_and_restarts(
     factory, _ids = store
     ledger = Ledger(factory, PolicyConfig())
     assert ledger.record_status("pi-game", status(True, 2, 10))
-    restarted = Ledger(factory, PolicyConfig())  # the hub restarted: no online seen
+    restarted = Ledger(factory, PolicyConfig())  # the hub restarted meanwhile
     assert restarted.record_status("pi-game", status(False, 2, 20))
     (alert,) = open_alerts(factory, "edge_offline")
-    assert "unknown (connection start not seen)" in alert.detail
+    assert "connection lost (last will)" in alert.detail
     with factory() as s:  # staff: "that PC is off for the holidays"
         s.get(Alert, alert.id).resolved_at = NOW  # type: ignore[union-attr]
         s.commit()

@@ -379,10 +379,17 @@ def test_edge_offline_alert_from_a_last_will_then_a_goodbye(site: Site, mosquitt
     topic = hub.topics.edge_status("pi-game")
     t0 = utcnow()  # the edge's own clock
 
-    def status(online: bool, epoch: int, after_s: float) -> bytes:
+    def status(online: bool, epoch: int, after_s: float, goodbye: bool = False) -> bytes:
         ts = t0 + timedelta(seconds=after_s)
         return dumps(
-            {"v": 1, "online": online, "epoch": epoch, "machines": ["pc-1"], "ts": ts.isoformat()}
+            {
+                "v": 1,
+                "online": online,
+                "epoch": epoch,
+                "machines": ["pc-1"],
+                "ts": ts.isoformat(),
+                "goodbye": goodbye,
+            }
         )
 
     lost = Probe(mosquitto.host, mosquitto.port, [])
@@ -405,7 +412,7 @@ def test_edge_offline_alert_from_a_last_will_then_a_goodbye(site: Site, mosquitt
     try:
         back.publish(topic, status(True, 2, 60), retain=True)
         wait_until(lambda: open_alerts(hub, "edge_offline") == [], what="alert resolved")
-        back.publish(topic, status(False, 2, 120), retain=True)  # a clean, planned stop
+        back.publish(topic, status(False, 2, 120, goodbye=True), retain=True)  # planned stop
         wait_until(lambda: len(open_alerts(hub, "edge_offline")) == 1, what="second alert")
     finally:
         back.publish(topic, b"", retain=True)  # leave no retained status on the shared broker
