@@ -14,7 +14,19 @@ its :class:`~edge.settings.EdgeSettings`. Who runs where:
 * **paho's network thread** (:mod:`edge.link`) posts decisions, commands, journal
   acknowledgements, policy snapshots and the hub's status to the same queue;
 * **drivers** (GRBL reader thread, the OctoPrint loop) trip a laser's latch on their
-  own thread and post faults and job signals.
+  own thread and post faults and job signals: a printer's job events and the changes
+  of its snapshot (job, nozzle temperature) are posted the moment OctoPrint pushes
+  them (:class:`~edge.machines.PrinterWatch`).
+
+Machines (see ``docs/machines.md``): a printer's ``job_ended`` is journaled for the
+session open when the job started, before anything acts on it; its power is held
+while OctoPrint reports a job and while the nozzle is hot (cool-down, in the session
+machine). A laser's ``session_ended`` carries ``run_s``, its beam-on time during the
+session (difference of the GRBL driver's run-time meter between start and end). A
+generic machine with ``busy_above_w`` follows its plug's power at every telemetry
+(``tele_interval_s``): busy above the threshold, and ``idle_timeout_min`` below it
+ends the session. Printers publish telemetry every second while OctoPrint is
+followed, the others every ``tele_interval_s``.
 
 Start and stop (DESIGN §4, research §3.4):
 
@@ -62,7 +74,7 @@ from edge.feedback import (
     FeedbackStream,
     GpioFeedback,
 )
-from edge.journal import Event, Journal, JournalError
+from edge.journal import Event, EventBody, Journal, JournalError
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
@@ -71,6 +83,7 @@ from edge.machines import (
     DriverSignal,
     MachineUnit,
     MachineView,
+    PrinterWatch,
     ReaderThread,
     SignalKind,
     grbl_listener,
@@ -108,6 +121,7 @@ from protocol.messages import (
     PolicySnapshot,
     Scalar,
     SessionCommand,
+    SessionEndedBody,
     SessionStartedBody,
     Telemetry,
     decode,
@@ -265,6 +279,7 @@ def session_config(m: MachineSettings, settings: EdgeSettings) -> SessionConfig:
         debounce_s=m.debounce_s,
         tick_s=m.tick_s,
         offline_break_rule=m.offline_break,
+        cooldown_s=m.cooldown_max_min * 60 if m.kind == "printer" else base.cooldown_s,
     )
 
 
@@ -330,7 +345,6 @@ class Agent:
         self._resends = 0
         self._last_progress = 0.0
         self._next_housekeeping = 0.0
-        self._next_tele = 0.0
         self._next_prune = 0.0
         self._last_alarm = -PRUNE_EVERY_S
         #: Set when the agent thread died of an unexpected error.
@@ -562,6 +576,7 @@ class Agent:
                 from devices.registry import build_printer
 
                 unit.printer = build_printer(m.printer.kind, m.printer.options, ctx)
+                PrinterWatch(m.id, self.post, hot_from_c=m.cooldown_below_c).attach(unit.printer)
             if unit.laser is not None and isinstance(actuator, LatchedActuator):
                 from devices.grbl import LaserInterlock
 
@@ -751,12 +766,21 @@ class Agent:
     def _on_signal(self, unit: MachineUnit, signal: DriverSignal, mono: float) -> None:
         s = unit.session
         match signal.kind:
+            case "job_started":
+                unit.job = True
+                self._execute(unit, s.job_started(mono))
             case "job_running":
                 unit.job = True
                 self._execute(unit, s.job_running(mono))
+            case "job_ended":
+                if signal.job is not None:
+                    self._execute(unit, s.job_ended(signal.job, mono, self.clock.now()))
             case "job_done":
                 unit.job = False
                 self._execute(unit, s.job_done(mono))
+            case "hot" | "cooled":
+                logger.info("%s: %s (%s)", unit.id, signal.kind, signal.detail)
+                self._execute(unit, s.heat(signal.kind == "hot", mono))
             case "idle":
                 self._execute(unit, s.idle_timeout(mono))
             case "fault":
@@ -813,7 +837,7 @@ class Agent:
                     if blocked:
                         continue
                     try:
-                        self.journal.append_many([a.body for a in effect])
+                        self.journal.append_many([_with_run_time(unit, a.body) for a in effect])
                     except JournalError as err:
                         # Never act on what is not journaled: leave the machine off, and
                         # refuse badges (fault) until the journal takes writes again.
@@ -827,7 +851,10 @@ class Agent:
                     for append in effect:
                         if isinstance(append.body, SessionStartedBody):
                             unit.followed = (append.body.session_id, mono)
-                            unit.last_busy = mono
+                            unit.idle_since = mono
+                            unit.run_mark = unit.run_time_s()
+                        elif isinstance(append.body, SessionEndedBody):
+                            unit.run_mark = None
                 case PowerOn() | Unlock():
                     if blocked:
                         continue
@@ -965,9 +992,7 @@ class Agent:
         self._check_resend()
         for unit in self._units.values():
             self._check_devices(unit, mono, now)
-        if now >= self._next_tele:
-            self._next_tele = now + self.settings.tele_interval_s
-            self._telemetry(mono)
+        self._telemetry(mono, now)
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY_S
             try:
@@ -1004,28 +1029,40 @@ class Agent:
         for source in [s for s in unit.faults if s != ACTUATOR_FAULT and s not in reported]:
             if source in ("grbl", "printer"):
                 self._clear_fault(unit, source, mono)
-        job = unit.driver_job()
-        if job is not None and job != unit.job:
-            self._on_signal(unit, DriverSignal(unit.id, "job_running" if job else "job_done"), mono)
 
-    def _telemetry(self, mono: float) -> None:
+    def _telemetry(self, mono: float, now: float) -> None:
+        """Each machine's telemetry when due (it also samples a plug's power)."""
         link = self._link
+        default = self.settings.tele_interval_s
         for unit in self._units.values():
-            values = unit.telemetry()
+            if unit.last_tele is not None and now - unit.last_tele < unit.tele_interval_s(default):
+                continue
+            unit.last_tele = now
+            sample_power = now >= unit.next_power  # a plug is asked every tele_interval_s
+            if sample_power:
+                unit.next_power = now + default
+            values = unit.telemetry(power=sample_power)
             self._follow_power(unit, values.get("power_w"), mono)
             unit.extra_tele.clear()
             if values and link is not None and self._link_up:
                 link.publish_tele(Telemetry(machine=unit.id, ts=self.clock.now(), values=values))
 
     def _follow_power(self, unit: MachineUnit, power: Scalar, mono: float) -> None:
-        """Busy/idle by power for generic machines with ``busy_above_w``."""
+        """Busy/idle by power for generic machines with ``busy_above_w``.
+
+        Sampled at every telemetry: busy at or above the threshold; the idle timeout
+        counts from the first reading below it (or the session start), so a gap in
+        the readings (plug unreachable, a clock that jumped) never ends a session on
+        a single reading.
+        """
         threshold = unit.settings.busy_above_w
         if threshold is None or not isinstance(power, int | float):
             return
-        view = unit.session.view(mono)
         busy = power >= threshold
         if busy:
-            unit.last_busy = mono
+            unit.idle_since = None
+        elif unit.idle_since is None:
+            unit.idle_since = mono
         if busy != unit.job:
             self._on_signal(
                 unit, DriverSignal(unit.id, "job_running" if busy else "job_done"), mono
@@ -1033,9 +1070,9 @@ class Agent:
         idle_min = unit.settings.idle_timeout_min
         if (
             idle_min is not None
-            and view.state is State.ACTIVE
-            and not busy
-            and mono - unit.last_busy >= idle_min * 60
+            and unit.idle_since is not None
+            and unit.session.state is State.ACTIVE
+            and mono - unit.idle_since >= idle_min * 60
         ):
             self._on_signal(unit, DriverSignal(unit.id, "idle"), mono)
 
@@ -1058,6 +1095,7 @@ class Agent:
                 v.session.session_id,
                 v.session.state,
                 v.session.job_running,
+                v.session.cooling,
                 v.reader_connected,
                 v.faults,
                 deadline,
@@ -1081,6 +1119,8 @@ class Agent:
             detail["ends_at"] = ends.isoformat(timespec="seconds")
         if v.session.job_running:
             detail["job"] = True
+        if v.session.cooling:
+            detail["cooling"] = True
         if v.faults:
             detail["faults"] = ",".join(v.faults)
         return MachineState(
@@ -1204,6 +1244,15 @@ def run_agents(
     if failed:
         first = failed[0]
         raise AgentError(f"edge {first.edge_id} failed: {first.failed}") from first.failed
+
+
+def _with_run_time(unit: MachineUnit, body: EventBody) -> EventBody:
+    """A ``session_ended`` of a machine with a run-time meter gets its ``run_s``."""
+    if isinstance(body, SessionEndedBody) and unit.run_mark is not None:
+        total = unit.run_time_s()
+        if total is not None:
+            return body.model_copy(update={"run_s": round(max(0.0, total - unit.run_mark), 3)})
+    return body
 
 
 def _runs_of_appends(effects: list[Effect]) -> list[Effect | list[Append]]:

@@ -9,14 +9,32 @@ A :class:`MachineUnit` bundles, for one machine of the edge:
   PC, a :class:`~devices.pc.SessionLock`;
 * its optional driver: a :class:`~devices.grbl.GrblLaser` (with a
   :class:`~devices.grbl.LaserInterlock` that trips the latch on the driver's own
-  thread, milliseconds after an alarm) or an
-  :class:`~devices.octoprint.OctoPrintFollower` (run by :class:`AsyncDrivers`);
+  thread, milliseconds after an alarm; its run-time meter gives a laser session's
+  beam-on time) or an :class:`~devices.octoprint.OctoPrintFollower` (run by
+  :class:`AsyncDrivers`, watched by a :class:`PrinterWatch`);
 * its badge reader, read by a :class:`ReaderThread`.
 
 Every method here that touches an output device runs on the agent's thread (the
 one owner of the devices); device errors are translated into short strings the
 agent turns into ``machine_fault`` inputs. Readers and drivers run on their own
 threads and only *post* to the agent's queue.
+
+A printer's signals (:class:`PrinterWatch`, on the driver loop's thread) reach the
+agent as soon as OctoPrint pushes them:
+
+* ``PrintStarted`` → ``job_started`` (the job belongs to the session open now);
+  a snapshot that shows a job nobody announced (the agent started mid-print, the
+  start happened while OctoPrint was unreachable) → ``job_running``;
+* ``PrintDone``/``PrintFailed``/``PrintCancelled``/``JobLost`` → ``job_ended`` with a
+  :class:`~edge.session.JobReport` (OctoPrint's ``PrintFailed(reason=cancelled)``
+  after a ``PrintCancelled`` is the same job: dropped here); the power is held
+  until the snapshot shows no job any more (``job_done``: the printer may still be
+  *Finishing* its end script when the event arrives);
+* only new data releases the power: never the last known values republished when
+  OctoPrint becomes unreachable, nor a snapshot within ``START_GRACE_S`` of a
+  ``PrintStarted`` whose end was not announced (it may predate the start);
+* the nozzle crossing ``cooldown_below_c`` → ``hot`` / ``cooled`` (last known
+  while OctoPrint is unreachable: a hot printer stays hot).
 """
 
 from __future__ import annotations
@@ -25,7 +43,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -34,15 +54,15 @@ from devices.actuators import Actuator, LatchedActuator
 from devices.errors import DeviceError
 from devices.pc import SessionLock
 from devices.readers import BadgeReader
-from edge.session import SessionMachine, SessionView, State
+from edge.session import JobReport, SessionMachine, SessionView, State
 from edge.settings import MachineSettings
-from protocol.messages import Availability, MachineAction, Scalar
+from protocol.messages import Availability, JobResult, MachineAction, Scalar
 
 if TYPE_CHECKING:
     # Drivers are imported where a machine uses them: an edge without a laser or a
     # printer does not pay for their modules.
     from devices.grbl import GrblEvent, GrblLaser, LaserInterlock
-    from devices.octoprint import OctoPrintFollower
+    from devices.octoprint import JobEvent, OctoPrintFollower, PrinterSnapshot
 
 __all__ = [
     "AsyncDrivers",
@@ -50,13 +70,27 @@ __all__ = [
     "DriverSignal",
     "MachineUnit",
     "MachineView",
+    "PrinterWatch",
     "ReaderThread",
     "SignalKind",
 ]
 
 logger = logging.getLogger(__name__)
 
-SignalKind = Literal["job_running", "job_done", "idle", "fault", "fault_cleared"]
+SignalKind = Literal[
+    "job_started",  # a job started now (attributed to the session open now)
+    "job_running",  # a job holds the machine (start not seen, or busy by power)
+    "job_ended",  # a job ended: ``DriverSignal.job`` says how (journaled once)
+    "job_done",  # no job any more, the machine is idle: power may go
+    "hot",  # above its safe temperature: never cut (cool-down)
+    "cooled",  # below it again
+    "idle",
+    "fault",
+    "fault_cleared",
+]
+
+#: Telemetry period of a printer while OctoPrint is followed (seconds).
+PRINTER_TELE_S: Final = 1.0
 
 #: Fault sources the agent clears by itself once the device works again.
 ACTUATOR_FAULT: Final = "actuator"
@@ -77,13 +111,14 @@ class DriverSignal:
     """A driver (or a simulation) reports something about a machine.
 
     ``source`` names the fault source for ``fault``/``fault_cleared`` (the machine is
-    faulted while any source is).
+    faulted while any source is); ``job`` describes the job of a ``job_ended``.
     """
 
     machine: str
     kind: SignalKind
     source: str = "driver"
     detail: str = ""
+    job: JobReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +246,136 @@ class AsyncDrivers:
         loop.close()
 
 
+# --------------------------------------------------------------------------- printers
+
+#: A snapshot showing no job this soon after a ``PrintStarted`` (and before the job's
+#: end event) does not release the power: it may have been built before the start
+#: (a printer is never cut on a guess).
+START_GRACE_S: Final = 2.0
+
+
+class PrinterWatch:
+    """Turns one OctoPrint follower's events and snapshots into agent signals.
+
+    Runs on the driver loop's thread (it is the follower's listener, see
+    :meth:`attach`) and only *posts* :class:`DriverSignal` values: the agent thread
+    stays the one owner of the machine. Posts happen when something changes, so a
+    printer costs the agent's queue a few items per job, not one per push message.
+
+    Args:
+        machine: the machine id.
+        post: the agent's queue.
+        hot_from_c: the nozzle at or above this is ``hot`` (``cooldown_below_c``).
+        clock: monotonic time (the start grace).
+    """
+
+    def __init__(
+        self,
+        machine: str,
+        post: Callable[[DriverSignal], None],
+        *,
+        hot_from_c: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.machine = machine
+        self.hot_from_c = hot_from_c
+        self._post = post
+        self._clock = clock
+        self._snapshot: PrinterSnapshot | None = None
+        #: What the agent was told last: a job holds the printer.
+        self._job = False
+        self._hot = False
+        #: File and ``monotonic_s`` of the ``PrintStarted`` of the running job.
+        self._started: tuple[str | None, float] | None = None
+        self._last_start = -math.inf
+        #: OctoPrint said the last job ended (the next snapshot without one is trusted).
+        self._ended = True
+
+    def attach(self, follower: OctoPrintFollower) -> None:
+        """Listen to ``follower`` (before it is entered)."""
+        follower.add_listener(on_event=self.on_event, on_snapshot=self.on_snapshot)
+
+    def on_event(self, event: JobEvent) -> None:
+        """A job event from OctoPrint (or the follower's own ``JobLost``)."""
+        from devices.octoprint import JobEventKind
+
+        kind = event.kind
+        if kind is JobEventKind.PRINT_STARTED:
+            if self._started is not None:
+                logger.warning("%s: a job started while another was running", self.machine)
+            self._started = (event.file_name, event.monotonic_s)
+            self._last_start = self._clock()
+            self._ended = False
+            self._job = True
+            self._signal("job_started", detail=event.file_name or "")
+        elif kind in (JobEventKind.PRINT_PAUSED, JobEventKind.PRINT_RESUMED):
+            self._hold()
+        elif event.ends_job:
+            if kind is JobEventKind.PRINT_FAILED and event.reason == "cancelled":
+                return  # OctoPrint's echo of the PrintCancelled just before: same job
+            self._signal("job_ended", job=self._report(event))
+            self._started = None
+            self._ended = True
+
+    def on_snapshot(self, snapshot: PrinterSnapshot) -> None:
+        """A new snapshot (push ``current``, safety poll, link change).
+
+        Only new data releases the power: a link change republishes the last
+        known values (``last_update`` unchanged), which prove nothing.
+        """
+        previous, self._snapshot = self._snapshot, snapshot
+        fresh = previous is None or snapshot.last_update != previous.last_update
+        settled = self._ended or self._clock() - self._last_start >= START_GRACE_S
+        if snapshot.job_active:
+            self._hold()
+        elif self._job and fresh and settled:
+            self._job = False
+            self._signal("job_done")
+        tool = snapshot.tool0
+        if tool is not None and tool.actual is not None:
+            hot = tool.actual >= self.hot_from_c
+            if hot != self._hot:
+                self._hot = hot
+                self._signal("hot" if hot else "cooled", detail=f"{tool.actual:.0f} °C")
+
+    def _hold(self) -> None:
+        if not self._job:
+            self._job = True
+            self._signal("job_running")
+
+    def _report(self, event: JobEvent) -> JobReport:
+        """What the agent journals for an ended job (see :class:`JobReport`)."""
+        from devices.octoprint import JobEventKind
+
+        result = {
+            JobEventKind.PRINT_DONE: JobResult.DONE,
+            JobEventKind.PRINT_FAILED: JobResult.FAILED,
+            JobEventKind.PRINT_CANCELLED: JobResult.CANCELLED,
+        }.get(event.kind, JobResult.LOST)
+        snap = self._snapshot
+        started = self._started
+        name = event.file_name or (snap.file_name if snap else None) or ""
+        same_file = snap is not None and snap.file_name in (None, name)
+        if event.print_time_s is not None:
+            duration = event.print_time_s
+        elif started is not None:
+            duration = event.monotonic_s - started[1]
+        elif same_file and snap is not None and snap.print_time_s is not None:
+            duration = snap.print_time_s
+        else:
+            duration = 0.0
+        filament = None
+        if same_file and snap is not None and snap.filament_mm is not None:
+            if result is JobResult.DONE:
+                filament = snap.filament_mm
+            elif snap.progress_pct is not None:
+                filament = round(snap.filament_mm * min(100.0, snap.progress_pct) / 100, 1)
+        return JobReport(name=name, result=result, duration_s=duration, filament_mm=filament)
+
+    def _signal(self, kind: SignalKind, *, detail: str = "", job: JobReport | None = None) -> None:
+        self._post(DriverSignal(self.machine, kind, "printer", detail, job))
+
+
 # --------------------------------------------------------------------------- the unit
 
 
@@ -231,8 +396,9 @@ class MachineUnit:
     faults: dict[str, str] = field(default_factory=dict)
     #: What the driver reports: a job runs (print, busy by power).
     job: bool = False
-    #: Monotonic time of the last "busy" power reading, or of the session start.
-    last_busy: float = 0.0
+    #: Since when the power readings say "not busy" (first such reading, or the
+    #: session start); ``None`` while busy.
+    idle_since: float | None = 0.0
     #: Session id and monotonic start of the last session started (idle detection).
     followed: tuple[str, float] | None = None
     #: Next attempt to reopen a failed output (real monotonic seconds).
@@ -241,6 +407,12 @@ class MachineUnit:
     published: tuple[object, ...] | None = None
     #: Extra telemetry posted by a simulation, published with the next tele.
     extra_tele: dict[str, Scalar] = field(default_factory=dict)
+    #: When the last telemetry was published, and the next power reading is due
+    #: (real monotonic seconds).
+    last_tele: float | None = None
+    next_power: float = 0.0
+    #: The driver's run-time meter when the open session started (lasers).
+    run_mark: float | None = None
 
     @property
     def id(self) -> str:
@@ -377,32 +549,32 @@ class MachineUnit:
                 faults[PRINTER_FAULT] = (psnap.error or psnap.state)[:200]
         return faults
 
-    def driver_job(self) -> bool | None:
-        """Whether the driver reports a job running; ``None`` when it has no opinion."""
-        if self.printer is not None:
-            return self.printer.job_active  # last known while OctoPrint is away: fail-hold
+    def run_time_s(self) -> float | None:
+        """The driver's cumulative run-time meter (a laser's beam-on time), if any."""
+        if self.laser is not None:
+            return self.laser.snapshot().run_time_s
         return None
 
-    def telemetry(self) -> dict[str, Scalar]:
-        """Values for ``tele/{machine}`` (never used for metering)."""
+    def tele_interval_s(self, default: float) -> float:
+        """Telemetry period: 1 s for a printer while OctoPrint is followed, else ``default``."""
+        if self.printer is not None and self.printer.link_up:
+            return min(default, PRINTER_TELE_S)
+        return default
+
+    def telemetry(self, *, power: bool = True) -> dict[str, Scalar]:
+        """Values for ``tele/{machine}`` (never used for metering); ``power``: ask the
+        plug for its power reading too (a request to the device)."""
         values: dict[str, Scalar] = {}
-        power = self.power_w()
-        if power is not None:
-            values["power_w"] = round(power, 1)
+        watts = self.power_w() if power else None
+        if watts is not None:
+            values["power_w"] = round(watts, 1)
         if self.laser is not None:
             snap = self.laser.snapshot()
             values["state"] = snap.state.value if snap.state is not None else "unknown"
             values["firing"] = snap.firing
             values["run_time_s"] = round(snap.run_time_s, 1)
         if self.printer is not None:
-            psnap = self.printer.snapshot
-            values["state"] = psnap.state
-            if psnap.tool0 is not None and psnap.tool0.actual is not None:
-                values["nozzle_c"] = psnap.tool0.actual
-            if psnap.bed is not None and psnap.bed.actual is not None:
-                values["bed_c"] = psnap.bed.actual
-            if psnap.progress_pct is not None:
-                values["progress"] = round(psnap.progress_pct, 1)
+            values.update(printer_telemetry(self.printer.snapshot))
         values.update(self.extra_tele)
         return values
 
@@ -430,6 +602,25 @@ class MachineUnit:
             reader_connected=self.reader.connected,
             faults=tuple(sorted(self.faults)),
         )
+
+
+def printer_telemetry(snap: PrinterSnapshot) -> dict[str, Scalar]:
+    """A printer's telemetry values: state, temperatures, progress, time left, file."""
+    values: dict[str, Scalar] = {"state": snap.state, "connected": snap.connected}
+    for prefix, heater in (("nozzle", snap.tool0), ("bed", snap.bed)):
+        if heater is not None:
+            if heater.actual is not None:
+                values[f"{prefix}_c"] = round(heater.actual, 1)
+            if heater.target is not None:
+                values[f"{prefix}_target_c"] = round(heater.target, 1)
+    if snap.job_active:
+        if snap.progress_pct is not None:
+            values["progress"] = round(snap.progress_pct, 1)
+        if snap.print_time_left_s is not None:
+            values["time_left_s"] = round(snap.print_time_left_s)
+        if snap.file_name is not None:
+            values["file"] = snap.file_name[:200]
+    return values
 
 
 def grbl_listener(

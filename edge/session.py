@@ -11,8 +11,8 @@ States::
 
     idle ──badge──▶ awaiting_decision ──grant──▶ active ──end──▶ idle
       ▲                 │  (timeout: DecideOffline)   │  │
-      └──deny/stale─────┘                             │  └─job running──▶ ending ──job done──▶ idle
-    on_break ◀──break (play_min reached / staff)──────┘
+      └──deny/stale─────┘                             │  └─job running or hot──▶ ending ──┐
+    on_break ◀──break (play_min reached / staff)──────┘     (job done, then cooled) ──▶ idle ◀┘
     maintenance ◀──maintenance_on (any state; an active session ends first)
 
 * The grant's ``ends_at`` becomes a monotonic deadline once, at grant time: a wall
@@ -28,6 +28,15 @@ States::
 * A 3D printer (``hold_while_job``) is never switched off while a job runs: its
   session waits in ``ending`` and ends when the driver reports the job done and the
   printer idle.
+* A machine with a cool-down (``cooldown_s``, 3D printers: heat creep clogs a hot
+  nozzle whose fan stops) is never switched off while the agent reports it hot
+  (:meth:`SessionMachine.heat`): a session that ends (job done, badge-out, time up…)
+  waits in ``ending`` until it has cooled or ``cooldown_s`` has passed, then ends
+  with the reason it was ending for. A cold machine with no job ends at once.
+* Jobs are attributed to the session open when they started
+  (:meth:`~SessionMachine.job_started`); :meth:`~SessionMachine.job_ended` journals
+  one ``job_ended`` per job the driver reports ended (the driver removes its own
+  duplicates), before anything acts on it.
 * A laser (``cut_on_fault``) is cut at once on a fault and is never switched on again
   without a new grant; while the fault lasts no grant switches it on.
 * Decisions and commands past their ``not_after``, for an unknown request or
@@ -52,6 +61,8 @@ from protocol.messages import (
     AccessDecision,
     BreakRule,
     EndReason,
+    JobEndedBody,
+    JobResult,
     MachineAction,
     MachineCommand,
     MachineFaultBody,
@@ -77,6 +88,7 @@ __all__ = [
     "Effect",
     "Feedback",
     "FeedbackKind",
+    "JobReport",
     "Lock",
     "PowerOff",
     "PowerOn",
@@ -159,6 +171,23 @@ class DriverCommand:
     action: MachineAction
 
 
+@dataclass(frozen=True, slots=True)
+class JobReport:
+    """A job (a print) that ended, as the driver saw it (input of ``job_ended``).
+
+    Attributes:
+        name: the job's file name.
+        result: done, failed, cancelled or lost.
+        duration_s: the job's own duration (the controller's print time when known).
+        filament_mm: filament used, ``None`` when unknown.
+    """
+
+    name: str
+    result: JobResult
+    duration_s: float
+    filament_mm: float | None = None
+
+
 #: Everything the machine may ask the agent to do.
 Effect = (
     Append
@@ -214,6 +243,9 @@ class SessionConfig:
         tick_s: usage tick period (one minute; shorter only in tests).
         offline_break_rule: break rule of members' offline grants (the snapshot has none).
         default_break_min: length of a staff-forced break without ``minutes``.
+        cooldown_s: longest wait, once a session ends, for a machine the agent
+            reports hot (:meth:`SessionMachine.heat`) to cool before power is cut;
+            0 cuts at once whatever the temperature.
     """
 
     actuation: Actuation = Actuation.POWER
@@ -229,6 +261,7 @@ class SessionConfig:
     tick_s: float = 60.0
     offline_break_rule: BreakRule | None = None
     default_break_min: int = 10
+    cooldown_s: float = 0.0
 
     @classmethod
     def laser(cls) -> SessionConfig:
@@ -236,9 +269,11 @@ class SessionConfig:
         return cls(cut_on_fault=True, cut_on_link_loss=True)
 
     @classmethod
-    def printer(cls) -> SessionConfig:
-        """Never cut while printing; a finished print ends the session; faults hold."""
-        return cls(hold_while_job=True, end_on_job_done=True, cut_on_fault=False)
+    def printer(cls, cooldown_s: float = 600.0) -> SessionConfig:
+        """Never cut while printing nor hot; a finished print ends the session; faults hold."""
+        return cls(
+            hold_while_job=True, end_on_job_done=True, cut_on_fault=False, cooldown_s=cooldown_s
+        )
 
     @classmethod
     def gaming_pc(cls) -> SessionConfig:
@@ -259,6 +294,8 @@ class SessionView:
     remaining_s: float | None = None
     job_running: bool = False
     faulted: bool = False
+    #: The session has ended but waits for the machine to cool before power off.
+    cooling: bool = False
 
 
 # --------------------------------------------------------------------------- helpers
@@ -331,6 +368,8 @@ class _Session:
     warnings: list[_Warning] = field(default_factory=list)
     minutes: int = 0
     ending: EndReason | None = None
+    #: While ``ending`` and cooling: when power goes off even if still hot.
+    cool_until: float | None = None
 
 
 def _new_id() -> str:
@@ -354,6 +393,11 @@ _NO_ANSWER: Final = "Pas de réponse pour l'instant : badge à nouveau dans un m
 _TOO_LATE: Final = "Ton temps est déjà écoulé : demande à un animateur."
 _ENDING: Final = "Session terminée : le travail en cours continue, la machine s'éteindra à la fin."
 _STILL_ENDING: Final = "Le travail en cours continue : la machine s'éteindra à la fin."
+_COOLING: Final = "Session terminée : la machine refroidit, elle s'éteindra ensuite."
+_JOB_DONE_COOLING: Final = (
+    "Travail terminé : la machine refroidit, elle s'éteindra ensuite. Ta session est finie."
+)
+_STILL_COOLING: Final = "La machine refroidit : elle s'éteindra dans quelques minutes."
 _BREAK_OVER: Final = "La pause est finie : tu peux badger à nouveau."
 _STAFF_WARN: Final = "Un animateur te demande de terminer bientôt : pense à sauvegarder."
 _FAULT_HOLD: Final = "Un défaut est signalé sur cette machine : préviens un animateur."
@@ -404,6 +448,9 @@ class SessionMachine:
         self._pending: _Pending | None = None
         self._session: _Session | None = None
         self._job_running = False
+        self._hot = False
+        #: Session open when the running job started (``None``: none, or not seen).
+        self._job_session: str | None = None
         self._faulted = False
         self._maintenance_after = False
         self._hub_online = False
@@ -441,6 +488,7 @@ class SessionMachine:
             remaining_s=remaining,
             job_running=self._job_running,
             faulted=self._faulted,
+            cooling=s is not None and self._state is State.ENDING and s.cool_until is not None,
         )
 
     def next_wakeup(self) -> float | None:
@@ -464,6 +512,8 @@ class SessionMachine:
                 times.append(s.warnings[0].at)
             if self._link_cut_applies(s) and self._link_down_since is not None:
                 times.append(self._link_down_since + cfg.link_grace_s)
+        elif self._state is State.ENDING and s.cool_until is not None:
+            times.append(s.cool_until)
         return min(times)
 
     # ------------------------------------------------------------------ inputs
@@ -499,7 +549,8 @@ class SessionMachine:
         if badge != s.badge:
             return [Feedback(FeedbackKind.DENY, _BUSY)]
         if state is State.ENDING:
-            return [Feedback(FeedbackKind.INFO, _STILL_ENDING)]
+            text = _STILL_COOLING if s.cool_until is not None else _STILL_ENDING
+            return [Feedback(FeedbackKind.INFO, text)]
         return self._end(EndReason.BADGE_OUT, mono)
 
     def decision(self, decision: AccessDecision, mono: float, wall: datetime) -> list[Effect]:
@@ -631,6 +682,13 @@ class SessionMachine:
         if s is None:
             return []
         effects: list[Effect] = self._usage_ticks(s, mono)
+        if self._state is State.ENDING and s.cool_until is not None and mono >= s.cool_until:
+            logger.warning(
+                "%s: still hot %.0f s after the session ended: power cut anyway",
+                self.machine,
+                self.config.cooldown_s,
+            )
+            return effects + self._finish(s.ending or EndReason.JOB_DONE, mono)
         if self._state is not State.ACTIVE:
             return effects
         if (
@@ -717,20 +775,67 @@ class SessionMachine:
         return self._cut()
 
     def job_running(self, mono: float) -> list[Effect]:
-        """The driver reports a job (a print) in progress."""
+        """The driver reports a job (a print) in progress: hold the power."""
         self._job_running = True
+        if self._session is not None:
+            self._session.cool_until = None  # a new job holds; cooling starts after it
         return []
 
+    def job_started(self, mono: float) -> list[Effect]:
+        """A job started now: it belongs to the session open now (if any), and runs."""
+        self._job_session = self.session_id
+        return self.job_running(mono)
+
+    def job_ended(self, report: JobReport, mono: float, wall: datetime) -> list[Effect]:
+        """A job ended (done, failed, cancelled, lost): journal it for its session.
+
+        Power is not released here: the driver reports :meth:`job_done` once the
+        machine is idle (a printer finishing its end script still holds).
+        """
+        session_id, self._job_session = self._job_session, None
+        body = JobEndedBody(
+            session_id=session_id,
+            machine=self.machine,
+            job=report.name[:200],
+            result=report.result,
+            duration_s=min(max(0.0, report.duration_s), 7 * 24 * 3600),
+            filament_mm=report.filament_mm,
+            ended_at=wall,
+        )
+        logger.info(
+            "%s: job %r %s after %.0f s (session %s)",
+            self.machine,
+            body.job,
+            body.result,
+            body.duration_s,
+            session_id,
+        )
+        return [Append(body)]
+
     def job_done(self, mono: float) -> list[Effect]:
-        """The driver reports the job finished and the machine idle (printer cooled)."""
+        """The driver reports no job any more and the machine idle: power may go."""
         self._job_running = False
         s = self._session
         if s is None:
             return []
         if self._state is State.ENDING:
-            return self._finish(s.ending or EndReason.JOB_DONE, mono)
+            return self._after_job(s, mono)
         if self._state is State.ACTIVE and self.config.end_on_job_done:
             return self._end(EndReason.JOB_DONE, mono)
+        return []
+
+    def heat(self, hot: bool, mono: float) -> list[Effect]:
+        """The agent reports the machine hot (nozzle above its safe temperature) or cooled."""
+        self._hot = hot
+        s = self._session
+        if (
+            not hot
+            and s is not None
+            and self._state is State.ENDING
+            and s.cool_until is not None
+            and not self._job_running
+        ):
+            return self._finish(s.ending or EndReason.JOB_DONE, mono)
         return []
 
     def idle_timeout(self, mono: float) -> list[Effect]:
@@ -886,7 +991,7 @@ class SessionMachine:
         return ticks
 
     def _end(self, reason: EndReason, mono: float) -> list[Effect]:
-        """End the active session, or wait in ``ending`` while a job must finish."""
+        """End the active session, or wait in ``ending`` while a job runs or it cools."""
         s = self._session
         assert s is not None
         if self.config.hold_while_job and self._job_running:
@@ -896,7 +1001,25 @@ class SessionMachine:
                 "%s: session %s ends (%s) once the job is done", self.machine, s.session_id, reason
             )
             return [*self._usage_ticks(s, mono), Feedback(FeedbackKind.INFO, _ENDING)]
+        if self._must_cool():
+            s.ending = reason
+            self._state = State.ENDING
+            s.cool_until = mono + self.config.cooldown_s
+            logger.info("%s: session %s ends (%s) once cooled", self.machine, s.session_id, reason)
+            text = _JOB_DONE_COOLING if reason is EndReason.JOB_DONE else _COOLING
+            return [*self._usage_ticks(s, mono), Feedback(FeedbackKind.INFO, text)]
         return self._finish(reason, mono)
+
+    def _after_job(self, s: _Session, mono: float) -> list[Effect]:
+        """In ``ending``, the job is over: cool down if hot, else finish now."""
+        if self._must_cool():
+            s.cool_until = mono + self.config.cooldown_s
+            logger.info("%s: job done, waiting for the machine to cool", self.machine)
+            return self._usage_ticks(s, mono)
+        return self._finish(s.ending or EndReason.JOB_DONE, mono)
+
+    def _must_cool(self) -> bool:
+        return self.config.cooldown_s > 0 and self._hot
 
     def _finish(self, reason: EndReason, mono: float, *, already_off: bool = False) -> list[Effect]:
         """Journal ``session_ended`` with the exact duration, then switch off."""

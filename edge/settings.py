@@ -204,6 +204,18 @@ class MachineSettings(_Part):
     idle_timeout_min: float | None = Field(
         default=None, gt=0, le=24 * 60, description="generic: end a session idle this long"
     )
+    cooldown_below_c: float = Field(
+        default=50.0,
+        gt=0,
+        le=300,
+        description="printer: power is never cut while the nozzle is at or above this",
+    )
+    cooldown_max_min: float = Field(
+        default=10.0,
+        ge=0,
+        le=120,
+        description="printer: cut anyway after waiting this long to cool (0: never wait)",
+    )
     offline_break: BreakRule | None = Field(
         default=None, description="break rule of members' offline grants (gaming)"
     )

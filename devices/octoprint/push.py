@@ -2,7 +2,10 @@
 
 :class:`OctoPrintFollower` is the one owner of a printer's connection (DESIGN §5.2):
 everyone else reads its :attr:`~OctoPrintFollower.snapshot`, subscribes to its
-:class:`JobEvent` stream, and sends commands through :attr:`~OctoPrintFollower.client`.
+:class:`JobEvent` stream (or adds a listener, called synchronously with every event
+and every new snapshot: the edge posts them to its agent's queue at once), and
+sends commands through the follower (:meth:`~OctoPrintFollower.pause`…) or its
+:attr:`~OctoPrintFollower.client`.
 
 How it follows (research §2.2/§2.4, OctoFarm and FDM Monster's pattern):
 
@@ -25,7 +28,11 @@ How it follows (research §2.2/§2.4, OctoFarm and FDM Monster's pattern):
    and without raising: an unreachable OctoPrint is a state, not a crash;
 6. a **REST safety poll** (``GET /api/job`` + ``GET /api/printer``) every
    ``poll_interval_s``, whether the socket is up or not, so a silently broken
-   socket never leaves the snapshot stale for long.
+   socket never leaves the snapshot stale for long; a poll that succeeds while the
+   socket is down means OctoPrint is back, so the socket is retried at once rather
+   than after the rest of a long backoff (not after a refused key); after a job's
+   end event it polls every 100 ms (for 2 s at most) until the printer shows no job,
+   so the snapshot says "idle" within ~100 ms instead of at the next push.
 
 While the link is down the snapshot keeps the last known values with
 ``connected=False``; :attr:`~OctoPrintFollower.job_active` therefore stays true if
@@ -82,6 +89,11 @@ _MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 _MAX_REAUTHS_WITHOUT_DATA = 3
 #: a session that delivered data this long resets the backoff to its initial delay
 _STABLE_S = 5.0
+#: after a job's end event, poll this often (for at most _SETTLE_S) until the
+#: printer shows no job: OctoPrint is idle within tens of milliseconds, its next
+#: ``current`` push may be half a second away
+_SETTLE_POLL_S = 0.1
+_SETTLE_S = 2.0
 
 
 class JobEventStream:
@@ -160,7 +172,7 @@ class OctoPrintFollower:
         backoff_initial_s, backoff_max_s: reconnect delays (doubling, capped).
         on_event: called synchronously with every :class:`JobEvent` (keep it short;
             exceptions are logged and swallowed). :meth:`subscribe` is the
-            async alternative.
+            async alternative; :meth:`add_listener` adds more callbacks.
         event_queue_size: per-subscriber queue bound.
     """
 
@@ -185,7 +197,8 @@ class OctoPrintFollower:
         self.backoff_max_s = backoff_max_s
         self.event_queue_size = event_queue_size
         self._client = client
-        self._on_event = on_event
+        self._event_listeners: list[Callable[[JobEvent], None]] = [on_event] if on_event else []
+        self._snapshot_listeners: list[Callable[[PrinterSnapshot], None]] = []
         self._snapshot = PrinterSnapshot()
         self._link_up = False
         self._link_since: float | None = None
@@ -194,8 +207,13 @@ class OctoPrintFollower:
         self._streams: list[JobEventStream] = []
         self._changed = asyncio.Event()
         self._poll_now = asyncio.Event()
+        self._retry_now = asyncio.Event()
+        self._settle_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._job_before_outage: PrinterSnapshot | None = None
+        #: (file name, path) of the job running when the link went down
+        self._job_before_outage: tuple[str | None, str | None] | None = None
+        #: the PrintStarted of the job running now (before a snapshot shows it)
+        self._started: JobEvent | None = None
         #: counters, for diagnostics and the benchmark
         self.attempts = 0
         self.sessions = 0
@@ -277,6 +295,23 @@ class OctoPrintFollower:
         self._streams.append(stream)
         return stream
 
+    def add_listener(
+        self,
+        on_event: Callable[[JobEvent], None] | None = None,
+        on_snapshot: Callable[[PrinterSnapshot], None] | None = None,
+    ) -> None:
+        """Also call ``on_event`` with every :class:`JobEvent` and ``on_snapshot`` with
+        every new :class:`PrinterSnapshot` (push message, poll, link change).
+
+        Both run synchronously on the follower's event loop, in the order things
+        happened (a ``JobLost`` event comes before the snapshot that revealed it):
+        keep them short (post to a queue); exceptions are logged and swallowed.
+        """
+        if on_event is not None:
+            self._event_listeners.append(on_event)
+        if on_snapshot is not None:
+            self._snapshot_listeners.append(on_snapshot)
+
     def _unsubscribe(self, stream: JobEventStream) -> None:
         with contextlib.suppress(ValueError):
             self._streams.remove(stream)
@@ -353,7 +388,10 @@ class OctoPrintFollower:
                 # a wrong key stays wrong: do not burn OctoPrint's login rate limit
                 delay = self.backoff_max_s
             self._retry_delay_s = min(self._retry_delay_s * 2, self.backoff_max_s)
-            await asyncio.sleep(delay * random.uniform(0.75, 1.25))
+            self._retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay * random.uniform(0.75, 1.25)):
+                    await self._retry_now.wait()  # set by a poll that reached OctoPrint
 
     async def _session(self) -> None:
         """One push session: login, socket, messages; it only ends by raising.
@@ -438,8 +476,11 @@ class OctoPrintFollower:
     async def _poll_loop(self) -> None:
         """The REST safety poll, every ``poll_interval_s`` (or at :meth:`poll_now`)."""
         while True:
+            period = self.poll_interval_s
+            if self._snapshot.job_active and time.monotonic() < self._settle_until:
+                period = _SETTLE_POLL_S  # a job just ended: follow it out of Finishing
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval_s):
+                async with asyncio.timeout(period):
                     await self._poll_now.wait()
             self._poll_now.clear()
             try:
@@ -455,6 +496,8 @@ class OctoPrintFollower:
         except PrinterOffline:
             printer = None
         self.polls += 1
+        if not self._link_up and not isinstance(self._last_error, DeviceAuthError):
+            self._retry_now.set()  # OctoPrint answers again: reopen the socket now
         self._replace(
             self._snapshot.updated_from_poll(
                 printer, job, connected=self._link_up, now=datetime.now(UTC)
@@ -472,8 +515,12 @@ class OctoPrintFollower:
         event = JobEvent.from_push(payload, at=datetime.now(UTC), monotonic_s=time.monotonic())
         if event is not None:
             _LOGGER.info("%r: %s %s", self, event.kind.value, event.file_name or "")
-            if event.ends_job:
-                self._job_before_outage = None
+            if event.kind is JobEventKind.PRINT_STARTED:
+                self._started = event
+            elif event.ends_job:
+                self._job_before_outage = self._started = None
+                self._settle_until = time.monotonic() + _SETTLE_S
+                self.poll_now()
             self._emit(event)
 
     def _replace(self, snapshot: PrinterSnapshot) -> None:
@@ -482,15 +529,21 @@ class OctoPrintFollower:
         if before is not None and snapshot.connected:
             self._job_before_outage = None
             if not snapshot.job_active:
+                self._started = None
                 self._emit_own(
                     JobEventKind.JOB_LOST,
                     reason="the job seen before the outage is gone (OctoPrint restarted?)",
-                    file_name=before.file_name,
-                    file_path=before.file_path,
+                    file_name=before[0],
+                    file_path=before[1],
                 )
         self._snapshot = snapshot
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        for listener in self._snapshot_listeners:
+            try:
+                listener(snapshot)
+            except Exception:
+                _LOGGER.exception("%r: snapshot listener failed", self)
 
     def _set_link(self, up: bool, reason: str, *, emit: bool = True) -> None:
         if up == self._link_up:
@@ -501,9 +554,14 @@ class OctoPrintFollower:
             _LOGGER.info("%r: following (%s)", self, reason)
         else:
             _LOGGER.warning("%r: link down: %s", self, reason)
-            if self._snapshot.job_active:
-                self._job_before_outage = self._snapshot
-            self._replace(self._snapshot.with_link(False))
+            # A job the snapshot shows, or one whose PrintStarted came before any
+            # snapshot showed it (the link broke right after the start).
+            snap, started = self._snapshot, self._started
+            if snap.job_active:
+                self._job_before_outage = (snap.file_name, snap.file_path)
+            elif started is not None:
+                self._job_before_outage = (started.file_name, started.file_path)
+            self._replace(snap.with_link(False))
         if emit:
             self._emit_own(JobEventKind.LINK_UP if up else JobEventKind.LINK_DOWN, reason=reason)
 
@@ -529,9 +587,9 @@ class OctoPrintFollower:
     def _emit(self, event: JobEvent) -> None:
         for stream in list(self._streams):
             stream._put(event)
-        if self._on_event is not None:
+        for listener in self._event_listeners:
             try:
-                self._on_event(event)
+                listener(event)
             except Exception:
                 _LOGGER.exception("%r: on_event callback failed for %s", self, event.kind)
 

@@ -20,6 +20,7 @@ from edge.session import (
     Effect,
     Feedback,
     FeedbackKind,
+    JobReport,
     Lock,
     PowerOff,
     PowerOn,
@@ -33,6 +34,8 @@ from protocol.messages import (
     AccessDecision,
     BreakRule,
     EndReason,
+    JobEndedBody,
+    JobResult,
     MachineAction,
     MachineCommand,
     MachineFaultBody,
@@ -442,6 +445,273 @@ def test_a_finished_print_ends_the_printer_session() -> None:
     ended = only_ended(effects)
     assert (ended.reason, ended.duration_s) == (EndReason.JOB_DONE, 25 * 60)
     assert PowerOff() in effects
+
+
+# --------------------------------------------------------------------------- printer cool-down
+
+COOL_S = 600.0
+
+
+def printer(*, hot: bool = False, job: bool = False, minutes: float = 60) -> Rig:
+    """A printer with an active session, its nozzle hot or not, a job running or not."""
+    rig = Rig(SessionConfig.printer(cooldown_s=COOL_S))
+    rig.start(minutes=minutes)
+    if hot:
+        assert rig.record(rig.machine.heat(True, rig.mono)) == []
+    if job:
+        assert rig.record(rig.machine.job_started(rig.mono)) == []
+    rig.clock.advance(5)  # past the badge debounce
+    return rig
+
+
+def started_at(rig: Rig) -> float:
+    """When the session switched the machine on."""
+    return rig.when(lambda e: isinstance(e, PowerOn))[0]
+
+
+def heat(rig: Rig, hot: bool) -> list[Effect]:
+    return rig.record(rig.machine.heat(hot, rig.mono))
+
+
+def job_done(rig: Rig) -> list[Effect]:
+    return rig.record(rig.machine.job_done(rig.mono))
+
+
+def badge_out(rig: Rig) -> list[Effect]:
+    return rig.badge()
+
+
+def time_up(rig: Rig) -> list[Effect]:
+    return rig.advance(60 * 60)
+
+
+def staff_end(rig: Rig) -> list[Effect]:
+    return rig.session_cmd(SessionAction.END, "c-end")
+
+
+ENDINGS = {
+    "badge_out": (badge_out, EndReason.BADGE_OUT),
+    "time_up": (time_up, EndReason.TIME_UP),
+    "staff": (staff_end, EndReason.STAFF),
+}
+
+
+@pytest.mark.parametrize("trigger", sorted(ENDINGS))  # whatever ended the session
+@pytest.mark.parametrize(
+    ("job", "hot", "held_until"),
+    [
+        (False, False, "now"),  # a cold printer with no job ends at once
+        (False, True, "cooled"),  # heated without printing: on until the nozzle cooled
+        (True, False, "job_done"),  # printing: never cut while the job runs...
+        (True, True, "job_done+cooled"),  # ...then, if hot, until it has cooled
+    ],
+)
+def test_a_printer_is_cut_only_without_a_job_and_cold(
+    trigger: str, job: bool, hot: bool, held_until: str
+) -> None:
+    rig = printer(hot=hot, job=job)
+    start = started_at(rig)
+    rig.clock.advance(90)
+    end, reason = ENDINGS[trigger]
+    effects = end(rig)
+    if held_until == "now":
+        assert only_ended(effects).reason is reason
+        assert PowerOff() in effects
+        assert rig.state() is State.IDLE
+        return
+    # Held: the session waits in ending, the power stays on, billing runs on.
+    assert rig.state() is State.ENDING
+    assert bodies(effects, SessionEndedBody) == []
+    assert feedback(effects, FeedbackKind.INFO)
+    rig.advance(5 * 60)
+    if "job_done" in held_until:
+        assert rig.machine.view(rig.mono).cooling is False
+        effects = job_done(rig)
+        if held_until == "job_done":
+            assert only_ended(effects).reason is reason
+            assert PowerOff() in effects
+            return
+        assert effects == [] or not bodies(effects, SessionEndedBody)
+        rig.advance(60)
+    assert rig.state() is State.ENDING
+    assert rig.machine.view(rig.mono).cooling is True
+    assert not any(isinstance(e, PowerOff) for e in rig.all())
+    effects = heat(rig, False)  # the nozzle went below the safe temperature
+    ended = only_ended(effects)
+    assert (ended.reason, ended.duration_s) == (reason, rig.mono - start)
+    assert index(effects, SessionEndedBody) < index(effects, PowerOff)
+    assert rig.state() is State.IDLE
+    assert bodies(rig.all(), UsageTickBody)[-1].minute == (rig.mono - start) // 60
+
+
+@pytest.mark.parametrize("trigger", sorted(ENDINGS))
+def test_a_printer_that_stays_hot_is_cut_after_the_longest_cool_down(trigger: str) -> None:
+    rig = printer(hot=True)
+    end, reason = ENDINGS[trigger]
+    end(rig)
+    assert rig.state() is State.ENDING
+    (ending_at,) = rig.when(lambda e: isinstance(e, Feedback) and e.kind is FeedbackKind.INFO)
+    assert (rig.machine.next_wakeup() or 0) <= ending_at + COOL_S  # it asks to be woken
+    rig.advance(ending_at + COOL_S - 1 - rig.mono)
+    assert rig.state() is State.ENDING
+    assert not any(isinstance(e, PowerOff) for e in rig.all())
+    effects = rig.advance(1)
+    assert only_ended(effects).reason is reason
+    assert PowerOff() in effects
+    assert rig.when(lambda e: isinstance(e, PowerOff)) == [ending_at + COOL_S]
+
+
+def test_a_finished_print_ends_the_session_once_the_nozzle_has_cooled() -> None:
+    rig = printer(hot=True, job=True)
+    start = started_at(rig)
+    rig.advance(25 * 60)
+    effects = job_done(rig)
+    assert rig.state() is State.ENDING
+    assert feedback(effects, FeedbackKind.INFO) == [
+        "Travail terminé : la machine refroidit, elle s'éteindra ensuite. Ta session est finie."
+    ]
+    assert rig.badge() == [
+        Feedback(FeedbackKind.INFO, "La machine refroidit : elle s'éteindra dans quelques minutes.")
+    ]
+    assert rig.badge(BOB) == [Feedback(FeedbackKind.DENY, feedback_text_busy())]
+    rig.advance(3 * 60)
+    effects = heat(rig, False)
+    ended = only_ended(effects)
+    assert (ended.reason, ended.duration_s) == (EndReason.JOB_DONE, rig.mono - start)
+    assert PowerOff() in effects
+
+
+def feedback_text_busy() -> str:
+    rig = Rig()
+    rig.start()
+    (refusal,) = rig.badge(BOB)
+    assert isinstance(refusal, Feedback)
+    return refusal.message
+
+
+def test_a_new_job_during_the_cool_down_holds_the_printer_again() -> None:
+    rig = printer(hot=True, job=True)
+    job_done(rig)  # the print ended: cooling
+    assert rig.machine.view(rig.mono).cooling
+    rig.advance(60)
+    rig.record(rig.machine.job_started(rig.mono))  # the member starts another print
+    view = rig.machine.view(rig.mono)
+    assert (view.state, view.cooling, view.job_running) == (State.ENDING, False, True)
+    rig.advance(2 * COOL_S)  # no cool-down limit while a job runs
+    heat(rig, False)
+    assert rig.state() is State.ENDING
+    assert not any(isinstance(e, PowerOff) for e in rig.all())
+    effects = job_done(rig)  # done and cold: ends now
+    assert only_ended(effects).reason is EndReason.JOB_DONE
+    assert PowerOff() in effects
+
+
+def test_temperature_changes_while_printing_change_nothing() -> None:
+    rig = printer(job=True)
+    for hot in (True, False, True):
+        assert heat(rig, hot) == []
+    assert rig.state() is State.ACTIVE
+
+
+def test_maintenance_asked_while_cooling_follows_the_cool_down() -> None:
+    rig = printer(hot=True)
+    rig.badge()
+    assert rig.machine_cmd(MachineAction.MAINTENANCE_ON, "c-m") == []
+    assert rig.state() is State.ENDING
+    effects = heat(rig, False)
+    assert only_ended(effects).reason is EndReason.BADGE_OUT
+    assert rig.state() is State.MAINTENANCE
+
+
+def test_without_a_cool_down_a_hot_printer_ends_at_once() -> None:
+    rig = Rig(SessionConfig.printer(cooldown_s=0))
+    rig.start()
+    heat(rig, True)
+    rig.clock.advance(5)
+    effects = rig.badge()
+    assert only_ended(effects).reason is EndReason.BADGE_OUT
+    assert PowerOff() in effects
+
+
+def test_a_laser_ignores_the_temperature() -> None:
+    rig = Rig(SessionConfig.laser())
+    rig.start()
+    heat(rig, True)
+    rig.clock.advance(5)
+    assert PowerOff() in rig.badge()
+
+
+def test_the_agent_stopping_cuts_a_cooling_printer() -> None:
+    rig = printer(hot=True)
+    rig.badge()
+    effects = rig.record(rig.machine.shutdown(rig.mono))
+    assert only_ended(effects).reason is EndReason.EDGE_RESTART
+    assert PowerOff() in effects
+
+
+# --------------------------------------------------------------------------- jobs
+
+REPORT = JobReport(name="cube.gcode", result=JobResult.DONE, duration_s=1520.5, filament_mm=812.4)
+
+
+def job_ended(rig: Rig, report: JobReport = REPORT) -> list[Effect]:
+    return rig.record(rig.machine.job_ended(report, rig.mono, rig.clock.now()))
+
+
+def test_a_job_is_journaled_for_the_session_open_when_it_started() -> None:
+    rig = printer(job=True)
+    rig.badge()  # badge-out mid-print: the session waits for the job
+    assert rig.state() is State.ENDING
+    effects = job_ended(rig)
+    (body,) = bodies(effects, JobEndedBody)
+    assert effects == [Append(body)]  # journaled alone: the power waits for job_done
+    assert body.model_dump() == {
+        "session_id": "s-1",
+        "machine": MACHINE,
+        "job": "cube.gcode",
+        "result": JobResult.DONE,
+        "duration_s": 1520.5,
+        "filament_mm": 812.4,
+        "ended_at": rig.clock.now(),
+    }
+    assert rig.state() is State.ENDING
+    assert only_ended(job_done(rig)).reason is EndReason.BADGE_OUT
+
+
+def test_a_job_that_outlives_its_session_still_belongs_to_it() -> None:
+    rig = printer(job=True)
+    rig.record(rig.machine.shutdown(rig.mono))  # the session closes, the print goes on
+    (body,) = bodies(job_ended(rig), JobEndedBody)
+    assert body.session_id == "s-1"
+
+
+@pytest.mark.parametrize("seen_start", [True, False])
+def test_a_job_without_a_session_is_journaled_without_one(seen_start: bool) -> None:
+    rig = Rig(SessionConfig.printer())
+    if seen_start:
+        rig.record(rig.machine.job_started(rig.mono))  # started from OctoPrint by staff
+    else:
+        rig.record(rig.machine.job_running(rig.mono))  # found running (start not seen)
+    report = replace(REPORT, result=JobResult.CANCELLED, filament_mm=None)
+    (body,) = bodies(job_ended(rig, report), JobEndedBody)
+    assert (body.session_id, body.result, body.filament_mm) == (None, "cancelled", None)
+
+
+def test_the_next_job_is_not_attributed_to_an_ended_session() -> None:
+    rig = printer(job=True)
+    job_ended(rig)
+    job_done(rig)  # ends the session (cold)
+    assert rig.state() is State.IDLE
+    rig.record(rig.machine.job_started(rig.mono))
+    (body,) = bodies(job_ended(rig), JobEndedBody)
+    assert body.session_id is None
+
+
+def test_a_job_report_is_clamped_to_what_the_protocol_accepts() -> None:
+    rig = printer()
+    report = JobReport(name="x" * 300, result=JobResult.LOST, duration_s=-1.0)
+    (body,) = bodies(job_ended(rig, report), JobEndedBody)
+    assert (len(body.job), body.duration_s) == (200, 0.0)
 
 
 # --------------------------------------------------------------------------- lasers

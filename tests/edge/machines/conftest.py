@@ -1,0 +1,69 @@
+"""Fixtures of the machine tests, reused from where they live (never copied):
+
+* the real OctoPrint 1.11 with its Virtual Printer (``octoprint_server`` for the
+  session, ``octoprint`` idle and Operational) and the ``octoprint`` marker, from
+  ``tests/devices/octoprint/conftest.py``;
+* a pseudo-terminal standing in for a serial port (``pty_port``, for the scripted
+  GRBL peer), from ``tests/devices/conftest.py``;
+* a local HTTP peer speaking the Shelly Gen2 RPC API (``shelly``), from
+  ``tests/devices/test_shelly.py``;
+* the seeded hub on a fake clock and its agents (``rig``), from
+  ``tests/edge/test_agent.py``.
+
+Fixtures imported into a conftest are registered for every test below it. A
+session-scoped fixture imported here is a fixture of its own: when this folder and
+``tests/devices/octoprint`` run in one session, each starts its OctoPrint once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from hub.db.models import EdgeEvent
+from protocol.messages import MachineState
+from tests.devices.conftest import pty_port
+from tests.devices.octoprint.conftest import octoprint, octoprint_server, pytest_configure
+from tests.devices.test_shelly import shelly
+from tests.edge.conftest import HubRunner
+from tests.edge.test_agent import rig
+
+__all__ = [
+    "hub_events",
+    "hub_state",
+    "journaled",
+    "octoprint",
+    "octoprint_server",
+    "pty_port",
+    "pytest_configure",
+    "rig",
+    "shelly",
+]
+
+B = TypeVar("B")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def journaled(agent: Any, body: type[B]) -> list[B]:
+    """The bodies of type ``body`` in ``agent``'s journal, in order."""
+    return [e.body for e in agent.journal.replay_from(1, limit=100_000) if isinstance(e.body, body)]
+
+
+def hub_events(hub: HubRunner, edge: str, kind: str) -> list[dict[str, Any]]:
+    """The bodies of the ``edge_event`` rows of ``kind`` the hub accepted from ``edge``."""
+    with hub.factory() as s:
+        rows = s.scalars(
+            select(EdgeEvent)
+            .where(EdgeEvent.edge_id == edge, EdgeEvent.type == kind)
+            .order_by(EdgeEvent.seq)
+        ).all()
+        return [dict(row.body) for row in rows]
+
+
+def hub_state(hub: HubRunner, machine: str) -> MachineState | None:
+    """The machine's retained state as the hub holds it."""
+    assert hub.hub is not None
+    return hub.hub.machine_states().get(machine)
