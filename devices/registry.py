@@ -92,7 +92,9 @@ __all__ = [
     "SessionLockConfig",
     "ShellyConfig",
     "SimulatedActuatorConfig",
+    "SimulatedGrblConfig",
     "SimulatedLockConfig",
+    "SimulatedPrinterConfig",
     "SimulatedReaderConfig",
     "StdinReaderConfig",
     "TasmotaConfig",
@@ -220,6 +222,15 @@ class GrblLaserConfig(DeviceConfig):
     reconnect_max_s: float = Field(default=5.0, gt=0, le=300)
 
 
+class SimulatedGrblConfig(DeviceConfig):
+    """``laser.simulated``: the real GRBL driver on a pty served by a simulated GRBL 1.1."""
+
+    poll_interval_s: float = Field(
+        default=0.2, ge=0.05, le=5, description="status poll period; run-time meter resolution"
+    )
+    speed: float = Field(default=1.0, gt=0, le=1000, description="simulated seconds per second")
+
+
 Argv = Annotated[
     tuple[Annotated[str, StringConstraints(min_length=1, max_length=4096)], ...],
     Field(min_length=1, max_length=64),
@@ -283,6 +294,13 @@ class OctoPrintConfig(DeviceConfig):
     throttle: int = Field(default=1, ge=1, le=20, description="one push per throttle × 0.5 s")
     poll_interval_s: float = Field(default=10.0, ge=1, le=300, description="REST safety poll")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="each HTTP request")
+
+
+class SimulatedPrinterConfig(DeviceConfig):
+    """``printer.simulated``: a printer that behaves like one followed through OctoPrint."""
+
+    speed: float = Field(default=1.0, gt=0, le=1000, description="simulated seconds per second")
+    throttle: int = Field(default=1, ge=1, le=20, description="one snapshot per throttle × 0.5 s")
 
 
 # --------------------------------------------------------------------------- the table
@@ -406,6 +424,12 @@ def _grbl(config: GrblLaserConfig, ctx: DeviceContext) -> GrblLaser:
     )
 
 
+def _sim_grbl(config: SimulatedGrblConfig, ctx: DeviceContext) -> GrblLaser:
+    from devices.grbl.simulated import SimulatedGrblLaser
+
+    return SimulatedGrblLaser(config.poll_interval_s, speed=config.speed)
+
+
 def _command_lock(config: CommandLockConfig, ctx: DeviceContext) -> SessionLock:
     return CommandSessionLock(
         config.lock_cmd,
@@ -450,6 +474,12 @@ def _octoprint(config: OctoPrintConfig, ctx: DeviceContext) -> OctoPrintFollower
     )
 
 
+def _sim_printer(config: SimulatedPrinterConfig, ctx: DeviceContext) -> OctoPrintFollower:
+    from devices.octoprint.simulated import SimulatedPrinter
+
+    return SimulatedPrinter(speed=config.speed, throttle=config.throttle)
+
+
 #: Every device kind fabrique knows. A new kind is a driver module and a row here.
 KINDS: Final[Mapping[str, DeviceKind[Any]]] = MappingProxyType(
     {
@@ -467,12 +497,18 @@ KINDS: Final[Mapping[str, DeviceKind[Any]]] = MappingProxyType(
                 "actuator.sim", "actuator", SimulatedActuatorConfig, _sim_actuator, "simulated"
             ),
             DeviceKind("laser.grbl", "laser", GrblLaserConfig, _grbl, "GRBL 1.1 laser, serial"),
+            DeviceKind(
+                "laser.simulated", "laser", SimulatedGrblConfig, _sim_grbl, "simulated GRBL"
+            ),
             DeviceKind("pc.loginctl", "pc", LoginctlLockConfig, _loginctl_lock, "Linux logind"),
             DeviceKind("pc.command", "pc", CommandLockConfig, _command_lock, "lock by commands"),
             DeviceKind("pc.windows", "pc", WindowsLockConfig, _windows_lock, "LockWorkStation"),
             DeviceKind("pc.auto", "pc", AutoLockConfig, _auto_lock, "this OS's own lock"),
             DeviceKind("pc.sim", "pc", SimulatedLockConfig, _sim_lock, "simulated"),
             DeviceKind("printer.octoprint", "printer", OctoPrintConfig, _octoprint, "OctoPrint"),
+            DeviceKind(
+                "printer.simulated", "printer", SimulatedPrinterConfig, _sim_printer, "simulated"
+            ),
         )
     }
 )

@@ -1,6 +1,7 @@
 """GRBL 1.1 laser controllers: pure protocol, a polling driver, a run-time meter, an interlock.
 
-See :mod:`devices.grbl.driver` for the threading model and the safety rules.
+See :mod:`devices.grbl.driver` for the threading model and the safety rules, and
+:mod:`devices.grbl.simulated` for a simulated GRBL 1.1 on a pty (the demo's laser).
 """
 
 from devices.grbl.driver import (
@@ -35,6 +36,7 @@ from devices.grbl.protocol import (
     parse_line,
     parse_status,
 )
+from devices.grbl.simulated import GrblPeer, SimulatedGrblLaser
 
 __all__ = [
     "AlarmMessage",
@@ -50,6 +52,7 @@ __all__ = [
     "GrblLaser",
     "GrblListener",
     "GrblMessage",
+    "GrblPeer",
     "GrblSnapshot",
     "LaserInterlock",
     "LineSplitter",
@@ -58,6 +61,7 @@ __all__ = [
     "ParserState",
     "RunTimeMeter",
     "Setting",
+    "SimulatedGrblLaser",
     "SpindleMode",
     "StartupLineResult",
     "StartupLineSetting",

@@ -8,6 +8,8 @@
   backoff, REST safety poll; exposes the latest :class:`PrinterSnapshot`, a stream
   of :class:`JobEvent` and :attr:`~OctoPrintFollower.job_active` (never cut power
   while true).
+* :class:`SimulatedPrinter`: a follower whose printer is simulated in process
+  (same snapshots and events; the demo, and tests of code that uses a follower).
 
 Usage::
 
@@ -32,6 +34,7 @@ from devices.octoprint.models import (
     Version,
 )
 from devices.octoprint.push import JobEventStream, OctoPrintFollower
+from devices.octoprint.simulated import SimulatedPrinter
 
 __all__ = [
     "CommandRefused",
@@ -47,6 +50,7 @@ __all__ = [
     "PrinterOffline",
     "PrinterSnapshot",
     "PrinterStatus",
+    "SimulatedPrinter",
     "Temperature",
     "UploadResult",
     "Version",

@@ -1,9 +1,9 @@
 """The demo site as data: zones, trainings, programmes, people, machines, edges, slots.
 
 One table feeds both sides of the demo: :mod:`fabrique.demo.seed` writes it into the
-hub's store, and :func:`fabrique.demo.runner.sim_settings` turns it into the badge
-pools of the simulated edges, so the simulated readers present exactly the badges
-the hub knows (and a few it must refuse).
+hub's store, and :mod:`fabrique.demo.runner` turns it into the edges' settings (which
+device kind plays each machine) and the visitors' badge pools, so the simulated
+readers present exactly the badges the hub knows (and a few it must refuse).
 
 People are described by their age *today* and birth month; birth years are derived
 when seeding, so the age groups hold whenever the demo is run. Badge UIDs are fixed
@@ -86,6 +86,20 @@ MACHINES: tuple[DemoMachine, ...] = (
 PRINTERS = ("printer-1", "printer-2")
 LASER = ("laser-1",)
 PCS = ("pc-01", "pc-02", "pc-03", "pc-04")
+
+#: The printer served by a real OctoPrint (virtual printer) when one is installed; at
+#: most one, to keep the demo light. The other printers are simulated.
+OCTOPRINT_PRINTER = PRINTERS[0]
+
+#: Device kinds that play the demo's machines (the printers' own
+#: kind is chosen when the demo starts, see :data:`OCTOPRINT_PRINTER`).
+ACTUATOR_KIND = "actuator.sim"
+READER_KIND = "reader.sim"
+PC_LOCK_KIND = "pc.sim"
+LASER_KIND = "laser.simulated"
+SIM_PRINTER_KIND = "printer.simulated"
+#: Simulated power draw of a machine switched on (W), per edge agent kind.
+LOAD_W = {"printer": 120.0, "laser": 40.0, "generic": 0.0}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,18 +3,24 @@
 Order of start (and the reverse order of stop, so nothing is lost on the way out):
 
 1. the broker (Mosquitto if installed, else the embedded one), a child process;
-2. the store ``.fabrique-demo/hub.db``: migrated and seeded (idempotent);
-3. the hub service and API, in this process (uvicorn on a background thread);
-4. the edges: one child process, ``python -m fabrique edge run`` with one
-   ``edge.toml`` per demo edge (the real agent, with simulated readers, relays and
-   PC locks) and the demo's visitors (:mod:`fabrique.demo.visitors`) badging at the
-   simulated readers; a child so that each process reaches paho through exactly one
-   module (DESIGN §5.4).
+2. OctoPrint with its virtual printer, when an ``octoprint`` executable is found
+   (:func:`fabrique.demo.octoprint.find_octoprint`), a child process that serves
+   :data:`~fabrique.demo.data.OCTOPRINT_PRINTER`; the other printers are
+   simulated (``printer.simulated``), and so is that one without OctoPrint;
+3. the store ``.fabrique-demo/hub.db``: migrated and seeded (idempotent);
+4. the hub service and API, in this process (uvicorn on a background thread);
+5. the edges, once OctoPrint answers: one child process, ``python -m fabrique edge
+   run`` with one ``edge.toml`` per demo edge (the real agent, with simulated
+   readers, relays and PC locks, the real GRBL driver on a simulated GRBL laser,
+   the real OctoPrint follower or a simulated printer) and the demo's visitors
+   (:mod:`fabrique.demo.visitors`) badging at the simulated readers; a child so that
+   each process reaches paho through exactly one module (DESIGN §5.4).
 
-Then a one-line status is printed every few seconds until Ctrl-C, SIGTERM or
-``--duration``. Stopping ends the sessions (the agents switch their machines off)
-and lets their journals drain into the hub before the hub and then the broker stop;
-no child outlives the demo.
+Then a one-line status (with the printers' progress) is printed every few seconds
+until Ctrl-C, SIGTERM or ``--duration``. Stopping ends the sessions (the agents
+switch their machines off) and lets their journals drain into the hub before the
+hub, OctoPrint and then the broker stop; no child outlives the demo (each is asked
+to die with it, ``PR_SET_PDEATHSIG``, see :mod:`fabrique.demo.procs`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,14 @@ from types import FrameType
 from typing import Any
 
 from fabrique.demo import data
-from fabrique.demo.broker import BrokerChoice, BrokerError, RunningBroker, start_broker
+from fabrique.demo.broker import (
+    BrokerChoice,
+    BrokerError,
+    RunningBroker,
+    free_port,
+    start_broker,
+)
+from fabrique.demo.octoprint import OctoPrintError, OctoPrintInstance, find_octoprint
 from fabrique.demo.procs import spawn, terminate
 from fabrique.demo.seed import SeedResult, seed_demo
 from hub.db.engine import make_engine, make_sessionmaker
@@ -65,50 +78,71 @@ class DemoOptions:
     status_every_s: float = 5.0
     narrate: bool = True
     seed: int | None = None
+    #: Serve one printer with a real OctoPrint when one is installed.
+    octoprint: bool = True
+    #: Longest wait for OctoPrint to answer before the edges start without it.
+    octoprint_timeout_s: float = 90.0
 
 
 #: Session preset of each demo machine kind (hub kind -> edge agent kind).
 EDGE_KIND = {"printer_3d": "printer", "laser": "laser", "gaming_pc": "gaming_pc"}
 
 
+def machine_spec(
+    opts: DemoOptions, m: data.DemoMachine, octoprint: OctoPrintInstance | None
+) -> dict[str, Any]:
+    """One ``[[machines]]`` entry: which device kind plays each part of ``m``.
+
+    Readers, relays and PC locks are simulated; the laser is the real GRBL driver on
+    a simulated GRBL behind a latched relay; a printer is followed through the real
+    OctoPrint when ``octoprint`` serves it, else simulated at the demo's speed.
+    """
+    kind = EDGE_KIND.get(m.kind, "generic")
+    spec: dict[str, Any] = {
+        "id": m.id,
+        "kind": kind,
+        "reader": {"kind": data.READER_KIND, "options": {"debounce_s": 0.5}},
+    }
+    if kind == "gaming_pc":
+        spec["pc"] = {"kind": data.PC_LOCK_KIND, "options": {}}
+        return spec
+    spec["actuator"] = {
+        "kind": data.ACTUATOR_KIND,
+        "options": {"load_w": data.LOAD_W.get(kind, 0.0), "latch_on_fault": kind == "laser"},
+    }
+    if kind == "laser":
+        spec["laser"] = {"kind": data.LASER_KIND, "options": {"speed": opts.speed}}
+    elif kind == "printer" and octoprint is not None and m.id == data.OCTOPRINT_PRINTER:
+        options = {"url": octoprint.url, "api_key": octoprint.key, "poll_interval_s": 5.0}
+        spec["printer"] = {"kind": "printer.octoprint", "options": options}
+    elif kind == "printer":
+        spec["printer"] = {"kind": data.SIM_PRINTER_KIND, "options": {"speed": opts.speed}}
+    return spec
+
+
 def edge_configs(
-    opts: DemoOptions, broker: RunningBroker, hub: HubSettings
+    opts: DemoOptions,
+    broker: RunningBroker,
+    hub: HubSettings,
+    octoprint: OctoPrintInstance | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Settings of ``fabrique edge run`` for each demo edge (:class:`edge.settings.EdgeSettings`).
 
     Plain data, validated by the edge process: importing :mod:`edge` here would bring
     a second paho user into the hub's process. The site secret is not written down;
-    the child gets it from its environment. Every device is simulated.
+    the child gets it from its environment. Devices are simulated (see
+    :func:`machine_spec`) except the OctoPrint that serves one printer, if any.
     """
     configs: dict[str, dict[str, Any]] = {}
     edges_dir = (opts.workdir / "edges").resolve()
     for edge_id, machines in data.edges().items():
-        specs: list[dict[str, Any]] = []
-        for m in machines:
-            kind = EDGE_KIND.get(m.kind, "generic")
-            spec: dict[str, Any] = {
-                "id": m.id,
-                "kind": kind,
-                "reader": {"kind": "reader.sim", "options": {"debounce_s": 0.5}},
-            }
-            if kind == "gaming_pc":
-                spec["pc"] = {"kind": "pc.sim", "options": {}}
-            else:
-                latch = kind == "laser"
-                spec["actuator"] = {
-                    "kind": "actuator.sim",
-                    "options": {
-                        "load_w": 0.0 if kind != "laser" else 40.0,
-                        "latch_on_fault": latch,
-                    },
-                }
-            specs.append(spec)
+        specs = [machine_spec(opts, m, octoprint) for m in machines]
         configs[edge_id] = {
             "site": hub.site,
             "edge_id": edge_id,
             "demo": True,
             "time_scale": opts.speed,
-            "tele_interval_s": 5.0,
+            "tele_interval_s": 2.0,
             "drain_timeout_s": 5.0,
             "mqtt": {"host": broker.host, "port": broker.port},
             "journal": {"path": str(edges_dir / f"{edge_id}.db"), "resend_s": 3.0},
@@ -119,7 +153,9 @@ def edge_configs(
     return configs
 
 
-def visitor_plan(opts: DemoOptions, hub: HubSettings) -> dict[str, Any]:
+def visitor_plan(
+    opts: DemoOptions, hub: HubSettings, octoprint: OctoPrintInstance | None = None
+) -> dict[str, Any]:
     """Who badges where (see :class:`fabrique.demo.visitors.VisitorPlan`)."""
     machines: dict[str, Any] = {}
     for m in data.MACHINES:
@@ -130,6 +166,8 @@ def visitor_plan(opts: DemoOptions, hub: HubSettings) -> dict[str, Any]:
         ]
         badges.append({"uid": data.UNKNOWN_BADGE, "label": "Badge inconnu", "weight": 0.2})
         machines[m.id] = {"kind": EDGE_KIND.get(m.kind, "generic"), "badges": badges}
+        if octoprint is not None and m.id == data.OCTOPRINT_PRINTER:
+            machines[m.id]["octoprint"] = {"url": octoprint.url, "api_key": octoprint.key}
     return {
         "site_secret": DEMO_SITE_SECRET,
         "timezone": hub.timezone,
@@ -234,14 +272,45 @@ def run_demo(opts: DemoOptions, out: Out = print) -> None:
         except BrokerError as err:
             raise DemoError(f"impossible de démarrer le broker MQTT : {err}") from err
         try:
-            _run_with_broker(opts, broker, stop, out)
+            # Still one thread here: OctoPrint can be asked to die with us (pdeathsig).
+            octoprint = start_octoprint(opts)
+            try:
+                _run_with_broker(opts, broker, octoprint, stop, out)
+            finally:
+                if octoprint is not None:
+                    octoprint.stop()
         finally:
             broker.stop()
     out("Démo arrêtée.")
 
 
+def start_octoprint(opts: DemoOptions) -> OctoPrintInstance | None:
+    """Launch OctoPrint for :data:`~fabrique.demo.data.OCTOPRINT_PRINTER` if one is found.
+
+    Its basedir (``octoprint/`` in the work directory, user and API key included) is
+    kept between runs. Returns ``None`` (the printer is then simulated) when no
+    ``octoprint`` is found or it cannot be prepared; does not wait for it to answer.
+    """
+    exe = find_octoprint() if opts.octoprint else None
+    if exe is None:
+        return None
+    instance = OctoPrintInstance(exe, (opts.workdir / "octoprint").resolve(), free_port())
+    try:
+        instance.prepare()
+        instance.launch(pdeathsig=True)
+    except (OctoPrintError, OSError) as err:
+        logger.warning("OctoPrint cannot be used (%s): the printer is simulated", err)
+        instance.stop()
+        return None
+    return instance
+
+
 def _run_with_broker(
-    opts: DemoOptions, broker: RunningBroker, stop: threading.Event, out: Out
+    opts: DemoOptions,
+    broker: RunningBroker,
+    octoprint: OctoPrintInstance | None,
+    stop: threading.Event,
+    out: Out,
 ) -> None:
     settings = hub_settings(opts, broker)
     try:
@@ -253,7 +322,9 @@ def _run_with_broker(
     except StartupError as err:
         raise DemoError(f"le hub n'a pas pu démarrer : {err}") from err
     try:
-        configs = edge_configs(opts, broker, settings)
+        _banner(opts, broker, seeded, server, out)
+        octoprint = _wait_for_octoprint(opts, octoprint, stop, out)
+        configs = edge_configs(opts, broker, settings, octoprint)
         (opts.workdir / "edges").mkdir(parents=True, exist_ok=True)
         paths = []
         for edge_id, config in configs.items():
@@ -261,9 +332,9 @@ def _run_with_broker(
             path.write_text(to_toml(config), encoding="utf-8")
             paths.append(path)
         plan = opts.workdir / "edges" / "visitors.json"
-        plan_data = visitor_plan(opts, settings)
+        plan_data = visitor_plan(opts, settings, octoprint)
         plan.write_text(json.dumps(plan_data, ensure_ascii=False), encoding="utf-8")
-        _banner(opts, broker, seeded, server, configs, out)
+        _banner_edges(opts, configs, octoprint, out)
         edges = _start_edges(opts, paths, plan)
         try:
             _watch(opts, server, edges, stop, out)
@@ -287,16 +358,31 @@ def _start_edges(opts: DemoOptions, configs: list[Path], plan: Path) -> subproce
         return spawn(argv, stderr=log, env=env)
 
 
+def _wait_for_octoprint(
+    opts: DemoOptions, octoprint: OctoPrintInstance | None, stop: threading.Event, out: Out
+) -> OctoPrintInstance | None:
+    """Wait until OctoPrint answers; on failure stop it (the printer is then simulated)."""
+    if octoprint is None:
+        return None
+    out(f"  OctoPrint : démarrage sur {octoprint.url} (imprimante virtuelle)…")
+    try:
+        octoprint.wait_ready(opts.octoprint_timeout_s, stop=stop)
+    except OctoPrintError as err:
+        logger.warning("OctoPrint did not start: %s", err)
+        out("  OctoPrint n'a pas démarré : l'imprimante sera simulée (voir demo.log).")
+        octoprint.stop()
+        return None
+    return octoprint
+
+
 def _banner(
     opts: DemoOptions,
     broker: RunningBroker,
     seeded: SeedResult,
     server: HubServer,
-    configs: dict[str, dict[str, Any]],
     out: Out,
 ) -> None:
     start, end = seeded.opening
-    machines = sum(len(c["machines"]) for c in configs.values())
     out("fabrique — démo")
     out(f"  Broker : {broker.label} sur {broker.host}:{broker.port}")
     out(
@@ -304,10 +390,26 @@ def _banner(
         f"{len(data.MACHINES)} machines, créneau démo de {start:%H:%M} à {end:%H:%M}"
     )
     out(f"API : {server.url}/docs — identifiant {seeded.admin_username} / {seeded.admin_password}")
+
+
+def _banner_edges(
+    opts: DemoOptions,
+    configs: dict[str, dict[str, Any]],
+    octoprint: OctoPrintInstance | None,
+    out: Out,
+) -> None:
+    machines = sum(len(c["machines"]) for c in configs.values())
     out(
         f"  Bornes (agent réel, appareils simulés) : {len(configs)} bornes, {machines} machines, "
         f"vitesse ×{opts.speed:g} (journal : {opts.workdir / 'edges.log'})"
     )
+    for machine in data.PRINTERS:
+        if octoprint is not None and machine == data.OCTOPRINT_PRINTER:
+            out(f"  {machine} : OctoPrint réel (imprimante virtuelle) sur {octoprint.url}")
+        else:
+            out(f"  {machine} : imprimante simulée")
+    for machine in data.LASER:
+        out(f"  {machine} : pilote GRBL réel, contrôleur GRBL 1.1 simulé sur un pty")
     out("  Ctrl-C pour arrêter." if opts.duration is None else f"  Arrêt dans {opts.duration:g} s.")
 
 
@@ -329,6 +431,42 @@ def _watch(
             out(f"Les bornes se sont arrêtées (code {edges.returncode}) : voir edges.log")
             return
         now = datetime.now(server.hub.settings.tz)
-        out(f"{now:%H:%M:%S}  ── {server.hub.status_line()}")
+        out(f"{now:%H:%M:%S}  ── {server.hub.status_line()} · {printers_line(server)}")
         if deadline is not None and time.monotonic() >= deadline:
             return
+
+
+#: OctoPrint's state texts in the status line.
+_PRINTER_STATES = {
+    "Operational": "prête",
+    "Printing": "impression",
+    "Paused": "en pause",
+    "Pausing": "en pause",
+    "Cancelling": "annulation",
+    "Finishing": "finition",
+    "Offline": "hors ligne",
+}
+
+
+def printers_line(server: HubServer) -> str:
+    """The printers' state, progress and nozzle temperature, from their telemetry."""
+    latest = {
+        machine: tele.values
+        for (_edge, machine), tele in server.hub.live.latest_telemetry().items()
+    }
+    parts = []
+    for machine in data.PRINTERS:
+        values = latest.get(machine)
+        if not values:
+            parts.append(f"{machine} —")
+            continue
+        state = str(values.get("state", "?"))
+        text = _PRINTER_STATES.get(state, state)
+        progress = values.get("progress")
+        if state in ("Printing", "Paused", "Pausing") and isinstance(progress, int | float):
+            text += f" {progress:.0f} %"
+        nozzle = values.get("nozzle_c")
+        if isinstance(nozzle, int | float):
+            text += f" {nozzle:.0f} °C"
+        parts.append(f"{machine} {text}")
+    return "imprimantes : " + ", ".join(parts)

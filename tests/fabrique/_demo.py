@@ -1,11 +1,15 @@
 """Run ``fabrique demo`` as a real subprocess and check what it left behind.
 
 Shared by the Mosquitto and the embedded-broker tests (one file each, to keep each
-file under a minute).
+file around a minute). ``octoprint`` is the ``octoprint`` executable the demo is
+given (``$FABRIQUE_DEMO_OCTOPRINT``) to serve printer-1 with a real OctoPrint, or
+``None`` for a demo whose printers are both simulated.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -19,7 +23,8 @@ import psutil
 
 from tests.conftest import free_port
 
-DURATION_S = 25
+DURATION_S = 45
+SPEED = 60
 API_LINE = re.compile(r"API : (http://127\.0\.0\.1:\d+)/docs — identifiant admin / (\S+)")
 
 
@@ -33,7 +38,12 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def run_demo_and_check(tmp_path: Path, broker: str) -> None:
+def demo_env(octoprint: Path | None) -> dict[str, str]:
+    """The demo's environment: with the given OctoPrint, or none at all."""
+    return {**os.environ, "FABRIQUE_DEMO_OCTOPRINT": str(octoprint) if octoprint else "none"}
+
+
+def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> None:
     """Start the demo, use its API while it runs, then check the store after it exits."""
     port = free_port()
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
@@ -41,10 +51,11 @@ def run_demo_and_check(tmp_path: Path, broker: str) -> None:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "fabrique", "demo",
-                "--duration", str(DURATION_S), "--speed", "30", "--port", str(port),
+                "--duration", str(DURATION_S), "--speed", str(SPEED), "--port", str(port),
                 "--broker", broker, "--seed", "4",
             ],
             cwd=tmp_path, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            env=demo_env(octoprint),
         )  # fmt: skip
     children: set[int] = set()
     try:
@@ -55,6 +66,7 @@ def run_demo_and_check(tmp_path: Path, broker: str) -> None:
         assert base == f"http://127.0.0.1:{port}"
         children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
         assert len(children) >= 2, "a broker and the simulated edges run as children"
+        assert (octoprint is not None) == _runs_octoprint(children)
 
         # The printed credentials work and the live floor sees the simulated edges.
         with httpx.Client(base_url=base, timeout=10) as api:
@@ -68,7 +80,7 @@ def run_demo_and_check(tmp_path: Path, broker: str) -> None:
                 assert len(machines) == 7
                 return all(m["edge_online"] for m in machines)
 
-            _wait_for(edges_online, 20, "every simulated edge online")
+            _wait_for(edges_online, 60, "every simulated edge online")
         rc = proc.wait(DURATION_S + 40)
     finally:
         if proc.poll() is None:
@@ -80,6 +92,7 @@ def run_demo_and_check(tmp_path: Path, broker: str) -> None:
     assert "Traceback" not in stderr
     assert "Démo arrêtée." in stdout
     assert re.search(r"── 6 bornes en ligne · \d+ sessions? ouvertes? · \d+ décisions?", stdout)
+    _check_narration(stdout, octoprint is not None)
 
     # No process outlived the demo.
     alive = [pid for pid in children if psutil.pid_exists(pid)]
@@ -87,6 +100,41 @@ def run_demo_and_check(tmp_path: Path, broker: str) -> None:
     assert not alive, f"processes left behind: {alive}"
 
     _check_store(tmp_path / ".fabrique-demo")
+
+
+def _runs_octoprint(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            if any("octoprint" in part for part in psutil.Process(pid).cmdline()):
+                return True
+        except psutil.NoSuchProcess:
+            continue
+    return False
+
+
+def _check_narration(stdout: str, real_octoprint: bool) -> None:
+    """What the visitors did, as the demo told it."""
+    first = "OctoPrint réel (imprimante virtuelle)" if real_octoprint else "imprimante simulée"
+    assert f"printer-1 : {first}" in stdout, stdout[:3000]
+    assert "printer-2 : imprimante simulée" in stdout
+    assert "laser-1 : pilote GRBL réel" in stdout
+    # Both printers printed to the end; the power was never cut during a print.
+    for printer in ("printer-1", "printer-2"):
+        done = rf"{printer} +Impression « [^»]+ » (?:de |d')\w+ terminée"
+        assert re.search(done, stdout), f"no print finished on {printer}:\n{stdout}"
+        assert re.search(rf"{printer} +\w+ lance l'impression", stdout)
+    assert "ATTENTION" not in stdout, stdout
+    # Somebody badged out mid-print and the agent kept the printer on.
+    assert "s'en va, son impression continue." in stdout, stdout
+    assert "le travail en cours continue, la machine s'éteindra à la fin" in stdout
+    assert re.search(r"imprimantes : printer-1 [^,]+, printer-2 .*impression \d+ %", stdout)
+    # The laser cut, and each session's beam time was told.
+    assert re.search(r"laser-1 +\w+ lance une découpe", stdout), stdout
+    beams = re.findall(r"laser-1 +\w+ : (\d+) min (\d+) s de découpe laser", stdout)
+    assert any(int(m) * 60 + int(s) > 0 for m, s in beams), stdout
+    # Gaming PCs were unlocked for their players and locked again after them.
+    assert re.search(r"pc-0\d +PC déverrouillé\.", stdout), stdout
+    assert re.search(r"pc-0\d +Session du PC verrouillée\.", stdout), stdout
 
 
 def _check_store(workdir: Path) -> None:
@@ -111,6 +159,16 @@ def _check_store(workdir: Path) -> None:
         assert types.get("session_started", 0) == len(sessions)
         assert types.get("session_ended", 0) == len(sessions)
         assert types.get("usage_tick", 0) >= 1
+        # Prints reached the hub as jobs done, attributed to sessions, on both printers.
+        jobs = [json.loads(b) for (b,) in q("SELECT body FROM edge_event WHERE type='job_ended'")]
+        done = {j["machine"] for j in jobs if j["result"] == "done" and j["session_id"]}
+        assert done == {"printer-1", "printer-2"}, jobs
+        # Laser sessions carry the beam time the GRBL driver metered.
+        ended = [
+            json.loads(b) for (b,) in q("SELECT body FROM edge_event WHERE type='session_ended'")
+        ]
+        beams = [e["run_s"] for e in ended if e["machine"] == "laser-1"]
+        assert any(run for run in beams if run is not None), ended
         # Every journal was applied without gaps and acknowledged.
         for edge, through, seen in q(
             "SELECT edge_id, contiguous_through, max_seen FROM edge_cursor"
@@ -136,7 +194,9 @@ def _check_store(workdir: Path) -> None:
             journal.close()
 
 
-def start_demo(tmp_path: Path, broker: str) -> tuple[subprocess.Popen[bytes], Path, set[int]]:
+def start_demo(
+    tmp_path: Path, broker: str, octoprint: Path | None
+) -> tuple[subprocess.Popen[bytes], Path, set[int]]:
     """Start ``fabrique demo`` without a duration; return it once its API line is out."""
     out_path = tmp_path / "stdout.txt"
     with out_path.open("wb") as out:
@@ -144,6 +204,7 @@ def start_demo(tmp_path: Path, broker: str) -> tuple[subprocess.Popen[bytes], Pa
             [sys.executable, "-m", "fabrique", "demo", "--port", str(free_port()),
              "--broker", broker, "--quiet"],
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=demo_env(octoprint),
         )  # fmt: skip
     try:
         _wait_for(lambda: API_LINE.search(out_path.read_text(encoding="utf-8")), 40, "the API")
@@ -153,6 +214,7 @@ def start_demo(tmp_path: Path, broker: str) -> tuple[subprocess.Popen[bytes], Pa
         proc.wait(10)
         raise
     assert len(children) >= 2
+    assert (octoprint is not None) == _runs_octoprint(children)
     return proc, out_path, children
 
 

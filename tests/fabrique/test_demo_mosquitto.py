@@ -1,4 +1,4 @@
-"""``fabrique demo`` end to end with Mosquitto (about 30 s)."""
+"""``fabrique demo`` end to end with Mosquitto and a real OctoPrint serving printer-1."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from tests.fabrique._demo import gone, run_demo_and_check, start_demo
 
 
 @pytest.mark.broker
-def test_demo_with_mosquitto(tmp_path: Path) -> None:
-    run_demo_and_check(tmp_path, "mosquitto")
+def test_demo_with_mosquitto_and_octoprint(tmp_path: Path, octoprint_exe: Path) -> None:
+    run_demo_and_check(tmp_path, "mosquitto", octoprint_exe)
 
 
 @pytest.mark.broker
-def test_ctrl_c_stops_the_demo_in_order(tmp_path: Path) -> None:
-    proc, out_path, children = start_demo(tmp_path, "mosquitto")
+def test_ctrl_c_stops_the_demo_in_order(tmp_path: Path, octoprint_exe: Path) -> None:
+    proc, out_path, children = start_demo(tmp_path, "mosquitto", octoprint_exe)
     try:
-        wait_for = time.monotonic() + 20
+        wait_for = time.monotonic() + 60
         while "──" not in out_path.read_text(encoding="utf-8"):  # a first status line
             assert time.monotonic() < wait_for, out_path.read_text(encoding="utf-8")
             time.sleep(0.1)
