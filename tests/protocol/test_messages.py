@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 import protocol as p
 
@@ -90,7 +91,7 @@ def test_session_ended_carries_the_run_time_of_a_laser() -> None:
     back = p.decode_event(p.encode(ev))
     assert isinstance(back, p.SessionEnded)
     assert back.body.run_s == 212.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError, match="greater than or equal"):
         p.SessionEndedBody(
             session_id="s1",
             machine="m",
