@@ -335,6 +335,8 @@ class Agent:
         self._started = False
         self._views: Mapping[str, MachineView] = MappingProxyType({})
         self._snapshot: PolicySnapshot | None = None
+        #: Journal seq when the snapshot in use arrived (its quotas predate what follows).
+        self._policy_mark = 0
         # Link and hub, as the agent thread sees them.
         self._link_up = False
         self._hub_status_online = False
@@ -439,6 +441,9 @@ class Agent:
         self._acked = first[0].seq - 1 if first else self.journal.last_seq()
         self._sent_through = self._acked
         self._snapshot = self._load_policy()
+        mark = self.journal.policy_mark()
+        # No mark yet (a cache from before marks existed): count from now on.
+        self._policy_mark = mark if mark is not None else self.journal.last_seq()
         try:
             self._build_units()
         except (DeviceConfigError, ValueError) as err:
@@ -813,6 +818,11 @@ class Agent:
                 "older policy snapshot v%d ignored (have v%d)", snapshot.version, current.version
             )
             return
+        if current is None or snapshot.version > current.version:
+            try:
+                self._policy_mark = self.journal.remember_policy()
+            except JournalError as err:  # the older mark over-counts: the safe side
+                logger.error("cannot record the policy mark: %s", err)
         self._snapshot = snapshot
         logger.info(
             "edge %s: policy snapshot v%d (%d badges)",
@@ -883,6 +893,7 @@ class Agent:
                         wall,
                         staff_grant=timedelta(minutes=self.settings.offline.staff_grant_min),
                         verified=True,  # every snapshot kept was verified on arrival
+                        used_s=self._used_since_policy(unit.id, effect.badge),
                     )
                     logger.info(
                         "%s: offline decision %s (%s)", unit.id, verdict.code, effect.req_id
@@ -891,6 +902,20 @@ class Agent:
                     self._execute(unit, follow, depth + 1)
                 case DriverCommand():
                     unit.driver_command(effect.action, self._drivers)
+
+    def _used_since_policy(self, machine: str, badge: str) -> float:
+        """Seconds ``badge`` used this edge's machines of ``machine``'s zone since the
+        snapshot in use arrived: its quotas cannot know them."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return 0.0
+        zone = next((m.zone for m in snapshot.machines if m.machine == machine), None)
+        same_zone = {m.machine for m in snapshot.machines if m.zone == zone}
+        try:
+            return self.journal.badge_usage_after(self._policy_mark, badge, same_zone)
+        except JournalError as err:
+            logger.error("cannot read this badge's usage from the journal: %s", err)
+            return 0.0
 
     def _device_failed(self, unit: MachineUnit, error: str, mono: float, depth: int) -> None:
         logger.error("%s: output device failed: %s", unit.id, error)

@@ -537,7 +537,10 @@ class MachineUnit:
         faults: dict[str, str] = {}
         if self.laser is not None:
             snap = self.laser.snapshot()
-            if not snap.connected:
+            # Not connected yet, never tried and failed: the first handshake is under
+            # way (about a second after start); a failed attempt sets ``error``.
+            connecting = snap.error is None and snap.version is None
+            if not snap.connected and not connecting:
                 faults[GRBL_FAULT] = f"GRBL link down: {snap.error or 'not connected'}"
             elif snap.alarm:
                 faults[GRBL_FAULT] = f"GRBL alarm {snap.alarm_code or ''}".strip()

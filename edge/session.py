@@ -363,6 +363,8 @@ class _Session:
     started_wall: datetime
     deadline: float
     break_rule: BreakRule | None
+    #: The hub's break time (monotonic): its count of continuous play in the zone.
+    hub_break_at: float | None = None
     break_at: float | None = None
     break_min: int | None = None
     warnings: list[_Warning] = field(default_factory=list)
@@ -599,6 +601,7 @@ class SessionMachine:
             ends_at=decision.ends_at,
             warn_at=decision.warn_at,
             break_rule=decision.break_rule,
+            break_at=decision.break_at,
             message=decision.message,
             mono=mono,
             wall=wall,
@@ -697,10 +700,10 @@ class SessionMachine:
             and mono >= self._link_down_since + cfg.link_grace_s
         ):
             return effects + self._end(EndReason.LINK_LOST, mono)
-        if mono >= s.deadline:
-            return effects + self._end(EndReason.TIME_UP, mono)
         if s.break_at is not None and mono >= s.break_at:
             return effects + self._end(EndReason.BREAK, mono)
+        if mono >= s.deadline:
+            return effects + self._end(EndReason.TIME_UP, mono)
         due = [w for w in s.warnings if w.at <= mono]
         if due:
             s.warnings = [w for w in s.warnings if w.at > mono]
@@ -916,6 +919,7 @@ class SessionMachine:
         message: str,
         mono: float,
         wall: datetime,
+        break_at: datetime | None = None,
     ) -> list[Effect]:
         deadline = mono_deadline(ends_at, mono, wall)
         if deadline <= mono:
@@ -930,6 +934,7 @@ class SessionMachine:
             started_wall=wall,
             deadline=deadline,
             break_rule=break_rule,
+            hub_break_at=mono_deadline(break_at, mono, wall) if break_at is not None else None,
         )
         hub_warnings = [mono_deadline(w, mono, wall) for w in warn_at] or None
         self._plan(s, mono, hub_warnings)
@@ -954,13 +959,22 @@ class SessionMachine:
         return [Append(started), self._on(), Feedback(FeedbackKind.GRANT, message)]
 
     def _plan(self, s: _Session, mono: float, hub_warnings: list[float] | None) -> None:
-        """(Re)compute the break time and the future warnings of ``s``."""
+        """(Re)compute the break time and the future warnings of ``s``.
+
+        The break is the hub's ``break_at`` (it counts play before this session too),
+        else ``play_min`` after the start (offline grants). A break at the grant's end
+        *is* its end: the session then ends as a break, announced as one.
+        """
         s.break_at = None
         if s.break_rule is not None:
-            at = s.started_mono + s.break_rule.play_min * 60
-            if at < s.deadline:
+            at = s.hub_break_at
+            if at is None:
+                at = s.started_mono + s.break_rule.play_min * 60
+            if at <= s.deadline:
                 s.break_at, s.break_min = at, s.break_rule.break_min
-        if hub_warnings is not None:
+        if s.break_at is not None and s.break_at >= s.deadline:
+            ends = []
+        elif hub_warnings is not None:
             ends = [_Warning(at, max(1, round((s.deadline - at) / 60))) for at in hub_warnings]
         else:
             ends = [_Warning(s.deadline - m * 60, m) for m in self.config.warn_before_min]

@@ -267,18 +267,14 @@ def test_a_twelve_year_old_plays_50_breaks_10_then_finishes_the_daily_90(
     wait_until(r.lock.locked, 10, "locked at the break")
     (first,) = r.ended()
     assert first.body.duration_s == 50 * MIN
-    # time_up until edge/session.py ends a grant capped at the break as a break (xfail below)
-    assert first.body.reason in (EndReason.BREAK, EndReason.TIME_UP)
+    assert first.body.reason is EndReason.BREAK
     r.drained()
     assert used_by(r.hub) == [(50 * MIN, first.body.reason)]  # the break is not counted
 
     # During the break: refused in French, still locked.
     r.advance(5 * MIN)
-    refusal = r.refused(LINA)  # by the hub, or by the PC itself once it holds the break
-    assert refusal in (
-        "Pause obligatoire : reviens à 16h00.",
-        "Pause obligatoire : reviens dans 5 minutes.",
-    )
+    refusal = r.refused(LINA)  # by the PC itself: it holds the break
+    assert refusal == "Pause obligatoire : reviens dans 5 minutes."
     assert r.lock.notifications()[-1] == refusal
     assert r.lock.locked()
 
@@ -389,11 +385,6 @@ def test_pulling_the_network_cable_never_extends_play(pc_rig: Callable[..., PcRi
     assert r.refused(LINA) == "Tu as utilisé tes 90 minutes d'aujourd'hui. Reviens demain !"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/offline.py decides from the snapshot's remaining quota without the "
-    "sessions this edge journaled since the snapshot was issued (see docs/gaming-pc.md)",
-)
 def test_badging_again_offline_after_time_up_grants_no_more_than_the_cap(
     pc_rig: Callable[..., PcRig],
 ) -> None:
@@ -410,11 +401,6 @@ def test_badging_again_offline_after_time_up_grants_no_more_than_the_cap(
     assert r.lock.locked()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/session.py plans a break only strictly before the grant's end and "
-    "checks the end first: a grant ending at the break ends as time_up",
-)
 def test_the_break_ends_the_session_as_a_break_when_the_hub_caps_the_grant_there(
     pc_rig: Callable[..., PcRig],
 ) -> None:

@@ -913,6 +913,57 @@ def test_a_forced_break_ends_the_session_and_holds_the_player_back() -> None:
     assert rig.badge() == [RequestAccess("id-2", ALICE)]
 
 
+def test_a_grant_that_ends_at_the_break_ends_as_a_break_announced_as_one() -> None:
+    """The hub caps a 9-15 grant at the break (50 min of play): it is a break, not time up."""
+    rig = Rig(SessionConfig.gaming_pc())
+    now = rig.clock.now()
+    rig.start(
+        minutes=50,
+        break_rule=BreakRule(play_min=50, break_min=10),
+        break_at=now + timedelta(minutes=50),
+        warn_at=[now + timedelta(minutes=40), now + timedelta(minutes=48)],
+    )
+    start = rig.mono
+    rig.advance(50 * 60)
+    warnings = feedback(rig.all(), FeedbackKind.WARN)
+    assert warnings[:2] == [
+        "Pause obligatoire dans 10 minutes : pense à sauvegarder !",
+        "Pause obligatoire dans 2 minutes : pense à sauvegarder !",
+    ]
+    assert rig.when(lambda e: isinstance(e, Feedback) and e.kind is FeedbackKind.WARN)[:2] == [
+        start + 40 * 60,
+        start + 48 * 60,
+    ]
+    ended = only_ended(rig.all())
+    assert (ended.reason, ended.duration_s) == (EndReason.BREAK, 50 * 60)
+    assert rig.state() is State.ON_BREAK
+    assert feedback(rig.badge(), FeedbackKind.DENY) == [
+        "Pause obligatoire : reviens dans 10 minutes."
+    ]
+
+
+def test_the_hubs_break_time_counts_play_before_this_session() -> None:
+    """30 min played on another PC: the hub says the break comes in 20 min, not 50."""
+    rig = Rig(SessionConfig.gaming_pc())
+    now = rig.clock.now()
+    rig.start(
+        minutes=60,
+        break_rule=BreakRule(play_min=50, break_min=10),
+        break_at=now + timedelta(minutes=20),
+    )
+    start = rig.mono
+    rig.advance(20 * 60)
+    assert only_ended(rig.all()).reason is EndReason.BREAK
+    assert rig.when(lambda e: isinstance(e, Lock)) == [start + 20 * 60]
+
+
+def test_without_the_hubs_break_time_a_grant_ending_at_play_min_is_a_break() -> None:
+    rig = Rig(SessionConfig.gaming_pc())
+    rig.start(minutes=50, break_rule=BreakRule(play_min=50, break_min=10))
+    rig.advance(50 * 60)
+    assert only_ended(rig.all()).reason is EndReason.BREAK
+
+
 def test_another_player_may_use_the_machine_during_a_break() -> None:
     rig = Rig(SessionConfig.gaming_pc())
     rig.start(minutes=60, break_rule=BreakRule(play_min=20, break_min=15))

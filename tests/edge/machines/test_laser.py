@@ -13,7 +13,7 @@ import pytest
 
 from devices.grbl import GrblLaser, GrblSnapshot, MachineState
 from edge.agent import Agent
-from protocol.messages import Availability, EndReason, SessionEndedBody
+from protocol.messages import Availability, EndReason, MachineFaultBody, SessionEndedBody
 from tests.devices.conftest import PtyPort
 from tests.devices.grbl_peer import GrblPeer
 from tests.edge.conftest import STAFF_UID, advance, present, state_of, wait_until
@@ -60,6 +60,8 @@ def test_a_laser_session_journals_its_beam_on_time(
     assert driver is not None
     wait_laser(driver, lambda s: s.connected and s.state is MachineState.IDLE)
     wait_until(lambda: agent.view(LASER).availability is Availability.FREE, 5, "laser free")
+    # The first handshake after start is not a fault (no alert at every restart).
+    assert journaled(agent, MachineFaultBody) == []
     fire(peer, driver, 0.3, power=800)  # before the session: not this session's time
 
     present(agent, LASER, STAFF_UID)
@@ -95,3 +97,14 @@ def test_a_machine_without_a_meter_journals_no_run_time(rig: Callable[..., Rig])
     wait_until(lambda: state_of(agent, "m-01") == "idle", 5, "ended")
     (ended,) = journaled(agent, SessionEndedBody)
     assert ended.run_s is None
+
+
+def test_a_laser_whose_controller_is_missing_is_faulted(rig: Callable[..., Rig]) -> None:
+    r = rig({"pi-a": 0}, laser_edge="pi-a")
+    options = {"port": "/dev/ttyfabrique-missing", "poll_interval_s": POLL_S}
+    machine = {"id": LASER, "kind": "laser", "laser": {"kind": "laser.grbl", "options": options}}
+    agent: Agent = r.online(r.agent("pi-a", [machine]))
+    wait_until(lambda: agent.view(LASER).availability is Availability.FAULT, 10, "faulted")
+    (fault,) = journaled(agent, MachineFaultBody)
+    assert fault.code == "grbl"
+    assert "GRBL link down" in fault.detail
