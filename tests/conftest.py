@@ -7,6 +7,10 @@
   When PostgreSQL cannot be reached the tests are skipped, except under CI where
   they fail: CI must prove both backends.
 * ``db_url`` is parametrised over ``sqlite`` and ``postgresql``.
+* ``octoprint_server``/``octoprint`` (one real OctoPrint for the whole run),
+  ``octoprint_exe`` and the ``octoprint`` marker come from the plugin
+  :mod:`tests.devices.octoprint.server`, registered here so that every folder
+  shares them, run alone or together.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["tests.devices.octoprint.server"]
 
 PG_ADMIN_URL = os.environ.get(
     "FABRIQUE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

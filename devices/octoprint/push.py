@@ -42,6 +42,14 @@ DESIGN §4). When the link comes back and that job is gone without a terminal ev
 answer the snapshot is not :attr:`~PrinterSnapshot.known` and ``job_active`` is
 false: whether to keep power on for an unknown printer is the edge's decision.
 
+A follower built without a client (``OctoPrintFollower(None)``) opens no socket
+and polls nothing: a subclass is the data source. It feeds OctoPrint's own push
+payloads to :meth:`~OctoPrintFollower._feed_current` and
+:meth:`~OctoPrintFollower._feed_event`, runs its work with
+:meth:`~OctoPrintFollower._start_task` and overrides the commands, and the base
+class turns them into snapshots and events exactly as for a real OctoPrint
+(:class:`~devices.octoprint.SimulatedPrinter` does so).
+
 Latency (bench/octoprint_follow.py, loopback): a :class:`JobEvent` arrives within
 tens of milliseconds of OctoPrint acting; the snapshot follows OctoPrint's
 ``current`` cadence (≈ throttle × 500 ms), so react to events when it matters.
@@ -55,7 +63,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NoReturn, Self
@@ -65,6 +73,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from devices.errors import (
     DeviceAuthError,
+    DeviceConfigError,
     DeviceError,
     DeviceProtocolError,
     DeviceTimeout,
@@ -164,7 +173,8 @@ class OctoPrintFollower:
     Args:
         client: the REST client of this printer's OctoPrint; the follower enters
             it on start (entering is counted, so it may be shared) and sends
-            commands through it.
+            commands through it. ``None``: no push socket and no REST poll, a
+            subclass supplies the messages (see "Subclasses" below).
         throttle: push rate divisor: one ``current`` every ``throttle`` × 500 ms.
         poll_interval_s: period of the REST safety poll.
         silence_timeout_s: reconnect when no push message arrived for this long;
@@ -174,11 +184,15 @@ class OctoPrintFollower:
             exceptions are logged and swallowed). :meth:`subscribe` is the
             async alternative; :meth:`add_listener` adds more callbacks.
         event_queue_size: per-subscriber queue bound.
+
+    Subclasses (a follower with another data source) use the protected methods
+    :meth:`_feed_current`, :meth:`_feed_event` and :meth:`_start_task`, and
+    override :meth:`pause`, :meth:`resume` and :meth:`cancel`; the rest is private.
     """
 
     def __init__(
         self,
-        client: OctoPrintClient,
+        client: OctoPrintClient | None,
         *,
         throttle: int = 1,
         poll_interval_s: float = 10.0,
@@ -222,18 +236,19 @@ class OctoPrintFollower:
         self.polls = 0
 
     def __repr__(self) -> str:
-        return f"OctoPrintFollower({self._client.base_url!r})"
+        source = self._client.base_url if self._client is not None else None
+        return f"OctoPrintFollower({source!r})"
 
     # ------------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> Self:
         """Enter the client and start following in background tasks (never blocks on
-        OctoPrint: an unreachable OctoPrint is retried, not raised)."""
-        await self._client.__aenter__()
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"{self!r} push"),
-            asyncio.create_task(self._poll_loop(), name=f"{self!r} poll"),
-        ]
+        OctoPrint: an unreachable OctoPrint is retried, not raised). Without a
+        client, nothing starts here: the subclass starts its own work."""
+        if self._client is not None:
+            await self._client.__aenter__()
+            self._start_task(self._run(), "push")
+            self._start_task(self._poll_loop(), "poll")
         return self
 
     async def __aexit__(
@@ -242,7 +257,8 @@ class OctoPrintFollower:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Stop following: cancel the tasks, close the socket and the client."""
+        """Stop following: cancel the tasks (the subclass's too), close the socket
+        and the client; the link goes down, the snapshot keeps its last values."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -250,13 +266,21 @@ class OctoPrintFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._set_link(False, "follower stopped", emit=False)
-        await self._client.__aexit__(exc_type, exc, tb)
+        if self._client is not None:
+            await self._client.__aexit__(exc_type, exc, tb)
 
     # ------------------------------------------------------------------- reading
 
     @property
     def client(self) -> OctoPrintClient:
-        """The REST client: send commands (start, pause, cancel…) through it."""
+        """The REST client: send commands (start, pause, cancel…) through it.
+
+        Raises:
+            DeviceConfigError: this follower has no OctoPrint behind it (a
+                simulated printer): use its own commands.
+        """
+        if self._client is None:
+            raise DeviceConfigError(f"{self!r} has no OctoPrint client")
         return self._client
 
     @property
@@ -352,17 +376,17 @@ class OctoPrintFollower:
         Raises:
             DeviceError: OctoPrint refused, is unreachable, or answered oddly.
         """
-        await self._client.pause()
+        await self.client.pause()
         self.poll_now()
 
     async def resume(self) -> None:
         """Resume the paused job (same errors as :meth:`pause`)."""
-        await self._client.resume()
+        await self.client.resume()
         self.poll_now()
 
     async def cancel(self) -> None:
         """Cancel the running job (same errors as :meth:`pause`)."""
-        await self._client.cancel()
+        await self.client.cancel()
         self.poll_now()
 
     # ------------------------------------------------------------------- push loop
@@ -399,11 +423,12 @@ class OctoPrintFollower:
         Raises:
             DeviceError: why the session ended (translated at this boundary).
         """
-        login = await self._client.passive_login()
+        client = self.client
+        login = await client.passive_login()
         try:
             async with connect(
-                self._client.websocket_url,
-                open_timeout=self._client.timeout,
+                client.websocket_url,
+                open_timeout=client.timeout,
                 close_timeout=2,
                 max_size=_MAX_MESSAGE_BYTES,
                 user_agent_header="fabrique-octoprint",
@@ -440,9 +465,9 @@ class OctoPrintFollower:
                     await self._authenticate(ws, name, session)
                 elif mtype in ("current", "history"):
                     reauths_without_data = 0
-                    self._on_state(payload)
+                    self._feed_current(payload)
                 elif mtype == "event":
-                    self._on_push_event(payload)
+                    self._feed_event(payload)
                 elif mtype == "reauthRequired":
                     self.reauths += 1
                     reason = payload.get("reason") if isinstance(payload, dict) else None
@@ -457,7 +482,7 @@ class OctoPrintFollower:
                     reauths_without_data += 1
                     if reauths_without_data > _MAX_REAUTHS_WITHOUT_DATA:
                         raise DeviceAuthError(f"{self!r}: session refused again and again")
-                    login = await self._client.passive_login()
+                    login = await self.client.passive_login()
                     name, session = login.name, login.session
                     await self._authenticate(ws, name, session)
 
@@ -489,10 +514,11 @@ class OctoPrintFollower:
                 _LOGGER.debug("%r: safety poll failed: %s", self, err)
 
     async def _poll_once(self) -> None:
-        job = await self._client.job()
+        client = self.client
+        job = await client.job()
         printer: PrinterStatus | None
         try:
-            printer = await self._client.printer()
+            printer = await client.printer()
         except PrinterOffline:
             printer = None
         self.polls += 1
@@ -505,13 +531,26 @@ class OctoPrintFollower:
         )
 
     # ------------------------------------------------------------------- state
+    # _start_task, _feed_current and _feed_event are the protected hooks of a
+    # subclass that supplies the messages itself (a follower built without client).
 
-    def _on_state(self, payload: Any) -> None:
+    def _start_task(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``coro`` in the background until the follower stops (for a subclass).
+
+        The task is cancelled on exit, and :attr:`running` is false once it ends.
+        """
+        self._tasks.append(asyncio.create_task(coro, name=f"{self!r} {what}"))
+
+    def _feed_current(self, payload: Any) -> None:
+        """A push ``current`` (or ``history``) payload, as OctoPrint 1.11 sends it:
+        the link is up and the snapshot replaced (listeners, ``JobLost``, waiters)."""
         snapshot = self._snapshot.updated_from_push(payload, connected=True, now=datetime.now(UTC))
         self._set_link(True, "push data flowing")  # LinkUp before a JobLost it may reveal
         self._replace(snapshot)
 
-    def _on_push_event(self, payload: Any) -> None:
+    def _feed_event(self, payload: Any) -> None:
+        """A push ``event`` payload (``{"type": "PrintDone", "payload": {…}}``): the
+        :class:`JobEvent` is emitted if the follower knows its type, ignored else."""
         event = JobEvent.from_push(payload, at=datetime.now(UTC), monotonic_s=time.monotonic())
         if event is not None:
             _LOGGER.info("%r: %s %s", self, event.kind.value, event.file_name or "")

@@ -4,11 +4,12 @@ For the demo and the tests of code that uses a follower: the agent reads
 :attr:`~OctoPrintFollower.snapshot`, :attr:`~OctoPrintFollower.job_active` and
 :attr:`~OctoPrintFollower.link_up`, subscribes to the :class:`JobEvent` stream or
 passes ``on_event``, and sends ``pause()``/``resume()``/``cancel()`` through it,
-exactly as with a printer behind OctoPrint. Instead of a push socket, a task
-simulates the printer and writes OctoPrint 1.11's own push messages (``current``
-payloads with the state text and flags, the job's file and filament analysis, the
-progress, a ``temps`` delta; ``event`` payloads with OctoPrint's names and fields),
-which the base class parses and emits with its own machinery. Subscribers
+exactly as with a printer behind OctoPrint. It is a follower without a client (no
+push socket, no REST poll): a task simulates the printer and feeds OctoPrint 1.11's
+own push messages (``current`` payloads with the state text and flags, the job's
+file and filament analysis, the progress, a ``temps`` delta; ``event`` payloads
+with OctoPrint's names and fields) to the base class, which parses and emits them
+with its own machinery. Subscribers
 therefore see the same snapshots and events as from a real OctoPrint:
 
 * ``PrintStarted`` on :meth:`SimulatedPrinter.start_job`; the job first heats the
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 from devices.errors import DeviceUnavailable
-from devices.octoprint.client import CommandRefused, OctoPrintClient
+from devices.octoprint.client import CommandRefused
 from devices.octoprint.models import JobEvent
 from devices.octoprint.push import OctoPrintFollower
 
@@ -120,9 +121,8 @@ class SimulatedPrinter(OctoPrintFollower):
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0, not {speed}")
-        # The base class wants a client; this one never sends a request.
         super().__init__(
-            OctoPrintClient(f"simulated://{name}", "simulated-printer"),
+            None,  # no OctoPrint: this class feeds the push messages itself
             throttle=throttle,
             on_event=on_event,
             event_queue_size=event_queue_size,
@@ -149,12 +149,11 @@ class SimulatedPrinter(OctoPrintFollower):
         The base class's ``__aexit__`` stops it: the task is cancelled, the link
         goes down and the snapshot keeps its last values, disconnected.
         """
-        # Entered (never used) so that the base class's exit stays symmetric.
-        await self._client.__aenter__()
+        await super().__aenter__()
         self._loop = asyncio.get_running_loop()
         self._clock = time.monotonic()
         self._push_current()
-        self._tasks = [asyncio.create_task(self._simulate(), name=f"{self!r} simulation")]
+        self._start_task(self._simulate(), "simulation")
         return self
 
     def run_threadsafe(self, coro: Coroutine[Any, Any, T], timeout: float = 5.0) -> T:
@@ -302,11 +301,11 @@ class SimulatedPrinter(OctoPrintFollower):
             payload["time"] = round(job.print_time_s, 3)
         if reason is not None:
             payload["reason"] = reason
-        self._on_push_event({"type": kind, "payload": payload})
+        self._feed_event({"type": kind, "payload": payload})
 
     def _push_current(self) -> None:
         """Install a snapshot from an OctoPrint push ``current`` payload."""
-        self._on_state(self._current())
+        self._feed_current(self._current())
 
     def _current(self) -> dict[str, Any]:
         job = self._job

@@ -231,3 +231,19 @@ def test_the_registry_row_builds_an_unstarted_simulated_follower() -> None:
         build_printer("printer.simulated", {"speed": 0})
     with pytest.raises(ValueError, match="speed"):
         SimulatedPrinter(speed=-1)
+
+
+async def test_no_octoprint_behind_it() -> None:
+    """A follower without client: no socket, no poll, and ``client`` says why."""
+    events: list[JobEvent] = []
+    async with printer(events) as p:
+        with pytest.raises(DeviceConfigError, match="no OctoPrint client"):
+            _ = p.client
+        assert p.running
+    async with OctoPrintFollower(None) as bare:  # nothing feeds it: it stays unknown
+        assert not bare.running
+        assert not bare.link_up
+        assert not bare.snapshot.known
+        with pytest.raises(DeviceConfigError):
+            await bare.pause()
+    assert repr(bare) == "OctoPrintFollower(None)"

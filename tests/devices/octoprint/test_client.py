@@ -16,7 +16,7 @@ from devices.octoprint import (
     PrinterOffline,
 )
 from tests.conftest import free_port
-from tests.devices.octoprint.conftest import OctoPrintServer, dwell_gcode
+from tests.devices.octoprint.server import OctoPrintServer, dwell_gcode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.octoprint]
 

@@ -18,7 +18,8 @@ from devices.octoprint import (
     PrinterSnapshot,
 )
 from tests.conftest import free_port
-from tests.devices.octoprint.conftest import USER, OctoPrintServer, dwell_gcode, eventually
+from tests.devices.octoprint.conftest import eventually
+from tests.devices.octoprint.server import USER, OctoPrintServer, dwell_gcode
 
 pytestmark = [pytest.mark.anyio, pytest.mark.octoprint]
 

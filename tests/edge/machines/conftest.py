@@ -1,8 +1,5 @@
 """Fixtures of the machine tests, reused from where they live (never copied):
 
-* the real OctoPrint 1.11 with its Virtual Printer (``octoprint_server`` for the
-  session, ``octoprint`` idle and Operational) and the ``octoprint`` marker, from
-  ``tests/devices/octoprint/conftest.py``;
 * a pseudo-terminal standing in for a serial port (``pty_port``, for the scripted
   GRBL peer), from ``tests/devices/conftest.py``;
 * a local HTTP peer speaking the Shelly Gen2 RPC API (``shelly``), from
@@ -11,8 +8,10 @@
   ``tests/edge/test_agent.py``.
 
 Fixtures imported into a conftest are registered for every test below it. A
-session-scoped fixture imported here is a fixture of its own: when this folder and
-``tests/devices/octoprint`` run in one session, each starts its OctoPrint once.
+session-scoped fixture imported here would be a fixture of its own, so the real
+OctoPrint 1.11 with its Virtual Printer (``octoprint_server``, ``octoprint``, the
+``octoprint`` marker) is not imported: it comes from the suite's plugin
+:mod:`tests.devices.octoprint.server` (``tests/conftest.py``), one server per run.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from sqlalchemy import select
 from hub.db.models import EdgeEvent
 from protocol.messages import MachineState
 from tests.devices.conftest import pty_port
-from tests.devices.octoprint.conftest import octoprint, octoprint_server, pytest_configure
 from tests.devices.test_shelly import shelly
 from tests.edge.conftest import HubRunner
 from tests.edge.test_agent import rig
@@ -33,10 +31,7 @@ __all__ = [
     "hub_events",
     "hub_state",
     "journaled",
-    "octoprint",
-    "octoprint_server",
     "pty_port",
-    "pytest_configure",
     "rig",
     "shelly",
 ]
