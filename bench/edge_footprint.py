@@ -12,6 +12,12 @@ Goals (issue): RSS ≤ 50 MB, idle CPU ≤ 1 % of a core::
 
     .venv/bin/python bench/edge_footprint.py
     .venv/bin/python bench/edge_footprint.py --idle 60 --strict
+    .venv/bin/python bench/edge_footprint.py --drivers   # machine 2 a laser, 3 a printer
+
+``--drivers`` makes the second machine a laser (the real GRBL driver polling a
+simulated GRBL 1.1 over a pty, in the same process) and the third a printer (a
+simulated printer behind the real follower code): the difference with a run
+without it is the drivers' memory and idle CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before measuring")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
+    parser.add_argument(
+        "--drivers", action="store_true", help="a laser (GRBL) and a printer among the machines"
+    )
     args = parser.parse_args(argv)
 
     with (
@@ -59,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             {"id": machine_id(1)},
             {"id": machine_id(2)},
         ]
+        if args.drivers:
+            machines[1] |= {
+                "kind": "laser",
+                "laser": {"kind": "laser.simulated", "options": {}},
+            }
+            machines[2] |= {
+                "kind": "printer",
+                "printer": {"kind": "printer.simulated", "options": {}},
+            }
         config = r.workdir / "edge.toml"
         config.write_text(to_toml(edge_values(r, machines)))
         with (r.workdir / "edge.log").open("ab") as log:
@@ -111,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rss_mb, uss_mb = peak_rss / 2**20, info.uss / 2**20
     ok_mem, ok_cpu = rss_mb <= 50.0, cpu_pct <= 1.0
-    print("edge process, 3 machines, 1 open session")
+    what = "a laser (GRBL) and a printer among them, " if args.drivers else ""
+    print(f"edge process, 3 machines, {what}1 open session")
     print(f"  RSS {rss_mb:.1f} MB (USS {uss_mb:.1f} MB), {threads} threads")
     print(f"  idle CPU {cpu_pct:.2f} % of a core over {args.idle:g} s")
     print(f"goal RSS ≤ 50 MB: {'met' if ok_mem else 'MISSED'}")

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import select
 import threading
 import time
 from collections import deque
@@ -156,6 +157,28 @@ GrblEvent = Connected | Disconnected | AlarmRaised | DoorOpened | StateChanged |
 GrblListener = Callable[[GrblEvent], None]
 
 
+#: Longest sleep of the serving loop waiting for a byte (``close()`` is seen this fast).
+_MAX_WAIT_S: Final = 0.2
+
+
+def _readable(port: Any, wait_s: float) -> bool:
+    """Wait up to ``wait_s`` for ``port`` to have a byte to read.
+
+    Uses the port's file descriptor with ``select`` (POSIX serial ports and ptys);
+    a port without one (Windows, ``loop://``) is always "maybe readable", so the
+    caller's read waits its own short timeout as before.
+    """
+    fileno = getattr(port, "fileno", None)
+    if wait_s <= 0 or fileno is None:
+        return True
+    try:
+        fd = fileno()
+    except (OSError, ValueError, AttributeError):
+        return True
+    readable, _, _ = select.select([fd], [], [], wait_s)
+    return bool(readable)
+
+
 @dataclass(frozen=True)
 class GrblSnapshot:
     """What the driver knows about the laser right now (read by any thread).
@@ -261,6 +284,9 @@ class GrblLaser:
         self._clock = clock
         self._listeners: tuple[GrblListener, ...] = (on_event,) if on_event else ()
         # Short read timeout: the loop polls on schedule and notices close() quickly.
+        # Where the port has a file descriptor (POSIX) the loop rather sleeps in
+        # select() until a byte arrives or the next poll is due: an idle laser then
+        # wakes twice a poll (query, answer), not twenty times a second.
         self._read_timeout = min(0.05, poll_interval / 2)
 
         self._lock = threading.Lock()  # guards the state below
@@ -569,12 +595,15 @@ class GrblLaser:
                     next_poll = now + self.poll_interval
             if self._settings_due:
                 self._query_settings()
-            self._pump()
+            self._pump(next_poll - time.monotonic())
 
-    def _pump(self) -> None:
-        """Read what arrived within the read timeout and handle each complete line."""
+    def _pump(self, wait_s: float = 0.0) -> None:
+        """Read what arrived (waiting up to ``wait_s``, at most ``_MAX_WAIT_S``, for the
+        first byte) and handle each complete line."""
         port = self._serial
         try:
+            if not port.in_waiting and not _readable(port, min(wait_s, _MAX_WAIT_S)):
+                return
             data: bytes = port.read(max(1, port.in_waiting))
         except (serial.SerialException, OSError) as err:
             raise DeviceUnavailable(f"port lost: {err}") from err

@@ -225,6 +225,7 @@ class GrblPeer:
             if self._machine.state != "Idle":
                 raise DeviceUnavailable(f"GRBL is {self._machine.state}: cannot start a job")
             self._job = _Job(max(0.0, seconds), feed, power)
+            self._last_tick = time.monotonic()  # the job's time starts now, not at the last tick
             self._machine = replace(self._machine, state="Run", sub=None, feed=feed, power=power)
 
     def alarm(self, code: int) -> None:
@@ -290,8 +291,10 @@ class GrblPeer:
             return
         while not self._stop.is_set():
             self._tick()
+            # 50 Hz while a job moves the head, otherwise only woken by the driver.
+            wait = 0.02 if self._job is not None else 0.2
             try:
-                ready, _, _ = select.select([master], [], [], 0.02)
+                ready, _, _ = select.select([master], [], [], wait)
                 if not ready:
                     continue
                 data = os.read(master, 1024)
