@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, TypeVar
 
@@ -136,6 +137,40 @@ class ActuatorConfig(DeviceConfig):
     )
 
 
+def _secret_source(
+    value: SecretStr | None, file: Path | None, what: str, *, required: bool
+) -> None:
+    """Check that a secret is given at most once (and at least once if ``required``),
+    and that its file, when it comes from one, can be read."""
+    if value is not None and file is not None:
+        raise ValueError(f"give {what} or {what}_file, not both")
+    if required and value is None and file is None:
+        raise ValueError(f"{what} (or {what}_file) is required")
+    if file is not None and not file.is_file():
+        raise ValueError(f"{what}_file {file} is not a readable file")
+
+
+def _secret(value: SecretStr | None, file: Path | None, what: str) -> str | None:
+    """The secret's text: the value, or the first line of its file (systemd credentials,
+    a root-only file), read when the device is built.
+
+    Raises:
+        DeviceConfigError: the file cannot be read or is empty.
+    """
+    if value is not None:
+        return value.get_secret_value()
+    if file is None:
+        return None
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DeviceConfigError(f"{what}_file {file}: {err}") from err
+    text = lines[0].strip() if lines else ""
+    if not text:
+        raise DeviceConfigError(f"{what}_file {file} is empty")
+    return text
+
+
 SerialPort = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Baudrate = Annotated[int, Field(gt=0, le=4_000_000)]
 
@@ -191,7 +226,15 @@ class ShellyConfig(ActuatorConfig):
     switch_id: int = Field(default=0, ge=0, le=15)
     timeout_s: float = Field(default=2.0, gt=0, le=30)
     password: SecretStr | None = None
+    password_file: Path | None = Field(
+        default=None, description="file holding the password (instead of password)"
+    )
     auto_off_s: float | None = Field(default=None, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> ShellyConfig:
+        _secret_source(self.password, self.password_file, "password", required=False)
+        return self
 
 
 class TasmotaConfig(ActuatorConfig):
@@ -288,12 +331,20 @@ class OctoPrintConfig(DeviceConfig):
     url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")] = Field(
         description="OctoPrint's root URL, e.g. http://127.0.0.1:5000"
     )
-    api_key: Annotated[SecretStr, Field(min_length=8)] = Field(
-        description="a user's API key (never the deprecated global key)"
+    api_key: Annotated[SecretStr, Field(min_length=8)] | None = Field(
+        default=None, description="a user's API key (never the deprecated global key)"
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="file holding the API key (instead of api_key)"
     )
     throttle: int = Field(default=1, ge=1, le=20, description="one push per throttle × 0.5 s")
     poll_interval_s: float = Field(default=10.0, ge=1, le=300, description="REST safety poll")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="each HTTP request")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> OctoPrintConfig:
+        _secret_source(self.api_key, self.api_key_file, "api_key", required=True)
+        return self
 
 
 class SimulatedPrinterConfig(DeviceConfig):
@@ -394,7 +445,7 @@ def _shelly(config: ShellyConfig, ctx: DeviceContext) -> Actuator:
         config.host,
         config.switch_id,
         config.timeout_s,
-        password=config.password.get_secret_value() if config.password else None,
+        password=_secret(config.password, config.password_file, "password"),
         auto_off_s=config.auto_off_s,
         transport=ctx.http_transport,
     )
@@ -466,9 +517,10 @@ def _sim_lock(config: SimulatedLockConfig, ctx: DeviceContext) -> SessionLock:
 def _octoprint(config: OctoPrintConfig, ctx: DeviceContext) -> OctoPrintFollower:
     from devices.octoprint import OctoPrintClient, OctoPrintFollower
 
-    client = OctoPrintClient(
-        config.url, config.api_key.get_secret_value(), timeout=config.timeout_s
-    )
+    api_key = _secret(config.api_key, config.api_key_file, "api_key")
+    if api_key is None or len(api_key) < 8:
+        raise DeviceConfigError("api_key_file: an OctoPrint API key has at least 8 characters")
+    client = OctoPrintClient(config.url, api_key, timeout=config.timeout_s)
     return OctoPrintFollower(
         client, throttle=config.throttle, poll_interval_s=config.poll_interval_s
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +181,15 @@ def test_device_spec_validates_its_options() -> None:
         DeviceSpec(kind="reader.nfc")
     with pytest.raises(ValidationError, match="port"):
         DeviceSpec.model_validate({"kind": "reader.rdm6300", "options": {"port": ""}})
+
+
+def test_a_shelly_password_may_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "shelly.pass"
+    secret.write_text("pl4g-pass\n")
+    options = {"host": "192.168.1.40", "password_file": str(secret)}
+    plug = build_actuator("actuator.shelly", options)
+    assert plug._password == "pl4g-pass"  # type: ignore[attr-defined]  # what digest auth uses
+    with pytest.raises(DeviceConfigError, match="not both"):
+        parse_config("actuator.shelly", options | {"password": "other"})
+    with pytest.raises(DeviceConfigError, match="not a readable file"):
+        parse_config("actuator.shelly", options | {"password_file": str(tmp_path / "none")})

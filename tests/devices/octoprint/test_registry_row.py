@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,3 +68,21 @@ def test_a_printer_is_not_another_role() -> None:
         from devices.registry import build_laser
 
         build_laser("printer.octoprint", {"url": "http://o", "api_key": "0123456789"})
+
+
+def test_the_api_key_may_come_from_a_file(tmp_path: Path) -> None:
+    key = tmp_path / "octoprint.key"
+    key.write_text("F1leKey-0123456789\n")
+    options = {"url": "http://octopi.local", "api_key_file": str(key)}
+    follower = build_printer("printer.octoprint", options)
+    assert follower.client._api_key == "F1leKey-0123456789"  # the key the client sends
+    assert "F1leKey" not in repr(parse_config("printer.octoprint", options))
+    with pytest.raises(DeviceConfigError, match="not both"):
+        parse_config("printer.octoprint", options | {"api_key": "0123456789"})
+    with pytest.raises(DeviceConfigError, match="is required"):
+        parse_config("printer.octoprint", {"url": "http://octopi.local"})
+    with pytest.raises(DeviceConfigError, match="not a readable file"):
+        parse_config("printer.octoprint", options | {"api_key_file": str(tmp_path / "none")})
+    key.write_text("\n")
+    with pytest.raises(DeviceConfigError, match="is empty"):
+        build_printer("printer.octoprint", options)
