@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from protocol.messages import MachineAction, MachineState
+from protocol.messages import MachineAction, MachineState, Telemetry
 
 
 class HubControl(Protocol):
@@ -31,6 +31,9 @@ class HubControl(Protocol):
 
     def edges_online(self) -> Mapping[str, bool]:
         """Liveness of every edge seen, by edge id."""
+
+    def machine_telemetry(self) -> Mapping[str, Telemetry]:
+        """Latest valid telemetry of every machine, by machine id (never for metering)."""
 
 
 class NullControl:
@@ -52,4 +55,7 @@ class NullControl:
         return {}
 
     def edges_online(self) -> Mapping[str, bool]:
+        return {}
+
+    def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return {}

@@ -664,6 +664,9 @@ class LiveMachine(Output):
     state_ts: datetime | None
     detail: dict[str, str | float | int | bool | None]
     session: LiveSession | None
+    #: Latest telemetry (printer temperatures and progress, plug power…), never metered.
+    telemetry: dict[str, str | float | int | bool | None] = {}
+    telemetry_ts: datetime | None = None
 
 
 class EdgePublic(Output):

@@ -205,6 +205,11 @@ def test_machine_state_and_telemetry_are_tracked(site: Site) -> None:
 
     assert hub.machine_states()["laser-1"].availability == "fault"
     assert hub.live.latest_telemetry()[("pi-fab", "printer-1")].values == {"nozzle": 210.5}
+    # Another edge speaking for printer-1 is not shown as its telemetry.
+    rogue = {**tele, "values": {"nozzle": 20.0}}
+    edge.publish(t.tele("pi-rogue", "printer-1"), dumps(rogue), qos=0)
+    wait_until(lambda: ("pi-rogue", "printer-1") in hub.live.latest_telemetry(), what="rogue")
+    assert hub.machine_telemetry()["printer-1"].values == {"nozzle": 210.5}
     assert site.ask(ids.badge_sam, "laser-1").code == "machine_offline"
     edge.publish(t.state("pi-fab", "laser-1"), b"", retain=True)  # cleared
     wait_until(lambda: "laser-1" not in hub.machine_states(), what="state cleared")

@@ -55,6 +55,7 @@ def live_machines(
     machines = list(db.scalars(query))
     states = control.machine_states()
     edges = control.edges_online()
+    telemetry = control.machine_telemetry()
     open_rows = db.execute(
         select(UsageSession, Member.display_name)
         .outerjoin(Member, Member.id == UsageSession.member_id)
@@ -75,6 +76,7 @@ def live_machines(
     result = []
     for m in machines:
         state = states.get(m.id)
+        tele = telemetry.get(m.id)
         availability = state.availability if state is not None else "unknown"
         if m.maintenance and state is None:
             availability = "maintenance"
@@ -92,6 +94,8 @@ def live_machines(
                 state_ts=state.ts if state is not None else None,
                 detail=dict(state.detail) if state is not None else {},
                 session=sessions.get(m.id),
+                telemetry=dict(tele.values) if tele is not None else {},
+                telemetry_ts=tele.ts if tele is not None else None,
             )
         )
     return result

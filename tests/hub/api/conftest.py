@@ -26,7 +26,7 @@ from hub.db.engine import make_engine, make_sessionmaker
 from hub.db.migrate import upgrade
 from hub.db.models import MachineJob, Member, Role, UsageSession
 from hub.settings import HubSettings
-from protocol.messages import MachineAction, MachineState
+from protocol.messages import MachineAction, MachineState, Telemetry
 
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PASSWORD = "correct horse battery"
@@ -43,6 +43,7 @@ class RecordingControl(NullControl):
         self.commands: list[tuple[str, MachineAction]] = []
         self.states: dict[str, MachineState] = {}
         self.edges: dict[str, bool] = {}
+        self.telemetry: dict[str, Telemetry] = {}
 
     def end_session(self, session_id: str, message: str = "") -> bool:
         self.ended.append(session_id)
@@ -57,6 +58,9 @@ class RecordingControl(NullControl):
 
     def edges_online(self) -> Mapping[str, bool]:
         return self.edges
+
+    def machine_telemetry(self) -> Mapping[str, Telemetry]:
+        return self.telemetry
 
 
 @dataclass

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from hub.db.models import Alert, EdgeCursor, Role, StaffPresence
-from protocol.messages import Availability, MachineState, utcnow
+from protocol.messages import Availability, MachineState, Telemetry, utcnow
 from tests.hub.api.conftest import Api, add_session
 
 
@@ -132,6 +132,9 @@ def test_live_machines_merge_store_states_and_sessions(api: Api) -> None:
         ts=now,
     )
     api.control.edges["edge-1"] = True
+    api.control.telemetry["printer-1"] = Telemetry(
+        machine="printer-1", ts=now, values={"state": "Printing", "nozzle_c": 210.5, "progress": 42}
+    )
     live = {m["id"]: m for m in api.get("/api/live/machines", Role.ANIMATOR).json()}
     assert set(live) == {"laser-1", "printer-1", "pc-1"}
     laser = live["laser-1"]
@@ -142,6 +145,14 @@ def test_live_machines_merge_store_states_and_sessions(api: Api) -> None:
     assert laser["session"]["used_s"] == 300
     assert live["printer-1"]["availability"] == "maintenance"
     assert live["printer-1"]["maintenance_note"] == "buse"
+    assert live["printer-1"]["telemetry"] == {
+        "state": "Printing",
+        "nozzle_c": 210.5,
+        "progress": 42,
+    }
+    assert live["printer-1"]["telemetry_ts"] is not None
+    assert laser["telemetry"] == {}
+    assert laser["telemetry_ts"] is None
     assert live["pc-1"]["availability"] == "unknown"
     assert live["pc-1"]["edge_online"] is None
     coordinator = api.get("/api/live/machines", Role.COORDINATOR).json()
