@@ -117,6 +117,8 @@ class DemoPerson:
     #: training id -> days since it was granted.
     trainings: dict[str, int] = field(default_factory=dict)
     uses: dict[str, float] = field(default_factory=dict)
+    #: Machines this person is the first to use in the demo (so each kind shows early).
+    opens: tuple[str, ...] = ()
 
     @property
     def first_name(self) -> str:
@@ -167,6 +169,7 @@ PEOPLE: tuple[DemoPerson, ...] = (
         programmes=("fablab-16-25",),
         trainings={"impression-3d": 300, "decoupe-laser": 100},
         uses={**_on(PRINTERS, 2), **_on(LASER, 3)},
+        opens=LASER,
     ),
     # Laser training granted 400 days ago: expired (365-day validity).
     DemoPerson(

@@ -166,6 +166,9 @@ def visitor_plan(
         ]
         badges.append({"uid": data.UNKNOWN_BADGE, "label": "Badge inconnu", "weight": 0.2})
         machines[m.id] = {"kind": EDGE_KIND.get(m.kind, "generic"), "badges": badges}
+        opener = next((p.uid for p in data.PEOPLE if m.id in p.opens), None)
+        if opener is not None:
+            machines[m.id]["opener"] = opener
         if octoprint is not None and m.id == data.OCTOPRINT_PRINTER:
             machines[m.id]["octoprint"] = {"url": octoprint.url, "api_key": octoprint.key}
     return {

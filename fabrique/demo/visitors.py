@@ -120,6 +120,8 @@ class PlanMachine(BaseModel):
     kind: Literal["generic", "laser", "printer", "gaming_pc"] = "generic"
     badges: tuple[PlanBadge, ...] = Field(min_length=1)
     octoprint: PlanOctoPrint | None = None
+    #: UID of the badge that comes first (a trained regular: the kind shows early).
+    opener: str | None = None
 
 
 class VisitorPlan(BaseModel):
@@ -190,6 +192,8 @@ class _Spot:
     plan: PlanMachine
     reader: SimulatedReader
     next_arrival: float = 0.0
+    #: visitors who came so far (the first is the machine's ``opener`` when free)
+    arrivals: int = 0
     visitor: _Visitor | None = None
     next_tele: float = 0.0
     printing: _Print | None = None
@@ -299,11 +303,24 @@ class Visitors:
 
     def _arrive(self, spot: _Spot) -> None:
         with self._lock:
-            free = [b for b in spot.plan.badges if b.uid not in self._busy]
+            # Openers are kept for the machine they open until it has opened.
+            reserved = {
+                other.plan.opener
+                for other in self._spots.values()
+                if other is not spot and other.arrivals == 0 and other.plan.opener
+            }
+            free = [
+                b for b in spot.plan.badges if b.uid not in self._busy and b.uid not in reserved
+            ]
             if not free:
                 spot.next_arrival = spot.agent.clock.monotonic() + self._interarrival()
                 return
-            badge = self._rng.choices(free, weights=[b.weight for b in free])[0]
+            opener = [b for b in free if b.uid == spot.plan.opener]
+            if spot.arrivals == 0 and opener:  # who opens this machine, so each kind shows early
+                badge = opener[0]
+            else:
+                badge = self._rng.choices(free, weights=[b.weight for b in free])[0]
+            spot.arrivals += 1
             self._busy.add(badge.uid)
         spot.visitor = _Visitor(badge, badge_hash(self._secret, badge.uid), time.monotonic())
         spot.reader.present(badge.uid)

@@ -64,9 +64,7 @@ def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> N
         )
         base, password = match.group(1), match.group(2)
         assert base == f"http://127.0.0.1:{port}"
-        children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
-        assert len(children) >= 2, "a broker and the simulated edges run as children"
-        assert (octoprint is not None) == _runs_octoprint(children)
+        children = demo_children(proc, broker, octoprint)
 
         # The printed credentials work and the live floor sees the simulated edges.
         with httpx.Client(base_url=base, timeout=10) as api:
@@ -100,6 +98,32 @@ def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> N
     assert not alive, f"processes left behind: {alive}"
 
     _check_store(tmp_path / ".fabrique-demo")
+
+
+def demo_children(proc: subprocess.Popen[bytes], broker: str, octoprint: Path | None) -> set[int]:
+    """The demo's child processes once its edges run (they start after the API line):
+    the edges, Mosquitto when it is the broker, OctoPrint when one is given."""
+
+    def started() -> set[int]:
+        found = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        return found if _runs_edges(found) else set()
+
+    children: set[int] = _wait_for(started, 40, "the simulated edges running")
+    if broker == "mosquitto":
+        assert any("mosquitto" in psutil.Process(p).name() for p in children), children
+    assert (octoprint is not None) == _runs_octoprint(children)
+    return children
+
+
+def _runs_edges(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            cmdline = psutil.Process(pid).cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "edge" in cmdline and "run" in cmdline:
+            return True
+    return False
 
 
 def _runs_octoprint(pids: set[int]) -> bool:
@@ -208,13 +232,11 @@ def start_demo(
         )  # fmt: skip
     try:
         _wait_for(lambda: API_LINE.search(out_path.read_text(encoding="utf-8")), 40, "the API")
-        children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        children = demo_children(proc, broker, octoprint)
     except BaseException:
         proc.kill()
         proc.wait(10)
         raise
-    assert len(children) >= 2
-    assert (octoprint is not None) == _runs_octoprint(children)
     return proc, out_path, children
 
 

@@ -59,6 +59,10 @@ def test_without_octoprint_every_device_is_simulated(
         assert found[pc]["actuator"] is None
     plan = VisitorPlan.model_validate(visitor_plan(opts, hub))
     assert all(m.octoprint is None for m in plan.machines.values())
+    # The laser opens with someone trained for it, so a short demo always shows a cut.
+    opener = next(p for p in data.PEOPLE if p.uid == plan.machines["laser-1"].opener)
+    assert opener.trainings["decoupe-laser"] < data.TRAININGS["decoupe-laser"][1]  # still valid
+    assert opener.uid in {b.uid for b in plan.machines["laser-1"].badges}
 
 
 def test_with_octoprint_one_printer_is_followed_through_it(
