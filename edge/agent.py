@@ -25,8 +25,9 @@ machine). A laser's ``session_ended`` carries ``run_s``, its beam-on time during
 session (difference of the GRBL driver's run-time meter between start and end). A
 generic machine with ``busy_above_w`` follows its plug's power at every telemetry
 (``tele_interval_s``): busy above the threshold, and ``idle_timeout_min`` below it
-ends the session. Printers publish telemetry every second while OctoPrint is
-followed, the others every ``tele_interval_s``.
+ends the session. Printers publish telemetry every second while in use, printing
+or hot (and OctoPrint is followed), the others and idle printers every
+``tele_interval_s``.
 
 Start and stop (DESIGN §4, research §3.4):
 

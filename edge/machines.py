@@ -559,8 +559,19 @@ class MachineUnit:
         return None
 
     def tele_interval_s(self, default: float) -> float:
-        """Telemetry period: 1 s for a printer while OctoPrint is followed, else ``default``."""
-        if self.printer is not None and self.printer.link_up:
+        """Telemetry period: 1 s for a printer followed through OctoPrint while it is in
+        use (a session, a job, or a nozzle still hot), else ``default``: an idle, cold
+        printer has nothing to show every second."""
+        printer = self.printer
+        if printer is None or not printer.link_up:
+            return default
+        tool = printer.snapshot.tool0
+        hot = (
+            tool is not None
+            and tool.actual is not None
+            and tool.actual >= self.settings.cooldown_below_c
+        )
+        if self.job or hot or self.session.state is not State.IDLE:
             return min(default, PRINTER_TELE_S)
         return default
 

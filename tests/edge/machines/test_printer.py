@@ -203,6 +203,14 @@ def test_staff_pause_resume_and_cancel_reach_octoprint(
     wait_until(lambda: agent.acked_through == agent.journal.last_seq(), 10, "acknowledged")
     assert [e["result"] for e in hub_events(r.hub, "pi-a", "job_ended")] == ["cancelled"]
     hub_sees_free(r)
+    # Idle and cold: back to the edge's telemetry period (10 s), not every second.
+    quiet = Probe(mosquitto.host, mosquitto.port, [Topics(r.site.site).tele("pi-a", PRINTER)])
+    quiet.start()
+    try:
+        time.sleep(3.2)
+        assert len(quiet.messages) <= 1
+    finally:
+        quiet.stop()
 
 
 def test_octoprint_killed_mid_print_keeps_the_power(
