@@ -52,8 +52,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import serial
 
@@ -84,6 +83,7 @@ from devices.grbl.protocol import (
     alarm_meaning,
     parse_line,
 )
+from devices.lifecycle import Managed
 from devices.readers.base import Backoff
 
 __all__ = [
@@ -229,7 +229,7 @@ class GrblSnapshot:
 # ------------------------------------------------------------------------------ driver
 
 
-class GrblLaser:
+class GrblLaser(Managed):
     """A GRBL 1.1 laser on a serial port, followed by polling ``?``.
 
     Args:
@@ -351,18 +351,6 @@ class GrblLaser:
         thread.join(_JOIN_TIMEOUT_S)
         if thread.is_alive():
             _LOGGER.error("%r: reader thread did not stop within %.0f s", self, _JOIN_TIMEOUT_S)
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def snapshot(self) -> GrblSnapshot:
         """The laser's state as last seen (a frozen value, safe to keep)."""
