@@ -786,7 +786,8 @@ class Agent:
                 self._execute(unit, s.job_done(mono))
             case "hot" | "cooled":
                 logger.info("%s: %s (%s)", unit.id, signal.kind, signal.detail)
-                self._execute(unit, s.heat(signal.kind == "hot", mono))
+                unit.hot = signal.kind == "hot"
+                self._execute(unit, s.heat(unit.hot, mono))
             case "idle":
                 self._execute(unit, s.idle_timeout(mono))
             case "fault":

@@ -396,6 +396,8 @@ class MachineUnit:
     faults: dict[str, str] = field(default_factory=dict)
     #: What the driver reports: a job runs (print, busy by power).
     job: bool = False
+    #: What the driver reports: the machine is hot (a printer's nozzle, see PrinterWatch).
+    hot: bool = False
     #: Since when the power readings say "not busy" (first such reading, or the
     #: session start); ``None`` while busy.
     idle_since: float | None = 0.0
@@ -562,16 +564,9 @@ class MachineUnit:
         """Telemetry period: 1 s for a printer followed through OctoPrint while it is in
         use (a session, a job, or a nozzle still hot), else ``default``: an idle, cold
         printer has nothing to show every second."""
-        printer = self.printer
-        if printer is None or not printer.link_up:
+        if self.printer is None or not self.printer.link_up:
             return default
-        tool = printer.snapshot.tool0
-        hot = (
-            tool is not None
-            and tool.actual is not None
-            and tool.actual >= self.settings.cooldown_below_c
-        )
-        if self.job or hot or self.session.state is not State.IDLE:
+        if self.job or self.hot or self.session.state is not State.IDLE:
             return min(default, PRINTER_TELE_S)
         return default
 
