@@ -485,6 +485,16 @@ class LiveState:
             out[(edge, machine)] = tele
         return out
 
+    def machine_telemetry(self) -> dict[str, Telemetry]:
+        """The latest valid telemetry per machine, from the edge the site gives it to
+        (like :meth:`machine_state`, another edge never speaks for it)."""
+        owners = self._dir_machine_edge
+        return {
+            machine: tele
+            for (edge, machine), tele in self.latest_telemetry().items()
+            if owners.get(machine, edge) == edge
+        }
+
     def edges_online(self) -> dict[str, bool]:
         with self._lock:
             return {e: live.online for e, live in self._edges.items()}

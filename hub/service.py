@@ -744,13 +744,7 @@ class Hub:
         return self.live.machine_states()
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
-        """Latest valid telemetry per machine, from the edge that owns it."""
-        owners = {m.id: m.edge_id for m in self._directory.machines.values()}
-        return {
-            machine: tele
-            for (edge, machine), tele in self.live.latest_telemetry().items()
-            if owners.get(machine, edge) == edge
-        }
+        return self.live.machine_telemetry()
 
     def edges_online(self) -> Mapping[str, bool]:
         return self.live.edges_online()
