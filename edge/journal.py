@@ -109,6 +109,7 @@ _SCHEMA: Final = (
     """,
     "CREATE INDEX IF NOT EXISTS journal_unacked ON journal(acked, seq)",
     "CREATE INDEX IF NOT EXISTS journal_session ON journal(session_id, type)",
+    "CREATE INDEX IF NOT EXISTS journal_type ON journal(type, seq)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 )
 
