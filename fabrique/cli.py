@@ -241,6 +241,44 @@ def hub_create_admin(
     typer.echo(f"Compte administrateur « {username} » créé.")
 
 
+@hub_app.command("purge")
+def hub_purge(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = "info",
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            min=1,
+            help="Durée de conservation (jours) ; par défaut identified_retention_days.",
+        ),
+    ] = None,
+) -> None:
+    """Pseudonymise l'historique identifié plus ancien que la durée de conservation."""
+    _setup_logging(_check_level(log_level))
+    settings = _load_hub_settings(config)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hub.db.engine import make_engine, make_sessionmaker
+    from hub.main import redacted_url
+    from hub.retention import run_purge
+
+    days = retention_days or settings.identified_retention_days
+    engine = make_engine(settings.database_url)
+    try:
+        result = run_purge(make_sessionmaker(engine), retention_days=days, tz=settings.tz)
+    except SQLAlchemyError as err:
+        _fail(f"Purge impossible sur {redacted_url(settings.database_url)} : {type(err).__name__}")
+    finally:
+        engine.dispose()
+    typer.echo(f"Historique identifié antérieur au {result.cutoff:%d/%m/%Y %H:%M} UTC :")
+    for table, n in sorted(result.rows.items()):
+        typer.echo(f"  {table} : {n} ligne(s) pseudonymisée(s) ou supprimée(s)")
+    if not result.rows:
+        typer.echo("  rien à purger")
+    typer.echo(f"  clés de pseudonymes détruites : {result.keys_deleted}")
+
+
 @hub_app.command("check-config")
 def hub_check_config(config: ConfigOption = None) -> None:
     """Vérifie la configuration du hub et la résume (sans rien démarrer)."""

@@ -65,6 +65,7 @@ from hub.policy.model import (
     PolicyConfig,
     SessionView,
 )
+from hub.retention import RetentionJob
 from hub.settings import HubSettings
 from protocol.messages import (
     AccessDecision,
@@ -278,6 +279,13 @@ class Hub:
             metrics=self.metrics,
             clock=clock,
         )
+        self.retention = RetentionJob(
+            factory,
+            retention_days=settings.identified_retention_days,
+            tz=settings.tz,
+            interval_s=settings.retention_interval_s,
+            clock=clock,
+        )
         self.worker = LedgerWorker(
             self.ledger,
             self._publish_journal,
@@ -322,6 +330,7 @@ class Hub:
         _settle_heap()
         self.accesslog.start()
         self.worker.start()
+        self.retention.start()
         if self._workers > 0:
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers,
@@ -361,6 +370,7 @@ class Hub:
                 if process.is_alive():
                     process.terminate()
             self._pool = None
+        self.retention.stop()
         self.worker.stop()
         self.mqtt.stop()
         self.accesslog.stop()

@@ -105,6 +105,16 @@ class HubSettings(BaseSettings):
     snapshot_days: int = Field(default=7, ge=1, le=31)
     snapshot_validity_h: float = Field(default=36.0, gt=0)
     access_log_retention_days: int = Field(default=92, ge=1)
+    identified_retention_days: int = Field(
+        default=92,
+        ge=1,
+        le=3660,
+        description="days identified history (sessions, jobs, journal events, access log) "
+        "is kept before it is pseudonymised (CNIL: 3 months)",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0, gt=0, description="how often the retention job runs"
+    )
     staff_presence_h: float = Field(default=4.0, gt=0)
     attempt_limit: int = Field(default=8, ge=1, description="denials per window before throttling")
     attempt_window_s: float = Field(default=60.0, gt=0)

@@ -75,7 +75,8 @@ class Capability(enum.StrEnum):
     BADGES_WRITE = "badges.write"
     #: Delete a badge row (to re-enrol a card given to the wrong person).
     BADGES_DELETE = "badges.delete"
-    #: Read sessions (animators: first names only; coordinators: no identities).
+    #: Read sessions (animators: first names only). Not coordinators: a list of sessions
+    #: with age group, programme, machine and times rebuilds the groups reports hide.
     SESSIONS_READ = "sessions.read"
     #: End someone's session.
     SESSIONS_END = "sessions.end"
@@ -113,7 +114,7 @@ MATRIX: Mapping[Capability, frozenset[Role]] = {
     Capability.BADGES_READ: frozenset({_A, _F}),
     Capability.BADGES_WRITE: frozenset({_A, _F}),
     Capability.BADGES_DELETE: frozenset({_A}),
-    Capability.SESSIONS_READ: frozenset({_A, _F, _N, _C}),
+    Capability.SESSIONS_READ: frozenset({_A, _F, _N}),
     Capability.SESSIONS_END: frozenset({_A, _F, _N}),
     Capability.JOBS_READ: frozenset({_A, _F}),
     Capability.QUOTAS_RECOMMEND: frozenset({_A, _F}),

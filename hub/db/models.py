@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from protocol.messages import EndReason, JobResult, OfflineRule, utcnow
 
@@ -109,6 +110,26 @@ class PowerPolicy(enum.StrEnum):
     FOLLOW_SESSION = "follow_session"  # e.g. laser: off at the end, never restarts alone
     KEEP_WHILE_JOB = "keep_while_job"  # 3D printer: never cut while a job runs
     LOCK_ONLY = "lock_only"  # gaming PC: locked, never powered off
+
+
+class Gender(enum.StrEnum):
+    """A member's declared gender, for funders' reports only; optional (not declared)."""
+
+    FEMME = "femme"
+    HOMME = "homme"
+    AUTRE = "autre"
+    NON_DECLARE = "non_declare"
+
+
+class ConsentScope(enum.StrEnum):
+    """What a guardian's consent covers (CNIL recommendation 4, GDPR art. 8)."""
+
+    #: Badge access and usage metering (required to activate an under-15's badge).
+    ACCESS = "access"
+    #: Pseudonymous statistics for funders (reports, dashboards).
+    STATISTICS = "statistics"
+    #: Photos and publications about workshops.
+    PHOTOS = "photos"
 
 
 class ExceptionKind(enum.StrEnum):
@@ -208,6 +229,16 @@ class Member(Base):
     role: Mapped[Role] = mapped_column(_enum(Role), default=Role.MEMBER)
     #: Date a guardian consented (required under the consent age, 15 in France).
     consent_at: Mapped[date | None] = mapped_column(Date, default=None)
+    #: Username of the staff account that recorded the consent (kept if the account goes).
+    consent_recorded_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: What the consent covers (:class:`ConsentScope` values).
+    consent_scope: Mapped[list[str]] = mapped_column(default=list)
+    gender: Mapped[Gender] = mapped_column(
+        _enum(Gender), default=Gender.NON_DECLARE, server_default=Gender.NON_DECLARE.value
+    )
+    #: Start of the member's first session among those already pseudonymised (set by
+    #: hub.retention), so "new participants" stay right once old sessions name nobody.
+    first_visit_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     programmes: Mapped[list[MemberProgramme]] = relationship(
@@ -381,6 +412,7 @@ class UsageSession(Base):
     __table_args__ = (
         Index("ix_usage_session_member_started", "member_id", "started_at"),
         Index("ix_usage_session_open", "ended_at"),
+        Index("ix_usage_session_started", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -395,6 +427,14 @@ class UsageSession(Base):
     age_group: Mapped[str] = mapped_column(String(16), default="")
     programmes: Mapped[list[str]] = mapped_column(default=list)
     machine_kind: Mapped[str] = mapped_column(String(32), default="")
+    #: The member's declared gender, frozen when the row is pseudonymised ("" before:
+    #: reports read the member's).
+    gender: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    #: Pseudonymous participant of the row's month, set when the row is pseudonymised
+    #: (hub.retention): the same person has the same value within one month only.
+    participant: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: Set when pseudonymised: this was the participant's first month of visits.
+    first_month: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     staff: Mapped[bool] = mapped_column(Boolean, default=False)
     req_id: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -457,6 +497,36 @@ class AccessLog(Base):
     code: Mapped[str] = mapped_column(String(64))
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     session_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class PseudonymKey(Base):
+    """The random key of one month's participant pseudonyms (hub.retention).
+
+    Deleted once the whole month is older than the retention period: from then on the
+    month's pseudonyms cannot be linked back to anyone, not even by the hub.
+    """
+
+    __tablename__ = "pseudonym_key"
+
+    #: Local calendar month, ``YYYY-MM``.
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ErasureTombstone(Base):
+    """Proof that a member's data was erased: when, by whom, how many rows. Names nobody
+    (no member id, no name, no badge hash)."""
+
+    __tablename__ = "erasure_tombstone"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: The staff account that erased (no foreign key: the proof outlives the account).
+    erased_by_account: Mapped[int | None] = mapped_column(Integer, default=None)
+    erased_by_username: Mapped[str] = mapped_column(String(64), default="")
+    #: Rows deleted or pseudonymised, per table.
+    rows: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class StaffPresence(Base):
