@@ -592,7 +592,9 @@ class Agent:
     def _sinks(self) -> list[FeedbackSink]:
         sinks: list[FeedbackSink] = []
         if self.settings.feedback.console or self._narrate is not None:
-            sinks.append(ConsoleFeedback(self._narrate))
+            sinks.append(
+                ConsoleFeedback(self._narrate, log_messages=self.settings.feedback.log_messages)
+            )
         for m in self.settings.machines:
             if m.feedback is not None:
                 sinks.append(

@@ -138,7 +138,12 @@ class OfflineSettings(_Part):
 class FeedbackSettings(_Part):
     """Edge-wide feedback (``[feedback]``); LEDs and buzzers are per machine."""
 
-    console: bool = Field(default=True, description="log every message shown to a member")
+    console: bool = Field(default=True, description="log every feedback event (no message)")
+    log_messages: bool = Field(
+        default=False,
+        description="also log the messages shown to members (they carry first names): "
+        "only for a local screen, never where logs are kept or readable by players",
+    )
     history: int = Field(default=50, ge=0, le=10_000, description="events kept for the kiosk")
 
 
