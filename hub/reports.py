@@ -12,7 +12,8 @@ they ended (with their session's programmes and kind); a session counts for each
 programmes. A participant is a member (identified rows) or a month pseudonym
 (pseudonymised rows, see hub.retention): unique participants are exact within any
 month; over several pseudonymised months they add up per month. A participant is *new*
-when their first visit ever falls in the period.
+when their first visit ever falls in the group's month (grouping by month) or else in
+the report's period.
 
 Small groups (DESIGN §4). For roles that do not see identities (coordinators), a group
 of fewer than :data:`MIN_GROUP_SIZE` people keeps its row but every figure is withheld
@@ -189,7 +190,8 @@ def build_report(
             if row.who is not None:
                 acc.people.add(row.who)
 
-    new = _new_participants(db, groups, period, pseudo_flags)
+    newcomers = _newcomers(db, groups, period, pseudo_flags, tz)
+    month_at = dims.index("month") if "month" in dims else None
     labels = _labels(db, dims, identifying, tz)
     grams = filament_grams or (lambda mm: 0.0)
     rows: list[ReportRow] = []
@@ -197,7 +199,8 @@ def build_report(
     for key in sorted(groups):
         acc = groups[key]
         shown_labels = tuple(labels[d].get(k, k or _NONE) for d, k in zip(dims, key, strict=True))
-        n_new = sum(1 for p in acc.people if p in new)
+        month = key[month_at] if month_at is not None else None
+        n_new = sum(1 for p in acc.people if newcomers.is_new(p, month))
         small = not identifying and len(acc.people) < MIN_GROUP_SIZE
         if small:
             masked += 1
@@ -464,23 +467,39 @@ def _keys(
     return [tuple(p if d == "programme" else fixed[d] for d in dims) for p in programmes]
 
 
-def _new_participants(
-    db: Session, groups: dict[tuple[str, ...], _Acc], period: Period, pseudo: dict[str, bool]
-) -> set[str]:
-    """Participants whose first visit ever is in the period."""
-    new = {who for who, first in pseudo.items() if first}
+@dataclass(frozen=True)
+class _Newcomers:
+    """Who is new: a participant whose first visit ever falls in the group's month when
+    grouping by month, else in the report's period."""
+
+    tz: ZoneInfo
+    start: datetime | None
+    #: Identified participants' first visit.
+    firsts: dict[str, datetime]
+    #: Month pseudonyms whose month was the person's first month of visits.
+    first_months: set[str]
+
+    def is_new(self, who: str, month: str | None) -> bool:
+        if who.startswith("p"):
+            return who in self.first_months
+        first = self.firsts.get(who)
+        if first is None:
+            return True
+        if month is not None:
+            return month_of(first, self.tz) == month
+        return self.start is None or first >= self.start
+
+
+def _newcomers(
+    db: Session,
+    groups: dict[tuple[str, ...], _Acc],
+    period: Period,
+    pseudo: dict[str, bool],
+    tz: ZoneInfo,
+) -> _Newcomers:
     members = {int(p[1:]) for acc in groups.values() for p in acc.people if p.startswith("m")}
-    if not members:
-        return new
-    if period.start is None:
-        return new | {f"m{m}" for m in members}
-    firsts = first_visits(db, members)
-    start = period.start
-    for member_id in members:
-        first = firsts.get(member_id)
-        if first is None or first >= start:
-            new.add(f"m{member_id}")
-    return new
+    firsts = {f"m{k}": v for k, v in first_visits(db, members).items()}
+    return _Newcomers(tz, period.start, firsts, {who for who, first in pseudo.items() if first})
 
 
 def _labels(
