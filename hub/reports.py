@@ -36,7 +36,18 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, String, Text, case, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from hub.db.models import Gender, Machine, MachineJob, Member, Programme, Role, UsageSession, Zone
@@ -145,6 +156,9 @@ class _Acc:
     print_seconds: float = 0.0
     filament_mm: float = 0.0
     people: set[str] = field(default_factory=set)
+    #: Counted in SQL (fast path) instead of from ``people``.
+    n_people: int | None = None
+    n_new: int | None = None
 
 
 def build_report(
@@ -167,9 +181,80 @@ def build_report(
     if "member" in dims and not identifying:
         raise ReportForbidden("member")
     months = _months(db, period, tz) if "month" in dims else []
+    if _needs_programmes(dims, filters):
+        groups, counted = _fold_per_participant(db, dims, period, filters, months, tz)
+    else:
+        groups = _grouped_in_sql(db, dims, period, filters, months)
+        counted = None
+    labels = _labels(db, dims, identifying, tz)
+    grams = filament_grams or (lambda mm: 0.0)
+    rows: list[ReportRow] = []
+    masked = 0
+    for key in sorted(groups):
+        acc = groups[key]
+        shown_labels = tuple(labels[d].get(k, k or _NONE) for d, k in zip(dims, key, strict=True))
+        if counted is not None:
+            month = key[dims.index("month")] if "month" in dims else None
+            n_people = len(acc.people)
+            n_new = sum(1 for p in acc.people if counted.is_new(p, month))
+        else:
+            n_people, n_new = acc.n_people or 0, acc.n_new or 0
+        small = not identifying and n_people < MIN_GROUP_SIZE
+        if small:
+            masked += 1
+            rows.append(ReportRow(key, shown_labels, True, SMALL, *([None] * 10)))
+            continue
+        rows.append(
+            ReportRow(
+                keys=key,
+                labels=shown_labels,
+                masked=False,
+                participants=n_people,
+                new_participants=SMALL if not identifying and 0 < n_new < MIN_GROUP_SIZE else n_new,
+                sessions=acc.sessions,
+                seconds=round(acc.seconds, 1),
+                hours=round(acc.seconds / 3600, 2),
+                average_session_min=round(acc.seconds / acc.sessions / 60, 1)
+                if acc.sessions
+                else 0.0,
+                run_hours=round(acc.run_seconds / 3600, 2),
+                jobs=acc.jobs,
+                print_hours=round(acc.print_seconds / 3600, 2),
+                filament_m=round(acc.filament_mm / 1000, 2),
+                filament_g=round(grams(acc.filament_mm), 1),
+            )
+        )
+    note = ""
+    if _has_pseudonyms(db, period):
+        note = (
+            "Participants des mois anciens (pseudonymisés) comptés mois par mois : "
+            "une même personne venue plusieurs de ces mois compte une fois par mois."
+        )
+    return Report(
+        site=site,
+        group_by=dims,
+        period=period,
+        filters=filters,
+        rows=rows,
+        masked=masked,
+        min_group_size=None if identifying else MIN_GROUP_SIZE,
+        tz=tz,
+        note=note,
+    )
+
+
+def _fold_per_participant(
+    db: Session,
+    dims: tuple[Dimension, ...],
+    period: Period,
+    filters: ReportFilters,
+    months: list[tuple[str, datetime]],
+    tz: ZoneInfo,
+) -> tuple[dict[tuple[str, ...], _Acc], _Newcomers]:
+    """Programmes are a list per session: SQL groups per participant and programme list,
+    and Python spreads each row over its programmes, keeping participants exact."""
     groups: dict[tuple[str, ...], _Acc] = {}
     pseudo_flags: dict[str, bool] = {}
-
     for row in db.execute(_session_query(dims, period, filters, months)):
         who, first_month = row.who, bool(row.first_month)
         if who is not None and who.startswith("p"):
@@ -189,60 +274,136 @@ def build_report(
             acc.filament_mm += row.filament_mm or 0.0
             if row.who is not None:
                 acc.people.add(row.who)
+    return groups, _newcomers(db, groups, period, pseudo_flags, tz)
 
-    newcomers = _newcomers(db, groups, period, pseudo_flags, tz)
-    month_at = dims.index("month") if "month" in dims else None
-    labels = _labels(db, dims, identifying, tz)
-    grams = filament_grams or (lambda mm: 0.0)
-    rows: list[ReportRow] = []
-    masked = 0
-    for key in sorted(groups):
-        acc = groups[key]
-        shown_labels = tuple(labels[d].get(k, k or _NONE) for d, k in zip(dims, key, strict=True))
-        month = key[month_at] if month_at is not None else None
-        n_new = sum(1 for p in acc.people if newcomers.is_new(p, month))
-        small = not identifying and len(acc.people) < MIN_GROUP_SIZE
-        if small:
-            masked += 1
-            rows.append(ReportRow(key, shown_labels, True, SMALL, *([None] * 10)))
-            continue
-        rows.append(
-            ReportRow(
-                keys=key,
-                labels=shown_labels,
-                masked=False,
-                participants=len(acc.people),
-                new_participants=SMALL if not identifying and 0 < n_new < MIN_GROUP_SIZE else n_new,
-                sessions=acc.sessions,
-                seconds=round(acc.seconds, 1),
-                hours=round(acc.seconds / 3600, 2),
-                average_session_min=round(acc.seconds / acc.sessions / 60, 1)
-                if acc.sessions
-                else 0.0,
-                run_hours=round(acc.run_seconds / 3600, 2),
-                jobs=acc.jobs,
-                print_hours=round(acc.print_seconds / 3600, 2),
-                filament_m=round(acc.filament_mm / 1000, 2),
-                filament_g=round(grams(acc.filament_mm), 1),
-            )
+
+def _has_pseudonyms(db: Session, period: Period) -> bool:
+    query = select(UsageSession.id).where(UsageSession.participant.is_not(None)).limit(1)
+    return db.scalar(_where(query, UsageSession.started_at, period)) is not None
+
+
+def _grouped_in_sql(
+    db: Session,
+    dims: tuple[Dimension, ...],
+    period: Period,
+    filters: ReportFilters,
+    months: list[tuple[str, datetime]],
+) -> dict[tuple[str, ...], _Acc]:
+    """Every figure, distinct participants and newcomers included, in one SQL query over
+    the union of sessions and jobs grouped by the dimensions."""
+    extra = _extra_dims(dims, filters)
+    firsts = (
+        select(
+            UsageSession.member_id.label("mid"),
+            func.min(UsageSession.started_at).label("first"),
         )
-    note = ""
-    if pseudo_flags:
-        note = (
-            "Participants des mois anciens (pseudonymisés) comptés mois par mois : "
-            "une même personne venue plusieurs de ces mois compte une fois par mois."
-        )
-    return Report(
-        site=site,
-        group_by=dims,
-        period=period,
-        filters=filters,
-        rows=rows,
-        masked=masked,
-        min_group_size=None if identifying else MIN_GROUP_SIZE,
-        tz=tz,
-        note=note,
+        .where(UsageSession.member_id.is_not(None))
+        .group_by(UsageSession.member_id)
+        .subquery()
     )
+
+    def is_new(when: Any, member: Any, first_month: Any) -> ColumnElement[int]:
+        known = Member.first_visit_at
+        first = case(
+            (known.is_(None), firsts.c.first),
+            (firsts.c.first.is_(None), known),
+            (known < firsts.c.first, known),
+            else_=firsts.c.first,
+        )
+        if "month" in dims:
+            identified_new: ColumnElement[bool] = _month_case(first, months) == _month_case(
+                when, months
+            )
+            if period.start is not None:
+                identified_new = and_(first >= period.start, identified_new)
+        elif period.start is not None:
+            identified_new = first >= period.start
+        else:
+            identified_new = literal(True)
+        return case(
+            (member.is_not(None), case((identified_new, 1), else_=0)),
+            else_=case((first_month, 1), else_=0),
+        )
+
+    member_s = UsageSession.member_id
+    sessions = (
+        select(
+            *_dim_columns(extra, UsageSession.started_at, months, job=False),
+            _who_session().label("who"),
+            is_new(UsageSession.started_at, member_s, UsageSession.first_month).label("new"),
+            literal(1).label("n_s"),
+            UsageSession.used_s.label("used"),
+            UsageSession.run_s.label("run"),
+            literal(0).label("n_j"),
+            literal(0.0).label("print_s"),
+            literal(0.0).label("fil"),
+        )
+        .select_from(UsageSession)
+        .outerjoin(Member, Member.id == member_s)
+        .outerjoin(firsts, firsts.c.mid == member_s)
+    )
+    sessions = _filter(_where(sessions, UsageSession.started_at, period), filters, job=False)
+    member_j = func.coalesce(MachineJob.member_id, UsageSession.member_id)
+    jobs = (
+        select(
+            *_dim_columns(extra, MachineJob.ended_at, months, job=True),
+            case(
+                (
+                    MachineJob.member_id.is_not(None),
+                    literal("m") + cast(MachineJob.member_id, String),
+                ),
+                else_=_who_session(),
+            ).label("who"),
+            is_new(
+                MachineJob.ended_at, member_j, func.coalesce(UsageSession.first_month, False)
+            ).label("new"),
+            literal(0).label("n_s"),
+            literal(0.0).label("used"),
+            literal(0.0).label("run"),
+            literal(1).label("n_j"),
+            MachineJob.duration_s.label("print_s"),
+            MachineJob.filament_mm.label("fil"),
+        )
+        .select_from(MachineJob)
+        .outerjoin(UsageSession, UsageSession.id == MachineJob.session_id)
+        .outerjoin(Machine, Machine.id == MachineJob.machine_id)
+        .outerjoin(Member, Member.id == member_j)
+        .outerjoin(firsts, firsts.c.mid == member_j)
+    )
+    jobs = _filter(_where(jobs, MachineJob.ended_at, period), filters, job=True)
+    u = union_all(sessions, jobs).subquery()
+    keys = [u.c[d] for d in dims]
+    query = select(
+        *keys,
+        func.sum(u.c.n_s),
+        func.sum(u.c.used),
+        func.sum(u.c.run),
+        func.sum(u.c.n_j),
+        func.sum(u.c.print_s),
+        func.sum(u.c.fil),
+        func.count(u.c.who.distinct()),
+        func.count(case((u.c.new == 1, u.c.who), else_=None).distinct()),
+    )
+    if filters.gender is not None:
+        query = query.where(u.c.gender == filters.gender)
+    if filters.machine_kind is not None:
+        query = query.where(func.coalesce(u.c.machine_kind, "") == filters.machine_kind)
+    groups: dict[tuple[str, ...], _Acc] = {}
+    n = len(dims)
+    for row in db.execute(query.group_by(*keys)):
+        key = tuple("" if v is None else str(v) for v in row[:n])
+        n_s, used, run, n_j, print_s, fil, people, new = row[n:]
+        groups[key] = _Acc(
+            seconds=float(used or 0.0),
+            run_seconds=float(run or 0.0),
+            sessions=int(n_s or 0),
+            jobs=int(n_j or 0),
+            print_seconds=float(print_s or 0.0),
+            filament_mm=float(fil or 0.0),
+            n_people=int(people or 0),
+            n_new=int(new or 0),
+        )
+    return groups
 
 
 # --------------------------------------------------------------------------- SQL
