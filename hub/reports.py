@@ -45,10 +45,11 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    or_,
     select,
     union_all,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from hub.db.models import Gender, Machine, MachineJob, Member, Programme, Role, UsageSession, Zone
 from hub.retention import first_visits, month_end, month_of
@@ -184,7 +185,7 @@ def build_report(
     if _needs_programmes(dims, filters):
         groups, counted = _fold_per_participant(db, dims, period, filters, months, tz)
     else:
-        groups = _grouped_in_sql(db, dims, period, filters, months)
+        groups = _grouped_in_sql(db, dims, period, filters, months, tz)
         counted = None
     labels = _labels(db, dims, identifying, tz)
     grams = filament_grams or (lambda mm: 0.0)
@@ -288,38 +289,35 @@ def _grouped_in_sql(
     period: Period,
     filters: ReportFilters,
     months: list[tuple[str, datetime]],
+    tz: ZoneInfo,
 ) -> dict[tuple[str, ...], _Acc]:
     """Every figure, distinct participants and newcomers included, in one SQL query over
     the union of sessions and jobs grouped by the dimensions."""
     extra = _extra_dims(dims, filters)
-    firsts = (
-        select(
-            UsageSession.member_id.label("mid"),
-            func.min(UsageSession.started_at).label("first"),
-        )
-        .where(UsageSession.member_id.is_not(None))
-        .group_by(UsageSession.member_id)
-        .subquery()
-    )
+    earlier = aliased(UsageSession)
 
     def is_new(when: Any, member: Any, first_month: Any) -> ColumnElement[int]:
-        known = Member.first_visit_at
-        first = case(
-            (known.is_(None), firsts.c.first),
-            (firsts.c.first.is_(None), known),
-            (known < firsts.c.first, known),
-            else_=firsts.c.first,
-        )
+        """Identified: no visit before the group's month (or the period); pseudonymised:
+        the row's month was the person's first (hub.retention)."""
+        bound: Any
         if "month" in dims:
-            identified_new: ColumnElement[bool] = _month_case(first, months) == _month_case(
-                when, months
-            )
-            if period.start is not None:
-                identified_new = and_(first >= period.start, identified_new)
+            bound = _month_start_case(when, months, tz)
         elif period.start is not None:
-            identified_new = first >= period.start
+            bound = literal(period.start, UsageSession.started_at.type)
         else:
-            identified_new = literal(True)
+            bound = None
+        if bound is None:
+            identified_new: ColumnElement[bool] = literal(True)
+        else:
+            visited_before = (
+                select(earlier.id)
+                .where(earlier.member_id == member, earlier.started_at < bound)
+                .exists()
+            )
+            identified_new = and_(
+                or_(Member.first_visit_at.is_(None), Member.first_visit_at >= bound),
+                ~visited_before,
+            )
         return case(
             (member.is_not(None), case((identified_new, 1), else_=0)),
             else_=case((first_month, 1), else_=0),
@@ -340,7 +338,6 @@ def _grouped_in_sql(
         )
         .select_from(UsageSession)
         .outerjoin(Member, Member.id == member_s)
-        .outerjoin(firsts, firsts.c.mid == member_s)
     )
     sessions = _filter(_where(sessions, UsageSession.started_at, period), filters, job=False)
     member_j = func.coalesce(MachineJob.member_id, UsageSession.member_id)
@@ -368,7 +365,6 @@ def _grouped_in_sql(
         .outerjoin(UsageSession, UsageSession.id == MachineJob.session_id)
         .outerjoin(Machine, Machine.id == MachineJob.machine_id)
         .outerjoin(Member, Member.id == member_j)
-        .outerjoin(firsts, firsts.c.mid == member_j)
     )
     jobs = _filter(_where(jobs, MachineJob.ended_at, period), filters, job=True)
     u = union_all(sessions, jobs).subquery()
@@ -431,6 +427,19 @@ def _months(db: Session, period: Period, tz: ZoneInfo) -> list[tuple[str, dateti
         if stop >= end:
             return months
         month = month_of(stop, tz)
+
+
+def _month_start_case(
+    column: Any, months: list[tuple[str, datetime]], tz: ZoneInfo
+) -> ColumnElement[datetime]:
+    """The start of the local month of ``column`` (within ``months``)."""
+    kind = UsageSession.started_at.type
+    whens = []
+    for name, stop in months:
+        year, number = (int(x) for x in name.split("-"))
+        start = datetime(year, number, 1, tzinfo=tz)
+        whens.append((column < stop, literal(start, kind)))
+    return case(*whens, else_=literal(months[-1][1], kind)) if whens else literal(None, kind)
 
 
 def _month_case(column: Any, months: list[tuple[str, datetime]]) -> ColumnElement[str]:
