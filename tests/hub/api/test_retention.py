@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -26,8 +27,9 @@ from hub.db.models import (
     Zone,
 )
 from hub.reports import Period, ReportFilters, build_report
-from hub.retention import ERASED_HASH, run_purge
+from hub.retention import ERASED_HASH, RetentionJob, run_purge
 from tests.hub.api.conftest import Api, add_job, add_session
+from tests.hub.hubkit import wait_until
 
 NOW = datetime(2025, 6, 15, 12, tzinfo=UTC)
 RETENTION = 92
@@ -207,6 +209,10 @@ def test_no_identity_outlives_retention_and_totals_stay(api: Api) -> None:
     assert before_months[("2025-02",)][:3] == (3, 0, 3)
     assert before_months[("2025-06",)][:3] == (1, 0, 1)
     assert _report(api, "month", "gender") == before_cross
+    # Per programme, reports fold per participant in Python: same figures (every canary
+    # session has the one programme).
+    per_programme = _report(api, "month", "programme")
+    assert {k[:1]: v for k, v in per_programme.items()} == before_months
     # Over January to June the pseudonymised months count people once per month.
     whole = _report(api, "machine")[("printer-1",)]
     assert whole[0] == 7 + 3 + 1
@@ -275,3 +281,49 @@ def test_guardian_consent_records_who_when_and_scope(api: Api) -> None:
     assert withdrawn["consent_missing"] is True
     assert withdrawn["consent_recorded_by"] is None
     assert withdrawn["consent_scope"] == []
+
+
+def test_purge_command_and_scheduled_job(api: Api, tmp_path: Path) -> None:
+    """``fabrique hub purge`` and the hub's hourly job run the same pass."""
+    from typer.testing import CliRunner
+
+    from fabrique.cli import app
+
+    add_session(
+        api,
+        "old",
+        member_id=api.members[Role.ANIMATOR],
+        badge_hash=_hash(1),
+        started_at=datetime.now(UTC) - timedelta(days=200),
+    )
+    add_session(api, "new", member_id=api.members[Role.ANIMATOR], badge_hash=_hash(1))
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'demo = true\ndatabase_url = "{api.settings.database_url}"\n'
+        "identified_retention_days = 92\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["hub", "purge", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "usage_session : 1 ligne(s)" in result.output
+    with api.db() as s:
+        rows = {r.id: r for r in s.scalars(select(UsageSession))}
+        assert rows["old"].member_id is None
+        assert rows["old"].participant is not None
+        assert rows["new"].member_id == api.members[Role.ANIMATOR]
+
+    add_session(
+        api,
+        "old-2",
+        member_id=api.members[Role.ANIMATOR],
+        badge_hash=_hash(1),
+        started_at=datetime.now(UTC) - timedelta(days=100),
+    )
+    job = RetentionJob(api.db, retention_days=92, tz=api.settings.tz, interval_s=3600)
+    job.start()
+    try:
+        wait_until(lambda: job.runs >= 1, 30, "first retention pass")
+    finally:
+        job.stop()
+    with api.db() as s:
+        assert s.get(UsageSession, "old-2").member_id is None  # type: ignore[union-attr]
