@@ -12,6 +12,7 @@ from protocol.errors import (
     UnsupportedVersion,
 )
 from protocol.ids import ID_PATTERN, badge_hash, is_ident, normalise_uid
+from protocol.kinds import MachineKind
 from protocol.messages import (
     SCHEMA_VERSION,
     AccessDecision,
@@ -78,6 +79,7 @@ __all__ = [
     "MachineCommand",
     "MachineFault",
     "MachineFaultBody",
+    "MachineKind",
     "MachineState",
     "MalformedPayload",
     "Message",

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
-from hub.db.models import ExceptionKind, MachineKind, MemberStatus, PowerPolicy, Role
+from hub.db.models import ExceptionKind, MachineKind, MemberStatus, Role
 from protocol.ids import BADGE_HASH_PATTERN, ID_PATTERN
 from protocol.messages import (
     Availability,
@@ -257,7 +257,6 @@ class MachineCreate(Input):
     edge_id: Ident
     min_age: MinAge | None = None
     offline_rule: OfflineRule = OfflineRule.ALLOW
-    power_policy: PowerPolicy = PowerPolicy.FOLLOW_SESSION
     required_trainings: Annotated[IdList, AfterValidator(_unique)] = Field(default_factory=list)
     maintenance: bool = False
     maintenance_note: Note = ""
@@ -272,7 +271,6 @@ class MachineUpdate(Patch):
     edge_id: Ident | None = None
     min_age: MinAge | None = None
     offline_rule: OfflineRule | None = None
-    power_policy: PowerPolicy | None = None
     required_trainings: Annotated[IdList, AfterValidator(_unique)] | None = None
     maintenance: bool | None = None
     maintenance_note: Note | None = None
@@ -286,7 +284,6 @@ class MachinePublic(Output):
     edge_id: str
     min_age: int | None
     offline_rule: OfflineRule
-    power_policy: PowerPolicy
     required_trainings: list[str]
     maintenance: bool
     maintenance_note: str
