@@ -43,18 +43,15 @@ publishes the machines offline and says goodbye on the link. An unexpected error
 in the agent thread switches everything off and ends the process with an error;
 a crash that runs no code at all is covered by the wiring (normally-open relays).
 
-Journal sending (DESIGN §3): while the link is up and the hub online, events are
-published in ``seq`` order, at most ``window`` beyond the hub's ``ack_through``;
-without progress for ``resend_s`` they are resent from the first unacknowledged one
-(duplicates are expected), and ``replay_from`` resends from the seq asked, even
-acknowledged events still retained. Acknowledged events are pruned after the
-retention period.
+Journal sending (DESIGN §3) is the :class:`~edge.outbox.Outbox`'s, and the policy
+snapshot in use (verified, cached in a file) the :class:`~edge.policystore.PolicyStore`'s;
+both run on the agent thread, which keeps the order of effects: never act on what is
+not journaled.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -75,7 +72,7 @@ from edge.feedback import (
     FeedbackStream,
     GpioFeedback,
 )
-from edge.journal import Event, EventBody, Journal, JournalError
+from edge.journal import EventBody, Journal, JournalError
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
@@ -90,6 +87,8 @@ from edge.machines import (
     grbl_listener,
 )
 from edge.offline import decide_offline
+from edge.outbox import Outbox
+from edge.policystore import PolicyStore
 from edge.session import (
     Append,
     DecideOffline,
@@ -107,7 +106,6 @@ from edge.session import (
     Unlock,
 )
 from edge.settings import EdgeSettings, MachineSettings
-from protocol.errors import PayloadError
 from protocol.ids import badge_hash
 from protocol.messages import (
     AccessDecision,
@@ -125,10 +123,8 @@ from protocol.messages import (
     SessionEndedBody,
     SessionStartedBody,
     Telemetry,
-    decode,
-    encode,
 )
-from protocol.signing import policy_key, verify_snapshot
+from protocol.signing import policy_key
 
 __all__ = [
     "Agent",
@@ -149,7 +145,6 @@ MAX_SLEEP_S: Final = 1.0
 HOUSEKEEPING_S: Final = 1.0
 #: Delay before reopening an output device that failed (real seconds).
 OUTPUT_RETRY_S: Final = 5.0
-PRUNE_EVERY_S: Final = 3600.0
 #: Fault source of a machine whose journal writes fail.
 JOURNAL_FAULT: Final = "journal"
 
@@ -335,21 +330,15 @@ class Agent:
         self._stopped = threading.Event()
         self._started = False
         self._views: Mapping[str, MachineView] = MappingProxyType({})
-        self._snapshot: PolicySnapshot | None = None
-        #: Journal seq when the snapshot in use arrived (its quotas predate what follows).
-        self._policy_mark = 0
+        self.outbox = Outbox(self.journal, settings.edge_id, settings.journal)
+        self.policy = PolicyStore(
+            settings.policy_cache_path, settings.edge_id, self._key, self.journal
+        )
         # Link and hub, as the agent thread sees them.
         self._link_up = False
         self._hub_status_online = False
         self._hub_online = False
-        # Journal sender (agent thread only).
-        self._acked = 0
-        self._sent_through = 0
-        self._resends = 0
-        self._last_progress = 0.0
         self._next_housekeeping = 0.0
-        self._next_prune = 0.0
-        self._last_alarm = -PRUNE_EVERY_S
         #: Set when the agent thread died of an unexpected error.
         self.failed: BaseException | None = None
 
@@ -376,12 +365,12 @@ class Agent:
     @property
     def acked_through(self) -> int:
         """The hub's latest ``ack_through`` for this edge."""
-        return self._acked
+        return self.outbox.acked
 
     @property
     def resends(self) -> int:
         """How many times events were sent again (resend timer, link up, replay)."""
-        return self._resends
+        return self.outbox.resends
 
     @property
     def stopped(self) -> bool:
@@ -391,8 +380,7 @@ class Agent:
     @property
     def policy_version(self) -> int | None:
         """Version of the verified policy snapshot in use, if any."""
-        snapshot = self._snapshot
-        return snapshot.version if snapshot is not None else None
+        return self.policy.version
 
     def unit(self, machine: str) -> MachineUnit:
         """A machine's unit (its devices): for tests and the demo's simulation only."""
@@ -438,13 +426,8 @@ class Agent:
             logger.warning(
                 "%d session(s) left open by the last run closed as edge_restart", len(closed)
             )
-        first = self.journal.unacked(1)
-        self._acked = first[0].seq - 1 if first else self.journal.last_seq()
-        self._sent_through = self._acked
-        self._snapshot = self._load_policy()
-        mark = self.journal.policy_mark()
-        # No mark yet (a cache from before marks existed): count from now on.
-        self._policy_mark = mark if mark is not None else self.journal.last_seq()
+        self.outbox.restore()
+        self.policy.restore()
         try:
             self._build_units()
         except (DeviceConfigError, ValueError) as err:
@@ -674,7 +657,7 @@ class Agent:
         self._tick()
         if time.monotonic() >= self._next_housekeeping:
             self._housekeeping()
-        self._pump()
+        self.outbox.pump(self._link)
         self._publish_views()
 
     def _sleep_for(self) -> float:
@@ -717,7 +700,7 @@ class Agent:
                     return
                 self._execute(unit, unit.session.decision(item, mono, wall))
             case JournalCommand():
-                self._on_journal(item)
+                self.outbox.on_command(item)
             case SessionCommand():
                 for unit in self._units.values():
                     if unit.session.session_id == item.session_id:
@@ -733,7 +716,7 @@ class Agent:
                     return
                 self._execute(unit, unit.session.machine_command(item, mono, wall))
             case PolicySnapshot():
-                self._on_policy(item)
+                self.policy.accept(item)
             case HubStatus():
                 self._hub_status_online = item.online
                 self._hub_changed(mono)
@@ -764,8 +747,7 @@ class Agent:
             return
         self._hub_online = online
         logger.info("edge %s: hub %s", self.edge_id, "online" if online else "offline")
-        if online:
-            self._sent_through = min(self._sent_through, self._acked)  # resend unacknowledged
+        self.outbox.online(online)  # back online: resend what is unacknowledged
         for unit in self._units.values():
             self._execute(unit, unit.session.link(online, mono))
 
@@ -805,34 +787,6 @@ class Agent:
         if unit.faults.pop(source, None) is not None and not unit.faults:
             logger.info("%s: fault cleared (%s)", unit.id, source)
             self._execute(unit, unit.session.fault_cleared(mono))
-
-    def _on_policy(self, snapshot: PolicySnapshot) -> None:
-        if snapshot.edge != self.edge_id or not verify_snapshot(snapshot, self._key):
-            logger.error(
-                "edge %s: policy snapshot v%d rejected (bad signature or edge)",
-                self.edge_id,
-                snapshot.version,
-            )
-            return
-        current = self._snapshot
-        if current is not None and snapshot.version < current.version:
-            logger.info(
-                "older policy snapshot v%d ignored (have v%d)", snapshot.version, current.version
-            )
-            return
-        if current is None or snapshot.version > current.version:
-            try:
-                self._policy_mark = self.journal.remember_policy()
-            except JournalError as err:  # the older mark over-counts: the safe side
-                logger.error("cannot record the policy mark: %s", err)
-        self._snapshot = snapshot
-        logger.info(
-            "edge %s: policy snapshot v%d (%d badges)",
-            self.edge_id,
-            snapshot.version,
-            len(snapshot.entries),
-        )
-        self._save_policy(snapshot)
 
     # ------------------------------------------------------------------ effects
 
@@ -888,14 +842,14 @@ class Agent:
                 case DecideOffline():
                     wall = self.clock.now()
                     verdict = decide_offline(
-                        self._snapshot,
+                        self.policy.snapshot,
                         self._key,
                         unit.id,
                         effect.badge,
                         wall,
                         staff_grant=timedelta(minutes=self.settings.offline.staff_grant_min),
                         verified=True,  # every snapshot kept was verified on arrival
-                        used_s=self._used_since_policy(unit.id, effect.badge),
+                        used_s=self.policy.used_since(unit.id, effect.badge),
                     )
                     logger.info(
                         "%s: offline decision %s (%s)", unit.id, verdict.code, effect.req_id
@@ -904,20 +858,6 @@ class Agent:
                     self._execute(unit, follow, depth + 1)
                 case DriverCommand():
                     unit.driver_command(effect.action, self._drivers)
-
-    def _used_since_policy(self, machine: str, badge: str) -> float:
-        """Seconds ``badge`` used this edge's machines of ``machine``'s zone since the
-        snapshot in use arrived: its quotas cannot know them."""
-        snapshot = self._snapshot
-        if snapshot is None:
-            return 0.0
-        zone = next((m.zone for m in snapshot.machines if m.machine == machine), None)
-        same_zone = {m.machine for m in snapshot.machines if m.zone == zone}
-        try:
-            return self.journal.badge_usage_after(self._policy_mark, badge, same_zone)
-        except JournalError as err:
-            logger.error("cannot read this badge's usage from the journal: %s", err)
-            return 0.0
 
     def _device_failed(self, unit: MachineUnit, error: str, mono: float, depth: int) -> None:
         logger.error("%s: output device failed: %s", unit.id, error)
@@ -949,96 +889,16 @@ class Agent:
             if self._hub_online:
                 self._execute(unit, unit.session.link(True, self.clock.monotonic()))
 
-    # ------------------------------------------------------------------ journal sender
-
-    def _on_journal(self, command: JournalCommand) -> None:
-        if command.ack_through is not None:
-            through = command.ack_through
-            if through > self._acked:
-                try:
-                    self.journal.ack_through(through)
-                except JournalError as err:
-                    logger.error("cannot record the acknowledgement: %s", err)
-                    return
-                self._acked = through
-                self._sent_through = max(self._sent_through, through)
-                self._last_progress = time.monotonic()
-        elif command.replay_from is not None:
-            logger.info("edge %s: hub asks a replay from seq %d", self.edge_id, command.replay_from)
-            self._sent_through = min(self._sent_through, command.replay_from - 1)
-            self._resends += 1
-            self._last_progress = time.monotonic()
-
-    def _pump(self) -> None:
-        """Publish journal events in order while the hub can hear them."""
-        link = self._link
-        if link is None or not self._hub_online:
-            return
-        window = self.settings.journal.window
-        while True:
-            room = window - max(0, self._sent_through - self._acked)
-            if room <= 0:
-                return
-            try:
-                events: list[Event] = self.journal.replay_from(
-                    self._sent_through + 1, limit=min(room, 100)
-                )
-            except JournalError as err:
-                logger.error("cannot read the journal: %s", err)
-                return
-            if not events:
-                return
-            for event in events:
-                if not link.send_event(event):
-                    return
-                self._sent_through = event.seq
-            if len(events) < 100:
-                return
-
-    def _check_resend(self) -> None:
-        if not self._hub_online or self._sent_through <= self._acked:
-            self._last_progress = time.monotonic()
-            return
-        if time.monotonic() - self._last_progress >= self.settings.journal.resend_s:
-            logger.info(
-                "edge %s: no acknowledgement beyond seq %d for %.0f s: resending",
-                self.edge_id,
-                self._acked,
-                self.settings.journal.resend_s,
-            )
-            self._sent_through = self._acked
-            self._resends += 1
-            self._last_progress = time.monotonic()
-
     # ------------------------------------------------------------------ housekeeping
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
         self._next_housekeeping = now + HOUSEKEEPING_S
         mono = self.clock.monotonic()
-        self._check_resend()
+        self.outbox.housekeeping()
         for unit in self._units.values():
             self._check_devices(unit, mono, now)
         self._telemetry(mono, now)
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY_S
-            try:
-                self.journal.prune(timedelta(days=self.settings.journal.retention_days))
-            except JournalError as err:
-                logger.error("journal prune failed: %s", err)
-        pending = self._sent_through_pending()
-        bound = self.settings.journal.alarm_events
-        if pending > 0.8 * bound and now - self._last_alarm >= 600:
-            self._last_alarm = now
-            logger.error(
-                "edge %s: %d journal events wait for the hub (alarm at 80%% of %d)",
-                self.edge_id,
-                pending,
-                bound,
-            )
-
-    def _sent_through_pending(self) -> int:
-        return max(0, self.journal.last_seq() - self._acked)
 
     def _check_devices(self, unit: MachineUnit, mono: float, now: float) -> None:
         # Output device failed: try again now and then (it switches off); clear the fault.
@@ -1167,27 +1027,7 @@ class Agent:
             self._execute(unit, unit.session.shutdown(mono))
             unit.close_outputs()
         self._publish_views()
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-        while (
-            time.monotonic() < deadline
-            and self.journal.last_seq() > self._acked
-            and self._hub_online
-        ):
-            try:
-                item = self._inbox.get(timeout=0.05)
-            except queue.Empty:
-                item = None
-            if isinstance(item, JournalCommand | HubStatus | _LinkChange):
-                self._handle(item)
-            if time.monotonic() >= self._next_housekeeping:
-                self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
-                self._check_resend()
-            self._pump()
-        left = self.journal.last_seq() - self._acked
-        if left > 0:
-            logger.warning(
-                "edge %s: %d journal events not acknowledged at exit (kept)", self.edge_id, left
-            )
+        self.outbox.drain(self._link, self.settings.drain_timeout_s, self._drain_poll)
         link = self._link
         if link is not None and self._link_up:
             now = self.clock.now()
@@ -1201,37 +1041,14 @@ class Agent:
                     )
                 )
 
-    # ------------------------------------------------------------------ policy cache
-
-    def _load_policy(self) -> PolicySnapshot | None:
-        path = self.settings.policy_cache_path
+    def _drain_poll(self, wait_s: float) -> None:
+        """While draining: take only the hub's answers (acknowledgements, status, link)."""
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            logger.warning("cannot read the policy cache %s: %s", path, err)
-            return None
-        try:
-            snapshot = decode(PolicySnapshot, raw)
-        except PayloadError as err:
-            logger.warning("policy cache %s unreadable: %s", path, err)
-            return None
-        if snapshot.edge != self.edge_id or not verify_snapshot(snapshot, self._key):
-            logger.warning("policy cache %s does not verify: ignored", path)
-            return None
-        logger.info("policy snapshot v%d restored from %s", snapshot.version, path)
-        return snapshot
-
-    def _save_policy(self, snapshot: PolicySnapshot) -> None:
-        path = self.settings.policy_cache_path
-        tmp = path.with_suffix(".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(encode(snapshot))
-            os.replace(tmp, path)
-        except OSError as err:
-            logger.warning("cannot keep the policy snapshot in %s: %s", path, err)
+            item = self._inbox.get(timeout=wait_s)
+        except queue.Empty:
+            return
+        if isinstance(item, JournalCommand | HubStatus | _LinkChange):
+            self._handle(item)
 
 
 class Companion(Protocol):
