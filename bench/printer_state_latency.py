@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         agent.start()
         try:
             unit = agent.unit(machine)
-            follower, actuator = unit.printer, unit.actuator
+            from edge.kinds.printer import PrinterFollower
+
+            assert isinstance(unit.follower, PrinterFollower)
+            follower, actuator = unit.follower.printer, unit.actuator
             assert follower is not None
             assert isinstance(actuator, SimulatedActuator)
 

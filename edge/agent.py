@@ -73,22 +73,21 @@ from edge.feedback import (
     GpioFeedback,
 )
 from edge.journal import EventBody, Journal, JournalError
+from edge.kinds import DriverSignal, SignalKind, get_kind, session_config
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
     AsyncDrivers,
     BadgeRead,
-    DriverSignal,
     MachineUnit,
     MachineView,
-    PrinterWatch,
     ReaderThread,
-    SignalKind,
-    grbl_listener,
+    describe,
 )
 from edge.offline import decide_offline
 from edge.outbox import Outbox
 from edge.policystore import PolicyStore
+from edge.power import PowerWatch
 from edge.session import (
     Append,
     DecideOffline,
@@ -100,12 +99,11 @@ from edge.session import (
     PowerOff,
     PowerOn,
     RequestAccess,
-    SessionConfig,
     SessionMachine,
     State,
     Unlock,
 )
-from edge.settings import EdgeSettings, MachineSettings
+from edge.settings import EdgeSettings
 from protocol.ids import badge_hash
 from protocol.messages import (
     AccessDecision,
@@ -252,31 +250,6 @@ class _Inbox(LinkHandler):
 
     def on_hub_status(self, status: HubStatus) -> None:
         self._post(status)
-
-
-def session_config(m: MachineSettings, settings: EdgeSettings) -> SessionConfig:
-    """The session machine's configuration for one machine: its kind's preset plus options."""
-    base = {
-        "laser": SessionConfig.laser,
-        "printer": SessionConfig.printer,
-        "gaming_pc": SessionConfig.gaming_pc,
-    }.get(m.kind, SessionConfig)()
-    off = settings.offline
-    return SessionConfig(
-        actuation=base.actuation,
-        hold_while_job=base.hold_while_job,
-        end_on_job_done=base.end_on_job_done,
-        cut_on_fault=base.cut_on_fault,
-        cut_on_link_loss=base.cut_on_link_loss,
-        link_grace_s=m.link_grace_s,
-        warn_before_min=m.warn_before_min,
-        decision_timeout_s=off.decision_timeout_s,
-        verdict_timeout_s=off.verdict_timeout_s,
-        debounce_s=m.debounce_s,
-        tick_s=m.tick_s,
-        offline_break_rule=m.offline_break,
-        cooldown_s=m.cooldown_max_min * 60 if m.kind == "printer" else base.cooldown_s,
-    )
 
 
 # --------------------------------------------------------------------------- the agent
@@ -437,19 +410,18 @@ class Agent:
         for unit in self._units.values():  # safe default: off / locked, before anything else
             error = unit.open_outputs()
             if error is not None:
-                logger.error("%s: output device unavailable: %s", unit.id, error)
+                logger.error("%s: output device unavailable: %s", unit.id, describe(error))
                 unit.retry_at = time.monotonic() + OUTPUT_RETRY_S
-                self._add_fault(unit, ACTUATOR_FAULT, error, mono)
+                self._add_fault(unit, ACTUATOR_FAULT, describe(error), mono)
         self._feedback = FeedbackHub(self._sinks(), self.stream)
         self._feedback.open()
         for unit in self._units.values():
-            if unit.laser is not None:
-                unit.laser.open()
-        printers = [u.printer for u in self._units.values() if u.printer is not None]
+            unit.follower.open()
+        parts = [part for u in self._units.values() for part in u.follower.async_parts()]
         try:
-            self._drivers.start(printers)
+            self._drivers.start(parts)
         except Exception as err:
-            logger.error("OctoPrint followers could not start: %s", err)
+            logger.error("async drivers (OctoPrint followers) could not start: %s", err)
         self._readers = [ReaderThread(u.id, u.reader, self.post) for u in self._units.values()]
         for reader in self._readers:
             reader.start()
@@ -545,32 +517,22 @@ class Agent:
         ctx = self._context()
         self._ctx = ctx
         for m in self.settings.machines:
+            kind = get_kind(m.kind)
             actuator = m.actuator.build_actuator(ctx) if m.actuator else None
-            if (
-                m.kind == "laser"
-                and actuator is not None
-                and not isinstance(actuator, LatchedActuator)
-            ):
-                actuator = LatchedActuator(actuator)  # a laser never restarts by itself
-            unit = MachineUnit(
+            if kind.latched and actuator is not None and not isinstance(actuator, LatchedActuator):
+                actuator = LatchedActuator(actuator)  # never restarts by itself
+            watch = None
+            if m.busy_above_w is not None:
+                watch = PowerWatch(m.id, m.busy_above_w, m.idle_timeout_min)
+            self._units[m.id] = MachineUnit(
                 settings=m,
                 session=SessionMachine(m.id, session_config(m, self.settings)),
                 reader=m.reader.build_reader(ctx),
+                follower=kind.follower(m, ctx, actuator, self.post),
                 actuator=actuator,
                 lock=m.pc.build_session_lock(ctx) if m.pc else None,
-                laser=m.laser.build_laser(ctx) if m.laser else None,
-                printer=None,
+                power_watch=watch,
             )
-            if m.printer is not None:
-                from devices.registry import build_printer
-
-                unit.printer = build_printer(m.printer.kind, m.printer.options, ctx)
-                PrinterWatch(m.id, self.post, hot_from_c=m.cooldown_below_c).attach(unit.printer)
-            if unit.laser is not None and isinstance(actuator, LatchedActuator):
-                from devices.grbl import LaserInterlock
-
-                unit.laser.add_listener(grbl_listener(m.id, LaserInterlock(actuator), self.post))
-            self._units[m.id] = unit
 
     def _sinks(self) -> list[FeedbackSink]:
         sinks: list[FeedbackSink] = []
@@ -613,11 +575,7 @@ class Agent:
     def _close_devices(self) -> None:
         for unit in self._units.values():
             unit.close_outputs()
-            if unit.laser is not None:
-                try:
-                    unit.laser.close()
-                except Exception:
-                    logger.exception("%s: GRBL driver did not close cleanly", unit.id)
+            unit.follower.close()
         self._drivers.stop()
 
     # ------------------------------------------------------------------ the agent thread
@@ -816,8 +774,8 @@ class Agent:
                         self._clear_fault(unit, JOURNAL_FAULT, mono)
                     for append in effect:
                         if isinstance(append.body, SessionStartedBody):
-                            unit.followed = (append.body.session_id, mono)
-                            unit.idle_since = mono
+                            if unit.power_watch is not None:
+                                unit.power_watch.session_started(mono)
                             unit.run_mark = unit.run_time_s()
                         elif isinstance(append.body, SessionEndedBody):
                             unit.run_mark = None
@@ -859,13 +817,16 @@ class Agent:
                 case DriverCommand():
                     unit.driver_command(effect.action, self._drivers)
 
-    def _device_failed(self, unit: MachineUnit, error: str, mono: float, depth: int) -> None:
-        logger.error("%s: output device failed: %s", unit.id, error)
+    def _device_failed(
+        self, unit: MachineUnit, error: DeviceError, mono: float, depth: int
+    ) -> None:
+        detail = describe(error)  # what the journal's machine_fault and the log show
+        logger.error("%s: output device failed: %s", unit.id, detail)
         first = ACTUATOR_FAULT not in unit.faults
-        unit.faults[ACTUATOR_FAULT] = error
+        unit.faults[ACTUATOR_FAULT] = detail
         unit.retry_at = time.monotonic() + OUTPUT_RETRY_S
         if first:
-            self._execute(unit, unit.session.fault(ACTUATOR_FAULT, error, mono), depth + 1)
+            self._execute(unit, unit.session.fault(ACTUATOR_FAULT, detail, mono), depth + 1)
 
     def _show(self, unit: MachineUnit, kind: FeedbackKind, message: str) -> None:
         if self._feedback is not None:
@@ -913,9 +874,9 @@ class Agent:
         for source, detail in reported.items():
             if source not in unit.faults:
                 self._add_fault(unit, source, detail, mono)
-        for source in [s for s in unit.faults if s != ACTUATOR_FAULT and s not in reported]:
-            if source in ("grbl", "printer"):
-                self._clear_fault(unit, source, mono)
+        owned = unit.follower.fault_sources
+        for source in [s for s in unit.faults if s in owned and s not in reported]:
+            self._clear_fault(unit, source, mono)
 
     def _telemetry(self, mono: float, now: float) -> None:
         """Each machine's telemetry when due (it also samples a plug's power)."""
@@ -929,39 +890,14 @@ class Agent:
             if sample_power:
                 unit.next_power = now + default
             values = unit.telemetry(power=sample_power)
-            self._follow_power(unit, values.get("power_w"), mono)
+            if unit.power_watch is not None:
+                active = unit.session.state is State.ACTIVE
+                reading = values.get("power_w")
+                for signal in unit.power_watch.sample(reading, mono, job=unit.job, active=active):
+                    self._on_signal(unit, signal, mono)
             unit.extra_tele.clear()
             if values and link is not None and self._link_up:
                 link.publish_tele(Telemetry(machine=unit.id, ts=self.clock.now(), values=values))
-
-    def _follow_power(self, unit: MachineUnit, power: Scalar, mono: float) -> None:
-        """Busy/idle by power for generic machines with ``busy_above_w``.
-
-        Sampled at every telemetry: busy at or above the threshold; the idle timeout
-        counts from the first reading below it (or the session start), so a gap in
-        the readings (plug unreachable, a clock that jumped) never ends a session on
-        a single reading.
-        """
-        threshold = unit.settings.busy_above_w
-        if threshold is None or not isinstance(power, int | float):
-            return
-        busy = power >= threshold
-        if busy:
-            unit.idle_since = None
-        elif unit.idle_since is None:
-            unit.idle_since = mono
-        if busy != unit.job:
-            self._on_signal(
-                unit, DriverSignal(unit.id, "job_running" if busy else "job_done"), mono
-            )
-        idle_min = unit.settings.idle_timeout_min
-        if (
-            idle_min is not None
-            and unit.idle_since is not None
-            and unit.session.state is State.ACTIVE
-            and mono - unit.idle_since >= idle_min * 60
-        ):
-            self._on_signal(unit, DriverSignal(unit.id, "idle"), mono)
 
     # ------------------------------------------------------------------ state
 

@@ -225,7 +225,7 @@ class Actuation(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
-    """Per-machine behaviour; :meth:`laser`, :meth:`printer` and :meth:`gaming_pc` are presets.
+    """Per-machine behaviour; each machine kind's preset is its row's (:mod:`edge.kinds`).
 
     Attributes:
         actuation: power the machine, or lock/unlock a PC.
@@ -262,23 +262,6 @@ class SessionConfig:
     offline_break_rule: BreakRule | None = None
     default_break_min: int = 10
     cooldown_s: float = 0.0
-
-    @classmethod
-    def laser(cls) -> SessionConfig:
-        """Cut on badge-out, end of time, lost link and any fault."""
-        return cls(cut_on_fault=True, cut_on_link_loss=True)
-
-    @classmethod
-    def printer(cls, cooldown_s: float = 600.0) -> SessionConfig:
-        """Never cut while printing nor hot; a finished print ends the session; faults hold."""
-        return cls(
-            hold_while_job=True, end_on_job_done=True, cut_on_fault=False, cooldown_s=cooldown_s
-        )
-
-    @classmethod
-    def gaming_pc(cls) -> SessionConfig:
-        """Lock, never power off; a fault (lost lock agent) is journaled only."""
-        return cls(actuation=Actuation.LOCK, cut_on_fault=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ def test_a_laser_session_journals_its_beam_on_time(
     options = {"port": pty_port.path, "poll_interval_s": POLL_S}
     machine = {"id": LASER, "kind": "laser", "laser": {"kind": "laser.grbl", "options": options}}
     agent: Agent = r.online(r.agent("pi-a", [machine]))
-    driver = agent.unit(LASER).laser
+    driver = agent.unit(LASER).follower.laser
     assert driver is not None
     wait_laser(driver, lambda s: s.connected and s.state is MachineState.IDLE)
     wait_until(lambda: agent.view(LASER).availability is Availability.FREE, 5, "laser free")

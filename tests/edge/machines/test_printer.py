@@ -64,7 +64,7 @@ def start_agent(
     r: Rig, server: OctoPrintServer, **settings: Any
 ) -> tuple[Agent, OctoPrintFollower]:
     agent = r.online(r.agent("pi-a", [printer(server, **settings)]))
-    follower = agent.unit(PRINTER).printer
+    follower = agent.unit(PRINTER).follower.printer
     assert follower is not None
     wait_until(
         lambda: follower.link_up and follower.snapshot.state == "Operational", 15, "following"
