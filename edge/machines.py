@@ -38,7 +38,7 @@ from devices.pc import SessionLock
 from devices.readers import BadgeReader
 from edge.kinds import DriverSignal, Follower, SignalKind
 from edge.power import PowerWatch
-from edge.session import SessionMachine, SessionView, State
+from edge.session import SessionMachine, SessionStatus, State
 from edge.settings import MachineSettings
 from protocol.messages import Availability, MachineAction, Scalar
 
@@ -80,7 +80,7 @@ class MachineView:
     machine: str
     kind: str
     availability: Availability
-    session: SessionView
+    session: SessionStatus
     outputs_ok: bool
     reader_connected: bool
     faults: tuple[str, ...] = ()

@@ -82,7 +82,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Actuation",
     "Append",
-    "Debouncer",
     "DecideOffline",
     "DriverCommand",
     "Effect",
@@ -95,7 +94,7 @@ __all__ = [
     "RequestAccess",
     "SessionConfig",
     "SessionMachine",
-    "SessionView",
+    "SessionStatus",
     "State",
     "Unlock",
 ]
@@ -239,7 +238,6 @@ class SessionConfig:
             and before a forced break.
         decision_timeout_s: how long to wait for the hub before deciding offline.
         verdict_timeout_s: how long to wait for the offline verdict before giving up.
-        debounce_s: the same badge read again within this window counts once.
         tick_s: usage tick period (one minute; shorter only in tests).
         offline_break_rule: break rule of members' offline grants (the snapshot has none).
         default_break_min: length of a staff-forced break without ``minutes``.
@@ -257,7 +255,6 @@ class SessionConfig:
     warn_before_min: tuple[int, ...] = (10, 2)
     decision_timeout_s: float = 0.5
     verdict_timeout_s: float = 5.0
-    debounce_s: float = 1.0
     tick_s: float = 60.0
     offline_break_rule: BreakRule | None = None
     default_break_min: int = 10
@@ -265,7 +262,7 @@ class SessionConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionView:
+class SessionStatus:
     """What the machine is doing, for its retained state and the floor view."""
 
     machine: str
@@ -282,25 +279,6 @@ class SessionView:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class Debouncer:
-    """Count a badge once while it stays on the reader or is re-read within the window.
-
-    The window slides: a badge left on a reader that reports it every 200 ms counts
-    once until it has been away for ``window_s``.
-    """
-
-    def __init__(self, window_s: float = 1.0) -> None:
-        self.window_s = window_s
-        self._badge: str | None = None
-        self._seen = 0.0
-
-    def accept(self, badge: str, mono: float) -> bool:
-        """True when this read counts as a new presentation of ``badge``."""
-        repeat = badge == self._badge and mono - self._seen < self.window_s
-        self._badge, self._seen = badge, mono
-        return not repeat
 
 
 class _RecentIds:
@@ -442,7 +420,6 @@ class SessionMachine:
         self._link_down_since: float | None = None
         self._break_badge: str | None = None
         self._break_until = 0.0
-        self._debounce = Debouncer(self.config.debounce_s)
         self._seen_cmds = _RecentIds()
 
     # ------------------------------------------------------------------ reading
@@ -457,13 +434,13 @@ class SessionMachine:
         """The running (or ending) session, if any."""
         return self._session.session_id if self._session is not None else None
 
-    def view(self, mono: float) -> SessionView:
+    def view(self, mono: float) -> SessionStatus:
         """A snapshot of the machine for its retained state."""
         s = self._session
         remaining = None
         if s is not None and self._state is State.ACTIVE:
             remaining = max(0.0, s.deadline - mono)
-        return SessionView(
+        return SessionStatus(
             machine=self.machine,
             state=self._state,
             session_id=s.session_id if s else None,
@@ -517,9 +494,11 @@ class SessionMachine:
         return []
 
     def badge(self, badge: str, mono: float) -> list[Effect]:
-        """A badge (its keyed hash) was read at this machine."""
-        if not self._debounce.accept(badge, mono):
-            return []
+        """A badge (its keyed hash) was presented at this machine.
+
+        The reader already counts a badge held on it, or tapped twice, once
+        (``debounce_s`` of the reader, :class:`devices.readers.Debouncer`).
+        """
         state = self._state
         if state is State.MAINTENANCE:
             return [Feedback(FeedbackKind.DENY, _MAINTENANCE)]

@@ -183,7 +183,6 @@ class MachineSettings(_Part):
     printer: DeviceSpec | None = Field(default=None, description="OctoPrint of a 3D printer")
     feedback: GpioFeedbackSettings | None = None
     warn_before_min: tuple[Annotated[int, Field(ge=1, le=240)], ...] = (10, 2)
-    debounce_s: float = Field(default=1.0, ge=0, le=60)
     link_grace_s: float = Field(
         default=30.0, ge=0, le=3600, description="laser: cut after the hub is lost this long"
     )

@@ -66,7 +66,6 @@ def session_config(m: MachineSettings, settings: EdgeSettings) -> SessionConfig:
         warn_before_min=m.warn_before_min,
         decision_timeout_s=off.decision_timeout_s,
         verdict_timeout_s=off.verdict_timeout_s,
-        debounce_s=m.debounce_s,
         tick_s=m.tick_s,
         offline_break_rule=m.offline_break,
     )

@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.errors import DeviceError
-from devices.grbl import GrblLaser, MachineState, SimulatedGrblLaser
+from devices.grbl import GrblLaser, GrblState, SimulatedGrblLaser
 from devices.octoprint import OctoPrintClient, OctoPrintFollower, SimulatedPrinter
 from devices.pc import SimulatedSessionLock
 from devices.readers import DebouncedReader, SimulatedReader
@@ -458,7 +458,7 @@ class Visitors:
         if now < v.next_cut or laser.cutting:
             return
         snap = laser.snapshot()
-        if not snap.connected or snap.state is not MachineState.IDLE:
+        if not snap.connected or snap.state is not GrblState.IDLE:
             return
         minutes = self._rng.uniform(*CUT_MIN)
         try:

@@ -17,7 +17,6 @@ from edge.kinds.printer import PRINTER
 from edge.offline import OfflineCode, OfflineVerdict
 from edge.session import (
     Append,
-    Debouncer,
     DecideOffline,
     DriverCommand,
     Effect,
@@ -275,27 +274,6 @@ def test_another_badge_cannot_end_someone_elses_session() -> None:
     effects = rig.badge(BOB)
     assert feedback(effects, FeedbackKind.DENY)
     assert rig.state() is State.ACTIVE
-
-
-def test_a_badge_read_twice_within_a_second_counts_once() -> None:
-    rig = Rig()
-    rig.start()
-    for _ in range(10):  # left on the reader, read every 0.2 s
-        rig.clock.advance(0.2)
-        assert rig.badge() == []
-    assert rig.state() is State.ACTIVE
-    rig.clock.advance(1.0)
-    assert only_ended(rig.badge()).reason is EndReason.BADGE_OUT
-
-
-def test_debouncer_counts_other_badges_at_once() -> None:
-    debounce = Debouncer(1.0)
-    assert debounce.accept(ALICE, 0.0)
-    assert not debounce.accept(ALICE, 0.9)
-    assert debounce.accept(BOB, 1.0)
-    assert debounce.accept(ALICE, 1.1)
-    assert not debounce.accept(ALICE, 2.0)
-    assert debounce.accept(ALICE, 3.0)
 
 
 # --------------------------------------------------------------------------- stale input
