@@ -113,6 +113,7 @@ from protocol.messages import (
     HubStatus,
     JournalCommand,
     MachineCommand,
+    MachineDetail,
     MachineState,
     Message,
     PolicySnapshot,
@@ -929,23 +930,21 @@ class Agent:
                 unit.published = key
 
     def _state_message(self, v: MachineView) -> MachineState:
-        detail: dict[str, Scalar] = {
-            "kind": v.kind,
-            "state": v.session.state.value,
-            "reader": v.reader_connected,
-        }
-        if v.session.session_id is not None:
-            detail["offline"] = v.session.offline
-            detail["staff"] = v.session.staff
+        ends_at = None
         if v.session.remaining_s is not None:
             ends = self.clock.now() + timedelta(seconds=v.session.remaining_s / self._speed)
-            detail["ends_at"] = ends.isoformat(timespec="seconds")
-        if v.session.job_running:
-            detail["job"] = True
-        if v.session.cooling:
-            detail["cooling"] = True
-        if v.faults:
-            detail["faults"] = ",".join(v.faults)
+            ends_at = ends.replace(microsecond=0)
+        detail = MachineDetail(
+            kind=v.kind,
+            state=v.session.state.value,
+            reader=v.reader_connected,
+            offline=v.session.offline,
+            staff=v.session.staff,
+            ends_at=ends_at,
+            job=v.session.job_running,
+            cooling=v.session.cooling,
+            faults=v.faults,
+        )
         return MachineState(
             machine=v.machine,
             availability=v.availability,
@@ -972,7 +971,7 @@ class Agent:
                     MachineState(
                         machine=unit.id,
                         availability=Availability.OFFLINE,
-                        detail={"kind": unit.settings.kind},
+                        detail=MachineDetail(kind=unit.settings.kind),
                         ts=now,
                     )
                 )

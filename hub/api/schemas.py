@@ -31,6 +31,7 @@ from protocol.messages import (
     EndReason,
     JobResult,
     MachineAction,
+    MachineDetail,
     OfflineRule,
     utcnow,
 )
@@ -659,7 +660,8 @@ class LiveMachine(Output):
     maintenance_note: str
     edge_online: bool | None
     state_ts: datetime | None
-    detail: dict[str, str | float | int | bool | None]
+    #: What the edge says of the machine (session state, job, faults…), as it sent it.
+    detail: MachineDetail | None
     session: LiveSession | None
     #: Latest telemetry (printer temperatures and progress, plug power…), never metered.
     telemetry: dict[str, str | float | int | bool | None] = {}

@@ -49,7 +49,7 @@ def test_a_metered_plug_ends_an_idle_session_and_the_hub_meters_it(
 
     def hub_job(running: bool) -> bool:
         state = hub_state(r.hub, MACHINE)
-        return state is not None and state.detail.get("job", False) is running
+        return state is not None and state.detail is not None and state.detail.job is running
 
     wait_until(lambda: hub_job(True), 5, "the hub sees it busy")
     advance(r.clock, [agent], 5 * 60)  # busy all along: never idle
