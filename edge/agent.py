@@ -58,22 +58,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Final, Protocol
 
-from devices.actuators import LatchedActuator
 from devices.errors import DeviceConfigError, DeviceError
 from devices.registry import DeviceContext
 from edge.clock import Clock, SystemClock
 from edge.feedback import (
-    ConsoleFeedback,
     FeedbackHub,
     FeedbackSink,
     FeedbackStream,
-    GpioFeedback,
 )
 from edge.journal import EventBody, Journal, JournalError
-from edge.kinds import DriverSignal, SignalKind, get_kind, session_config
+from edge.kinds import DriverSignal, SignalKind
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
@@ -87,7 +83,7 @@ from edge.machines import (
 from edge.offline import decide_offline
 from edge.outbox import Outbox
 from edge.policystore import PolicyStore
-from edge.power import PowerWatch
+from edge.reporter import Reporter
 from edge.session import (
     Append,
     DecideOffline,
@@ -99,21 +95,19 @@ from edge.session import (
     PowerOff,
     PowerOn,
     RequestAccess,
-    SessionMachine,
     State,
     Unlock,
 )
 from edge.settings import EdgeSettings
+from edge.wiring import build_units, device_context, feedback_sinks, link_settings
 from protocol.ids import badge_hash
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
-    Availability,
     EndReason,
     HubStatus,
     JournalCommand,
     MachineCommand,
-    MachineDetail,
     MachineState,
     Message,
     PolicySnapshot,
@@ -303,7 +297,7 @@ class Agent:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._started = False
-        self._views: Mapping[str, MachineView] = MappingProxyType({})
+        self.reporter = Reporter(self.clock, self._speed, settings.tele_interval_s)
         self.outbox = Outbox(self.journal, settings.edge_id, settings.journal)
         self.policy = PolicyStore(
             settings.policy_cache_path, settings.edge_id, self._key, self.journal
@@ -325,11 +319,11 @@ class Agent:
 
     def views(self) -> Mapping[str, MachineView]:
         """Every machine's latest view (an immutable snapshot, safe from any thread)."""
-        return self._views
+        return self.reporter.views
 
     def view(self, machine: str) -> MachineView:
         """One machine's latest view."""
-        return self._views[machine]
+        return self.reporter.views[machine]
 
     @property
     def hub_online(self) -> bool:
@@ -402,8 +396,9 @@ class Agent:
             )
         self.outbox.restore()
         self.policy.restore()
+        self._ctx = device_context(s, self._device_context, self._publish_raw)
         try:
-            self._build_units()
+            self._units = build_units(s, self._ctx, self.post)
         except (DeviceConfigError, ValueError) as err:
             self.journal.close()
             raise AgentError(f"device configuration: {err}") from err
@@ -414,7 +409,8 @@ class Agent:
                 logger.error("%s: output device unavailable: %s", unit.id, describe(error))
                 unit.retry_at = time.monotonic() + OUTPUT_RETRY_S
                 self._add_fault(unit, ACTUATOR_FAULT, describe(error), mono)
-        self._feedback = FeedbackHub(self._sinks(), self.stream)
+        sinks = feedback_sinks(s, self._ctx, self._narrate, self._extra_sinks)
+        self._feedback = FeedbackHub(sinks, self.stream)
         self._feedback.open()
         for unit in self._units.values():
             unit.follower.open()
@@ -427,7 +423,7 @@ class Agent:
         for reader in self._readers:
             reader.start()
         self._link = self._link_factory(
-            self._link_settings(), _Inbox(self.post), self.journal.next_epoch
+            link_settings(s, self._units, VERSION), _Inbox(self.post), self.journal.next_epoch
         )
         self._publish_views()
         self._started = True
@@ -496,82 +492,10 @@ class Agent:
 
     # ------------------------------------------------------------------ building
 
-    def _context(self) -> DeviceContext:
-        ctx = self._device_context or DeviceContext()
-        pin_factory = ctx.gpio_pin_factory
-        if pin_factory is None and self.settings.gpio_mock:
-            from gpiozero.pins.mock import MockFactory
-
-            pin_factory = MockFactory()
-        return DeviceContext(
-            mqtt_publish=ctx.mqtt_publish or self._publish_raw,
-            gpio_pin_factory=pin_factory,
-            http_transport=ctx.http_transport,
-        )
-
     def _publish_raw(self, topic: str, payload: bytes) -> None:
         link = self._link
         if not isinstance(link, EdgeLink) or not link.publish_raw(topic, payload):
             raise DeviceError(f"cannot publish on {topic}: the MQTT link is down")
-
-    def _build_units(self) -> None:
-        ctx = self._context()
-        self._ctx = ctx
-        for m in self.settings.machines:
-            kind = get_kind(m.kind)
-            actuator = m.actuator.build_actuator(ctx) if m.actuator else None
-            if kind.latched and actuator is not None and not isinstance(actuator, LatchedActuator):
-                actuator = LatchedActuator(actuator)  # never restarts by itself
-            watch = None
-            if m.busy_above_w is not None:
-                watch = PowerWatch(m.id, m.busy_above_w, m.idle_timeout_min)
-            self._units[m.id] = MachineUnit(
-                settings=m,
-                session=SessionMachine(m.id, session_config(m, self.settings)),
-                reader=m.reader.build_reader(ctx),
-                follower=kind.follower(m, ctx, actuator, self.post),
-                actuator=actuator,
-                lock=m.pc.build_session_lock(ctx) if m.pc else None,
-                power_watch=watch,
-            )
-
-    def _sinks(self) -> list[FeedbackSink]:
-        sinks: list[FeedbackSink] = []
-        if self.settings.feedback.console or self._narrate is not None:
-            sinks.append(ConsoleFeedback(self._narrate))
-        for m in self.settings.machines:
-            if m.feedback is not None:
-                sinks.append(
-                    GpioFeedback(
-                        m.id,
-                        green_pin=m.feedback.green_pin,
-                        red_pin=m.feedback.red_pin,
-                        buzzer_pin=m.feedback.buzzer_pin,
-                        active_high=m.feedback.active_high,
-                        pin_factory=self._ctx.gpio_pin_factory,
-                    )
-                )
-        return sinks + self._extra_sinks
-
-    def _link_settings(self) -> LinkSettings:
-        s, q = self.settings, self.settings.mqtt
-        return LinkSettings(
-            site=s.site,
-            edge=s.edge_id,
-            host=q.host,
-            port=q.port,
-            username=q.username,
-            password=q.password.get_secret_value() if q.password else None,
-            tls=q.tls,
-            ca_file=str(q.ca_file) if q.ca_file else None,
-            keepalive_s=q.keepalive_s,
-            protocol=q.protocol,
-            client_id=q.client_id,
-            version=VERSION,
-            machines=tuple(self._units),
-            reconnect_min_s=q.reconnect_min_s,
-            reconnect_max_s=q.reconnect_max_s,
-        )
 
     def _close_devices(self) -> None:
         for unit in self._units.values():
@@ -860,7 +784,7 @@ class Agent:
         self.outbox.housekeeping()
         for unit in self._units.values():
             self._check_devices(unit, mono, now)
-        self._telemetry(mono, now)
+        self.reporter.telemetry(self._units.values(), self._link_if_up(), now, self._follow_power)
 
     def _check_devices(self, unit: MachineUnit, mono: float, now: float) -> None:
         # Output device failed: try again now and then (it switches off); clear the fault.
@@ -879,79 +803,21 @@ class Agent:
         for source in [s for s in unit.faults if s in owned and s not in reported]:
             self._clear_fault(unit, source, mono)
 
-    def _telemetry(self, mono: float, now: float) -> None:
-        """Each machine's telemetry when due (it also samples a plug's power)."""
-        link = self._link
-        default = self.settings.tele_interval_s
-        for unit in self._units.values():
-            if unit.last_tele is not None and now - unit.last_tele < unit.tele_interval_s(default):
-                continue
-            unit.last_tele = now
-            sample_power = now >= unit.next_power  # a plug is asked every tele_interval_s
-            if sample_power:
-                unit.next_power = now + default
-            values = unit.telemetry(power=sample_power)
-            if unit.power_watch is not None:
-                active = unit.session.state is State.ACTIVE
-                reading = values.get("power_w")
-                for signal in unit.power_watch.sample(reading, mono, job=unit.job, active=active):
-                    self._on_signal(unit, signal, mono)
-            unit.extra_tele.clear()
-            if values and link is not None and self._link_up:
-                link.publish_tele(Telemetry(machine=unit.id, ts=self.clock.now(), values=values))
-
-    # ------------------------------------------------------------------ state
+    def _follow_power(self, unit: MachineUnit, values: Mapping[str, Scalar]) -> None:
+        """A telemetry's power reading: busy or idle for a machine with a power watch."""
+        if unit.power_watch is None:
+            return
+        mono = self.clock.monotonic()
+        active = unit.session.state is State.ACTIVE
+        reading = values.get("power_w")
+        for signal in unit.power_watch.sample(reading, mono, job=unit.job, active=active):
+            self._on_signal(unit, signal, mono)
 
     def _publish_views(self) -> None:
-        mono = self.clock.monotonic()
-        views = {unit.id: unit.view(mono) for unit in self._units.values()}
-        self._views = MappingProxyType(views)
-        link = self._link
-        if link is None or not self._link_up:
-            return
-        for unit in self._units.values():
-            v = views[unit.id]
-            deadline = None
-            if v.session.remaining_s is not None:
-                deadline = round(mono + v.session.remaining_s)
-            key = (
-                v.availability,
-                v.session.session_id,
-                v.session.state,
-                v.session.job_running,
-                v.session.cooling,
-                v.reader_connected,
-                v.faults,
-                deadline,
-            )
-            if key == unit.published:
-                continue
-            if link.publish_state(self._state_message(v)):
-                unit.published = key
+        self.reporter.publish_views(self._units.values(), self._link_if_up())
 
-    def _state_message(self, v: MachineView) -> MachineState:
-        ends_at = None
-        if v.session.remaining_s is not None:
-            ends = self.clock.now() + timedelta(seconds=v.session.remaining_s / self._speed)
-            ends_at = ends.replace(microsecond=0)
-        detail = MachineDetail(
-            kind=v.kind,
-            state=v.session.state.value,
-            reader=v.reader_connected,
-            offline=v.session.offline,
-            staff=v.session.staff,
-            ends_at=ends_at,
-            job=v.session.job_running,
-            cooling=v.session.cooling,
-            faults=v.faults,
-        )
-        return MachineState(
-            machine=v.machine,
-            availability=v.availability,
-            session_id=v.session.session_id,
-            detail=detail,
-            ts=self.clock.now(),
-        )
+    def _link_if_up(self) -> Link | None:
+        return self._link if self._link_up else None
 
     # ------------------------------------------------------------------ shutdown
 
@@ -963,18 +829,7 @@ class Agent:
             unit.close_outputs()
         self._publish_views()
         self.outbox.drain(self._link, self.settings.drain_timeout_s, self._drain_poll)
-        link = self._link
-        if link is not None and self._link_up:
-            now = self.clock.now()
-            for unit in self._units.values():
-                link.publish_state(
-                    MachineState(
-                        machine=unit.id,
-                        availability=Availability.OFFLINE,
-                        detail=MachineDetail(kind=unit.settings.kind),
-                        ts=now,
-                    )
-                )
+        self.reporter.publish_offline(self._units.values(), self._link_if_up())
 
     def _drain_poll(self, wait_s: float) -> None:
         """While draining: take only the hub's answers (acknowledgements, status, link)."""

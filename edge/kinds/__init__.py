@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from edge.kinds.base import DriverSignal, Follower, Kind, NoDriver, Section, SignalKind
+from edge.kinds.base import DriverSignal, Follower, Kind, NoDriver, Post, Section, SignalKind
 from edge.kinds.gaming_pc import GAMING_PC
 from edge.kinds.generic import GENERIC
 from edge.kinds.laser import LASER
@@ -32,6 +32,7 @@ __all__ = [
     "Follower",
     "Kind",
     "NoDriver",
+    "Post",
     "Section",
     "SignalKind",
     "get_kind",
