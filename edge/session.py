@@ -46,23 +46,36 @@ States::
 
 from __future__ import annotations
 
-import enum
 import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from edge.clock import mono_deadline, wall_estimate
+from edge.effects import (
+    Append,
+    DecideOffline,
+    DriverCommand,
+    Effect,
+    Feedback,
+    FeedbackKind,
+    JobReport,
+    Lock,
+    PowerOff,
+    PowerOn,
+    RequestAccess,
+    Unlock,
+)
 from edge.offline import OfflineVerdict
+from edge.sessionconfig import Actuation, SessionConfig, SessionStatus, State
 from protocol.messages import (
     AccessDecision,
     BreakRule,
     EndReason,
     JobEndedBody,
-    JobResult,
     MachineAction,
     MachineCommand,
     MachineFaultBody,
@@ -73,9 +86,6 @@ from protocol.messages import (
     SessionStartedBody,
     UsageTickBody,
 )
-
-if TYPE_CHECKING:
-    from edge.journal import EventBody
 
 logger = logging.getLogger(__name__)
 
@@ -98,184 +108,6 @@ __all__ = [
     "State",
     "Unlock",
 ]
-
-
-# --------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """Journal this event body (durably) before executing the following effects."""
-
-    body: EventBody
-
-
-@dataclass(frozen=True, slots=True)
-class PowerOn:
-    """Close the machine's relay or switch its plug on."""
-
-
-@dataclass(frozen=True, slots=True)
-class PowerOff:
-    """Open the machine's relay or switch its plug off."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lock:
-    """Lock the gaming PC's session (never a power cut)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unlock:
-    """Unlock the gaming PC's session."""
-
-
-class FeedbackKind(enum.StrEnum):
-    """How the reader shows a message (colour, sound)."""
-
-    GRANT = "grant"
-    DENY = "deny"
-    WARN = "warn"
-    INFO = "info"
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """Show ``message`` (French, for the member) at the machine."""
-
-    kind: FeedbackKind
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequestAccess:
-    """Ask the hub about ``badge`` (an :class:`~protocol.messages.AccessRequest`)."""
-
-    req_id: str
-    badge: str
-
-
-@dataclass(frozen=True, slots=True)
-class DecideOffline:
-    """Decide alone (:func:`edge.offline.decide_offline`), then call ``offline_verdict``."""
-
-    req_id: str
-    badge: str
-
-
-@dataclass(frozen=True, slots=True)
-class DriverCommand:
-    """Forward a staff command (pause, resume, cancel a print) to the machine driver."""
-
-    action: MachineAction
-
-
-@dataclass(frozen=True, slots=True)
-class JobReport:
-    """A job (a print) that ended, as the driver saw it (input of ``job_ended``).
-
-    Attributes:
-        name: the job's file name.
-        result: done, failed, cancelled or lost.
-        duration_s: the job's own duration (the controller's print time when known).
-        filament_mm: filament used, ``None`` when unknown.
-    """
-
-    name: str
-    result: JobResult
-    duration_s: float
-    filament_mm: float | None = None
-
-
-#: Everything the machine may ask the agent to do.
-Effect = (
-    Append
-    | PowerOn
-    | PowerOff
-    | Lock
-    | Unlock
-    | Feedback
-    | RequestAccess
-    | DecideOffline
-    | DriverCommand
-)
-
-
-# --------------------------------------------------------------------------- config
-
-
-class State(enum.StrEnum):
-    """Where a machine's session stands."""
-
-    IDLE = "idle"
-    AWAITING_DECISION = "awaiting_decision"
-    ACTIVE = "active"
-    ENDING = "ending"
-    ON_BREAK = "on_break"
-    MAINTENANCE = "maintenance"
-
-
-class Actuation(enum.StrEnum):
-    """How a session enables its machine."""
-
-    POWER = "power"  # relay or smart plug: PowerOn / PowerOff
-    LOCK = "lock"  # gaming PC: Unlock / Lock, never powered off
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """Per-machine behaviour; each machine kind's preset is its row's (:mod:`edge.kinds`).
-
-    Attributes:
-        actuation: power the machine, or lock/unlock a PC.
-        hold_while_job: never cut while the driver reports a job (3D printers).
-        end_on_job_done: end the session when a job is done (a print is a session).
-        cut_on_fault: a fault ends the session and cuts power at once (lasers);
-            otherwise it is journaled and the session goes on (fail-hold).
-        cut_on_link_loss: end a session granted online when the hub has been
-            unreachable for ``link_grace_s`` (staff and offline grants excepted).
-        warn_before_min: warnings before the end when the hub sends no ``warn_at``,
-            and before a forced break.
-        decision_timeout_s: how long to wait for the hub before deciding offline.
-        verdict_timeout_s: how long to wait for the offline verdict before giving up.
-        tick_s: usage tick period (one minute; shorter only in tests).
-        offline_break_rule: break rule of members' offline grants (the snapshot has none).
-        default_break_min: length of a staff-forced break without ``minutes``.
-        cooldown_s: longest wait, once a session ends, for a machine the agent
-            reports hot (:meth:`SessionMachine.heat`) to cool before power is cut;
-            0 cuts at once whatever the temperature.
-    """
-
-    actuation: Actuation = Actuation.POWER
-    hold_while_job: bool = False
-    end_on_job_done: bool = False
-    cut_on_fault: bool = True
-    cut_on_link_loss: bool = False
-    link_grace_s: float = 30.0
-    warn_before_min: tuple[int, ...] = (10, 2)
-    decision_timeout_s: float = 0.5
-    verdict_timeout_s: float = 5.0
-    tick_s: float = 60.0
-    offline_break_rule: BreakRule | None = None
-    default_break_min: int = 10
-    cooldown_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStatus:
-    """What the machine is doing, for its retained state and the floor view."""
-
-    machine: str
-    state: State
-    session_id: str | None = None
-    badge: str | None = None
-    offline: bool = False
-    staff: bool = False
-    remaining_s: float | None = None
-    job_running: bool = False
-    faulted: bool = False
-    #: The session has ended but waits for the machine to cool before power off.
-    cooling: bool = False
 
 
 # --------------------------------------------------------------------------- helpers

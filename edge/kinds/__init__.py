@@ -21,7 +21,7 @@ from edge.kinds.gaming_pc import GAMING_PC
 from edge.kinds.generic import GENERIC
 from edge.kinds.laser import LASER
 from edge.kinds.printer import PRINTER
-from edge.session import SessionConfig
+from edge.sessionconfig import SessionConfig
 
 if TYPE_CHECKING:
     from edge.settings import EdgeSettings, MachineSettings

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from devices.actuators import Actuator
 from devices.registry import DeviceContext
-from edge.session import JobReport, SessionConfig
+from edge.effects import JobReport
+from edge.sessionconfig import SessionConfig
 from protocol.messages import MachineAction, Scalar
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from edge.kinds.base import Kind, NoDriver
-from edge.session import Actuation, SessionConfig
+from edge.sessionconfig import Actuation, SessionConfig
 from protocol.kinds import MachineKind
 
 __all__ = ["GAMING_PC"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from edge.kinds.base import Kind, NoDriver
-from edge.session import SessionConfig
+from edge.sessionconfig import SessionConfig
 from protocol.kinds import MachineKind
 
 __all__ = ["GENERIC"]

@@ -20,7 +20,7 @@ from devices.actuators import Actuator, LatchedActuator
 from devices.errors import DeviceError
 from devices.registry import DeviceContext
 from edge.kinds.base import DriverSignal, Kind, Post, Submit
-from edge.session import SessionConfig
+from edge.sessionconfig import SessionConfig
 from protocol.kinds import MachineKind
 from protocol.messages import MachineAction, Scalar
 

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from devices.actuators import Actuator
 from devices.registry import DeviceContext
+from edge.effects import JobReport
 from edge.kinds.base import DriverSignal, Kind, Post, SignalKind, Submit
-from edge.session import JobReport, SessionConfig
+from edge.sessionconfig import SessionConfig
 from protocol.kinds import MachineKind
 from protocol.messages import JobResult, MachineAction, Scalar
 
