@@ -74,10 +74,10 @@ from hub.db.models import (
     Member,
     UsageSession,
 )
-from hub.live import LiveState, session_view
+from hub.live import LiveState, usage_view
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.engine import age_at, age_group
-from hub.policy.model import PolicyConfig, SessionView
+from hub.policy.model import PolicyConfig, UsageView
 from protocol.messages import (
     EdgeStatus,
     Event,
@@ -124,7 +124,7 @@ class Applied:
     duplicate: bool
     ack_through: int
     max_seen: int
-    session: SessionView | None = None
+    session: UsageView | None = None
     session_edge: str | None = None
     ended: bool = False
     #: Stored and acknowledged but not applied: not about one of this edge's machines.
@@ -246,7 +246,7 @@ class Ledger:
             False,
             cursor.contiguous_through,
             cursor.max_seen,
-            session=session_view(row) if row is not None else None,
+            session=usage_view(row) if row is not None else None,
             session_edge=row.edge_id if row is not None else None,
             ended=ended,
             foreign=foreign is not None,
@@ -711,7 +711,7 @@ class LedgerWorker:
         metrics: Metrics | None = None,
         ack_interval_s: float = 0.2,
         gap_replay_after_s: float = 5.0,
-        on_session_ended: Callable[[SessionView], None] | None = None,
+        on_session_ended: Callable[[UsageView], None] | None = None,
         max_queue: int = 100_000,
         batch: int = 200,
     ) -> None:
