@@ -9,8 +9,9 @@ for the API. Who runs where:
   request's ``req_id``; the identified log row goes to the access-log writer's queue.
   Journal events go to the ledger worker's queue; statuses, states and telemetry
   update the live state.
-* **the ledger worker** (:mod:`hub.ledger`) applies journal events in one
-  transaction each, then acknowledges them and asks for replays.
+* **the ledger worker** (:mod:`hub.ledger_worker`) applies journal events to the
+  ledger (:mod:`hub.ledger`) in one transaction per run of events, persists edge
+  statuses and alerts (:mod:`hub.alerts`), then acknowledges and asks for replays.
 * **the access-log writer** (:mod:`hub.accesslog`) batches log rows into the store.
 * **the snapshot refresher** (:mod:`hub.snapshots`) has every edge's offline policy
   snapshot recompiled in a worker process and republished when it changed; the hub
@@ -36,9 +37,11 @@ from uuid import UUID, uuid4
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.accesslog import AccessEntry, AccessLogWriter
+from hub.alerts import EdgeAlerts, describe_foreign_machine
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
-from hub.ledger import Ledger, LedgerWorker, describe_foreign_machine
+from hub.ledger import Ledger
+from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
 from hub.mqtt import HubMqtt
@@ -130,7 +133,8 @@ class Hub:
             pending_ttl=timedelta(seconds=settings.decision_ttl_s + 5.0),
             metrics=self.metrics,
         )
-        self.ledger = Ledger(factory, self._cfg, self.metrics)
+        self.alerts = EdgeAlerts(factory, self.metrics)
+        self.ledger = Ledger(factory, self._cfg, self.metrics, alerts=self.alerts)
         self.accesslog = AccessLogWriter(
             factory,
             retention_days=settings.access_log_retention_days,
@@ -154,6 +158,7 @@ class Hub:
         self.worker = LedgerWorker(
             self.ledger,
             self._publish_journal,
+            alerts=self.alerts,
             live=self.live,
             metrics=self.metrics,
             ack_interval_s=settings.ack_interval_s,
