@@ -66,6 +66,8 @@ from hub.policy.model import (
     SessionView,
 )
 from hub.settings import HubSettings
+from hub.telemetry import InfluxWriter, TelemetryFeed
+from hub.telemetry import build as build_telemetry
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
@@ -288,6 +290,10 @@ class Hub:
             on_session_ended=self._sessions_changed,
         )
         self.mqtt = HubMqtt(settings, self, self.metrics, version=version)
+        # Pseudonymous time series (None unless influx_url is set): fed off every path.
+        telemetry = build_telemetry(settings, factory, self.live, self._current, self.metrics)
+        self.telemetry: TelemetryFeed | None = telemetry[0] if telemetry else None
+        self._influx: InfluxWriter | None = telemetry[1] if telemetry else None
         self._workers = snapshot_workers
         self._pool: ProcessPoolExecutor | None = None
         self._snapshots: dict[str, CompiledSnapshot] = {}
@@ -322,6 +328,9 @@ class Hub:
         _settle_heap()
         self.accesslog.start()
         self.worker.start()
+        if self.telemetry is not None and self._influx is not None:
+            self._influx.start()
+            self.telemetry.start()
         if self._workers > 0:
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers,
@@ -364,6 +373,9 @@ class Hub:
         self.worker.stop()
         self.mqtt.stop()
         self.accesslog.stop()
+        if self.telemetry is not None and self._influx is not None:
+            self.telemetry.stop()
+            self._influx.stop()  # flushes what is buffered
         self._started = False
         logger.info("hub %s stopped", self.settings.site)
 
@@ -382,6 +394,9 @@ class Hub:
     @property
     def directory(self) -> Directory:
         """The directory decisions currently use."""
+        return self._directory
+
+    def _current(self) -> Directory:
         return self._directory
 
     # ------------------------------------------------------------------ MQTT handlers
@@ -419,6 +434,15 @@ class Hub:
         machine = directory.machines.get(request.machine)
         if decision.code == engine.Code.UNKNOWN_MACHINE:
             self._foreign_request(edge, request.machine, machine.edge_id if machine else None)
+        if self.telemetry is not None:
+            self.telemetry.access(
+                now,
+                granted=decision.granted,
+                reason=decision.code,
+                age_group=decision.age_group,
+                zone=decision.zone_id,
+                machine=request.machine,
+            )
         mark = self.live.record_decision(
             badge=request.badge,
             machine_id=request.machine,
@@ -512,6 +536,8 @@ class Hub:
     def on_event(self, edge: str, event: Event) -> None:
         """Hand a journal event to the ledger worker (SQL never runs in this thread)."""
         self.worker.submit(event)
+        if self.telemetry is not None:
+            self.telemetry.event(edge, event)
 
     def on_edge_status(self, edge: str, status: EdgeStatus) -> None:
         """Apply the epoch rule; persist accepted statuses through the ledger worker."""
@@ -524,6 +550,8 @@ class Hub:
             "edge %s %s (epoch %d)", edge, "online" if status.online else "offline", status.epoch
         )
         self.worker.submit_status(edge, status, now)
+        if self.telemetry is not None:
+            self.telemetry.edge_changed(edge, now)
 
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         if not self.live.machine_state(edge, machine, state):
@@ -531,9 +559,13 @@ class Hub:
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         self.live.telemetry(edge, machine, payload)
+        if self.telemetry is not None:
+            self.telemetry.telemetry(edge, machine, payload)
 
     def _publish_journal(self, edge: str, command: JournalCommand) -> None:
         self.mqtt.publish(self.topics.cmd_journal(edge), command, qos=1)
+        if self.telemetry is not None and command.ack_through is not None:
+            self.telemetry.acknowledged(edge, command.ack_through)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -583,6 +615,8 @@ class Hub:
 
     def _sessions_changed(self, view: SessionView) -> None:
         """A session ended: its zone's snapshots carry remaining quotas; refresh them soon."""
+        if self.telemetry is not None:
+            self.telemetry.session_ended(view.session_id)
         if not any(zone == view.zone_id for zone, _group in self._directory.quotas):
             return
         with self._refreshed:
