@@ -63,7 +63,7 @@ def check_query(text: str) -> list[str]:
     """What is wrong with one query (empty: nothing)."""
     measurements = _FROM.findall(text)
     if len(measurements) != 1:
-        return [f"expected one FROM \"measurement\", found {len(measurements)}"]
+        return [f'expected one FROM "measurement", found {len(measurements)}']
     schema = MEASUREMENTS.get(measurements[0])
     if schema is None:
         return [f"unknown measurement {measurements[0]!r}"]
