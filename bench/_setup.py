@@ -221,7 +221,8 @@ def seed_database(
                     Machine(
                         id=machine_id(i),
                         name=f"Machine {i}",
-                        kind=MachineKind.GENERIC,
+                        # bench/telemetry_write.py seeds printers, whose telemetry is written.
+                        kind=MachineKind(os.environ.get("FABRIQUE_BENCH_MACHINE_KIND", "generic")),
                         zone_id=ZONE,
                         edge_id=edge_id(i),
                         offline_rule=OfflineRule.ALLOW,
