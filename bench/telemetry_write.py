@@ -123,10 +123,9 @@ def throughput(url: str, n: int) -> dict[str, float]:
 
 def decisions(args: argparse.Namespace, url: str | None, out: Path) -> dict[str, Any]:
     env = {**os.environ, "FABRIQUE_BENCH_MACHINE_KIND": "printer_3d"}
-    env.pop("FABRIQUE_INFLUX_URL", None)
+    env.pop("FABRIQUE_BENCH_INFLUX_URL", None)
     if url:
-        env["FABRIQUE_INFLUX_URL"] = url
-        env["FABRIQUE_INFLUX_BUCKET"] = "bench"
+        env["FABRIQUE_BENCH_INFLUX_URL"] = url
     subprocess.run(
         [sys.executable, str(ROOT / "bench" / "decisions.py"), "--edges", str(args.edges),
          "--tele", str(args.tele), "--duration", str(args.duration), "--saturate-seconds", "0",
@@ -173,7 +172,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--points", type=int, default=200_000)
     p.add_argument("--edges", type=int, default=100)
-    p.add_argument("--tele", type=float, default=10_000.0)
+    p.add_argument("--tele", type=float, default=2_000.0)
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--skip-decisions", action="store_true")
     args = p.parse_args()
