@@ -31,6 +31,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.models import MachineJob, UsageSession
@@ -268,7 +269,12 @@ class TelemetryFeed:
                 self._metrics.inc("telemetry_dropped", "invalid")
                 _limited.warning("invalid", "telemetry point refused: %s", err)
         if ended:
-            lines.extend(self._sessions(ended))
+            try:
+                lines.extend(self._sessions(ended))
+            except SQLAlchemyError:
+                # The ledger keeps them: `fabrique telemetry backfill` writes them later.
+                self._metrics.inc("telemetry_dropped", "ledger_unreadable", len(ended))
+                _limited.warning("ledger", "telemetry: cannot read %d ended session(s)", len(ended))
         if lines:
             self._sink.submit(lines)
 
