@@ -262,6 +262,12 @@ def hub_check_config(config: ConfigOption = None) -> None:
     typer.echo(f"  Base : {redacted_url(settings.database_url)}")
     typer.echo(f"  Broker MQTT : {mqtt}")
     typer.echo(f"  API : http://{settings.http_host}:{settings.http_port}")
+    influx = settings.influx_target
+    typer.echo(
+        f"  Télémétrie : InfluxDB {influx[0]} (bucket {influx[3]})"
+        if influx
+        else "  Télémétrie : désactivée (influx_url)"
+    )
     if settings.demo:
         typer.echo("  Attention : mode démo (secrets de démonstration acceptés).")
 
