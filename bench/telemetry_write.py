@@ -136,6 +136,94 @@ def decisions(args: argparse.Namespace, url: str | None, out: Path) -> dict[str,
     return data
 
 
+def in_process(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Decision latency inside one hub process, telemetry off and on, alternated.
+
+    The hub is the real :class:`hub.service.Hub` on a seeded SQLite store and a real
+    Mosquitto; ``on_access_request`` is timed from the call to its return (decision,
+    answer published, log row and telemetry fact queued) at ``--decision-rate``/s, while
+    a thread hands ``--tele`` printer telemetry messages/s to ``on_telemetry``.
+    """
+    import threading
+
+    from _setup import SITE, machine_id, seed_database, start_mosquitto
+
+    from hub.db.engine import make_engine, make_sessionmaker
+    from hub.service import Hub
+    from hub.settings import HubSettings
+    from protocol.messages import AccessRequest
+
+    os.environ["FABRIQUE_BENCH_MACHINE_KIND"] = "printer_3d"
+    secret = "bench-site-secret-0123456789abcdef"
+    broker, port = start_mosquitto(tmp)
+    db_url = f"sqlite:///{tmp / 'inproc.db'}"
+    pop = seed_database(db_url, edges=args.edges, members=600, site_secret=secret.encode())
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    results: dict[str, list[float]] = {"off": [], "on": []}
+    now = datetime.now(UTC)
+    try:
+        for mode in ("off", "on", "off", "on"):
+            settings = HubSettings(
+                demo=True, site=SITE, database_url=db_url, site_secret=secret,
+                mqtt_port=port, influx_url=url if mode == "on" else None,
+                influx_bucket="bench",
+            )  # fmt: skip
+            hub = Hub(settings, factory, snapshot_workers=0)
+            hub.start()
+            hub.mqtt.wait_connected(10)
+            stop = threading.Event()
+
+            def telemetry(hub: Hub = hub, stop: threading.Event = stop) -> None:
+                i = 0
+                period = 1.0 / args.tele
+                next_at = time.perf_counter()
+                while not stop.is_set():
+                    m = i % len(pop.machines)
+                    ts = datetime.now(UTC).isoformat()
+                    payload = (
+                        '{"v":1,"machine":"%s","ts":"%s","values":{"state":"Printing",'
+                        '"nozzle_c":%d,"bed_c":60.0,"progress":%d}}'
+                        % (pop.machines[m], ts, 200 + i % 10, i % 100)
+                    ).encode()
+                    hub.on_telemetry(pop.edges[m], pop.machines[m], payload)
+                    i += 1
+                    next_at += period
+                    delay = next_at - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+
+            feeder = threading.Thread(target=telemetry, daemon=True)
+            feeder.start()
+            samples = []
+            period = 1.0 / args.decision_rate
+            deadline = time.perf_counter() + args.duration
+            i = 0
+            while time.perf_counter() < deadline:
+                m = i % len(pop.machines)
+                req = AccessRequest(
+                    req_id=f"r{mode}{i}", edge=pop.edges[m], machine=machine_id(m),
+                    badge=pop.known_badges[i % len(pop.known_badges)], ts=now,
+                )  # fmt: skip
+                t0 = time.perf_counter()
+                hub.on_access_request(pop.edges[m], req, t0)
+                samples.append(time.perf_counter() - t0)
+                i += 1
+                time.sleep(max(0.0, period - (time.perf_counter() - t0)))
+            stop.set()
+            feeder.join(5)
+            written = hub.metrics.get("telemetry_lines")
+            hub.stop()
+            results[mode] += samples
+            print(
+                f"  in-process {mode}: {len(samples)} decisions, telemetry lines written {written}"
+            )
+    finally:
+        engine.dispose()
+        broker.stop()
+    return results
+
+
 def rows_inserted(url: str) -> float:
     text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()  # noqa: S310
     total = 0.0
@@ -175,6 +263,8 @@ def main() -> int:
     p.add_argument("--tele", type=float, default=2_000.0)
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--skip-decisions", action="store_true")
+    p.add_argument("--decision-rate", type=float, default=500.0, help="in-process decisions/s")
+    p.add_argument("--in-process", action="store_true", help="only the in-process comparison")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fabrique-tele-bench-") as tmp:
         vm, url = start_vm(Path(tmp) / "vm")
@@ -185,7 +275,16 @@ def main() -> int:
                 f"{result['points_per_s']:,} points/s written (dropped {result['dropped']}); "
                 f"hand-over {result['hand_over_us_per_fact']} µs per fact"
             )
-            if not args.skip_decisions:
+            if args.in_process:
+                got = in_process(url, Path(tmp), args)
+                p99 = {k: sorted(v)[int(len(v) * 0.99)] * 1000 for k, v in got.items()}
+                p50 = {k: sorted(v)[len(v) // 2] * 1000 for k, v in got.items()}
+                print(
+                    f"in-process decision p50 off {p50['off']:.3f} ms, on {p50['on']:.3f} ms; "
+                    f"p99 off {p99['off']:.3f} ms, on {p99['on']:.3f} ms "
+                    f"({(p99['on'] / p99['off'] - 1) * 100:+.1f} %), tele {args.tele:g} msg/s"
+                )
+            elif not args.skip_decisions:
                 off = find_p99(decisions(args, None, Path(tmp) / "off.json"))
                 before = rows_inserted(url)
                 t0 = time.monotonic()
