@@ -154,7 +154,7 @@ def in_process(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, list[
     from protocol.messages import AccessRequest
 
     os.environ["FABRIQUE_BENCH_MACHINE_KIND"] = "printer_3d"
-    secret = "bench-site-secret-0123456789abcdef"
+    secret = "bench-site-secret-0123456789abcdef"  # noqa: S105 - demo mode, loopback
     broker, port = start_mosquitto(tmp)
     db_url = f"sqlite:///{tmp / 'inproc.db'}"
     pop = seed_database(db_url, edges=args.edges, members=600, site_secret=secret.encode())
@@ -181,11 +181,10 @@ def in_process(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, list[
                 while not stop.is_set():
                     m = i % len(pop.machines)
                     ts = datetime.now(UTC).isoformat()
-                    payload = (
-                        '{"v":1,"machine":"%s","ts":"%s","values":{"state":"Printing",'
-                        '"nozzle_c":%d,"bed_c":60.0,"progress":%d}}'
-                        % (pop.machines[m], ts, 200 + i % 10, i % 100)
-                    ).encode()
+                    payload = json.dumps({
+                        "v": 1, "machine": pop.machines[m], "ts": ts, "values": {
+                            "state": "Printing", "nozzle_c": 200 + i % 10, "bed_c": 60.0,
+                            "progress": i % 100}}).encode()  # fmt: skip
                     hub.on_telemetry(pop.edges[m], pop.machines[m], payload)
                     i += 1
                     next_at += period
