@@ -389,6 +389,14 @@ def _banner(
         f"{len(data.MACHINES)} machines, créneau démo de {start:%H:%M} à {end:%H:%M}"
     )
     out(f"API : {server.url}/docs — identifiant {seeded.admin_username} / {seeded.admin_password}")
+    where = server.hub.settings.influx_target
+    if where is None:
+        out("  Télémétrie : désactivée (FABRIQUE_INFLUX_URL=http://… pour écrire dans InfluxDB)")
+    else:
+        out(
+            f"  Télémétrie : InfluxDB {where[0]} (bucket {where[3]}) ; tableaux de bord : "
+            "fabrique dashboards push, voir docs/telemetry.md"
+        )
 
 
 def _banner_edges(
