@@ -72,7 +72,7 @@ def throughput(url: str, n: int) -> dict[str, float]:
 
     machines = {
         f"m-{i:03d}": MachineView(
-            id=f"m-{i:03d}", name="", kind="printer_3d", zone_id="z", edge_id=f"e-{i:03d}",
+            id=f"m-{i:03d}", name="", kind="printer", zone_id="z", edge_id=f"e-{i:03d}",
             min_age=None, offline_rule=OfflineRule.ALLOW, maintenance=False,
             required_trainings=frozenset(),
         )
@@ -122,7 +122,7 @@ def throughput(url: str, n: int) -> dict[str, float]:
 
 
 def decisions(args: argparse.Namespace, url: str | None, out: Path) -> dict[str, Any]:
-    env = {**os.environ, "FABRIQUE_BENCH_MACHINE_KIND": "printer_3d"}
+    env = {**os.environ, "FABRIQUE_BENCH_MACHINE_KIND": "printer"}
     env.pop("FABRIQUE_BENCH_INFLUX_URL", None)
     if url:
         env["FABRIQUE_BENCH_INFLUX_URL"] = url
@@ -153,7 +153,7 @@ def in_process(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, list[
     from hub.settings import HubSettings
     from protocol.messages import AccessRequest
 
-    os.environ["FABRIQUE_BENCH_MACHINE_KIND"] = "printer_3d"
+    os.environ["FABRIQUE_BENCH_MACHINE_KIND"] = "printer"
     secret = "bench-site-secret-0123456789abcdef"  # noqa: S105 - demo mode, loopback
     broker, port = start_mosquitto(tmp)
     db_url = f"sqlite:///{tmp / 'inproc.db'}"

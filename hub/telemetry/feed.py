@@ -48,7 +48,7 @@ _limited = RateLimitedLog(logger)
 _ACCESS, _SESSION, _TELE, _EVENT, _ACK, _EDGE = range(6)
 
 #: Machine kinds whose telemetry becomes points, and the builder of each.
-_TELE_KINDS = {"printer_3d": points.printer_line, "laser": points.laser_line}
+_TELE_KINDS = {"printer": points.printer_line, "laser": points.laser_line}
 
 
 class LineSink(Protocol):

@@ -28,7 +28,7 @@ DB = "fabrique"
 #: (machine kind, machine, age group, programmes, minutes, end reason) of each day's sessions.
 SESSIONS = [
     ("laser", "laser-1", "16-25", ["fab16"], 45, "badge_out"),
-    ("printer_3d", "printer-1", "9-15", [], 90, "job_done"),
+    ("printer", "printer-1", "9-15", [], 90, "job_done"),
     ("gaming_pc", "pc-1", "9-15", [], 50, "break"),
     ("gaming_pc", "pc-2", "16-25", ["esport"], 120, "time_up"),
 ]

@@ -14,7 +14,7 @@ from fabrique.cli import app
 from hub.db.engine import transaction
 from hub.db.models import UsageSession
 from hub.live import LiveState
-from hub.policy.model import Directory, MachineView, OfflineRule, SessionView, ZoneView
+from hub.policy.model import Directory, MachineView, OfflineRule, UsageView, ZoneView
 from hub.telemetry.feed import TelemetryFeed
 from protocol.messages import EdgeStatus, EndReason, SessionEnded
 from tests.hub.hubkit import migrated
@@ -50,7 +50,7 @@ def test_minute_points_give_occupancy_and_edge_health() -> None:
     live = LiveState()
     live.set_directory(directory)
     live.edge_status("pi-fab", EdgeStatus(online=True, epoch=1), now)
-    view = SessionView(
+    view = UsageView(
         session_id="s", member_id=1, machine_id="laser-1", zone_id="fablab",
         started_at=now, ended_at=None, used_s=0.0,
     )  # fmt: skip
