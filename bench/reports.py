@@ -70,7 +70,7 @@ REPORTS: list[tuple[str, tuple[Dimension, ...], Role]] = [
 
 def generate(factory: object, sessions: int, members: int, seed: int = 11) -> None:
     rnd = random.Random(seed)
-    kinds = [MachineKind.LASER] * 2 + [MachineKind.PRINTER_3D] * 5 + [MachineKind.GAMING_PC] * 8
+    kinds = [MachineKind.LASER] * 2 + [MachineKind.PRINTER] * 5 + [MachineKind.GAMING_PC] * 8
     programmes = ["fablab-9-15", "fablab-16-25", "esport", "insertion"]
     genders = list(Gender)
     with factory() as s:  # type: ignore[operator]
@@ -149,7 +149,7 @@ def generate(factory: object, sessions: int, members: int, seed: int = 11) -> No
                     "staff": False,
                 }
             )
-            if kind == "printer_3d":
+            if kind == "printer":
                 batch_j.append(
                     {
                         "edge_id": "e-0",

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
 
+from protocol.kinds import MachineKind as MachineKind
 from protocol.messages import EndReason, JobResult, OfflineRule, utcnow
 
 ID_LEN = 32
@@ -95,21 +96,6 @@ STAFF_ROLES = frozenset({Role.ANIMATOR, Role.FABMANAGER, Role.ADMIN})
 class MemberStatus(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
-
-
-class MachineKind(enum.StrEnum):
-    PRINTER_3D = "printer_3d"
-    LASER = "laser"
-    GAMING_PC = "gaming_pc"
-    GENERIC = "generic"
-
-
-class PowerPolicy(enum.StrEnum):
-    """How the actuator follows the session (DESIGN §4, machine power)."""
-
-    FOLLOW_SESSION = "follow_session"  # e.g. laser: off at the end, never restarts alone
-    KEEP_WHILE_JOB = "keep_while_job"  # 3D printer: never cut while a job runs
-    LOCK_ONLY = "lock_only"  # gaming PC: locked, never powered off
 
 
 class Gender(enum.StrEnum):
@@ -183,9 +169,6 @@ class Machine(Base):
     edge_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
     min_age: Mapped[int | None] = mapped_column(Integer, default=None)
     offline_rule: Mapped[OfflineRule] = mapped_column(_enum(OfflineRule), default=OfflineRule.ALLOW)
-    power_policy: Mapped[PowerPolicy] = mapped_column(
-        _enum(PowerPolicy), default=PowerPolicy.FOLLOW_SESSION
-    )
     maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
     maintenance_note: Mapped[str] = mapped_column(String(200), default="")
 

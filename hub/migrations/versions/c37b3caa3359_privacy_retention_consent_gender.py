@@ -13,7 +13,7 @@ Adds what the retention job and the data-protection duties need (DESIGN §4):
 * an index on ``usage_session.started_at`` for reports over a period.
 
 Revision ID: c37b3caa3359
-Revises: 13610834eece
+Revises: 6bea45ace78d
 Create Date: 2026-12-01 22:35:19.011180
 """
 
@@ -27,7 +27,7 @@ from alembic import op
 import hub.db.models
 
 revision: str = "c37b3caa3359"
-down_revision: str | None = "13610834eece"
+down_revision: str | None = "6bea45ace78d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -78,7 +78,7 @@ def _canaries(api: Api) -> tuple[list[int], list[str], int]:
                 age_group="9-15",
                 programmes=["fablab-9-15"],
                 machine_id="printer-1",
-                machine_kind="printer_3d",
+                machine_kind="printer",
             )
             seq += 1
             add_job(
