@@ -33,7 +33,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, overload
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -788,3 +788,47 @@ def csv_filename(report: Report) -> str:
         if d
     )
     return f"fabrique-usage-{'-'.join(report.group_by)}{'-' + span if span else ''}.csv"
+
+
+# --------------------------------------------------------------------------- metering totals
+
+
+@overload
+def usage_seconds(
+    session: Session, *, since: datetime, until: datetime, by: Literal["member"]
+) -> dict[int, float]: ...
+
+
+@overload
+def usage_seconds(
+    session: Session, *, since: datetime, until: datetime, by: Literal["machine"]
+) -> dict[str, float]: ...
+
+
+def usage_seconds(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    by: Literal["member", "machine"],
+) -> dict[int, float] | dict[str, float]:
+    """Seconds used per member or per machine, for sessions started in ``[since, until)``.
+
+    ``used_s`` is the edge's monotonic measure (max of the minute ticks and the final
+    duration), so totals are exact whatever the duplicates and replays. Sessions of
+    unknown or erased members are left out of the per-member totals.
+    """
+    window = (UsageSession.started_at >= since, UsageSession.started_at < until)
+    if by == "member":
+        member_rows = session.execute(
+            select(UsageSession.member_id, func.sum(UsageSession.used_s))
+            .where(*window, UsageSession.member_id.is_not(None))
+            .group_by(UsageSession.member_id)
+        ).all()
+        return {int(key): float(total or 0.0) for key, total in member_rows if key is not None}
+    machine_rows = session.execute(
+        select(UsageSession.machine_id, func.sum(UsageSession.used_s))
+        .where(*window)
+        .group_by(UsageSession.machine_id)
+    ).all()
+    return {str(key): float(total or 0.0) for key, total in machine_rows}
