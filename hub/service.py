@@ -37,7 +37,6 @@ from uuid import UUID, uuid4
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.accesslog import AccessEntry, AccessLogWriter
-from hub.retention import RetentionJob
 from hub.alerts import EdgeAlerts, describe_foreign_machine
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
@@ -55,6 +54,7 @@ from hub.policy.model import (
     PolicyConfig,
     UsageView,
 )
+from hub.retention import RetentionJob
 from hub.settings import HubSettings
 from hub.snapshots import CompileFn, SnapshotPublisher, settle_heap
 from hub.telemetry import InfluxWriter, TelemetryFeed
