@@ -25,7 +25,8 @@ from pydantic import (
 
 from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
 from hub.db.models import ExceptionKind, MachineKind, MemberStatus, Role
-from protocol.ids import BADGE_HASH_PATTERN, ID_PATTERN
+from protocol.ids import BadgeHash
+from protocol.ids import Ident as Ident  # re-exported: the routes' path and body ids
 from protocol.messages import (
     Availability,
     EndReason,
@@ -47,8 +48,6 @@ def _printable(value: str) -> str:
     return value
 
 
-#: A zone, machine, edge, programme or training id (same rule as MQTT topic levels).
-Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 #: A required short name.
 Name = Annotated[
     str,
@@ -418,9 +417,7 @@ class BadgeCreate(Input):
     uid: Annotated[str, StringConstraints(pattern=_UID_RE)] | None = Field(
         default=None, description="raw UID as a reader prints it (hex, separators allowed)"
     )
-    hash: Annotated[str, StringConstraints(pattern=BADGE_HASH_PATTERN)] | None = Field(
-        default=None, description="keyed hash as an edge reports it"
-    )
+    hash: BadgeHash | None = Field(default=None, description="keyed hash as an edge reports it")
     label: Label = ""
 
     @model_validator(mode="after")

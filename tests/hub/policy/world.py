@@ -28,8 +28,8 @@ from hub.policy.model import (
     MemberView,
     PolicyConfig,
     QuotaView,
-    SessionView,
     SlotView,
+    UsageView,
     ZoneView,
 )
 from protocol.messages import OfflineRule
@@ -273,8 +273,8 @@ def session(
     end: datetime | None,
     used_min: float,
     sid: str = "",
-) -> SessionView:
-    return SessionView(
+) -> UsageView:
+    return UsageView(
         session_id=sid or f"s-{machine_id}-{start.timestamp():.0f}",
         member_id=member_id,
         machine_id=machine_id,
