@@ -75,6 +75,8 @@ def start_agent(
 def badge_in(r: Rig, agent: Agent) -> str:
     present(agent, PRINTER, member_uid(1))
     wait_until(lambda: actuator_of(agent, PRINTER).history[-1] is True, 5, "power on")
+    # The power goes on before the agent publishes its views: wait for the view.
+    wait_until(lambda: agent.view(PRINTER).session.session_id is not None, 5, "session view")
     session_id = agent.view(PRINTER).session.session_id
     assert session_id is not None
     return session_id
