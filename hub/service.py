@@ -52,9 +52,12 @@ from hub.policy.model import (
     Directory,
     LiveView,
     PolicyConfig,
+    UsageView,
 )
 from hub.settings import HubSettings
 from hub.snapshots import CompileFn, SnapshotPublisher, settle_heap
+from hub.telemetry import InfluxWriter, TelemetryFeed
+from hub.telemetry import build as build_telemetry
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
@@ -163,8 +166,12 @@ class Hub:
             metrics=self.metrics,
             ack_interval_s=settings.ack_interval_s,
             gap_replay_after_s=settings.gap_replay_after_s,
-            on_session_ended=self.snapshots.session_ended,
+            on_session_ended=self._sessions_changed,
         )
+        # Pseudonymous time series (None unless influx_url is set): fed off every path.
+        telemetry = build_telemetry(settings, factory, self.live, self._current, self.metrics)
+        self.telemetry: TelemetryFeed | None = telemetry[0] if telemetry else None
+        self._influx: InfluxWriter | None = telemetry[1] if telemetry else None
         self._ref_lock = threading.Lock()
         self._started = False
         self._ids = random.Random(secrets.randbits(128))
@@ -186,6 +193,9 @@ class Hub:
         settle_heap()
         self.accesslog.start()
         self.worker.start()
+        if self.telemetry is not None and self._influx is not None:
+            self._influx.start()
+            self.telemetry.start()
         self.snapshots.start()
         self.mqtt.start()
         self._started = True
@@ -204,6 +214,9 @@ class Hub:
         self.worker.stop()
         self.mqtt.stop()
         self.accesslog.stop()
+        if self.telemetry is not None and self._influx is not None:
+            self.telemetry.stop()
+            self._influx.stop()  # flushes what is buffered
         self._started = False
         logger.info("hub %s stopped", self.settings.site)
 
@@ -222,6 +235,9 @@ class Hub:
     @property
     def directory(self) -> Directory:
         """The directory decisions currently use."""
+        return self._directory
+
+    def _current(self) -> Directory:
         return self._directory
 
     # ------------------------------------------------------------------ MQTT handlers
@@ -257,6 +273,15 @@ class Hub:
         machine = directory.machines.get(request.machine)
         if decision.code == engine.Code.UNKNOWN_MACHINE:
             self._foreign_request(edge, request.machine, machine.edge_id if machine else None)
+        if self.telemetry is not None:
+            self.telemetry.access(
+                now,
+                granted=decision.granted,
+                reason=decision.code,
+                age_group=decision.age_group,
+                zone=decision.zone_id,
+                machine=request.machine,
+            )
         mark = self.live.record_decision(
             badge=request.badge,
             machine_id=request.machine,
@@ -350,6 +375,8 @@ class Hub:
     def on_event(self, edge: str, event: Event) -> None:
         """Hand a journal event to the ledger worker (SQL never runs in this thread)."""
         self.worker.submit(event)
+        if self.telemetry is not None:
+            self.telemetry.event(edge, event)
 
     def on_edge_status(self, edge: str, status: EdgeStatus) -> None:
         """Apply the epoch rule; persist accepted statuses through the ledger worker."""
@@ -362,6 +389,8 @@ class Hub:
             "edge %s %s (epoch %d)", edge, "online" if status.online else "offline", status.epoch
         )
         self.worker.submit_status(edge, status, now)
+        if self.telemetry is not None:
+            self.telemetry.edge_changed(edge, now)
 
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         if not self.live.machine_state(edge, machine, state):
@@ -369,9 +398,13 @@ class Hub:
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         self.live.telemetry(edge, machine, payload)
+        if self.telemetry is not None:
+            self.telemetry.telemetry(edge, machine, payload)
 
     def _publish_journal(self, edge: str, command: JournalCommand) -> None:
         self.mqtt.publish(self.topics.cmd_journal(edge), command, qos=1)
+        if self.telemetry is not None and command.ack_through is not None:
+            self.telemetry.acknowledged(edge, command.ack_through)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -407,6 +440,12 @@ class Hub:
     def snapshot_of(self, edge: str) -> PolicySnapshot | None:
         """The last snapshot published for ``edge`` (signed), decoded."""
         return self.snapshots.snapshot_of(edge)
+
+    def _sessions_changed(self, view: UsageView) -> None:
+        """A session ended: telemetry reads it back from the ledger; snapshots refresh."""
+        if self.telemetry is not None:
+            self.telemetry.session_ended(view.session_id)
+        self.snapshots.session_ended(view)
 
     # ------------------------------------------------------------------ commands (HubControl)
 

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
-from hub.db.models import ExceptionKind, MachineKind, MemberStatus, PowerPolicy, Role
+from hub.db.models import ExceptionKind, MachineKind, MemberStatus, Role
 from protocol.ids import BadgeHash
 from protocol.ids import Ident as Ident  # re-exported: the routes' path and body ids
 from protocol.messages import (
@@ -32,6 +32,7 @@ from protocol.messages import (
     EndReason,
     JobResult,
     MachineAction,
+    MachineDetail,
     OfflineRule,
     utcnow,
 )
@@ -256,7 +257,6 @@ class MachineCreate(Input):
     edge_id: Ident
     min_age: MinAge | None = None
     offline_rule: OfflineRule = OfflineRule.ALLOW
-    power_policy: PowerPolicy = PowerPolicy.FOLLOW_SESSION
     required_trainings: Annotated[IdList, AfterValidator(_unique)] = Field(default_factory=list)
     maintenance: bool = False
     maintenance_note: Note = ""
@@ -271,7 +271,6 @@ class MachineUpdate(Patch):
     edge_id: Ident | None = None
     min_age: MinAge | None = None
     offline_rule: OfflineRule | None = None
-    power_policy: PowerPolicy | None = None
     required_trainings: Annotated[IdList, AfterValidator(_unique)] | None = None
     maintenance: bool | None = None
     maintenance_note: Note | None = None
@@ -285,7 +284,6 @@ class MachinePublic(Output):
     edge_id: str
     min_age: int | None
     offline_rule: OfflineRule
-    power_policy: PowerPolicy
     required_trainings: list[str]
     maintenance: bool
     maintenance_note: str
@@ -659,7 +657,8 @@ class LiveMachine(Output):
     maintenance_note: str
     edge_online: bool | None
     state_ts: datetime | None
-    detail: dict[str, str | float | int | bool | None]
+    #: What the edge says of the machine (session state, job, faults…), as it sent it.
+    detail: MachineDetail | None
     session: LiveSession | None
     #: Latest telemetry (printer temperatures and progress, plug power…), never metered.
     telemetry: dict[str, str | float | int | bool | None] = {}

@@ -88,7 +88,7 @@ class BadgeView:
 class MachineView:
     id: str
     name: str
-    kind: str  # "printer_3d" | "laser" | "gaming_pc" | "generic"
+    kind: str  # a protocol.kinds.MachineKind value
     zone_id: str
     edge_id: str
     min_age: int | None

@@ -140,7 +140,7 @@ def machine(
 MACHINES = {
     m.id: m
     for m in (
-        machine("printer-1", "fablab", "edge-fab", "printer_3d"),
+        machine("printer-1", "fablab", "edge-fab", "printer"),
         machine(
             "laser-1",
             "fablab",
