@@ -37,6 +37,8 @@ def keep_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
+    for added in set(root.handlers) - set(handlers):
+        added.close()  # the demo's log file: closed, not left to the collector
     root.handlers[:] = handlers
     root.setLevel(level)
 
