@@ -51,11 +51,12 @@ from hub.api.schemas import Health
 from hub.control import HubControl
 from hub.directory import policy_config
 from hub.settings import HubSettings
+from hub.web import PUBLIC_PAGES, mount_web
 
 log = logging.getLogger(__name__)
 
 #: Routes anyone may call: (method, path).
-PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")})
+PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")}) | PUBLIC_PAGES
 #: Where the API documentation and its OpenAPI schema are served (see ``api_docs``).
 DOCS_PATH = "/docs"
 OPENAPI_PATH = "/openapi.json"
@@ -306,6 +307,7 @@ def create_app(
         app.include_router(module.router)
     if docs == "admin":
         _admin_docs(app)
+    mount_web(app)
     check_role_matrix(app)
     log.info("API ready with %d routes (documentation: %s)", len(api_routes(app)), docs)
     return app
