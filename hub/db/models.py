@@ -208,6 +208,8 @@ class Member(Base):
     role: Mapped[Role] = mapped_column(_enum(Role), default=Role.MEMBER)
     #: Date a guardian consented (required under the consent age, 15 in France).
     consent_at: Mapped[date | None] = mapped_column(Date, default=None)
+    #: Who recorded the consent (the staff account's username at the time).
+    consent_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     programmes: Mapped[list[MemberProgramme]] = relationship(
@@ -325,6 +327,24 @@ class Account(Base):
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KioskToken(Base):
+    """A kiosk screen paired with one machine: only the token's keyed hash is stored.
+
+    Without a valid, unrevoked token a kiosk page shows nobody's name.
+    """
+
+    __tablename__ = "kiosk_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    machine_id: Mapped[str] = mapped_column(
+        ForeignKey("machine.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ApiToken(Base):
@@ -482,4 +502,6 @@ class Alert(Base):
     edge_id: Mapped[str | None] = mapped_column(String(ID_LEN), default=None)
     machine_id: Mapped[str | None] = mapped_column(String(ID_LEN), default=None)
     detail: Mapped[str] = mapped_column(Text, default="")
+    #: A staff member saw it on the floor ("vu"); it stays open until resolved.
+    seen_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
