@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -135,6 +135,39 @@ class LiveState:
         self._staff_valid_until: datetime | None = None
         self._staff_dirty = True
         self._denials: dict[str, deque[datetime]] = {}
+        #: The last decision per machine (kiosk screens say why a badge was refused).
+        self._last_decision: dict[str, tuple[datetime, Decision]] = {}
+        #: Called with a machine id (or "" for "anything") after a change, outside the lock.
+        self._listeners: tuple[Callable[[str], None], ...] = ()
+
+    # ------------------------------------------------------------------ change notification
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(machine_id)`` after each change a screen shows (state, edge,
+        telemetry, session, decision; ``""`` when no single machine is concerned).
+
+        Listeners run on the writer's thread (paho's network thread, the ledger
+        worker): they must only note the change and return. Returns the unsubscriber.
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def _notify(self, machine_id: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(machine_id)
+            except Exception:
+                _limited.warning("listener", "a live-state listener failed", exc_info=True)
+
+    def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:
+        """The last access decision sent for ``machine_id`` and when, if any."""
+        return self._last_decision.get(machine_id)
 
     # ------------------------------------------------------------------ loading
 
@@ -285,6 +318,21 @@ class LiveState:
 
         Returns the staff presence to persist, if any.
         """
+        self._last_decision[machine_id] = (now, decision)
+        try:
+            return self._record_decision(badge, machine_id, zone_id, decision, session_id, now)
+        finally:
+            self._notify(machine_id)
+
+    def _record_decision(
+        self,
+        badge: str,
+        machine_id: str,
+        zone_id: str,
+        decision: Decision,
+        session_id: str | None,
+        now: datetime,
+    ) -> StaffMark | None:
         with self._lock:
             if not decision.granted:
                 self._denials.setdefault(badge, deque()).append(now)
@@ -347,6 +395,7 @@ class LiveState:
             current = self._open.get(view.machine_id)
             self._session_changed(view, edge_id, current)
             self._rebuild_effective()
+        self._notify(view.machine_id)
 
     def _session_changed(
         self, view: SessionView, edge_id: str, current: SessionView | None
@@ -390,7 +439,8 @@ class LiveState:
                 seen_at=now,
             )
             self._recompute_offline()
-            return True
+        self._notify("")
+        return True
 
     def edge_epoch(self, edge: str) -> int | None:
         """The epoch of the edge's last accepted status (None if never seen)."""
@@ -423,7 +473,8 @@ class LiveState:
                 self._states[machine] = state
                 self._state_edge[machine] = edge
             self._recompute_offline()
-            return True
+        self._notify(machine)
+        return True
 
     def telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         """Keep the latest raw telemetry of a machine (metering never uses it).
@@ -432,6 +483,8 @@ class LiveState:
         telemetry message on the network thread.
         """
         self._telemetry[(edge, machine)] = payload
+        if self._listeners:
+            self._notify(machine)
 
     def _edge_of(self, machine: str) -> str | None:
         for edge, live in self._edges.items():

@@ -52,6 +52,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.accesslog import AccessEntry, AccessLogWriter
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
+from hub.enrolment import (
+    CODE_ALREADY_ENROLLED,
+    CODE_ENROLLED,
+    Enrolment,
+    Enrolments,
+    EnrolState,
+    already_enrolled_message,
+    bind_badge,
+    enrolled_message,
+)
 from hub.ledger import Ledger, LedgerWorker, describe_foreign_machine
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
@@ -307,6 +317,7 @@ class Hub:
         self._ids_lock = threading.Lock()
         self._access_topics: dict[str, str] = {}
         self._foreign_alerted: dict[str, float] = {}
+        self.enrolments = Enrolments()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -395,6 +406,10 @@ class Hub:
     def on_access_request(self, edge: str, request: AccessRequest, received: float) -> None:
         """Decide in memory and answer on ``cmd/access`` with the request's ``req_id``."""
         now = self._clock()
+        enrolment = self.enrolments.capture(request.machine, edge, request.badge, now)
+        if enrolment is not None:
+            self._enrol(edge, request, enrolment, now)
+            return
         directory = self._directory
         badge = directory.badges.get(request.badge)
         member_id = badge.member_id if badge is not None else None
@@ -442,6 +457,88 @@ class Hub:
         )
         if mark is not None:
             self.accesslog.record(mark)
+
+    def _enrol(
+        self, edge: str, request: AccessRequest, enrolment: Enrolment, now: datetime
+    ) -> None:
+        """Answer a request captured by an armed enrolment (a refusal: the machine stays
+        off) and have the badge bound off this thread (see :mod:`hub.enrolment`)."""
+        held = self._directory.badges.get(request.badge)
+        if held is not None:
+            owner = self._directory.members.get(held.member_id)
+            name = owner.first_name if owner is not None else "un autre membre"
+            self.enrolments.resolve(enrolment.token, EnrolState.DUPLICATE, owner_first_name=name)
+            decision = Decision(
+                granted=False, code=CODE_ALREADY_ENROLLED, message=already_enrolled_message(name)
+            )
+        else:
+            decision = Decision(
+                granted=False,
+                code=CODE_ENROLLED,
+                message=enrolled_message(enrolment.first_name),
+                first_name=enrolment.first_name,
+            )
+            threading.Thread(
+                target=self._bind_badge, args=(enrolment,), name="badge-enrolment", daemon=True
+            ).start()
+        self.mqtt.publish(
+            self._cmd_access_topic(edge), self._answer(request, decision, None, now), qos=1
+        )
+        machine = self._directory.machines.get(request.machine)
+        self.live.record_decision(  # the machine's kiosk shows the outcome
+            badge=request.badge,
+            machine_id=request.machine,
+            zone_id=machine.zone_id if machine is not None else "",
+            decision=decision,
+            session_id=None,
+            now=now,
+        )
+        self.accesslog.record(
+            AccessEntry(
+                ts=now,
+                edge_id=edge,
+                machine_id=request.machine,
+                member_id=held.member_id if held is not None else enrolment.member_id,
+                badge_hash=request.badge,
+                req_id=request.req_id,
+                granted=False,
+                code=decision.code,
+            )
+        )
+
+    def _bind_badge(self, enrolment: Enrolment) -> None:
+        try:
+            with transaction(self._factory) as session:
+                result = bind_badge(session, enrolment)
+        except Exception:
+            logger.exception("binding an enrolled badge failed")
+            self.enrolments.resolve(enrolment.token, EnrolState.FAILED)
+            return
+        self.enrolments.resolve(
+            enrolment.token,
+            result.state,
+            owner_first_name=result.owner_first_name,
+            badge_id=result.badge_id,
+        )
+        if result.state is EnrolState.BOUND:
+            self.reference_changed()
+
+    def arm_enrolment(
+        self, machine_id: str, member_id: int, first_name: str, account_id: int
+    ) -> Enrolment | None:
+        """Bind the next badge seen on ``machine_id`` to ``member_id`` (within a minute)."""
+        machine = self._directory.machines.get(machine_id)
+        if machine is None:
+            return None
+        return self.enrolments.arm(
+            machine_id, machine.edge_id, member_id, first_name, account_id, self._clock()
+        )
+
+    def enrolment(self, token: str) -> Enrolment | None:
+        return self.enrolments.get(token, self._clock())
+
+    def cancel_enrolment(self, token: str) -> None:
+        self.enrolments.cancel(token)
 
     def _foreign_request(self, edge: str, machine_id: str, owner: str | None) -> None:
         """``edge`` asked for a machine that is not its own (denied ``unknown_machine``):
@@ -748,6 +845,12 @@ class Hub:
 
     def edges_online(self) -> Mapping[str, bool]:
         return self.live.edges_online()
+
+    def subscribe_changes(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        return self.live.subscribe(listener)
+
+    def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:
+        return self.live.last_decision(machine_id)
 
     # ------------------------------------------------------------------ reporting
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hub.web import session
+from hub.web import floor, members, session
 from hub.web.core import ERROR_HANDLERS, STATIC_DIR, STATIC_PATH
+from hub.web.live import FloorFeed
 
 #: Page routers, in the order their routes are matched.
-ROUTERS = (session,)
+ROUTERS = (session, floor, members)
 
 #: (method, path) of the pages that need no login (added to the API's public routes).
 PUBLIC_PAGES: frozenset[tuple[str, str]] = frozenset().union(
@@ -26,6 +27,7 @@ PUBLIC_PAGES: frozenset[tuple[str, str]] = frozenset().union(
 
 def mount_web(app: FastAPI) -> None:
     """Add the web UI to ``app``: static files, error pages, then every page router."""
+    app.state.floor_feed = FloorFeed(app.state.sessionmaker, app.state.control)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
     for exc, handler in ERROR_HANDLERS.items():
         app.add_exception_handler(exc, handler)

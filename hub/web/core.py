@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -67,7 +67,7 @@ class NavItem:
 #: The header's navigation; an item shows only to roles granted its capability.
 NAV = (
     NavItem("Plancher", "/plancher", Capability.LIVE_READ, "plancher"),
-    NavItem("Membres", "/membres", Capability.MEMBERS_READ, "membres"),
+    NavItem("Membres", "/membres", Capability.MEMBERS_IDENTIFY, "membres"),
     NavItem("Créneaux", "/creneaux", Capability.REFERENCE_READ, "creneaux"),
     NavItem("Rapports", "/rapports", Capability.REPORTS_READ, "rapports"),
     NavItem("Kiosques", "/kiosques", Capability.REFERENCE_WRITE, "kiosques"),
@@ -245,14 +245,6 @@ CsrfChecked = Depends(check_csrf)
 # --------------------------------------------------------------------------- render
 
 
-def _clock(value: datetime | None, settings: HubSettings) -> str:
-    """``15h30`` in the site's time zone."""
-    if value is None:
-        return ""
-    local = value.astimezone(settings.tz)
-    return f"{local.hour}h{local.minute:02d}"
-
-
 def render(
     request: Request,
     template: str,
@@ -276,7 +268,7 @@ def render(
         "csrf": csrf_token(settings, bearer_or_cookie(request)) if user else "",
         "site_name": settings.site_name,
         "can": lambda name: can(role, Capability(name)),
-        "clock": lambda value: _clock(value, settings),
+        "tz": settings.tz,
         "staff": role in STAFF_ROLES,
     }
     ctx.update(context or {})
@@ -289,3 +281,35 @@ def csrf_field(token: str) -> Markup:
 
 
 TEMPLATES.env.globals["csrf_field"] = csrf_field
+
+
+def hhmm(value: datetime | None, tz: tzinfo | None = None) -> str:
+    """``15h30`` (in ``tz``, the site's time zone)."""
+    if value is None:
+        return ""
+    local = value.astimezone(tz)
+    return f"{local.hour}h{local.minute:02d}"
+
+
+def duration(seconds: float | None) -> str:
+    """``1 h 05``, ``12 min``, ``45 s``."""
+    if seconds is None:
+        return ""
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d}"
+    if s >= 60:
+        return f"{s // 60} min"
+    return f"{s} s"
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    """A French decimal (``21,5``); an em dash when unknown."""
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}".replace(".", ",")
+
+
+TEMPLATES.env.filters["hhmm"] = hhmm
+TEMPLATES.env.filters["duration"] = duration
+TEMPLATES.env.filters["number"] = number
