@@ -166,6 +166,10 @@ def _french(error: dict[str, Any]) -> dict[str, Any]:
     return {"loc": list(error.get("loc", ())), "msg": msg, "type": kind}
 
 
+#: One pydantic error with a French message (the web forms use it too).
+french_error = _french
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse(
