@@ -26,6 +26,9 @@ class HubControl(Protocol):
     def end_session(self, session_id: str, message: str = "") -> bool:
         """Ask the session's edge to end it; False if the session is not open."""
 
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
+        """Ask the session's edge to give it ``minutes`` more; False if it is not open."""
+
     def machine_command(self, machine_id: str, action: MachineAction) -> bool:
         """Send a staff command to the machine's edge; False if the machine is unknown."""
 
@@ -71,6 +74,9 @@ class NullControl:
         self.changes += 1
 
     def end_session(self, session_id: str, message: str = "") -> bool:
+        return False
+
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
         return False
 
     def machine_command(self, machine_id: str, action: MachineAction) -> bool:

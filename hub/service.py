@@ -811,6 +811,17 @@ class Hub:
 
     def end_session(self, session_id: str, message: str = "") -> bool:
         """Ask the session's edge to end it; False if the session is not open."""
+        return self._session_command(session_id, SessionAction.END, message=message)
+
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
+        """Ask the session's edge to give it ``minutes`` more; False if it is not open."""
+        return self._session_command(
+            session_id, SessionAction.EXTEND, minutes=minutes, message=message
+        )
+
+    def _session_command(
+        self, session_id: str, action: SessionAction, *, minutes: int | None = None, message: str
+    ) -> bool:
         found = self.live.open_session(session_id)
         if found is None:
             return False
@@ -818,7 +829,8 @@ class Hub:
         command = SessionCommand(
             cmd_id=uuid4().hex,
             session_id=session_id,
-            action=SessionAction.END,
+            action=action,
+            minutes=minutes,
             message=message[:500],
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
         )

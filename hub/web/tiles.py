@@ -116,7 +116,7 @@ class Tile:
         printer = self.printer
         if printer is not None and printer.file is not None:
             printer = replace(printer, file=None)
-        return replace(self, person=None, printer=printer)
+        return replace(self, person=None, printer=printer, state_label=STATE_LABELS[self.state])
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,6 +168,12 @@ class Floor:
         assert isinstance(inner, SimulatedReader)
         inner.present(uid)
 
+    def wait_session(self, machine: str) -> None:
+        """Until the hub's ledger holds the machine's open session."""
+        wait_until(
+            lambda: machine in self.server.hub.live.open_sessions(), 20, f"session on {machine}"
+        )
+
     def state(self, machine: str) -> str:
         return str(self.agent.view(machine).session.state.value)
 

@@ -41,6 +41,7 @@ EXPECTED: dict[str, str] = {
     "GET /api/sessions": STAFF_COORD,
     "GET /api/sessions/{session_id}": STAFF_COORD,
     "POST /api/sessions/{session_id}/end": FLOOR,
+    "POST /api/sessions/{session_id}/extend": FLOOR,
     "GET /api/jobs": MANAGE,
     "GET /api/usage/totals": REPORTS,
     "GET /api/usage/report.csv": REPORTS,
