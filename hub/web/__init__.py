@@ -12,12 +12,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hub.web import calendar, floor, machine, members, my_time, reports, session
+from hub.web import calendar, floor, kiosk, machine, members, my_time, reports, session
 from hub.web.core import ERROR_HANDLERS, STATIC_DIR, STATIC_PATH
 from hub.web.live import FloorFeed
 
 #: Page routers, in the order their routes are matched.
-ROUTERS = (session, floor, machine, members, calendar, reports, my_time)
+ROUTERS = (session, floor, machine, kiosk, members, calendar, reports, my_time)
 
 #: (method, path) of the pages that need no login (added to the API's public routes).
 PUBLIC_PAGES: frozenset[tuple[str, str]] = frozenset().union(

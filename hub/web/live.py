@@ -128,6 +128,10 @@ class FloorFeed:
                 self._unsubscribe()
                 self._unsubscribe = None
 
+    def snapshot_now(self) -> FloorSnapshot:
+        """The floor read now (for a page's first render; blocking, call off the loop)."""
+        return self._read()
+
     def _read(self) -> FloorSnapshot:
         with self._factory() as db:
             return floor_snapshot(db, self._control)

@@ -41,7 +41,7 @@
 
   function tick() {
     var now = Date.now();
-    var items = document.querySelectorAll("[data-until]");
+    var items = document.querySelectorAll("[data-until]:not([data-within])");
     for (var i = 0; i < items.length; i++) {
       var left = Math.round((Date.parse(items[i].getAttribute("data-until")) - now) / 1000);
       var text;
@@ -52,7 +52,13 @@
       items[i].textContent = text;
       items[i].setAttribute("data-left", String(Math.max(left, 0)));
     }
-    document.dispatchEvent(new CustomEvent("fabrique:tick", { detail: { now: now } }));
+    // Warnings (kiosk): shown while above < seconds left <= within.
+    var warns = document.querySelectorAll("[data-within]");
+    for (var j = 0; j < warns.length; j++) {
+      var w = warns[j];
+      var l = (Date.parse(w.getAttribute("data-until")) - now) / 1000;
+      w.hidden = !(l > Number(w.getAttribute("data-above")) && l <= Number(w.getAttribute("data-within")));
+    }
   }
 
   function connect() {
