@@ -561,6 +561,20 @@ class LiveState:
         with self._lock:
             return self._open
 
+    def unattended_sessions(self) -> frozenset[str]:
+        """Machines whose open session goes on without its member: they badged out (or
+        their time ended) while a job runs, and the edge reports the session
+        ``ending`` (a print finishing by itself). The ledger keeps them open until the
+        job is done; counts of people at the machines leave them out."""
+        with self._lock:
+            return frozenset(
+                machine
+                for machine, view in self._open.items()
+                if (state := self._states.get(machine)) is not None
+                and state.session_id in (None, view.session_id)
+                and state.detail.get("state") == "ending"
+            )
+
     def open_session(self, session_id: str) -> tuple[SessionView, str] | None:
         """An open session and the edge it runs on, or None."""
         with self._lock:

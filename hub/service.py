@@ -869,11 +869,17 @@ class Hub:
     def status_line(self) -> str:
         """One line for the demo console, in French."""
         online = sum(1 for up in self.live.edges_online().values() if up)
-        sessions = len(self.live.open_sessions())
+        unattended = len(self.live.unattended_sessions())
+        sessions = len(self.live.open_sessions()) - unattended
         return " · ".join(
             (
                 _plural(online, "borne en ligne", "bornes en ligne"),
                 _plural(sessions, "session ouverte", "sessions ouvertes"),
+                *(
+                    (_plural(unattended, "travail qui finit seul", "travaux qui finissent seuls"),)
+                    if unattended
+                    else ()
+                ),
                 _plural(self.metrics.get("decisions"), "décision", "décisions"),
                 _plural(self.metrics.get("bad_messages"), "message rejeté", "messages rejetés"),
             )

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,7 +165,7 @@ def visitor_plan(
             for p in data.PEOPLE
             if m.id in p.uses
         ]
-        badges.append({"uid": data.UNKNOWN_BADGE, "label": "Badge inconnu", "weight": 0.2})
+        badges.append({"uid": data.UNKNOWN_BADGE, "label": "Un visiteur", "weight": 0.2})
         machines[m.id] = {"kind": EDGE_KIND.get(m.kind, "generic"), "badges": badges}
         opener = next((p.uid for p in data.PEOPLE if m.id in p.opens), None)
         if opener is not None:
@@ -378,6 +379,19 @@ def _wait_for_octoprint(
     return octoprint
 
 
+def fabrique_command() -> str:
+    """How to run ``fabrique`` from a shell: its name when on the PATH, else its path
+    (``scripts/demo`` installs it into ``.venv/bin``, which is not on the PATH)."""
+    found = shutil.which("fabrique")
+    here = Path(sys.executable).parent / "fabrique"
+    if found is not None and Path(found).resolve() == here.resolve():
+        return "fabrique"
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
+
+
 def _banner(
     opts: DemoOptions,
     broker: RunningBroker,
@@ -393,6 +407,7 @@ def _banner(
         f"{len(data.MACHINES)} machines, créneau démo de {start:%H:%M} à {end:%H:%M}"
     )
     out(f"API : {server.url}/docs — identifiant {seeded.admin_username} / {seeded.admin_password}")
+    out(f"  Commande fabrique : {fabrique_command()} (pas sur le PATH si la démo l'a installée)")
 
 
 def _banner_edges(
