@@ -55,12 +55,21 @@ from fabrique.demo.octoprint import OctoPrintError, OctoPrintInstance, find_octo
 from fabrique.demo.procs import spawn, terminate
 from fabrique.demo.seed import SeedResult, seed_demo
 from hub.db.engine import make_engine, make_sessionmaker
+from hub.db.models import Role
 from hub.main import HubServer, StartupError, migrate
 from hub.settings import DEMO_SITE_SECRET, HubSettings
 
 logger = logging.getLogger(__name__)
 
 Out = Callable[[str], None]
+
+#: How the banner names each demo login's role.
+ROLE_NAMES = {
+    Role.ADMIN: "admin",
+    Role.FABMANAGER: "fabmanager",
+    Role.COORDINATOR: "coordination",
+    Role.ANIMATOR: "animation",
+}
 
 
 class DemoError(RuntimeError):
@@ -406,7 +415,13 @@ def _banner(
         f"  Base : {opts.workdir / 'hub.db'} — {len(data.PEOPLE)} membres, "
         f"{len(data.MACHINES)} machines, créneau démo de {start:%H:%M} à {end:%H:%M}"
     )
-    out(f"API : {server.url}/docs — identifiant {seeded.admin_username} / {seeded.admin_password}")
+    out(f"Plancher en direct : {server.url}/plancher — une connexion par rôle :")
+    for username, role, password in seeded.logins:
+        name = ROLE_NAMES.get(role, role)
+        out(f"  {name:<13} identifiant {username:<13} mot de passe {password}")
+    kiosk = f"{server.url}/kiosk/{data.MACHINES[0].id}"
+    out(f"  Kiosque d'une machine : {kiosk} (à appairer dans /kiosques)")
+    out(f"  API : {server.url}/docs (admin)")
     out(f"  Commande fabrique : {fabrique_command()} (pas sur le PATH si la démo l'a installée)")
 
 
