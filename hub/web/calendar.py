@@ -61,7 +61,9 @@ RESULTS = {
 GRID_LEFT = 44
 GRID_TOP = 30
 DAY_W = 130
+#: Height of an hour: taller when the grid spans few hours.
 HOUR_H = 34
+HOUR_H_LONG_DAY = 20
 
 FormStr = Annotated[str, Form(max_length=200)]
 FormList = Annotated[list[str], Form(max_length=50)]
@@ -101,6 +103,7 @@ class WeekGrid:
     blocks: list[Block]
     days: list[tuple[str, date, str]]  # weekday name, date, exception note
     slots: list[Slot]
+    hour_h: int = HOUR_H
 
     @property
     def width(self) -> int:
@@ -108,12 +111,12 @@ class WeekGrid:
 
     @property
     def height(self) -> int:
-        return GRID_TOP + (self.last_hour - self.first_hour) * HOUR_H + 2
+        return GRID_TOP + (self.last_hour - self.first_hour) * self.hour_h + 10
 
     @property
     def hours(self) -> list[tuple[int, float]]:
         return [
-            (h, GRID_TOP + (h - self.first_hour) * HOUR_H)
+            (h, GRID_TOP + (h - self.first_hour) * self.hour_h)
             for h in range(self.first_hour, self.last_hour + 1)
         ]
 
@@ -146,16 +149,17 @@ def week_grid(
     first = min([s // 60 for s, _ in spans], default=9)
     last = max([-(-e // 60) for _, e in spans], default=19)
     first, last = min(first, 9), max(last, min(first + 10, 24))
+    hour_h = HOUR_H if last - first <= 14 else HOUR_H_LONG_DAY
     blocks = []
     for slot, (start, end) in zip(slots, spans, strict=True):
-        y = GRID_TOP + (start - first * 60) * HOUR_H / 60
+        y = GRID_TOP + (start - first * 60) * hour_h / 60
         blocks.append(
             Block(
                 slot=slot,
                 x=GRID_LEFT + slot.weekday * DAY_W + 3,
                 y=y + 1,
                 w=DAY_W - 6,
-                h=max((end - start) * HOUR_H / 60 - 2, 12),
+                h=max((end - start) * hour_h / 60 - 2, 12),
                 label=slot.label or "Créneau",
                 hours=f"{hhmm(slot.start)}–{hhmm(slot.end) if end < 24 * 60 else '24h00'}",
                 audience=audience_text(slot.age_groups, slot.programmes),
@@ -171,7 +175,7 @@ def week_grid(
             if e.day == day and e.zone_id in (None, zone.id)
         ]
         days.append((DAYS[d], day, " · ".join(notes)))
-    return WeekGrid(zone, first, last, blocks, days, slots)
+    return WeekGrid(zone, first, last, blocks, days, slots, hour_h)
 
 
 # --------------------------------------------------------------------------- forms

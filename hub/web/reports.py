@@ -217,7 +217,9 @@ def week_chart(cells: list[WeekCell], first_week: date, weeks: int, bands: list[
         bars=bars,
         weeks=labels,
         ticks=ticks,
-        legend=[(g, colours[g]) for g in groups],
+        legend=[
+            (g, colours[g]) for g in groups if any(c.group == g and not c.hidden for c in cells)
+        ],
         table=table,
         groups=groups,
         empty=not bars,
@@ -297,6 +299,8 @@ def report_page(
             "chart": chart,
             "du": first.isoformat(),
             "au": last.isoformat(),
+            "du_fr": first.strftime("%d/%m/%Y"),
+            "au_fr": last.strftime("%d/%m/%Y"),
             "errors": errors,
             "csv_url": "/api/usage/report.csv?" + urlencode(query),
         },
