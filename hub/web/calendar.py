@@ -39,7 +39,7 @@ from hub.api.schemas import (
 )
 from hub.db.models import ExceptionKind, Programme, Quota, Slot, SlotException, Zone
 from hub.policy.model import PolicyConfig
-from hub.web.core import CsrfChecked, PageUser, page, render
+from hub.web.core import CsrfChecked, PageNotFound, PageUser, page, render
 from hub.web.forms import Errors, api_errors, checked, validate
 
 log = logging.getLogger(__name__)
@@ -455,7 +455,7 @@ def slot_create(
 def _slot(db: Session, slot_id: int) -> Slot:
     slot = db.get(Slot, slot_id)
     if slot is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Créneau introuvable")
+        raise PageNotFound("Créneau")
     return slot
 
 
@@ -639,7 +639,7 @@ def quota_update(
 ) -> Response:
     quota = db.get(Quota, quota_id)
     if quota is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Quota introuvable")
+        raise PageNotFound("Quota", user)
     form = QuotaForm(
         quota.zone_id,
         quota.age_group,

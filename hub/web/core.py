@@ -139,7 +139,31 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
     )
 
 
-ERROR_HANDLERS = {LoginRequired: _login_required, PageForbidden: _forbidden}
+class PageNotFound(Exception):
+    """A page's object does not exist (a deleted member, a stale link): the French 404."""
+
+    def __init__(self, what: str, user: Principal | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.user = user
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageNotFound)
+    return render(
+        request,
+        "erreur.html",
+        {"title": f"{exc.what} introuvable", "message": "Le lien est peut-être périmé."},
+        user=exc.user,
+        status_code=status.HTTP_404_NOT_FOUND,
+    )
+
+
+ERROR_HANDLERS = {
+    LoginRequired: _login_required,
+    PageForbidden: _forbidden,
+    PageNotFound: _not_found,
+}
 
 
 # --------------------------------------------------------------------------- who

@@ -56,7 +56,7 @@ from hub.db.models import (
 )
 from hub.enrolment import EnrolState, already_enrolled_message
 from hub.policy.model import PolicyConfig
-from hub.web.core import CsrfChecked, PageUser, page, render
+from hub.web.core import CsrfChecked, PageNotFound, PageUser, page, render
 from hub.web.forms import Errors, api_errors, checked, validate
 from protocol.messages import utcnow
 
@@ -305,7 +305,7 @@ def _redirect(target: str) -> RedirectResponse:
 def _load(db: Session, member_id: int) -> Member:
     member = db.get(Member, member_id)
     if member is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Membre introuvable")
+        raise PageNotFound("Membre")
     return member
 
 
@@ -465,7 +465,7 @@ def badge_revoke(
 ) -> Response:
     badge = db.get(Badge, badge_id)
     if badge is None or badge.member_id != member_id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Badge introuvable")
+        raise PageNotFound("Badge", user)
     if badge.revoked_at is None:
         api_badges.revoke_badge(badge_id, db, control, user)
     return _redirect(f"/membres/{member_id}?resultat=badge-revoque#badges")

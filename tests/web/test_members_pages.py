@@ -208,3 +208,11 @@ def test_a_fabmanager_reads_and_grants_but_does_not_edit(web: Api) -> None:
     assert "Effacer ce membre" not in page.text
     edit = form(web, f"/membres/{member_id}", {"first_name": "X"}, Role.FABMANAGER)
     assert edit.status_code == 403
+
+
+def test_a_stale_link_gets_the_french_404_page(web: Api) -> None:
+    answer = web.get("/membres/99999")
+    assert answer.status_code == 404
+    assert "Membre introuvable" in answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    assert web.get("/creneaux/creneaux/99999").status_code == 404
