@@ -41,8 +41,8 @@ class HubControl(Protocol):
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         """Latest valid telemetry of every machine, by machine id (never for metering)."""
 
-    def subscribe_changes(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``listener(machine_id)`` after each live change (see
+    def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``listener(machine_id, what)`` after each live change (see
         :meth:`hub.live.LiveState.subscribe`); returns the unsubscriber."""
 
     def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:
@@ -91,7 +91,7 @@ class NullControl:
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return {}
 
-    def subscribe_changes(self, listener: Callable[[str], None]) -> Callable[[], None]:
+    def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
         return lambda: None
 
     def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:

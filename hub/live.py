@@ -138,13 +138,14 @@ class LiveState:
         #: The last decision per machine (kiosk screens say why a badge was refused).
         self._last_decision: dict[str, tuple[datetime, Decision]] = {}
         #: Called with a machine id (or "" for "anything") after a change, outside the lock.
-        self._listeners: tuple[Callable[[str], None], ...] = ()
+        self._listeners: tuple[Callable[[str, str], None], ...] = ()
 
     # ------------------------------------------------------------------ change notification
 
-    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``listener(machine_id)`` after each change a screen shows (state, edge,
-        telemetry, session, decision; ``""`` when no single machine is concerned).
+    def subscribe(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``listener(machine_id, what)`` after each change a screen shows; ``what``
+        is ``state``, ``edge``, ``telemetry``, ``session`` or ``decision``; the machine
+        is ``""`` when no single machine is concerned (an edge).
 
         Listeners run on the writer's thread (paho's network thread, the ledger
         worker): they must only note the change and return. Returns the unsubscriber.
@@ -158,10 +159,10 @@ class LiveState:
 
         return unsubscribe
 
-    def _notify(self, machine_id: str) -> None:
+    def _notify(self, machine_id: str, what: str) -> None:
         for listener in self._listeners:
             try:
-                listener(machine_id)
+                listener(machine_id, what)
             except Exception:
                 _limited.warning("listener", "a live-state listener failed", exc_info=True)
 
@@ -322,7 +323,7 @@ class LiveState:
         try:
             return self._record_decision(badge, machine_id, zone_id, decision, session_id, now)
         finally:
-            self._notify(machine_id)
+            self._notify(machine_id, "decision")
 
     def _record_decision(
         self,
@@ -395,7 +396,7 @@ class LiveState:
             current = self._open.get(view.machine_id)
             self._session_changed(view, edge_id, current)
             self._rebuild_effective()
-        self._notify(view.machine_id)
+        self._notify(view.machine_id, "session")
 
     def _session_changed(
         self, view: SessionView, edge_id: str, current: SessionView | None
@@ -439,7 +440,7 @@ class LiveState:
                 seen_at=now,
             )
             self._recompute_offline()
-        self._notify("")
+        self._notify("", "edge")
         return True
 
     def edge_epoch(self, edge: str) -> int | None:
@@ -473,7 +474,7 @@ class LiveState:
                 self._states[machine] = state
                 self._state_edge[machine] = edge
             self._recompute_offline()
-        self._notify(machine)
+        self._notify(machine, "state")
         return True
 
     def telemetry(self, edge: str, machine: str, payload: bytes) -> None:
@@ -484,7 +485,7 @@ class LiveState:
         """
         self._telemetry[(edge, machine)] = payload
         if self._listeners:
-            self._notify(machine)
+            self._notify(machine, "telemetry")
 
     def _edge_of(self, machine: str) -> str | None:
         for edge, live in self._edges.items():

@@ -858,7 +858,7 @@ class Hub:
     def edges_online(self) -> Mapping[str, bool]:
         return self.live.edges_online()
 
-    def subscribe_changes(self, listener: Callable[[str], None]) -> Callable[[], None]:
+    def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
         return self.live.subscribe(listener)
 
     def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:

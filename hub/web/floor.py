@@ -59,8 +59,9 @@ def floor_page(request: Request, db: SessionDep, control: ControlDep, user: Page
 
 
 @router.get("/plancher/flux", dependencies=[page(Capability.LIVE_READ)])
-def floor_stream(request: Request, user: PageUser) -> StreamingResponse:
+def floor_stream(request: Request, db: SessionDep, user: PageUser) -> StreamingResponse:
     """Server-Sent Events: ``fragments`` (element id → HTML) and ``ping``."""
+    db.close()  # the stream outlives the request: give its connection back to the pool now
     staff = user.role in STAFF_ROLES
     alerts = can(user.role, Capability.FLOOR_READ)
     tz = request.app.state.settings.tz

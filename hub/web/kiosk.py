@@ -220,13 +220,13 @@ def kiosk_stream(
 ) -> StreamingResponse:
     language = lang_of(lang)
     show_names = paired(db, settings, machine_id, request.cookies.get(KIOSK_COOKIE))
-    db.close()  # the stream outlives the request's store session
+    db.close()  # the stream outlives the request: give its connection back to the pool now
     view = f"kiosk:{machine_id}:{language}:{'named' if show_names else 'anon'}"
     render_screen = kiosk_render(
         request.app.state.control, machine_id, language, show_names, settings.tz
     )
     return StreamingResponse(
-        feed_of(request.app.state).stream(view, render_screen),
+        feed_of(request.app.state).stream(view, render_screen, decisions=True),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -30,7 +30,7 @@ from anyio import to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.control import HubControl
-from hub.web.tiles import FloorSnapshot, floor_snapshot
+from hub.web.tiles import FloorSnapshot, floor_snapshot, with_live_state
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ Render = Callable[[FloorSnapshot], dict[str, str]]
 
 #: Sent first on every stream: how long the browser waits before reconnecting (ms).
 RETRY_MS = 1000
-#: A comment line is sent when nothing else was for this long (keeps proxies and the
+#: Changes the hub's live state holds entirely (no need to read the store for them).
+LIVE_ONLY = frozenset({"state", "telemetry", "edge"})
+#: A ``ping`` event is sent when nothing else was for this long (keeps proxies and the
 #: page's watchdog happy).
 PING_S = 10.0
 
@@ -67,26 +69,35 @@ class FloorFeed:
         factory: sessionmaker[Session],
         control: HubControl,
         *,
-        coalesce_s: float = 0.15,
-        refresh_s: float = 2.0,
+        coalesce_s: float = 0.2,
+        refresh_s: float = 3.0,
     ) -> None:
         self._factory = factory
         self._control = control
         self.coalesce_s = coalesce_s
         self.refresh_s = refresh_s
         self._subscribers: set[_Subscriber] = set()
+        #: Subscribers that show the last decision (kiosks).
+        self._decision_views = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._poked = threading.Event()
+        #: Something only the store knows changed (a session, an alert): read it again.
+        self._store_changed = True
         self._snapshot: FloorSnapshot | None = None
         self.ticks = 0
 
     # ------------------------------------------------------------------ change side
 
-    def _poke(self, _machine_id: str) -> None:
-        """Any thread: note that something changed (cheap, coalesced)."""
+    def _poke(self, _machine_id: str, what: str) -> None:
+        """Any thread: note that something changed (cheap, coalesced). Decisions only
+        matter to kiosks: without one listening they wake nothing."""
+        if what == "decision" and not self._decision_views:
+            return
+        if what not in LIVE_ONLY:
+            self._store_changed = True
         if self._poked.is_set():
             return
         self._poked.set()
@@ -97,7 +108,7 @@ class FloorFeed:
 
     def poke(self) -> None:
         """Something the hub does not notify changed (an alert, a note): tick soon."""
-        self._poke("")
+        self._poke("", "note")
 
     def _ensure_started(self) -> None:
         if self._task is not None and not self._task.done():
@@ -111,15 +122,17 @@ class FloorFeed:
         assert self._wake is not None
         try:
             while self._subscribers:
+                woken = True
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.refresh_s)
                     await asyncio.sleep(self.coalesce_s)
                 except TimeoutError:
-                    pass
+                    woken = False
                 self._wake.clear()
                 self._poked.clear()
+                full, self._store_changed = self._store_changed or not woken, False
                 try:
-                    await self.tick()
+                    await self.tick(full=full)
                 except Exception:
                     log.exception("floor feed tick failed")
                     await asyncio.sleep(1.0)
@@ -136,9 +149,17 @@ class FloorFeed:
         with self._factory() as db:
             return floor_snapshot(db, self._control)
 
-    async def tick(self) -> None:
-        """Read the floor once, render each view once, send what changed."""
-        snapshot = await to_thread.run_sync(self._read)
+    async def tick(self, *, full: bool = True) -> None:
+        """Read the floor once, render each view once, send what changed.
+
+        ``full``: read the store; otherwise only the hub's live state changed (machine
+        states, telemetry, edges) and the last snapshot is refreshed from it.
+        """
+        previous = self._snapshot
+        if full or previous is None:
+            snapshot = await to_thread.run_sync(self._read)
+        else:
+            snapshot = with_live_state(previous, self._control)
         self._snapshot = snapshot
         self.ticks += 1
         rendered: dict[str, dict[str, str]] = {}
@@ -168,11 +189,17 @@ class FloorFeed:
     def listeners(self) -> int:
         return len(self._subscribers)
 
-    async def stream(self, view: str, render: Render) -> AsyncIterator[str]:
-        """The text/event-stream of one page: everything now, then the changes."""
+    async def stream(
+        self, view: str, render: Render, *, decisions: bool = False
+    ) -> AsyncIterator[str]:
+        """The text/event-stream of one page: everything now, then the changes.
+
+        ``decisions``: the view shows access decisions (a kiosk), so they wake the feed.
+        """
         self._ensure_started()
         sub = _Subscriber(view, render)
         self._subscribers.add(sub)
+        self._decision_views += decisions
         try:
             yield f"retry: {RETRY_MS}\n\n"
             snapshot = self._snapshot
@@ -186,6 +213,7 @@ class FloorFeed:
                     yield "event: ping\ndata: \n\n"
         finally:
             self._subscribers.discard(sub)
+            self._decision_views -= decisions
 
 
 def feed_of(app_state: object) -> FloorFeed:

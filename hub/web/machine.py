@@ -222,8 +222,11 @@ def machine_page(
 
 
 @router.get("/machines/{machine_id}/flux", dependencies=[page(Capability.LIVE_READ)])
-def machine_stream(request: Request, machine_id: str, user: PageUser) -> StreamingResponse:
+def machine_stream(
+    request: Request, machine_id: str, db: SessionDep, user: PageUser
+) -> StreamingResponse:
     """The machine's tile, live (same fragments as the floor's)."""
+    db.close()  # the stream outlives the request: give its connection back to the pool now
     staff = user.role in STAFF_ROLES
     tz = request.app.state.settings.tz
     whole = floor_render(staff, False, tz)

@@ -139,6 +139,8 @@ class FloorSnapshot:
     tiles: dict[str, Tile]
     alerts: tuple[AlertView, ...] = ()
     taken_at: datetime = field(default_factory=utcnow)
+    #: What the tiles were built from (kept to refresh the live part without the store).
+    machines: tuple[LiveMachine, ...] = ()
 
     def by_zone(self) -> list[tuple[str, str, list[Tile]]]:
         """(zone id, zone name, its tiles) in zone order; zones without machines left out."""
@@ -183,6 +185,8 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
     label = STATE_LABELS[state]
     if state == "occupe" and person:
         label = f"Occupé par {person}"
+    elif state == "fin" and person:
+        label = f"En fin de session — {person}"
     printer = laser = None
     if m.kind == "printer_3d" and tele:
         raw_state = str(tele.get("state", ""))
@@ -256,5 +260,46 @@ def floor_snapshot(
     zones = tuple((z.id, z.name) for z in db.scalars(select(Zone).order_by(Zone.id)))
     tiles = {m.id: tile_of(m, now) for m in machines}
     return FloorSnapshot(
-        zones=zones, tiles=tiles, alerts=open_alerts(db) if alerts else (), taken_at=now
+        zones=zones,
+        tiles=tiles,
+        alerts=open_alerts(db) if alerts else (),
+        taken_at=now,
+        machines=tuple(machines),
+    )
+
+
+def with_live_state(snapshot: FloorSnapshot, control: HubControl) -> FloorSnapshot:
+    """``snapshot`` with the hub's current machine states, edge liveness and telemetry,
+    without reading the store (sessions, names and configuration stay as they were).
+
+    Merges like :func:`hub.api.routes.floor.live_machines` does.
+    """
+    now = utcnow()
+    states = control.machine_states()
+    edges = control.edges_online()
+    telemetry = control.machine_telemetry()
+    machines = []
+    for m in snapshot.machines:
+        state = states.get(m.id)
+        tele = telemetry.get(m.id)
+        availability = state.availability if state is not None else "unknown"
+        if m.maintenance and state is None:
+            availability = "maintenance"
+        machines.append(
+            m.model_copy(
+                update={
+                    "availability": availability,
+                    "edge_online": edges.get(m.edge_id),
+                    "state_ts": state.ts if state is not None else None,
+                    "detail": dict(state.detail) if state is not None else {},
+                    "telemetry": dict(tele.values) if tele is not None else {},
+                    "telemetry_ts": tele.ts if tele is not None else None,
+                }
+            )
+        )
+    return replace(
+        snapshot,
+        tiles={m.id: tile_of(m, now) for m in machines},
+        taken_at=now,
+        machines=tuple(machines),
     )
