@@ -51,7 +51,7 @@ from hub.db.models import (
     Zone,
 )
 from hub.directory import load_directory
-from hub.policy.calendar import format_when, open_windows
+from hub.policy.calendar import format_time, format_when, open_windows
 from hub.policy.engine import continuous_play
 from hub.policy.model import PolicyConfig
 from hub.settings import HubSettings
@@ -195,6 +195,12 @@ def _zone_times(
     return result, views
 
 
+def _until(end: datetime, cfg: PolicyConfig) -> str:
+    """``18h00``, or ``minuit`` for a window that ends with the day."""
+    local = end.astimezone(cfg.tz)
+    return "minuit" if (local.hour, local.minute) == (0, 0) else format_time(end, cfg)
+
+
 def my_time(db: Session, cfg: PolicyConfig, member: Member) -> dict[str, Any]:
     """Everything the page shows about ``member``."""
     now = utcnow()
@@ -245,7 +251,7 @@ def my_time(db: Session, cfg: PolicyConfig, member: Member) -> dict[str, Any]:
     next_slots = [
         {
             "when": "maintenant" if start <= now else format_when(start, now, cfg),
-            "end": end,
+            "until": _until(end, cfg),
             "zone": zone,
             "label": label,
             "animator": animator,

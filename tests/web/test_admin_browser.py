@@ -306,3 +306,30 @@ def test_the_report_page_and_its_csv(page: Any, floor: Floor) -> None:
         assert "26+" not in title  # two adults: too few to show
     expect(page.locator("tr.hidden-groups")).to_contain_text("< 5 participants chacun")
     shot(page, "rapports", readme=True)
+
+
+def test_mon_temps_with_a_code_an_animator_gives(page: Any, browser: Any, floor: Floor) -> None:
+    login(page, floor, Role.ANIMATOR)
+    page.goto(f"{floor.url}/mon-temps/codes")
+    page.get_by_label("Prénom du membre").fill("Inè")
+    page.get_by_role("button", name="Chercher").click()
+    page.get_by_role("button", name="Donner un code à Inès").click()
+    code = page.locator(".the-code").inner_text().replace(" ", "")
+    assert re.fullmatch(r"\d{6}", code)
+    tablet = browser.new_context(viewport={"width": 1024, "height": 768}, locale="fr-FR")
+    try:
+        kid = tablet.new_page()
+        kid.goto(f"{floor.url}/mon-temps")
+        kid.get_by_label("Mon code (6 chiffres)").fill(code)
+        kid.get_by_role("button", name="Voir mon temps").click()
+        expect(kid.get_by_role("heading", level=1)).to_have_text("Bonjour Inès !")
+        expect(kid.locator("body")).to_contain_text("Mes prochains créneaux")
+        expect(kid.locator("body")).not_to_contain_text("Yanis")
+        shot(kid, "mon-temps")
+        kid.get_by_role("button", name="C'est fini, fermer ma page").click()
+        expect(kid.get_by_label("Mon code (6 chiffres)")).to_be_visible()
+        kid.get_by_label("Mon code (6 chiffres)").fill(code)
+        kid.get_by_role("button", name="Voir mon temps").click()
+        expect(kid.locator("[role=alert]")).to_contain_text("Ce code ne marche pas")
+    finally:
+        tablet.close()

@@ -86,7 +86,7 @@ def web(tmp_path: Path) -> Iterator[Api]:
             machine_id="pc-1",
             zone_id="gaming",
             used_s=1800,
-            started_at=datetime.now(UTC) - timedelta(minutes=40),
+            started_at=datetime.now(UTC) - timedelta(seconds=5),  # today, whatever the hour
             age_group="9-15",
             machine_kind="gaming_pc",
         )
