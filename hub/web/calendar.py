@@ -37,6 +37,7 @@ from hub.api.schemas import (
     SlotCreate,
     SlotUpdate,
 )
+from hub.api.writes import ReferenceWrite
 from hub.db.models import ExceptionKind, Programme, Quota, Slot, SlotException, Zone
 from hub.policy.model import PolicyConfig
 from hub.web.core import CsrfChecked, PageNotFound, PageUser, page, render
@@ -438,7 +439,9 @@ def slot_create(
     )
     body, errors = _validated(SlotCreate, form.body(), whole="end")
     if body is not None:
-        errors = _submit(api_calendar.create_slot, body, db, control, cfg, whole="end")
+        errors = _submit(
+            api_calendar.create_slot, body, ReferenceWrite(db, control), cfg, whole="end"
+        )
         if not errors:
             return _redirect("/creneaux?resultat=creneau-ajoute")
     db.rollback()
@@ -514,7 +517,8 @@ def slot_update(
     full, errors = _validated(SlotCreate, form.body(), whole="end")
     if full is not None:
         patch = SlotUpdate.model_validate(full.model_dump())
-        errors = _submit(api_calendar.update_slot, slot_id, patch, db, control, cfg, whole="end")
+        write = ReferenceWrite(db, control)
+        errors = _submit(api_calendar.update_slot, slot_id, patch, write, cfg, whole="end")
         if not errors:
             return _redirect("/creneaux?resultat=creneau-modifie")
     db.rollback()
@@ -530,7 +534,7 @@ def slot_update(
 )
 def slot_delete(slot_id: int, db: SessionDep, control: ControlDep) -> Response:
     _slot(db, slot_id)
-    api_calendar.delete_slot(slot_id, db, control)
+    api_calendar.delete_slot(slot_id, ReferenceWrite(db, control))
     return _redirect("/creneaux?resultat=creneau-supprime")
 
 
@@ -556,7 +560,8 @@ def exception_create(
     )
     body, errors = _validated(ExceptionCreate, form.body(), whole="start")
     if body is not None:
-        errors = _submit(api_calendar.create_exception, body, db, control, cfg, whole="start")
+        write = ReferenceWrite(db, control)
+        errors = _submit(api_calendar.create_exception, body, write, cfg, whole="start")
         if not errors:
             return _redirect("/creneaux?resultat=exception-ajoutee#exceptions")
     db.rollback()
@@ -576,7 +581,7 @@ def exception_create(
 )
 def exception_delete(exception_id: int, db: SessionDep, control: ControlDep) -> Response:
     if db.get(SlotException, exception_id) is not None:
-        api_calendar.delete_exception(exception_id, db, control)
+        api_calendar.delete_exception(exception_id, ReferenceWrite(db, control))
     return _redirect("/creneaux?resultat=exception-supprimee#exceptions")
 
 
@@ -608,7 +613,8 @@ def quota_create(
     data = {"zone_id": form.zone_id, "age_group": form.age_group, **form.limits()}
     body, errors = _validated(QuotaCreate, data, whole="break_min")
     if body is not None:
-        errors = _submit(api_calendar.create_quota, body, db, control, cfg, whole="age_group")
+        write = ReferenceWrite(db, control)
+        errors = _submit(api_calendar.create_quota, body, write, cfg, whole="age_group")
         if not errors:
             return _redirect("/creneaux?resultat=quota-enregistre#quotas")
     db.rollback()
@@ -650,7 +656,8 @@ def quota_update(
     )
     body, errors = _validated(QuotaUpdate, form.limits(), whole="break_min")
     if body is not None:
-        errors = _submit(api_calendar.update_quota, quota_id, body, db, control, whole="break_min")
+        write = ReferenceWrite(db, control)
+        errors = _submit(api_calendar.update_quota, quota_id, body, write, whole="break_min")
         if not errors:
             return _redirect("/creneaux?resultat=quota-enregistre#quotas")
     db.rollback()
@@ -670,5 +677,5 @@ def quota_update(
 )
 def quota_delete(quota_id: int, db: SessionDep, control: ControlDep) -> Response:
     if db.get(Quota, quota_id) is not None:
-        api_calendar.delete_quota(quota_id, db, control)
+        api_calendar.delete_quota(quota_id, ReferenceWrite(db, control))
     return _redirect("/creneaux?resultat=quota-supprime#quotas")

@@ -40,6 +40,7 @@ from hub.api.routes import badges as api_badges
 from hub.api.routes import members as api_members
 from hub.api.schemas import MemberCreate, MemberUpdate, TrainingGrant
 from hub.api.views import member_trainings, training_names
+from hub.api.writes import ReferenceWrite
 from hub.db.models import (
     AccessLog,
     Account,
@@ -467,7 +468,7 @@ def badge_revoke(
     if badge is None or badge.member_id != member_id:
         raise PageNotFound("Badge", user)
     if badge.revoked_at is None:
-        api_badges.revoke_badge(badge_id, db, control, user)
+        api_badges.revoke_badge(badge_id, ReferenceWrite(db, control), user)
     return _redirect(f"/membres/{member_id}?resultat=badge-revoque#badges")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from hub.live import LiveState
-from hub.policy.model import Decision, Directory, MachineView, SessionView
-from protocol.messages import Availability, EdgeStatus, MachineState, OfflineRule
+from hub.policy.model import Decision, Directory, MachineView, UsageView
+from protocol.messages import Availability, EdgeStatus, MachineDetail, MachineState, OfflineRule
 from tests.hub.hubkit import NOW
 
 GRANT = Decision(granted=True, code="granted", message="ok", member_id=7, zone_id="fablab")
@@ -16,8 +16,8 @@ STAFF = Decision(
 )
 
 
-def session(sid: str, machine: str, member: int | None, *, ended: bool = False) -> SessionView:
-    return SessionView(
+def session(sid: str, machine: str, member: int | None, *, ended: bool = False) -> UsageView:
+    return UsageView(
         session_id=sid,
         member_id=member,
         machine_id=machine,
@@ -168,7 +168,7 @@ def test_a_print_finishing_after_its_member_left_is_not_counted_as_attended() ->
             machine=machine,
             availability=Availability.IN_USE,
             session_id=sid,
-            detail={"state": phase, "job": True},
+            detail=MachineDetail(kind="printer", state=phase, job=True),
             ts=NOW,
         )
 

@@ -20,7 +20,7 @@ from hub.api.schemas import AccountPublic, MePublic, MySession, MyUsage
 from hub.api.views import member_trainings, training_names
 from hub.db.models import Account, Member, Quota, UsageSession
 from hub.policy.engine import zone_usage
-from hub.policy.model import PolicyConfig, SessionView
+from hub.policy.model import PolicyConfig, UsageView
 
 router = APIRouter(prefix="/api/me", tags=["me"])
 
@@ -29,7 +29,7 @@ RECENT_SESSIONS = 20
 
 def member_usage(
     db: Session, member: Member, group: str, cfg: PolicyConfig
-) -> tuple[list[MyUsage], list[SessionView]]:
+) -> tuple[list[MyUsage], list[UsageView]]:
     """Time used today and this week per zone against the age group's quota, counted
     the way the policy engine counts it; and the sessions it counted (this week's and
     any still open), for callers that say more (the "mon temps" page)."""
@@ -46,7 +46,7 @@ def member_usage(
         )
     )
     views = [
-        SessionView(
+        UsageView(
             session_id=r.id,
             member_id=r.member_id,
             machine_id=r.machine_id,

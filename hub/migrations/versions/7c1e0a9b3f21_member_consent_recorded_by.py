@@ -4,7 +4,7 @@ Adds ``member.consent_by``: the username of the staff account that recorded a
 guardian's consent (shown beside its date on the members page).
 
 Revision ID: 7c1e0a9b3f21
-Revises: 13610834eece
+Revises: 6bea45ace78d
 Create Date: 2026-12-01 22:20:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7c1e0a9b3f21"
-down_revision: str | None = "13610834eece"
+down_revision: str | None = "6bea45ace78d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
