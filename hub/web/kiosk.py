@@ -46,6 +46,8 @@ router = APIRouter(include_in_schema=False)
 PUBLIC = frozenset({("GET", "/kiosk/{machine_id}"), ("GET", "/kiosk/{machine_id}/flux")})
 
 KIOSK_COOKIE = "fabrique_kiosk"
+#: The "refusal" that answers a tap captured for enrolment (see hub.enrolment).
+ENROLLED = "badge_enrolled"
 #: How long a refusal stays on the screen after the badge.
 REFUSAL_SHOWN = timedelta(seconds=30)
 #: How long the welcome after a grant stays.
@@ -98,6 +100,8 @@ def screen_of(
         at, d = decision
         if not d.granted and now - at <= REFUSAL_SHOWN and tile.state in ("libre", "maintenance"):
             text = refusal(d.code, d.message, dict(d.params), lang, now, tz)
+            if d.code == ENROLLED:  # the tap was captured to enrol the badge: good news
+                return Screen("libre", "check", ui["enrolled"], text)
             return Screen("refuse", "stop", ui["refused"], text)
     if tile.state == "maintenance":
         return Screen("maintenance", "wrench", ui["maintenance"], ui["maintenance_detail"])

@@ -86,6 +86,7 @@ class FloorFeed:
         self._poked = threading.Event()
         #: Something only the store knows changed (a session, an alert): read it again.
         self._store_changed = True
+        self._read_at = 0.0
         self._snapshot: FloorSnapshot | None = None
         self.ticks = 0
 
@@ -130,7 +131,11 @@ class FloorFeed:
                     woken = False
                 self._wake.clear()
                 self._poked.clear()
-                full, self._store_changed = self._store_changed or not woken, False
+                # The store is read when it changed, and at least every refresh_s even
+                # while live-only changes (telemetry) keep waking the feed.
+                stale = time.monotonic() - self._read_at >= self.refresh_s
+                full = self._store_changed or not woken or stale
+                self._store_changed = False
                 try:
                     await self.tick(full=full)
                 except Exception:
@@ -146,6 +151,7 @@ class FloorFeed:
         return self._read()
 
     def _read(self) -> FloorSnapshot:
+        self._read_at = time.monotonic()
         with self._factory() as db:
             return floor_snapshot(db, self._control)
 
@@ -202,9 +208,8 @@ class FloorFeed:
         self._decision_views += decisions
         try:
             yield f"retry: {RETRY_MS}\n\n"
-            snapshot = self._snapshot
-            if snapshot is None:
-                snapshot = await to_thread.run_sync(self._read)
+            # A fresh read: the last snapshot may be older than the page just rendered.
+            snapshot = await to_thread.run_sync(self._read)
             self._send(sub, render(snapshot))
             while not sub.dropped:
                 try:

@@ -27,6 +27,7 @@ from hub.api.routes import machines as api_machines
 from hub.api.routes import sessions as api_sessions
 from hub.api.schemas import CommandRequest, MaintenanceRequest
 from hub.api.views import first_name
+from hub.api.writes import ReferenceWrite
 from hub.db.models import Machine, MachineJob, Member, UsageSession
 from hub.web.core import STAFF_ROLES, CsrfChecked, PageUser, can, page, render
 from hub.web.floor import floor_render
@@ -351,7 +352,8 @@ def machine_action(
     try:
         if action in ("maintenance_on", "maintenance_off"):
             body = MaintenanceRequest(on=action == "maintenance_on", note=note.strip())
-            api_machines.set_maintenance(machine_id, body, db, control, user)
+            write = ReferenceWrite(db, control)
+            api_machines.set_maintenance(machine_id, body, write, control, user)
         elif action in ("pause", "resume", "cancel"):
             command = CommandRequest(action=MachineAction(action))
             api_machines.command(machine_id, command, db, control, user)

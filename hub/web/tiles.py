@@ -157,16 +157,10 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
     detail = m.detail
     tele = m.telemetry
     session = m.session
-    ends_at: datetime | None = None
-    raw_end = detail.get("ends_at")
-    if isinstance(raw_end, str):
-        try:
-            ends_at = datetime.fromisoformat(raw_end)
-        except ValueError:
-            ends_at = None
+    ends_at = detail.ends_at if detail is not None else None
     if ends_at is None and session is not None:
         ends_at = session.granted_until
-    edge_state = str(detail.get("state", ""))
+    edge_state = (detail.state or "") if detail is not None else ""
     in_session = session is not None or m.availability == "in_use"
     if m.maintenance or m.availability == "maintenance":
         state = "maintenance"
@@ -222,10 +216,10 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
         session_id=session.id if session is not None else None,
         ends_at=ends_at if in_session else None,
         maintenance_note=m.maintenance_note,
-        faults=str(detail.get("faults", "")),
+        faults=", ".join(detail.faults) if detail is not None else "",
         printer=printer,
         laser=laser,
-        job_running=bool(detail.get("job")),
+        job_running=detail.job if detail is not None else False,
     )
 
 
@@ -291,7 +285,7 @@ def with_live_state(snapshot: FloorSnapshot, control: HubControl) -> FloorSnapsh
                     "availability": availability,
                     "edge_online": edges.get(m.edge_id),
                     "state_ts": state.ts if state is not None else None,
-                    "detail": dict(state.detail) if state is not None else {},
+                    "detail": state.detail if state is not None else None,
                     "telemetry": dict(tele.values) if tele is not None else {},
                     "telemetry_ts": tele.ts if tele is not None else None,
                 }
