@@ -50,7 +50,7 @@ DIMENSIONS: dict[str, str] = {
     "machine": "Machine",
 }
 KIND_NAMES = {
-    "printer_3d": "Imprimante 3D",
+    "printer": "Imprimante 3D",
     "laser": "Découpe laser",
     "gaming_pc": "PC de jeu",
     "generic": "Autre machine",

@@ -93,7 +93,7 @@ def seed_floor(db_url: str) -> None:
                 for weekday in range(7):
                     s.add(Slot(zone_id=zone, weekday=weekday, start=dtime(0), end=dtime(0)))
             for mid, name, kind, zone in (
-                ("printer-1", "Prusa MK4", MachineKind.PRINTER_3D, "fablab"),
+                ("printer-1", "Prusa MK4", MachineKind.PRINTER, "fablab"),
                 ("vinyle-1", "Découpe vinyle", MachineKind.GENERIC, "fablab"),
                 ("pc-1", "PC 1", MachineKind.GAMING_PC, "gaming"),
                 ("pc-2", "PC 2", MachineKind.GAMING_PC, "gaming"),

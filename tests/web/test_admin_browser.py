@@ -248,7 +248,7 @@ def test_an_animator_cannot_reach_the_members_page(page: Any, floor: Floor) -> N
 def _seed_history(floor: Floor) -> None:
     """Ten weeks of sessions of 15 people (two adults: a group too small to show)."""
     ages = [("9-15", 2013)] * 7 + [("16-25", 2005)] * 6 + [("26+", 1980)] * 2
-    kinds = [("printer-1", "printer_3d"), ("pc-1", "gaming_pc"), ("vinyle-1", "generic")]
+    kinds = [("printer-1", "printer"), ("pc-1", "gaming_pc"), ("vinyle-1", "generic")]
     now = datetime.now(UTC)
     with _db(floor)() as s:
         people = [

@@ -24,7 +24,7 @@ def web(tmp_path: Path) -> Iterator[Api]:
                 Machine(
                     id="printer-1",
                     name="Prusa",
-                    kind=MachineKind.PRINTER_3D,
+                    kind=MachineKind.PRINTER,
                     zone_id="fablab",
                     edge_id="e1",
                 )
