@@ -182,7 +182,7 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
     elif state == "fin" and person:
         label = f"En fin de session — {person}"
     printer = laser = None
-    if m.kind == "printer_3d" and tele:
+    if m.kind == "printer" and tele:
         raw_state = str(tele.get("state", ""))
         file = tele.get("file")
         printer = PrinterInfo(
