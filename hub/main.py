@@ -160,6 +160,9 @@ def _uvicorn_config(parts: HubParts) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         lifespan="on",
+        # Open live pages (Server-Sent Events) never finish by themselves: give them a
+        # few seconds, then close them so the hub stops (their browsers reconnect).
+        timeout_graceful_shutdown=3,
     )
 
 

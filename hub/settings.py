@@ -52,7 +52,7 @@ class GamingQuota(BaseModel):
     @model_validator(mode="after")
     def _break_pair(self) -> GamingQuota:
         if (self.break_after_min is None) != (self.break_min is None):
-            raise ValueError("a forced break needs both break_after_min and break_min")
+            raise ValueError("une pause forcée demande break_after_min et break_min ensemble")
         return self
 
 
@@ -147,7 +147,7 @@ class HubSettings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f"unknown time zone {value!r}") from err
+            raise ValueError(f"fuseau horaire inconnu {value!r} (ex. Europe/Paris)") from err
         return value
 
     @field_validator("influx_url")
@@ -165,7 +165,7 @@ class HubSettings(BaseSettings):
         known = [band.name for band in DEFAULT_AGE_BANDS]
         unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown age group(s) {unknown}; expected some of {known}")
+            raise ValueError(f"tranche(s) d'âge inconnue(s) {unknown} ; attendu parmi {known}")
         return value
 
     @model_validator(mode="after")
@@ -176,11 +176,12 @@ class HubSettings(BaseSettings):
             value = getattr(self, name).get_secret_value()
             if value.lower() in PLACEHOLDER_SECRETS or "not-for-production" in value:
                 raise ValueError(
-                    f"{name} is a placeholder: set FABRIQUE_{name.upper()} to a random value "
-                    "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+                    f"{name} est une valeur d'exemple : mettez dans FABRIQUE_{name.upper()} "
+                    "une valeur aléatoire "
+                    "(`python -c 'import secrets; print(secrets.token_hex(32))'`)"
                 )
             if len(value) < 16:
-                raise ValueError(f"{name} must be at least 16 characters")
+                raise ValueError(f"{name} doit faire au moins 16 caractères")
         return self
 
     @property

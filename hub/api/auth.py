@@ -63,6 +63,8 @@ class Capability(enum.StrEnum):
     ALERT_RESOLVE = "alert.resolve"
     #: Read members (animators get first names and trainings only).
     MEMBERS_READ = "members.read"
+    #: Open the members pages: full names, birth dates, consent, badges.
+    MEMBERS_IDENTIFY = "members.identify"
     #: Create, edit, delete members (including role, status, consent).
     MEMBERS_WRITE = "members.write"
     #: Export or erase all of a member's data (GDPR rights).
@@ -108,6 +110,7 @@ MATRIX: Mapping[Capability, frozenset[Role]] = {
     Capability.FLOOR_READ: frozenset({_A, _F, _N}),
     Capability.ALERT_RESOLVE: frozenset({_A, _F, _N}),
     Capability.MEMBERS_READ: frozenset({_A, _F, _N}),
+    Capability.MEMBERS_IDENTIFY: frozenset({_A, _F}),
     Capability.MEMBERS_WRITE: frozenset({_A}),
     Capability.MEMBER_DATA: frozenset({_A}),
     Capability.TRAININGS_GRANT: frozenset({_A, _F}),

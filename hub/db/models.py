@@ -341,6 +341,24 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class KioskToken(Base):
+    """A kiosk screen paired with one machine: only the token's keyed hash is stored.
+
+    Without a valid, unrevoked token a kiosk page shows nobody's name.
+    """
+
+    __tablename__ = "kiosk_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    machine_id: Mapped[str] = mapped_column(
+        ForeignKey("machine.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class ApiToken(Base):
     """A bearer/cookie token; only its SHA-256 is stored."""
 
@@ -535,4 +553,6 @@ class Alert(Base):
     edge_id: Mapped[str | None] = mapped_column(String(ID_LEN), default=None)
     machine_id: Mapped[str | None] = mapped_column(String(ID_LEN), default=None)
     detail: Mapped[str] = mapped_column(Text, default="")
+    #: A staff member saw it on the floor ("vu"); it stays open until resolved.
+    seen_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -73,21 +73,21 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
 
 
 def test_placeholder_and_short_secrets_are_refused() -> None:
-    assert "placeholder" in errors(site_secret="demo-site-secret-not-for-production")
-    assert "at least 16" in errors(site_secret="short")
+    assert "valeur d'exemple" in errors(site_secret="demo-site-secret-not-for-production")
+    assert "au moins 16" in errors(site_secret="short")
     # Accepted in demo mode, where the time-lapse is allowed too.
     demo = EdgeSettings(**base(site_secret="demo-site-secret-not-for-production", demo=True))
     assert demo.demo
-    assert "demo only" in errors(time_scale=30)
+    assert "réservé à la démo" in errors(time_scale=30)
 
 
 @pytest.mark.parametrize(
     ("machine", "message"),
     [
-        ({"kind": "laser", "actuator": None}, "needs an [machines.actuator]"),
+        ({"kind": "laser", "actuator": None}, "demande un appareil [machines.actuator]"),
         (
             {"kind": "gaming_pc"},
-            "needs an [machines.pc]",
+            "demande un appareil [machines.pc]",
         ),
         (
             {
@@ -96,14 +96,14 @@ def test_placeholder_and_short_secrets_are_refused() -> None:
                     "options": {"url": "http://127.0.0.1:5000", "api_key": "0123456789"},
                 }
             },
-            "takes no printer",
+            "ne prend pas d'appareil printer",
         ),
-        ({"reader": {"kind": "actuator.sim"}}, "is a actuator, not a reader"),
+        ({"reader": {"kind": "actuator.sim"}}, "est un actuator, pas un reader"),
         ({"actuator": {"kind": "actuator.relay"}}, "unknown device kind"),
         ({"actuator": {"kind": "actuator.gpio", "options": {"pin": 99}}}, "pin"),
-        ({"idle_timeout_min": 10}, "needs busy_above_w"),
-        ({"feedback": {}}, "at least one of green_pin"),
-        ({"feedback": {"green_pin": 5, "red_pin": 5}}, "must be different"),
+        ({"idle_timeout_min": 10}, "demande busy_above_w"),
+        ({"feedback": {}}, "au moins une broche"),
+        ({"feedback": {"green_pin": 5, "red_pin": 5}}, "doivent être différentes"),
         ({"id": "Laser 1"}, "id"),
     ],
 )
@@ -116,7 +116,7 @@ def test_machine_rules(machine: dict[str, Any], message: str) -> None:
 
 def test_duplicates_unknown_keys_and_ranges() -> None:
     machine = {"id": "m-1", "reader": {"kind": "reader.sim"}, "actuator": {"kind": "actuator.sim"}}
-    assert "duplicate machine ids: m-1" in errors(machines=[machine, machine])
+    assert "identifiants de machine en double : m-1" in errors(machines=[machine, machine])
     assert "Extra inputs" in errors(mqtt={"hostname": "x"})
     assert "decision_timeout_s" in errors(offline={"decision_timeout_s": 60})
     assert "reconnect_max_s" in errors(mqtt={"reconnect_min_s": 5, "reconnect_max_s": 2})

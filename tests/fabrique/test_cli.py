@@ -59,7 +59,7 @@ def test_placeholder_secrets_outside_demo_are_refused(runner: CliRunner, tmp_pat
     result = runner.invoke(app, ["hub", "check-config", "--config", str(config)])
     assert result.exit_code == 2
     assert "Configuration invalide" in result.output
-    assert "site_secret is a placeholder" in result.output
+    assert "site_secret est une valeur d'exemple" in result.output
     assert "FABRIQUE_SITE_SECRET" in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -80,7 +80,7 @@ def test_the_environment_is_checked_too(
     monkeypatch.setenv("FABRIQUE_SESSION_SECRET", "fedcba9876543210fedcba9876543210")
     result = runner.invoke(app, ["hub", "check-config"])
     assert result.exit_code == 2
-    assert "site_secret must be at least 16 characters" in result.output
+    assert "site_secret doit faire au moins 16 caractères" in result.output
 
 
 def test_config_file_errors_are_plain(runner: CliRunner, tmp_path: Path) -> None:
@@ -201,3 +201,35 @@ def test_hub_run_refuses_a_taken_port(runner: CliRunner, tmp_path: Path) -> None
     assert result.exit_code == 1
     assert "Le hub n'a pas pu démarrer" in result.output
     assert "Address already in use" in result.output or "utilis" in result.output
+
+
+def test_config_errors_are_french_and_say_how_to_fix(runner: CliRunner, tmp_path: Path) -> None:
+    broken = runner.invoke(
+        app, ["hub", "check-config", "-c", str(write(tmp_path, 'site = "x"\nport = abc\n'))]
+    )
+    assert broken.exit_code == 2
+    assert "fichier TOML illisible (ligne 2, colonne 8) : valeur invalide" in broken.output
+    assert "Invalid" not in broken.output
+
+    wrong_type = runner.invoke(
+        app,
+        ["hub", "check-config", "-c", str(write(tmp_path, GOOD_SECRETS + 'mqtt_port = "x"\n'))],
+    )
+    assert wrong_type.exit_code == 2, wrong_type.output
+    assert "mqtt_port : nombre entier attendu" in wrong_type.output
+    assert "Input should" not in wrong_type.output
+
+
+def test_the_example_edge_config_names_the_variable_it_needs(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "edge.toml"
+    monkeypatch.delenv("FABRIQUE_EDGE_SITE_SECRET", raising=False)
+    result = runner.invoke(app, ["edge", "check-config", "-c", str(example)])
+    assert result.exit_code == 2
+    assert "FABRIQUE_EDGE_SITE_SECRET" in result.output
+    monkeypatch.setenv("FABRIQUE_EDGE_SITE_SECRET", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("FABRIQUE_EDGE_MQTT__PASSWORD", "broker-password")
+    ok = runner.invoke(app, ["edge", "check-config", "-c", str(example)])
+    assert ok.exit_code == 0, ok.output
+    assert "marseille-14" in ok.output

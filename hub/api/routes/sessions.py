@@ -149,6 +149,37 @@ def end_session(
     return session_public(row, name, principal.role)
 
 
+@router.post(
+    "/sessions/{session_id}/extend",
+    response_model=SessionPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["sessions"],
+    summary="Ask the machine's edge to give a session more time",
+    responses={503: {"description": "the session's edge cannot be reached"}},
+    dependencies=[allow(Capability.SESSIONS_END)],
+)
+def extend_session(
+    session_id: SessionId,
+    db: SessionDep,
+    control: ControlDep,
+    principal: CurrentAccount,
+    minutes: Annotated[int, Query(ge=1, le=240, description="minutes to add")] = 15,
+) -> SessionPublic:
+    """The edge moves the session's end and its warnings; the ledger learns the new end
+    when the session ends (metering stays the edge's)."""
+    row = _load_session(db, session_id)
+    if row.ended_at is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="Cette session est déjà terminée")
+    if not control.extend_session(session_id, minutes, "Session prolongée par l'équipe"):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="La machine est injoignable : la session n'a pas pu être prolongée",
+        )
+    log.info("account %d extended session %s by %d min", principal.account_id, session_id, minutes)
+    name = db.scalar(select(Member.display_name).where(Member.id == row.member_id))
+    return session_public(row, name, principal.role)
+
+
 # --------------------------------------------------------------------------- reports
 
 ReportBy = Annotated[

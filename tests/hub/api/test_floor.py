@@ -122,6 +122,24 @@ def test_end_session_goes_through_control(api: Api) -> None:
     assert api.control.ended == ["open-1", "open-1"]
 
 
+def test_extend_session_goes_through_control(api: Api) -> None:
+    member_id = _floor(api)
+    add_session(api, "open-1", member_id=member_id, ended=False)
+    add_session(api, "closed-1", member_id=member_id)
+    extended = api.post("/api/sessions/open-1/extend?minutes=20", None, Role.ANIMATOR)
+    assert extended.status_code == 202, extended.text
+    assert api.control.extended == [("open-1", 20)]
+    assert api.post("/api/sessions/open-1/extend?minutes=0", None).status_code == 422
+    assert api.post("/api/sessions/open-1/extend?minutes=241", None).status_code == 422
+    assert api.post("/api/sessions/closed-1/extend", None).status_code == 409
+    assert api.post("/api/sessions/open-1/extend", None, Role.COORDINATOR).status_code == 403
+    api.control.deliver = False
+    unreachable = api.post("/api/sessions/open-1/extend", None)
+    assert unreachable.status_code == 503
+    assert "prolongée" in unreachable.json()["detail"]
+    assert api.control.extended == [("open-1", 20), ("open-1", 15)]
+
+
 def test_live_machines_merge_store_states_and_sessions(api: Api) -> None:
     member_id = _floor(api)
     api.post("/api/machines/printer-1/maintenance", {"on": True, "note": "buse"})
