@@ -46,6 +46,7 @@ from pydantic_settings import (
 from devices.registry import DeviceSpec, Role
 from protocol.ids import Ident
 from protocol.messages import BreakRule
+from protocol.secretrules import secret_problem
 
 __all__ = [
     "EdgeSettings",
@@ -59,10 +60,6 @@ __all__ = [
     "load_edge_settings",
 ]
 
-#: Secrets that must never reach production (compared case-insensitively).
-PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "change-me", "change_me", "secret", "password", "demo", "xxx", "todo"}
-)
 
 #: What the agent does with a machine; picks the session preset (see :mod:`edge.session`).
 MachineKind = Literal["generic", "laser", "printer", "gaming_pc"]
@@ -286,13 +283,10 @@ class EdgeSettings(BaseSettings):
         secret = self.site_secret.get_secret_value()
         if len(secret) < 16:
             raise ValueError("site_secret must be at least 16 characters")
-        if not self.demo and (
-            secret.lower() in PLACEHOLDER_SECRETS or "not-for-production" in secret
-        ):
-            raise ValueError(
-                "site_secret is a placeholder: set FABRIQUE_EDGE_SITE_SECRET to the hub's "
-                "site secret"
-            )
+        if not self.demo:
+            problem = secret_problem("site_secret", secret, "FABRIQUE_EDGE_SITE_SECRET")
+            if problem:  # the same secret as the hub's: same rules (protocol.secretrules)
+                raise ValueError(problem)
         if self.time_scale != 1.0 and not self.demo:
             raise ValueError("time_scale is for the demo only (set demo = true)")
         return self

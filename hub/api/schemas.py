@@ -23,8 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
+from hub.api.auth import USERNAME_PATTERN
 from hub.db.models import ExceptionKind, MachineKind, MemberStatus, PowerPolicy, Role
+from hub.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from protocol.ids import BADGE_HASH_PATTERN, ID_PATTERN
 from protocol.messages import (
     Availability,
@@ -762,3 +763,21 @@ class MemberExport(Output):
     @classmethod
     def _sorted(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
         return dict(sorted(value.items()))
+
+
+# --------------------------------------------------------------------------- audit
+
+
+class AuditEventPublic(Output):
+    """One audit event: who (account), what, when, from where, with what outcome."""
+
+    id: int
+    at: datetime
+    actor: str | None
+    actor_role: str | None
+    address: str
+    action: str
+    target: str
+    outcome: str
+    status: int | None
+    detail: str
