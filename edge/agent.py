@@ -54,7 +54,6 @@ retention period.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -108,6 +107,7 @@ from edge.session import (
 )
 from edge.settings import EdgeSettings, MachineSettings
 from protocol.errors import PayloadError
+from protocol.files import write_private
 from protocol.ids import badge_hash
 from protocol.messages import (
     AccessDecision,
@@ -1225,11 +1225,8 @@ class Agent:
 
     def _save_policy(self, snapshot: PolicySnapshot) -> None:
         path = self.settings.policy_cache_path
-        tmp = path.with_suffix(".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(encode(snapshot))
-            os.replace(tmp, path)
+            write_private(path, encode(snapshot))  # 0600: entitlements per badge hash
         except OSError as err:
             logger.warning("cannot keep the policy snapshot in %s: %s", path, err)
 

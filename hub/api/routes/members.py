@@ -44,6 +44,7 @@ from hub.api.schemas import (
     TrainingGrant,
 )
 from hub.api.views import member_brief, member_public, member_trainings, training_names
+from hub.db.engine import checkpoint
 from hub.db.models import (
     AccessLog,
     Account,
@@ -266,6 +267,7 @@ def _erase(db: Session, member: Member, principal: Principal) -> None:
     db.execute(delete(Account).where(Account.member_id == member_id))
     db.delete(member)
     commit(db, "Effacement refusé par la base de données")
+    checkpoint(db)  # the erased rows' old pages must not linger in SQLite's WAL
     log.info("member %d erased by account %d", member_id, principal.account_id)
 
 
