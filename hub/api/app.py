@@ -195,6 +195,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail: Any = exc.detail
     if isinstance(exc, StarletteHTTPException) and not isinstance(exc, HTTPException):
         detail = _HTTP_FRENCH.get(exc.status_code, detail)
+    if detail == "There was an error parsing the body":  # FastAPI's, e.g. a non-UTF-8 body
+        detail = "Corps de la requête illisible"
     return JSONResponse(
         status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
     )
