@@ -85,6 +85,7 @@ EXPECTED: dict[str, str] = {
         )
     },
     "POST /api/zones/{zone_id}/quotas/recommended": MANAGE,
+    "GET /api/audit": ADMIN,
     "GET /api/accounts": ADMIN,
     "POST /api/accounts": ADMIN,
     "GET /api/accounts/{account_id}": ADMIN,
