@@ -162,7 +162,8 @@ class HubSettings(BaseSettings):
                 ipaddress.ip_network(item.strip(), strict=False)
             except ValueError as err:
                 raise ValueError(
-                    f"trusted_proxies: {item!r} n'est ni une adresse ni un réseau (ex. 192.168.1.10 ou 10.0.0.0/24)"
+                    f"trusted_proxies : {item!r} n'est ni une adresse ni un réseau "
+                    "(ex. 192.168.1.10 ou 10.0.0.0/24)"
                 ) from err
         return value
 
