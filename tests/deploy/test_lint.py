@@ -27,7 +27,9 @@ def test_every_playbook_is_there() -> None:
 @pytest.mark.parametrize("book", PLAYBOOKS)
 def test_syntax(book: str) -> None:
     inventory = ANSIBLE / "inventory" / "central" if book == "central.yml" else INVENTORY
-    proc = run([tool("ansible-playbook"), "--syntax-check", "-i", str(inventory / "hosts.yml"), book])
+    proc = run(
+        [tool("ansible-playbook"), "--syntax-check", "-i", str(inventory / "hosts.yml"), book]
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -124,7 +124,10 @@ def test_hub_and_edge_roles_converge_then_change_nothing(tmp_path: Path) -> None
 
     analyze = shutil.which("systemd-analyze")
     if analyze:
-        units = [hub / "systemd" / "fabrique-hub.service", edge / "systemd" / "fabrique-edge.service"]
+        units = [
+            hub / "systemd" / "fabrique-hub.service",
+            edge / "systemd" / "fabrique-edge.service",
+        ]
         proc = subprocess.run(
             [analyze, "verify", "--man=no", *map(str, units)],
             capture_output=True,
@@ -133,5 +136,9 @@ def test_hub_and_edge_roles_converge_then_change_nothing(tmp_path: Path) -> None
         )
         # Unknown or misspelled directives are reported; missing users/binaries of a
         # machine without them are not what this checks.
-        bad = [line for line in proc.stderr.splitlines() if "Unknown key" in line or "Unknown section" in line]
+        bad = [
+            line
+            for line in proc.stderr.splitlines()
+            if "Unknown key" in line or "Unknown section" in line
+        ]
         assert not bad, proc.stderr
