@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 
 #: OpenSSL's X509_V_ERR_* codes that a volunteer meets when setting up a site.
-_HOSTNAME_MISMATCH = 62
+_HOSTNAME_MISMATCH = frozenset({62, 64})  # host name, IP address
 _UNKNOWN_CA = frozenset({2, 18, 19, 20, 21})
 _EXPIRED = 10
 _NOT_YET_VALID = 9
@@ -21,7 +21,7 @@ def explain_connect_error(err: BaseException | None, host: str, port: int) -> st
     where = f"{host}:{port}"
     if isinstance(err, ssl.SSLCertVerificationError):
         code = err.verify_code
-        if code == _HOSTNAME_MISMATCH:
+        if code in _HOSTNAME_MISMATCH:
             return (
                 f"Connexion TLS refusée : le certificat du broker ne porte pas le nom « {host} ». "
                 "Utilisez le nom inscrit dans le certificat (mosquitto_tls_server_names) "

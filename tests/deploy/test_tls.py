@@ -75,7 +75,7 @@ def test_edge_with_the_site_ca_connects(broker: RenderedBroker) -> None:
     ("host", "which", "code", "words"),
     [
         ("localhost", "other", (19, 20), "autorité (CA) du site"),
-        ("127.0.0.1", "site", (62,), "ne porte pas le nom « 127.0.0.1 »"),
+        ("127.0.0.1", "site", (62, 64), "ne porte pas le nom « 127.0.0.1 »"),
     ],
 )
 def test_edge_refuses_a_wrong_ca_and_a_wrong_name(
