@@ -117,7 +117,6 @@ def edge_values(r: Rig, machines: list[dict[str, Any]], **extra: Any) -> dict[st
         spec: dict[str, Any] = {
             "reader": {"kind": "reader.sim", "options": {"debounce_s": 0}},
             "actuator": {"kind": "actuator.sim", "options": {}},
-            "debounce_s": 0,
         }
         spec.update(m)
         specs.append(spec)

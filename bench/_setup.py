@@ -221,7 +221,8 @@ def seed_database(
                     Machine(
                         id=machine_id(i),
                         name=f"Machine {i}",
-                        kind=MachineKind.GENERIC,
+                        # bench/telemetry_write.py seeds printers, whose telemetry is written.
+                        kind=MachineKind(os.environ.get("FABRIQUE_BENCH_MACHINE_KIND", "generic")),
                         zone_id=ZONE,
                         edge_id=edge_id(i),
                         offline_rule=OfflineRule.ALLOW,
@@ -294,6 +295,10 @@ def hub_config(
         "http_port": free_port(),
     }
     values.update(extra or {})
+    # bench/telemetry_write.py: the hub writes its telemetry there (FABRIQUE_* is not inherited).
+    if os.environ.get("FABRIQUE_BENCH_INFLUX_URL"):
+        values["influx_url"] = os.environ["FABRIQUE_BENCH_INFLUX_URL"]
+        values["influx_bucket"] = "bench"
 
     def lit(v: str | int | bool) -> str:
         if isinstance(v, bool):

@@ -123,7 +123,9 @@ def observer(port: int, topic: str, marks: Marks) -> Any:
         at = time.perf_counter()
         state = decode(MachineState, bytes(msg.payload))
         with marks.lock:
-            marks.observed.append((at, state.detail.get("job") is True, state.availability.value))
+            marks.observed.append(
+                (at, state.detail is not None and state.detail.job, state.availability.value)
+            )
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-printer-observer")
     client.on_message = on_message
@@ -162,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         def publish_state(self, state: MachineState) -> bool:
             with marks.lock:
                 marks.published.append(
-                    (time.perf_counter(), state.detail.get("job") is True, state.availability.value)
+                    (
+                        time.perf_counter(),
+                        state.detail is not None and state.detail.job,
+                        state.availability.value,
+                    )
                 )
             return super().publish_state(state)
 
@@ -194,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         agent.start()
         try:
             unit = agent.unit(machine)
-            follower, actuator = unit.printer, unit.actuator
+            from edge.kinds.printer import PrinterFollower
+
+            assert isinstance(unit.follower, PrinterFollower)
+            follower, actuator = unit.follower.printer, unit.actuator
             assert follower is not None
             assert isinstance(actuator, SimulatedActuator)
 

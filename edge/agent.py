@@ -43,53 +43,47 @@ publishes the machines offline and says goodbye on the link. An unexpected error
 in the agent thread switches everything off and ends the process with an error;
 a crash that runs no code at all is covered by the wiring (normally-open relays).
 
-Journal sending (DESIGN §3): while the link is up and the hub online, events are
-published in ``seq`` order, at most ``window`` beyond the hub's ``ack_through``;
-without progress for ``resend_s`` they are resent from the first unacknowledged one
-(duplicates are expected), and ``replay_from`` resends from the seq asked, even
-acknowledged events still retained. Acknowledged events are pruned after the
-retention period.
+Journal sending (DESIGN §3) is the :class:`~edge.outbox.Outbox`'s, and the policy
+snapshot in use (verified, cached in a file) the :class:`~edge.policystore.PolicyStore`'s;
+both run on the agent thread, which keeps the order of effects: never act on what is
+not journaled.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Final, Protocol
 
-from devices.actuators import LatchedActuator
 from devices.errors import DeviceConfigError, DeviceError
 from devices.registry import DeviceContext
 from edge.clock import Clock, SystemClock
 from edge.feedback import (
-    ConsoleFeedback,
     FeedbackHub,
     FeedbackSink,
     FeedbackStream,
-    GpioFeedback,
 )
-from edge.journal import Event, EventBody, Journal, JournalError
+from edge.journal import EventBody, Journal, JournalError
+from edge.kinds import DriverSignal, SignalKind
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
     AsyncDrivers,
     BadgeRead,
-    DriverSignal,
     MachineUnit,
     MachineView,
-    PrinterWatch,
     ReaderThread,
-    SignalKind,
-    grbl_listener,
+    describe,
 )
 from edge.offline import decide_offline
+from edge.outbox import Outbox
+from edge.policystore import PolicyStore
+from edge.reporter import Reporter
 from edge.session import (
     Append,
     DecideOffline,
@@ -101,18 +95,15 @@ from edge.session import (
     PowerOff,
     PowerOn,
     RequestAccess,
-    SessionConfig,
-    SessionMachine,
     State,
     Unlock,
 )
-from edge.settings import EdgeSettings, MachineSettings
-from protocol.errors import PayloadError
+from edge.settings import EdgeSettings
+from edge.wiring import build_units, device_context, feedback_sinks, link_settings
 from protocol.ids import badge_hash
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
-    Availability,
     EndReason,
     HubStatus,
     JournalCommand,
@@ -125,10 +116,8 @@ from protocol.messages import (
     SessionEndedBody,
     SessionStartedBody,
     Telemetry,
-    decode,
-    encode,
 )
-from protocol.signing import policy_key, verify_snapshot
+from protocol.signing import policy_key
 
 __all__ = [
     "Agent",
@@ -149,7 +138,6 @@ MAX_SLEEP_S: Final = 1.0
 HOUSEKEEPING_S: Final = 1.0
 #: Delay before reopening an output device that failed (real seconds).
 OUTPUT_RETRY_S: Final = 5.0
-PRUNE_EVERY_S: Final = 3600.0
 #: Fault source of a machine whose journal writes fail.
 JOURNAL_FAULT: Final = "journal"
 
@@ -259,31 +247,6 @@ class _Inbox(LinkHandler):
         self._post(status)
 
 
-def session_config(m: MachineSettings, settings: EdgeSettings) -> SessionConfig:
-    """The session machine's configuration for one machine: its kind's preset plus options."""
-    base = {
-        "laser": SessionConfig.laser,
-        "printer": SessionConfig.printer,
-        "gaming_pc": SessionConfig.gaming_pc,
-    }.get(m.kind, SessionConfig)()
-    off = settings.offline
-    return SessionConfig(
-        actuation=base.actuation,
-        hold_while_job=base.hold_while_job,
-        end_on_job_done=base.end_on_job_done,
-        cut_on_fault=base.cut_on_fault,
-        cut_on_link_loss=base.cut_on_link_loss,
-        link_grace_s=m.link_grace_s,
-        warn_before_min=m.warn_before_min,
-        decision_timeout_s=off.decision_timeout_s,
-        verdict_timeout_s=off.verdict_timeout_s,
-        debounce_s=m.debounce_s,
-        tick_s=m.tick_s,
-        offline_break_rule=m.offline_break,
-        cooldown_s=m.cooldown_max_min * 60 if m.kind == "printer" else base.cooldown_s,
-    )
-
-
 # --------------------------------------------------------------------------- the agent
 
 
@@ -334,22 +297,16 @@ class Agent:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._started = False
-        self._views: Mapping[str, MachineView] = MappingProxyType({})
-        self._snapshot: PolicySnapshot | None = None
-        #: Journal seq when the snapshot in use arrived (its quotas predate what follows).
-        self._policy_mark = 0
+        self.reporter = Reporter(self.clock, self._speed, settings.tele_interval_s)
+        self.outbox = Outbox(self.journal, settings.edge_id, settings.journal)
+        self.policy = PolicyStore(
+            settings.policy_cache_path, settings.edge_id, self._key, self.journal
+        )
         # Link and hub, as the agent thread sees them.
         self._link_up = False
         self._hub_status_online = False
         self._hub_online = False
-        # Journal sender (agent thread only).
-        self._acked = 0
-        self._sent_through = 0
-        self._resends = 0
-        self._last_progress = 0.0
         self._next_housekeeping = 0.0
-        self._next_prune = 0.0
-        self._last_alarm = -PRUNE_EVERY_S
         #: Set when the agent thread died of an unexpected error.
         self.failed: BaseException | None = None
 
@@ -362,11 +319,11 @@ class Agent:
 
     def views(self) -> Mapping[str, MachineView]:
         """Every machine's latest view (an immutable snapshot, safe from any thread)."""
-        return self._views
+        return self.reporter.views
 
     def view(self, machine: str) -> MachineView:
         """One machine's latest view."""
-        return self._views[machine]
+        return self.reporter.views[machine]
 
     @property
     def hub_online(self) -> bool:
@@ -376,12 +333,12 @@ class Agent:
     @property
     def acked_through(self) -> int:
         """The hub's latest ``ack_through`` for this edge."""
-        return self._acked
+        return self.outbox.acked
 
     @property
     def resends(self) -> int:
         """How many times events were sent again (resend timer, link up, replay)."""
-        return self._resends
+        return self.outbox.resends
 
     @property
     def stopped(self) -> bool:
@@ -391,8 +348,7 @@ class Agent:
     @property
     def policy_version(self) -> int | None:
         """Version of the verified policy snapshot in use, if any."""
-        snapshot = self._snapshot
-        return snapshot.version if snapshot is not None else None
+        return self.policy.version
 
     def unit(self, machine: str) -> MachineUnit:
         """A machine's unit (its devices): for tests and the demo's simulation only."""
@@ -438,15 +394,11 @@ class Agent:
             logger.warning(
                 "%d session(s) left open by the last run closed as edge_restart", len(closed)
             )
-        first = self.journal.unacked(1)
-        self._acked = first[0].seq - 1 if first else self.journal.last_seq()
-        self._sent_through = self._acked
-        self._snapshot = self._load_policy()
-        mark = self.journal.policy_mark()
-        # No mark yet (a cache from before marks existed): count from now on.
-        self._policy_mark = mark if mark is not None else self.journal.last_seq()
+        self.outbox.restore()
+        self.policy.restore()
+        self._ctx = device_context(s, self._device_context, self._publish_raw)
         try:
-            self._build_units()
+            self._units = build_units(s, self._ctx, self.post)
         except (DeviceConfigError, ValueError) as err:
             self.journal.close()
             raise AgentError(f"device configuration: {err}") from err
@@ -454,24 +406,24 @@ class Agent:
         for unit in self._units.values():  # safe default: off / locked, before anything else
             error = unit.open_outputs()
             if error is not None:
-                logger.error("%s: output device unavailable: %s", unit.id, error)
+                logger.error("%s: output device unavailable: %s", unit.id, describe(error))
                 unit.retry_at = time.monotonic() + OUTPUT_RETRY_S
-                self._add_fault(unit, ACTUATOR_FAULT, error, mono)
-        self._feedback = FeedbackHub(self._sinks(), self.stream)
+                self._add_fault(unit, ACTUATOR_FAULT, describe(error), mono)
+        sinks = feedback_sinks(s, self._ctx, self._narrate, self._extra_sinks)
+        self._feedback = FeedbackHub(sinks, self.stream)
         self._feedback.open()
         for unit in self._units.values():
-            if unit.laser is not None:
-                unit.laser.open()
-        printers = [u.printer for u in self._units.values() if u.printer is not None]
+            unit.follower.open()
+        parts = [part for u in self._units.values() for part in u.follower.async_parts()]
         try:
-            self._drivers.start(printers)
+            self._drivers.start(parts)
         except Exception as err:
-            logger.error("OctoPrint followers could not start: %s", err)
+            logger.error("async drivers (OctoPrint followers) could not start: %s", err)
         self._readers = [ReaderThread(u.id, u.reader, self.post) for u in self._units.values()]
         for reader in self._readers:
             reader.start()
         self._link = self._link_factory(
-            self._link_settings(), _Inbox(self.post), self.journal.next_epoch
+            link_settings(s, self._units, VERSION), _Inbox(self.post), self.journal.next_epoch
         )
         self._publish_views()
         self._started = True
@@ -540,101 +492,15 @@ class Agent:
 
     # ------------------------------------------------------------------ building
 
-    def _context(self) -> DeviceContext:
-        ctx = self._device_context or DeviceContext()
-        pin_factory = ctx.gpio_pin_factory
-        if pin_factory is None and self.settings.gpio_mock:
-            from gpiozero.pins.mock import MockFactory
-
-            pin_factory = MockFactory()
-        return DeviceContext(
-            mqtt_publish=ctx.mqtt_publish or self._publish_raw,
-            gpio_pin_factory=pin_factory,
-            http_transport=ctx.http_transport,
-        )
-
     def _publish_raw(self, topic: str, payload: bytes) -> None:
         link = self._link
         if not isinstance(link, EdgeLink) or not link.publish_raw(topic, payload):
             raise DeviceError(f"cannot publish on {topic}: the MQTT link is down")
 
-    def _build_units(self) -> None:
-        ctx = self._context()
-        self._ctx = ctx
-        for m in self.settings.machines:
-            actuator = m.actuator.build_actuator(ctx) if m.actuator else None
-            if (
-                m.kind == "laser"
-                and actuator is not None
-                and not isinstance(actuator, LatchedActuator)
-            ):
-                actuator = LatchedActuator(actuator)  # a laser never restarts by itself
-            unit = MachineUnit(
-                settings=m,
-                session=SessionMachine(m.id, session_config(m, self.settings)),
-                reader=m.reader.build_reader(ctx),
-                actuator=actuator,
-                lock=m.pc.build_session_lock(ctx) if m.pc else None,
-                laser=m.laser.build_laser(ctx) if m.laser else None,
-                printer=None,
-            )
-            if m.printer is not None:
-                from devices.registry import build_printer
-
-                unit.printer = build_printer(m.printer.kind, m.printer.options, ctx)
-                PrinterWatch(m.id, self.post, hot_from_c=m.cooldown_below_c).attach(unit.printer)
-            if unit.laser is not None and isinstance(actuator, LatchedActuator):
-                from devices.grbl import LaserInterlock
-
-                unit.laser.add_listener(grbl_listener(m.id, LaserInterlock(actuator), self.post))
-            self._units[m.id] = unit
-
-    def _sinks(self) -> list[FeedbackSink]:
-        sinks: list[FeedbackSink] = []
-        if self.settings.feedback.console or self._narrate is not None:
-            sinks.append(ConsoleFeedback(self._narrate))
-        for m in self.settings.machines:
-            if m.feedback is not None:
-                sinks.append(
-                    GpioFeedback(
-                        m.id,
-                        green_pin=m.feedback.green_pin,
-                        red_pin=m.feedback.red_pin,
-                        buzzer_pin=m.feedback.buzzer_pin,
-                        active_high=m.feedback.active_high,
-                        pin_factory=self._ctx.gpio_pin_factory,
-                    )
-                )
-        return sinks + self._extra_sinks
-
-    def _link_settings(self) -> LinkSettings:
-        s, q = self.settings, self.settings.mqtt
-        return LinkSettings(
-            site=s.site,
-            edge=s.edge_id,
-            host=q.host,
-            port=q.port,
-            username=q.username,
-            password=q.password.get_secret_value() if q.password else None,
-            tls=q.tls,
-            ca_file=str(q.ca_file) if q.ca_file else None,
-            keepalive_s=q.keepalive_s,
-            protocol=q.protocol,
-            client_id=q.client_id,
-            version=VERSION,
-            machines=tuple(self._units),
-            reconnect_min_s=q.reconnect_min_s,
-            reconnect_max_s=q.reconnect_max_s,
-        )
-
     def _close_devices(self) -> None:
         for unit in self._units.values():
             unit.close_outputs()
-            if unit.laser is not None:
-                try:
-                    unit.laser.close()
-                except Exception:
-                    logger.exception("%s: GRBL driver did not close cleanly", unit.id)
+            unit.follower.close()
         self._drivers.stop()
 
     # ------------------------------------------------------------------ the agent thread
@@ -674,7 +540,7 @@ class Agent:
         self._tick()
         if time.monotonic() >= self._next_housekeeping:
             self._housekeeping()
-        self._pump()
+        self.outbox.pump(self._link)
         self._publish_views()
 
     def _sleep_for(self) -> float:
@@ -717,7 +583,7 @@ class Agent:
                     return
                 self._execute(unit, unit.session.decision(item, mono, wall))
             case JournalCommand():
-                self._on_journal(item)
+                self.outbox.on_command(item)
             case SessionCommand():
                 for unit in self._units.values():
                     if unit.session.session_id == item.session_id:
@@ -733,7 +599,7 @@ class Agent:
                     return
                 self._execute(unit, unit.session.machine_command(item, mono, wall))
             case PolicySnapshot():
-                self._on_policy(item)
+                self.policy.accept(item)
             case HubStatus():
                 self._hub_status_online = item.online
                 self._hub_changed(mono)
@@ -764,8 +630,7 @@ class Agent:
             return
         self._hub_online = online
         logger.info("edge %s: hub %s", self.edge_id, "online" if online else "offline")
-        if online:
-            self._sent_through = min(self._sent_through, self._acked)  # resend unacknowledged
+        self.outbox.online(online)  # back online: resend what is unacknowledged
         for unit in self._units.values():
             self._execute(unit, unit.session.link(online, mono))
 
@@ -806,34 +671,6 @@ class Agent:
             logger.info("%s: fault cleared (%s)", unit.id, source)
             self._execute(unit, unit.session.fault_cleared(mono))
 
-    def _on_policy(self, snapshot: PolicySnapshot) -> None:
-        if snapshot.edge != self.edge_id or not verify_snapshot(snapshot, self._key):
-            logger.error(
-                "edge %s: policy snapshot v%d rejected (bad signature or edge)",
-                self.edge_id,
-                snapshot.version,
-            )
-            return
-        current = self._snapshot
-        if current is not None and snapshot.version < current.version:
-            logger.info(
-                "older policy snapshot v%d ignored (have v%d)", snapshot.version, current.version
-            )
-            return
-        if current is None or snapshot.version > current.version:
-            try:
-                self._policy_mark = self.journal.remember_policy()
-            except JournalError as err:  # the older mark over-counts: the safe side
-                logger.error("cannot record the policy mark: %s", err)
-        self._snapshot = snapshot
-        logger.info(
-            "edge %s: policy snapshot v%d (%d badges)",
-            self.edge_id,
-            snapshot.version,
-            len(snapshot.entries),
-        )
-        self._save_policy(snapshot)
-
     # ------------------------------------------------------------------ effects
 
     def _execute(self, unit: MachineUnit, effects: list[Effect], depth: int = 0) -> None:
@@ -862,8 +699,8 @@ class Agent:
                         self._clear_fault(unit, JOURNAL_FAULT, mono)
                     for append in effect:
                         if isinstance(append.body, SessionStartedBody):
-                            unit.followed = (append.body.session_id, mono)
-                            unit.idle_since = mono
+                            if unit.power_watch is not None:
+                                unit.power_watch.session_started(mono)
                             unit.run_mark = unit.run_time_s()
                         elif isinstance(append.body, SessionEndedBody):
                             unit.run_mark = None
@@ -888,14 +725,14 @@ class Agent:
                 case DecideOffline():
                     wall = self.clock.now()
                     verdict = decide_offline(
-                        self._snapshot,
+                        self.policy.snapshot,
                         self._key,
                         unit.id,
                         effect.badge,
                         wall,
                         staff_grant=timedelta(minutes=self.settings.offline.staff_grant_min),
                         verified=True,  # every snapshot kept was verified on arrival
-                        used_s=self._used_since_policy(unit.id, effect.badge),
+                        used_s=self.policy.used_since(unit.id, effect.badge),
                     )
                     logger.info(
                         "%s: offline decision %s (%s)", unit.id, verdict.code, effect.req_id
@@ -905,27 +742,16 @@ class Agent:
                 case DriverCommand():
                     unit.driver_command(effect.action, self._drivers)
 
-    def _used_since_policy(self, machine: str, badge: str) -> float:
-        """Seconds ``badge`` used this edge's machines of ``machine``'s zone since the
-        snapshot in use arrived: its quotas cannot know them."""
-        snapshot = self._snapshot
-        if snapshot is None:
-            return 0.0
-        zone = next((m.zone for m in snapshot.machines if m.machine == machine), None)
-        same_zone = {m.machine for m in snapshot.machines if m.zone == zone}
-        try:
-            return self.journal.badge_usage_after(self._policy_mark, badge, same_zone)
-        except JournalError as err:
-            logger.error("cannot read this badge's usage from the journal: %s", err)
-            return 0.0
-
-    def _device_failed(self, unit: MachineUnit, error: str, mono: float, depth: int) -> None:
-        logger.error("%s: output device failed: %s", unit.id, error)
+    def _device_failed(
+        self, unit: MachineUnit, error: DeviceError, mono: float, depth: int
+    ) -> None:
+        detail = describe(error)  # what the journal's machine_fault and the log show
+        logger.error("%s: output device failed: %s", unit.id, detail)
         first = ACTUATOR_FAULT not in unit.faults
-        unit.faults[ACTUATOR_FAULT] = error
+        unit.faults[ACTUATOR_FAULT] = detail
         unit.retry_at = time.monotonic() + OUTPUT_RETRY_S
         if first:
-            self._execute(unit, unit.session.fault(ACTUATOR_FAULT, error, mono), depth + 1)
+            self._execute(unit, unit.session.fault(ACTUATOR_FAULT, detail, mono), depth + 1)
 
     def _show(self, unit: MachineUnit, kind: FeedbackKind, message: str) -> None:
         if self._feedback is not None:
@@ -949,96 +775,16 @@ class Agent:
             if self._hub_online:
                 self._execute(unit, unit.session.link(True, self.clock.monotonic()))
 
-    # ------------------------------------------------------------------ journal sender
-
-    def _on_journal(self, command: JournalCommand) -> None:
-        if command.ack_through is not None:
-            through = command.ack_through
-            if through > self._acked:
-                try:
-                    self.journal.ack_through(through)
-                except JournalError as err:
-                    logger.error("cannot record the acknowledgement: %s", err)
-                    return
-                self._acked = through
-                self._sent_through = max(self._sent_through, through)
-                self._last_progress = time.monotonic()
-        elif command.replay_from is not None:
-            logger.info("edge %s: hub asks a replay from seq %d", self.edge_id, command.replay_from)
-            self._sent_through = min(self._sent_through, command.replay_from - 1)
-            self._resends += 1
-            self._last_progress = time.monotonic()
-
-    def _pump(self) -> None:
-        """Publish journal events in order while the hub can hear them."""
-        link = self._link
-        if link is None or not self._hub_online:
-            return
-        window = self.settings.journal.window
-        while True:
-            room = window - max(0, self._sent_through - self._acked)
-            if room <= 0:
-                return
-            try:
-                events: list[Event] = self.journal.replay_from(
-                    self._sent_through + 1, limit=min(room, 100)
-                )
-            except JournalError as err:
-                logger.error("cannot read the journal: %s", err)
-                return
-            if not events:
-                return
-            for event in events:
-                if not link.send_event(event):
-                    return
-                self._sent_through = event.seq
-            if len(events) < 100:
-                return
-
-    def _check_resend(self) -> None:
-        if not self._hub_online or self._sent_through <= self._acked:
-            self._last_progress = time.monotonic()
-            return
-        if time.monotonic() - self._last_progress >= self.settings.journal.resend_s:
-            logger.info(
-                "edge %s: no acknowledgement beyond seq %d for %.0f s: resending",
-                self.edge_id,
-                self._acked,
-                self.settings.journal.resend_s,
-            )
-            self._sent_through = self._acked
-            self._resends += 1
-            self._last_progress = time.monotonic()
-
     # ------------------------------------------------------------------ housekeeping
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
         self._next_housekeeping = now + HOUSEKEEPING_S
         mono = self.clock.monotonic()
-        self._check_resend()
+        self.outbox.housekeeping()
         for unit in self._units.values():
             self._check_devices(unit, mono, now)
-        self._telemetry(mono, now)
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY_S
-            try:
-                self.journal.prune(timedelta(days=self.settings.journal.retention_days))
-            except JournalError as err:
-                logger.error("journal prune failed: %s", err)
-        pending = self._sent_through_pending()
-        bound = self.settings.journal.alarm_events
-        if pending > 0.8 * bound and now - self._last_alarm >= 600:
-            self._last_alarm = now
-            logger.error(
-                "edge %s: %d journal events wait for the hub (alarm at 80%% of %d)",
-                self.edge_id,
-                pending,
-                bound,
-            )
-
-    def _sent_through_pending(self) -> int:
-        return max(0, self.journal.last_seq() - self._acked)
+        self.reporter.telemetry(self._units.values(), self._link_if_up(), now, self._follow_power)
 
     def _check_devices(self, unit: MachineUnit, mono: float, now: float) -> None:
         # Output device failed: try again now and then (it switches off); clear the fault.
@@ -1053,110 +799,25 @@ class Agent:
         for source, detail in reported.items():
             if source not in unit.faults:
                 self._add_fault(unit, source, detail, mono)
-        for source in [s for s in unit.faults if s != ACTUATOR_FAULT and s not in reported]:
-            if source in ("grbl", "printer"):
-                self._clear_fault(unit, source, mono)
+        owned = unit.follower.fault_sources
+        for source in [s for s in unit.faults if s in owned and s not in reported]:
+            self._clear_fault(unit, source, mono)
 
-    def _telemetry(self, mono: float, now: float) -> None:
-        """Each machine's telemetry when due (it also samples a plug's power)."""
-        link = self._link
-        default = self.settings.tele_interval_s
-        for unit in self._units.values():
-            if unit.last_tele is not None and now - unit.last_tele < unit.tele_interval_s(default):
-                continue
-            unit.last_tele = now
-            sample_power = now >= unit.next_power  # a plug is asked every tele_interval_s
-            if sample_power:
-                unit.next_power = now + default
-            values = unit.telemetry(power=sample_power)
-            self._follow_power(unit, values.get("power_w"), mono)
-            unit.extra_tele.clear()
-            if values and link is not None and self._link_up:
-                link.publish_tele(Telemetry(machine=unit.id, ts=self.clock.now(), values=values))
-
-    def _follow_power(self, unit: MachineUnit, power: Scalar, mono: float) -> None:
-        """Busy/idle by power for generic machines with ``busy_above_w``.
-
-        Sampled at every telemetry: busy at or above the threshold; the idle timeout
-        counts from the first reading below it (or the session start), so a gap in
-        the readings (plug unreachable, a clock that jumped) never ends a session on
-        a single reading.
-        """
-        threshold = unit.settings.busy_above_w
-        if threshold is None or not isinstance(power, int | float):
+    def _follow_power(self, unit: MachineUnit, values: Mapping[str, Scalar]) -> None:
+        """A telemetry's power reading: busy or idle for a machine with a power watch."""
+        if unit.power_watch is None:
             return
-        busy = power >= threshold
-        if busy:
-            unit.idle_since = None
-        elif unit.idle_since is None:
-            unit.idle_since = mono
-        if busy != unit.job:
-            self._on_signal(
-                unit, DriverSignal(unit.id, "job_running" if busy else "job_done"), mono
-            )
-        idle_min = unit.settings.idle_timeout_min
-        if (
-            idle_min is not None
-            and unit.idle_since is not None
-            and unit.session.state is State.ACTIVE
-            and mono - unit.idle_since >= idle_min * 60
-        ):
-            self._on_signal(unit, DriverSignal(unit.id, "idle"), mono)
-
-    # ------------------------------------------------------------------ state
+        mono = self.clock.monotonic()
+        active = unit.session.state is State.ACTIVE
+        reading = values.get("power_w")
+        for signal in unit.power_watch.sample(reading, mono, job=unit.job, active=active):
+            self._on_signal(unit, signal, mono)
 
     def _publish_views(self) -> None:
-        mono = self.clock.monotonic()
-        views = {unit.id: unit.view(mono) for unit in self._units.values()}
-        self._views = MappingProxyType(views)
-        link = self._link
-        if link is None or not self._link_up:
-            return
-        for unit in self._units.values():
-            v = views[unit.id]
-            deadline = None
-            if v.session.remaining_s is not None:
-                deadline = round(mono + v.session.remaining_s)
-            key = (
-                v.availability,
-                v.session.session_id,
-                v.session.state,
-                v.session.job_running,
-                v.session.cooling,
-                v.reader_connected,
-                v.faults,
-                deadline,
-            )
-            if key == unit.published:
-                continue
-            if link.publish_state(self._state_message(v)):
-                unit.published = key
+        self.reporter.publish_views(self._units.values(), self._link_if_up())
 
-    def _state_message(self, v: MachineView) -> MachineState:
-        detail: dict[str, Scalar] = {
-            "kind": v.kind,
-            "state": v.session.state.value,
-            "reader": v.reader_connected,
-        }
-        if v.session.session_id is not None:
-            detail["offline"] = v.session.offline
-            detail["staff"] = v.session.staff
-        if v.session.remaining_s is not None:
-            ends = self.clock.now() + timedelta(seconds=v.session.remaining_s / self._speed)
-            detail["ends_at"] = ends.isoformat(timespec="seconds")
-        if v.session.job_running:
-            detail["job"] = True
-        if v.session.cooling:
-            detail["cooling"] = True
-        if v.faults:
-            detail["faults"] = ",".join(v.faults)
-        return MachineState(
-            machine=v.machine,
-            availability=v.availability,
-            session_id=v.session.session_id,
-            detail=detail,
-            ts=self.clock.now(),
-        )
+    def _link_if_up(self) -> Link | None:
+        return self._link if self._link_up else None
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1167,71 +828,17 @@ class Agent:
             self._execute(unit, unit.session.shutdown(mono))
             unit.close_outputs()
         self._publish_views()
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-        while (
-            time.monotonic() < deadline
-            and self.journal.last_seq() > self._acked
-            and self._hub_online
-        ):
-            try:
-                item = self._inbox.get(timeout=0.05)
-            except queue.Empty:
-                item = None
-            if isinstance(item, JournalCommand | HubStatus | _LinkChange):
-                self._handle(item)
-            if time.monotonic() >= self._next_housekeeping:
-                self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
-                self._check_resend()
-            self._pump()
-        left = self.journal.last_seq() - self._acked
-        if left > 0:
-            logger.warning(
-                "edge %s: %d journal events not acknowledged at exit (kept)", self.edge_id, left
-            )
-        link = self._link
-        if link is not None and self._link_up:
-            now = self.clock.now()
-            for unit in self._units.values():
-                link.publish_state(
-                    MachineState(
-                        machine=unit.id,
-                        availability=Availability.OFFLINE,
-                        detail={"kind": unit.settings.kind},
-                        ts=now,
-                    )
-                )
+        self.outbox.drain(self._link, self.settings.drain_timeout_s, self._drain_poll)
+        self.reporter.publish_offline(self._units.values(), self._link_if_up())
 
-    # ------------------------------------------------------------------ policy cache
-
-    def _load_policy(self) -> PolicySnapshot | None:
-        path = self.settings.policy_cache_path
+    def _drain_poll(self, wait_s: float) -> None:
+        """While draining: take only the hub's answers (acknowledgements, status, link)."""
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            logger.warning("cannot read the policy cache %s: %s", path, err)
-            return None
-        try:
-            snapshot = decode(PolicySnapshot, raw)
-        except PayloadError as err:
-            logger.warning("policy cache %s unreadable: %s", path, err)
-            return None
-        if snapshot.edge != self.edge_id or not verify_snapshot(snapshot, self._key):
-            logger.warning("policy cache %s does not verify: ignored", path)
-            return None
-        logger.info("policy snapshot v%d restored from %s", snapshot.version, path)
-        return snapshot
-
-    def _save_policy(self, snapshot: PolicySnapshot) -> None:
-        path = self.settings.policy_cache_path
-        tmp = path.with_suffix(".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(encode(snapshot))
-            os.replace(tmp, path)
-        except OSError as err:
-            logger.warning("cannot keep the policy snapshot in %s: %s", path, err)
+            item = self._inbox.get(timeout=wait_s)
+        except queue.Empty:
+            return
+        if isinstance(item, JournalCommand | HubStatus | _LinkChange):
+            self._handle(item)
 
 
 class Companion(Protocol):

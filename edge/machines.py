@@ -5,36 +5,19 @@ A :class:`MachineUnit` bundles, for one machine of the edge:
 * its :class:`~edge.session.SessionMachine` (pure; the agent feeds it inputs and
   executes the effects it returns);
 * its output device: an :class:`~devices.actuators.Actuator` (relay, smart plug;
-  always a :class:`~devices.actuators.LatchedActuator` for a laser) or, for a gaming
-  PC, a :class:`~devices.pc.SessionLock`;
-* its optional driver: a :class:`~devices.grbl.GrblLaser` (with a
-  :class:`~devices.grbl.LaserInterlock` that trips the latch on the driver's own
-  thread, milliseconds after an alarm; its run-time meter gives a laser session's
-  beam-on time) or an :class:`~devices.octoprint.OctoPrintFollower` (run by
-  :class:`AsyncDrivers`, watched by a :class:`PrinterWatch`);
+  latched for kinds that never restart by itself) or, for a gaming PC, a
+  :class:`~devices.pc.SessionLock`;
+* its kind's :class:`~edge.kinds.base.Follower` (a laser's GRBL controller, a
+  printer's OctoPrint; nothing for a generic machine): faults, telemetry, staff
+  commands and run time, whatever the kind (:mod:`edge.kinds`);
+* its :class:`~edge.power.PowerWatch` when a metering plug says busy or idle;
 * its badge reader, read by a :class:`ReaderThread`.
 
 Every method here that touches an output device runs on the agent's thread (the
-one owner of the devices); device errors are translated into short strings the
-agent turns into ``machine_fault`` inputs. Readers and drivers run on their own
-threads and only *post* to the agent's queue.
-
-A printer's signals (:class:`PrinterWatch`, on the driver loop's thread) reach the
-agent as soon as OctoPrint pushes them:
-
-* ``PrintStarted`` → ``job_started`` (the job belongs to the session open now);
-  a snapshot that shows a job nobody announced (the agent started mid-print, the
-  start happened while OctoPrint was unreachable) → ``job_running``;
-* ``PrintDone``/``PrintFailed``/``PrintCancelled``/``JobLost`` → ``job_ended`` with a
-  :class:`~edge.session.JobReport` (OctoPrint's ``PrintFailed(reason=cancelled)``
-  after a ``PrintCancelled`` is the same job: dropped here); the power is held
-  until the snapshot shows no job any more (``job_done``: the printer may still be
-  *Finishing* its end script when the event arrives);
-* only new data releases the power: never the last known values republished when
-  OctoPrint becomes unreachable, nor a snapshot within ``START_GRACE_S`` of a
-  ``PrintStarted`` whose end was not announced (it may predate the start);
-* the nozzle crossing ``cooldown_below_c`` → ``hot`` / ``cooled`` (last known
-  while OctoPrint is unreachable: a hot printer stays hot).
+one owner of the devices) and returns the :class:`~devices.errors.DeviceError`
+it met, typed, for the agent to journal and show. Readers and drivers run on
+their own threads and only *post* to the agent's queue; async drivers share the
+one asyncio loop of :class:`AsyncDrivers`.
 """
 
 from __future__ import annotations
@@ -43,59 +26,43 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import math
 import threading
-import time
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final
 
 from devices.actuators import Actuator, LatchedActuator
 from devices.errors import DeviceError
 from devices.pc import SessionLock
 from devices.readers import BadgeReader
-from edge.session import JobReport, SessionMachine, SessionView, State
+from edge.kinds import DriverSignal, Follower, SignalKind
+from edge.power import PowerWatch
+from edge.session import SessionMachine, SessionStatus, State
 from edge.settings import MachineSettings
-from protocol.messages import Availability, JobResult, MachineAction, Scalar
-
-if TYPE_CHECKING:
-    # Drivers are imported where a machine uses them: an edge without a laser or a
-    # printer does not pay for their modules.
-    from devices.grbl import GrblEvent, GrblLaser, LaserInterlock
-    from devices.octoprint import JobEvent, OctoPrintFollower, PrinterSnapshot
+from protocol.messages import Availability, MachineAction, Scalar
 
 __all__ = [
+    "ACTUATOR_FAULT",
     "AsyncDrivers",
     "BadgeRead",
     "DriverSignal",
     "MachineUnit",
     "MachineView",
-    "PrinterWatch",
     "ReaderThread",
     "SignalKind",
+    "describe",
 ]
 
 logger = logging.getLogger(__name__)
 
-SignalKind = Literal[
-    "job_started",  # a job started now (attributed to the session open now)
-    "job_running",  # a job holds the machine (start not seen, or busy by power)
-    "job_ended",  # a job ended: ``DriverSignal.job`` says how (journaled once)
-    "job_done",  # no job any more, the machine is idle: power may go
-    "hot",  # above its safe temperature: never cut (cool-down)
-    "cooled",  # below it again
-    "idle",
-    "fault",
-    "fault_cleared",
-]
-
-#: Telemetry period of a printer while OctoPrint is followed (seconds).
-PRINTER_TELE_S: Final = 1.0
-
-#: Fault sources the agent clears by itself once the device works again.
+#: Fault source of a machine whose output device fails (the agent clears it itself).
 ACTUATOR_FAULT: Final = "actuator"
-GRBL_FAULT: Final = "grbl"
-PRINTER_FAULT: Final = "printer"
+
+
+def describe(err: DeviceError) -> str:
+    """How a device error is journaled and logged: its type and its message."""
+    return f"{type(err).__name__}: {err}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,28 +74,13 @@ class BadgeRead:
 
 
 @dataclass(frozen=True, slots=True)
-class DriverSignal:
-    """A driver (or a simulation) reports something about a machine.
-
-    ``source`` names the fault source for ``fault``/``fault_cleared`` (the machine is
-    faulted while any source is); ``job`` describes the job of a ``job_ended``.
-    """
-
-    machine: str
-    kind: SignalKind
-    source: str = "driver"
-    detail: str = ""
-    job: JobReport | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class MachineView:
     """What one machine is doing, for other threads (the kiosk, the demo, tests)."""
 
     machine: str
     kind: str
     availability: Availability
-    session: SessionView
+    session: SessionStatus
     outputs_ok: bool
     reader_connected: bool
     faults: tuple[str, ...] = ()
@@ -197,7 +149,9 @@ class AsyncDrivers:
         self._thread: threading.Thread | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
-    def start(self, followers: Sequence[OctoPrintFollower], timeout: float = 10.0) -> None:
+    def start(
+        self, followers: Sequence[AbstractAsyncContextManager[Any]], timeout: float = 10.0
+    ) -> None:
         """Start the loop and enter ``followers`` (they connect in the background)."""
         if not followers:
             return
@@ -246,136 +200,6 @@ class AsyncDrivers:
         loop.close()
 
 
-# --------------------------------------------------------------------------- printers
-
-#: A snapshot showing no job this soon after a ``PrintStarted`` (and before the job's
-#: end event) does not release the power: it may have been built before the start
-#: (a printer is never cut on a guess).
-START_GRACE_S: Final = 2.0
-
-
-class PrinterWatch:
-    """Turns one OctoPrint follower's events and snapshots into agent signals.
-
-    Runs on the driver loop's thread (it is the follower's listener, see
-    :meth:`attach`) and only *posts* :class:`DriverSignal` values: the agent thread
-    stays the one owner of the machine. Posts happen when something changes, so a
-    printer costs the agent's queue a few items per job, not one per push message.
-
-    Args:
-        machine: the machine id.
-        post: the agent's queue.
-        hot_from_c: the nozzle at or above this is ``hot`` (``cooldown_below_c``).
-        clock: monotonic time (the start grace).
-    """
-
-    def __init__(
-        self,
-        machine: str,
-        post: Callable[[DriverSignal], None],
-        *,
-        hot_from_c: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.machine = machine
-        self.hot_from_c = hot_from_c
-        self._post = post
-        self._clock = clock
-        self._snapshot: PrinterSnapshot | None = None
-        #: What the agent was told last: a job holds the printer.
-        self._job = False
-        self._hot = False
-        #: File and ``monotonic_s`` of the ``PrintStarted`` of the running job.
-        self._started: tuple[str | None, float] | None = None
-        self._last_start = -math.inf
-        #: OctoPrint said the last job ended (the next snapshot without one is trusted).
-        self._ended = True
-
-    def attach(self, follower: OctoPrintFollower) -> None:
-        """Listen to ``follower`` (before it is entered)."""
-        follower.add_listener(on_event=self.on_event, on_snapshot=self.on_snapshot)
-
-    def on_event(self, event: JobEvent) -> None:
-        """A job event from OctoPrint (or the follower's own ``JobLost``)."""
-        from devices.octoprint import JobEventKind
-
-        kind = event.kind
-        if kind is JobEventKind.PRINT_STARTED:
-            if self._started is not None:
-                logger.warning("%s: a job started while another was running", self.machine)
-            self._started = (event.file_name, event.monotonic_s)
-            self._last_start = self._clock()
-            self._ended = False
-            self._job = True
-            self._signal("job_started", detail=event.file_name or "")
-        elif kind in (JobEventKind.PRINT_PAUSED, JobEventKind.PRINT_RESUMED):
-            self._hold()
-        elif event.ends_job:
-            if kind is JobEventKind.PRINT_FAILED and event.reason == "cancelled":
-                return  # OctoPrint's echo of the PrintCancelled just before: same job
-            self._signal("job_ended", job=self._report(event))
-            self._started = None
-            self._ended = True
-
-    def on_snapshot(self, snapshot: PrinterSnapshot) -> None:
-        """A new snapshot (push ``current``, safety poll, link change).
-
-        Only new data releases the power: a link change republishes the last
-        known values (``last_update`` unchanged), which prove nothing.
-        """
-        previous, self._snapshot = self._snapshot, snapshot
-        fresh = previous is None or snapshot.last_update != previous.last_update
-        settled = self._ended or self._clock() - self._last_start >= START_GRACE_S
-        if snapshot.job_active:
-            self._hold()
-        elif self._job and fresh and settled:
-            self._job = False
-            self._signal("job_done")
-        tool = snapshot.tool0
-        if tool is not None and tool.actual is not None:
-            hot = tool.actual >= self.hot_from_c
-            if hot != self._hot:
-                self._hot = hot
-                self._signal("hot" if hot else "cooled", detail=f"{tool.actual:.0f} °C")
-
-    def _hold(self) -> None:
-        if not self._job:
-            self._job = True
-            self._signal("job_running")
-
-    def _report(self, event: JobEvent) -> JobReport:
-        """What the agent journals for an ended job (see :class:`JobReport`)."""
-        from devices.octoprint import JobEventKind
-
-        result = {
-            JobEventKind.PRINT_DONE: JobResult.DONE,
-            JobEventKind.PRINT_FAILED: JobResult.FAILED,
-            JobEventKind.PRINT_CANCELLED: JobResult.CANCELLED,
-        }.get(event.kind, JobResult.LOST)
-        snap = self._snapshot
-        started = self._started
-        name = event.file_name or (snap.file_name if snap else None) or ""
-        same_file = snap is not None and snap.file_name in (None, name)
-        if event.print_time_s is not None:
-            duration = event.print_time_s
-        elif started is not None:
-            duration = event.monotonic_s - started[1]
-        elif same_file and snap is not None and snap.print_time_s is not None:
-            duration = snap.print_time_s
-        else:
-            duration = 0.0
-        filament = None
-        if same_file and snap is not None and snap.filament_mm is not None:
-            if result is JobResult.DONE:
-                filament = snap.filament_mm
-            elif snap.progress_pct is not None:
-                filament = round(snap.filament_mm * min(100.0, snap.progress_pct) / 100, 1)
-        return JobReport(name=name, result=result, duration_s=duration, filament_mm=filament)
-
-    def _signal(self, kind: SignalKind, *, detail: str = "", job: JobReport | None = None) -> None:
-        self._post(DriverSignal(self.machine, kind, "printer", detail, job))
-
-
 # --------------------------------------------------------------------------- the unit
 
 
@@ -386,10 +210,12 @@ class MachineUnit:
     settings: MachineSettings
     session: SessionMachine
     reader: BadgeReader
+    #: Its kind's follower (faults, telemetry, commands, run time).
+    follower: Follower
     actuator: Actuator | None = None
     lock: SessionLock | None = None
-    laser: GrblLaser | None = None
-    printer: OctoPrintFollower | None = None
+    #: Busy/idle by the plug's power (``busy_above_w``), if any.
+    power_watch: PowerWatch | None = None
     #: Whether the output device is open (off / locked) and answering.
     outputs_ok: bool = False
     #: Active fault sources (code -> detail); the session machine is faulted while any.
@@ -398,11 +224,6 @@ class MachineUnit:
     job: bool = False
     #: What the driver reports: the machine is hot (a printer's nozzle, see PrinterWatch).
     hot: bool = False
-    #: Since when the power readings say "not busy" (first such reading, or the
-    #: session start); ``None`` while busy.
-    idle_since: float | None = 0.0
-    #: Session id and monotonic start of the last session started (idle detection).
-    followed: tuple[str, float] | None = None
     #: Next attempt to reopen a failed output (real monotonic seconds).
     retry_at: float = 0.0
     #: Key of the last published retained state.
@@ -423,7 +244,7 @@ class MachineUnit:
 
     # ------------------------------------------------------------------ outputs
 
-    def open_outputs(self) -> str | None:
+    def open_outputs(self) -> DeviceError | None:
         """Open the output device (which switches off / locks); the error, or None."""
         try:
             if self.actuator is not None:
@@ -432,7 +253,7 @@ class MachineUnit:
                 self.lock.open()
         except DeviceError as err:
             self.outputs_ok = False
-            return f"{type(err).__name__}: {err}"
+            return err
         self.outputs_ok = True
         return None
 
@@ -447,8 +268,8 @@ class MachineUnit:
                 logger.exception("%s: %r did not close cleanly", self.id, device)
         self.outputs_ok = False
 
-    def power_on(self) -> str | None:
-        """Switch on (a laser's latch is re-armed first: this is a new grant)."""
+    def power_on(self) -> DeviceError | None:
+        """Switch on (a latch is re-armed first: this is a new grant)."""
         if self.actuator is None:
             return None
         try:
@@ -456,20 +277,20 @@ class MachineUnit:
                 self.actuator.rearm()
             self.actuator.on()
         except DeviceError as err:
-            return f"{type(err).__name__}: {err}"
+            return err
         return None
 
-    def power_off(self) -> str | None:
+    def power_off(self) -> DeviceError | None:
         """Switch off."""
         if self.actuator is None:
             return None
         try:
             self.actuator.off()
         except DeviceError as err:
-            return f"{type(err).__name__}: {err}"
+            return err
         return None
 
-    def set_locked(self, locked: bool) -> str | None:
+    def set_locked(self, locked: bool) -> DeviceError | None:
         """Lock or unlock the PC session (a gaming PC is never powered off)."""
         if self.lock is None:
             return None
@@ -479,7 +300,7 @@ class MachineUnit:
             else:
                 self.lock.unlock()
         except DeviceError as err:
-            return f"{type(err).__name__}: {err}"
+            return err
         return None
 
     def notify(self, title: str, message: str) -> None:
@@ -491,7 +312,7 @@ class MachineUnit:
         except DeviceError as err:
             logger.warning("%s: notification failed: %s", self.id, err)
 
-    def check_output(self) -> str | None:
+    def check_output(self) -> DeviceError | None:
         """Is the output device answering again? (switches off; used to clear a fault)."""
         if not self.outputs_ok:
             return self.open_outputs()
@@ -515,60 +336,21 @@ class MachineUnit:
 
     def driver_command(self, action: MachineAction, drivers: AsyncDrivers) -> None:
         """Forward a staff command (pause, resume, cancel a print) to the driver."""
-        if self.printer is not None:
-            printer = self.printer
-            commands = {
-                MachineAction.PAUSE: printer.pause,
-                MachineAction.RESUME: printer.resume,
-                MachineAction.CANCEL: printer.cancel,
-            }
-            command = commands.get(action)
-            if command is not None:
-                drivers.submit(command(), f"{self.id}: {action.value}")
-                return
-        if self.laser is not None and action in (MachineAction.PAUSE, MachineAction.CANCEL):
-            try:
-                self.laser.feed_hold()
-            except DeviceError as err:
-                logger.warning("%s: feed hold failed: %s", self.id, err)
-            return
-        logger.info("%s: %s has no driver here: ignored", self.id, action.value)
+        if not self.follower.command(action, drivers.submit):
+            logger.info("%s: %s has no driver here: ignored", self.id, action.value)
 
     def driver_faults(self) -> dict[str, str]:
-        """Fault sources the drivers report right now (polled by the agent)."""
-        faults: dict[str, str] = {}
-        if self.laser is not None:
-            snap = self.laser.snapshot()
-            # Not connected yet, never tried and failed: the first handshake is under
-            # way (about a second after start); a failed attempt sets ``error``.
-            connecting = snap.error is None and snap.version is None
-            if not snap.connected and not connecting:
-                faults[GRBL_FAULT] = f"GRBL link down: {snap.error or 'not connected'}"
-            elif snap.alarm:
-                faults[GRBL_FAULT] = f"GRBL alarm {snap.alarm_code or ''}".strip()
-            elif snap.door_open:
-                faults[GRBL_FAULT] = "laser door open"
-        if self.printer is not None:
-            psnap = self.printer.snapshot
-            if psnap.error or psnap.state.startswith("Error"):
-                faults[PRINTER_FAULT] = (psnap.error or psnap.state)[:200]
-        return faults
+        """Fault sources the driver reports right now (polled by the agent)."""
+        return self.follower.faults()
 
     def run_time_s(self) -> float | None:
         """The driver's cumulative run-time meter (a laser's beam-on time), if any."""
-        if self.laser is not None:
-            return self.laser.snapshot().run_time_s
-        return None
+        return self.follower.run_time_s()
 
     def tele_interval_s(self, default: float) -> float:
-        """Telemetry period: 1 s for a printer followed through OctoPrint while it is in
-        use (a session, a job, or a nozzle still hot), else ``default``: an idle, cold
-        printer has nothing to show every second."""
-        if self.printer is None or not self.printer.link_up:
-            return default
-        if self.job or self.hot or self.session.state is not State.IDLE:
-            return min(default, PRINTER_TELE_S)
-        return default
+        """Telemetry period: the follower's while the machine is in use, else ``default``."""
+        in_use = self.job or self.hot or self.session.state is not State.IDLE
+        return self.follower.tele_interval_s(default, in_use)
 
     def telemetry(self, *, power: bool = True) -> dict[str, Scalar]:
         """Values for ``tele/{machine}`` (never used for metering); ``power``: ask the
@@ -577,13 +359,7 @@ class MachineUnit:
         watts = self.power_w() if power else None
         if watts is not None:
             values["power_w"] = round(watts, 1)
-        if self.laser is not None:
-            snap = self.laser.snapshot()
-            values["state"] = snap.state.value if snap.state is not None else "unknown"
-            values["firing"] = snap.firing
-            values["run_time_s"] = round(snap.run_time_s, 1)
-        if self.printer is not None:
-            values.update(printer_telemetry(self.printer.snapshot))
+        values.update(self.follower.telemetry())
         values.update(self.extra_tele)
         return values
 
@@ -611,37 +387,3 @@ class MachineUnit:
             reader_connected=self.reader.connected,
             faults=tuple(sorted(self.faults)),
         )
-
-
-def printer_telemetry(snap: PrinterSnapshot) -> dict[str, Scalar]:
-    """A printer's telemetry values: state, temperatures, progress, time left, file."""
-    values: dict[str, Scalar] = {"state": snap.state, "connected": snap.connected}
-    for prefix, heater in (("nozzle", snap.tool0), ("bed", snap.bed)):
-        if heater is not None:
-            if heater.actual is not None:
-                values[f"{prefix}_c"] = round(heater.actual, 1)
-            if heater.target is not None:
-                values[f"{prefix}_target_c"] = round(heater.target, 1)
-    if snap.job_active:
-        if snap.progress_pct is not None:
-            values["progress"] = round(snap.progress_pct, 1)
-        if snap.print_time_left_s is not None:
-            values["time_left_s"] = round(snap.print_time_left_s)
-        if snap.file_name is not None:
-            values["file"] = snap.file_name[:200]
-    return values
-
-
-def grbl_listener(
-    machine: str, interlock: LaserInterlock, post: Callable[[DriverSignal], None]
-) -> Callable[[GrblEvent], None]:
-    """A GRBL listener: trip the latch at once (driver thread), then tell the agent."""
-    from devices.grbl import AlarmRaised, Disconnected, DoorOpened, LaserInterlock
-
-    def listen(event: GrblEvent) -> None:
-        interlock(event)
-        if isinstance(event, AlarmRaised | DoorOpened | Disconnected):
-            reason = LaserInterlock.reason(event) or "GRBL fault"
-            post(DriverSignal(machine, "fault", GRBL_FAULT, reason))
-
-    return listen

@@ -46,23 +46,36 @@ States::
 
 from __future__ import annotations
 
-import enum
 import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from edge.clock import mono_deadline, wall_estimate
+from edge.effects import (
+    Append,
+    DecideOffline,
+    DriverCommand,
+    Effect,
+    Feedback,
+    FeedbackKind,
+    JobReport,
+    Lock,
+    PowerOff,
+    PowerOn,
+    RequestAccess,
+    Unlock,
+)
 from edge.offline import OfflineVerdict
+from edge.sessionconfig import Actuation, SessionConfig, SessionStatus, State
 from protocol.messages import (
     AccessDecision,
     BreakRule,
     EndReason,
     JobEndedBody,
-    JobResult,
     MachineAction,
     MachineCommand,
     MachineFaultBody,
@@ -74,15 +87,11 @@ from protocol.messages import (
     UsageTickBody,
 )
 
-if TYPE_CHECKING:
-    from edge.journal import EventBody
-
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Actuation",
     "Append",
-    "Debouncer",
     "DecideOffline",
     "DriverCommand",
     "Effect",
@@ -95,229 +104,13 @@ __all__ = [
     "RequestAccess",
     "SessionConfig",
     "SessionMachine",
-    "SessionView",
+    "SessionStatus",
     "State",
     "Unlock",
 ]
 
 
-# --------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """Journal this event body (durably) before executing the following effects."""
-
-    body: EventBody
-
-
-@dataclass(frozen=True, slots=True)
-class PowerOn:
-    """Close the machine's relay or switch its plug on."""
-
-
-@dataclass(frozen=True, slots=True)
-class PowerOff:
-    """Open the machine's relay or switch its plug off."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lock:
-    """Lock the gaming PC's session (never a power cut)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unlock:
-    """Unlock the gaming PC's session."""
-
-
-class FeedbackKind(enum.StrEnum):
-    """How the reader shows a message (colour, sound)."""
-
-    GRANT = "grant"
-    DENY = "deny"
-    WARN = "warn"
-    INFO = "info"
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """Show ``message`` (French, for the member) at the machine."""
-
-    kind: FeedbackKind
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequestAccess:
-    """Ask the hub about ``badge`` (an :class:`~protocol.messages.AccessRequest`)."""
-
-    req_id: str
-    badge: str
-
-
-@dataclass(frozen=True, slots=True)
-class DecideOffline:
-    """Decide alone (:func:`edge.offline.decide_offline`), then call ``offline_verdict``."""
-
-    req_id: str
-    badge: str
-
-
-@dataclass(frozen=True, slots=True)
-class DriverCommand:
-    """Forward a staff command (pause, resume, cancel a print) to the machine driver."""
-
-    action: MachineAction
-
-
-@dataclass(frozen=True, slots=True)
-class JobReport:
-    """A job (a print) that ended, as the driver saw it (input of ``job_ended``).
-
-    Attributes:
-        name: the job's file name.
-        result: done, failed, cancelled or lost.
-        duration_s: the job's own duration (the controller's print time when known).
-        filament_mm: filament used, ``None`` when unknown.
-    """
-
-    name: str
-    result: JobResult
-    duration_s: float
-    filament_mm: float | None = None
-
-
-#: Everything the machine may ask the agent to do.
-Effect = (
-    Append
-    | PowerOn
-    | PowerOff
-    | Lock
-    | Unlock
-    | Feedback
-    | RequestAccess
-    | DecideOffline
-    | DriverCommand
-)
-
-
-# --------------------------------------------------------------------------- config
-
-
-class State(enum.StrEnum):
-    """Where a machine's session stands."""
-
-    IDLE = "idle"
-    AWAITING_DECISION = "awaiting_decision"
-    ACTIVE = "active"
-    ENDING = "ending"
-    ON_BREAK = "on_break"
-    MAINTENANCE = "maintenance"
-
-
-class Actuation(enum.StrEnum):
-    """How a session enables its machine."""
-
-    POWER = "power"  # relay or smart plug: PowerOn / PowerOff
-    LOCK = "lock"  # gaming PC: Unlock / Lock, never powered off
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """Per-machine behaviour; :meth:`laser`, :meth:`printer` and :meth:`gaming_pc` are presets.
-
-    Attributes:
-        actuation: power the machine, or lock/unlock a PC.
-        hold_while_job: never cut while the driver reports a job (3D printers).
-        end_on_job_done: end the session when a job is done (a print is a session).
-        cut_on_fault: a fault ends the session and cuts power at once (lasers);
-            otherwise it is journaled and the session goes on (fail-hold).
-        cut_on_link_loss: end a session granted online when the hub has been
-            unreachable for ``link_grace_s`` (staff and offline grants excepted).
-        warn_before_min: warnings before the end when the hub sends no ``warn_at``,
-            and before a forced break.
-        decision_timeout_s: how long to wait for the hub before deciding offline.
-        verdict_timeout_s: how long to wait for the offline verdict before giving up.
-        debounce_s: the same badge read again within this window counts once.
-        tick_s: usage tick period (one minute; shorter only in tests).
-        offline_break_rule: break rule of members' offline grants (the snapshot has none).
-        default_break_min: length of a staff-forced break without ``minutes``.
-        cooldown_s: longest wait, once a session ends, for a machine the agent
-            reports hot (:meth:`SessionMachine.heat`) to cool before power is cut;
-            0 cuts at once whatever the temperature.
-    """
-
-    actuation: Actuation = Actuation.POWER
-    hold_while_job: bool = False
-    end_on_job_done: bool = False
-    cut_on_fault: bool = True
-    cut_on_link_loss: bool = False
-    link_grace_s: float = 30.0
-    warn_before_min: tuple[int, ...] = (10, 2)
-    decision_timeout_s: float = 0.5
-    verdict_timeout_s: float = 5.0
-    debounce_s: float = 1.0
-    tick_s: float = 60.0
-    offline_break_rule: BreakRule | None = None
-    default_break_min: int = 10
-    cooldown_s: float = 0.0
-
-    @classmethod
-    def laser(cls) -> SessionConfig:
-        """Cut on badge-out, end of time, lost link and any fault."""
-        return cls(cut_on_fault=True, cut_on_link_loss=True)
-
-    @classmethod
-    def printer(cls, cooldown_s: float = 600.0) -> SessionConfig:
-        """Never cut while printing nor hot; a finished print ends the session; faults hold."""
-        return cls(
-            hold_while_job=True, end_on_job_done=True, cut_on_fault=False, cooldown_s=cooldown_s
-        )
-
-    @classmethod
-    def gaming_pc(cls) -> SessionConfig:
-        """Lock, never power off; a fault (lost lock agent) is journaled only."""
-        return cls(actuation=Actuation.LOCK, cut_on_fault=False)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionView:
-    """What the machine is doing, for its retained state and the floor view."""
-
-    machine: str
-    state: State
-    session_id: str | None = None
-    badge: str | None = None
-    offline: bool = False
-    staff: bool = False
-    remaining_s: float | None = None
-    job_running: bool = False
-    faulted: bool = False
-    #: The session has ended but waits for the machine to cool before power off.
-    cooling: bool = False
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-class Debouncer:
-    """Count a badge once while it stays on the reader or is re-read within the window.
-
-    The window slides: a badge left on a reader that reports it every 200 ms counts
-    once until it has been away for ``window_s``.
-    """
-
-    def __init__(self, window_s: float = 1.0) -> None:
-        self.window_s = window_s
-        self._badge: str | None = None
-        self._seen = 0.0
-
-    def accept(self, badge: str, mono: float) -> bool:
-        """True when this read counts as a new presentation of ``badge``."""
-        repeat = badge == self._badge and mono - self._seen < self.window_s
-        self._badge, self._seen = badge, mono
-        return not repeat
 
 
 class _RecentIds:
@@ -459,7 +252,6 @@ class SessionMachine:
         self._link_down_since: float | None = None
         self._break_badge: str | None = None
         self._break_until = 0.0
-        self._debounce = Debouncer(self.config.debounce_s)
         self._seen_cmds = _RecentIds()
 
     # ------------------------------------------------------------------ reading
@@ -474,13 +266,13 @@ class SessionMachine:
         """The running (or ending) session, if any."""
         return self._session.session_id if self._session is not None else None
 
-    def view(self, mono: float) -> SessionView:
+    def view(self, mono: float) -> SessionStatus:
         """A snapshot of the machine for its retained state."""
         s = self._session
         remaining = None
         if s is not None and self._state is State.ACTIVE:
             remaining = max(0.0, s.deadline - mono)
-        return SessionView(
+        return SessionStatus(
             machine=self.machine,
             state=self._state,
             session_id=s.session_id if s else None,
@@ -534,9 +326,11 @@ class SessionMachine:
         return []
 
     def badge(self, badge: str, mono: float) -> list[Effect]:
-        """A badge (its keyed hash) was read at this machine."""
-        if not self._debounce.accept(badge, mono):
-            return []
+        """A badge (its keyed hash) was presented at this machine.
+
+        The reader already counts a badge held on it, or tapped twice, once
+        (``debounce_s`` of the reader, :class:`devices.readers.Debouncer`).
+        """
         state = self._state
         if state is State.MAINTENANCE:
             return [Feedback(FeedbackKind.DENY, _MAINTENANCE)]

@@ -9,10 +9,11 @@ rather than at the first badge:
 * the site secret, which hashes badge UIDs and verifies policy snapshots;
 * the journal (path, retention, resend and window) and the offline rules;
 * the feedback (console log, GPIO LED and buzzer per machine);
-* every machine: its kind (``generic``, ``laser``, ``printer``, ``gaming_pc``), its
-  badge reader, its actuator or session lock, and its optional driver (GRBL,
-  OctoPrint), each a :class:`devices.registry.DeviceSpec` validated against the
-  device registry.
+* every machine: its kind (a row of :mod:`edge.kinds`: ``generic``, ``laser``,
+  ``printer``, ``gaming_pc``), its badge reader, its actuator or session lock, and
+  its optional driver (GRBL, OctoPrint), each a :class:`devices.registry.DeviceSpec`
+  validated against the device registry; which devices a kind needs and accepts is
+  its row's.
 
 Values come from keyword overrides, then ``FABRIQUE_EDGE_*`` environment variables
 (nested keys with ``__``: ``FABRIQUE_EDGE_MQTT__PASSWORD``), then the TOML file.
@@ -44,7 +45,9 @@ from pydantic_settings import (
 )
 
 from devices.registry import DeviceSpec, Role
+from edge.kinds import get_kind
 from protocol.ids import Ident
+from protocol.kinds import MachineKind
 from protocol.messages import BreakRule
 
 __all__ = [
@@ -63,9 +66,6 @@ __all__ = [
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "change_me", "secret", "password", "demo", "xxx", "todo"}
 )
-
-#: What the agent does with a machine; picks the session preset (see :mod:`edge.session`).
-MachineKind = Literal["generic", "laser", "printer", "gaming_pc"]
 
 GpioPin = (
     Annotated[int, Field(ge=0, le=27)]
@@ -160,19 +160,6 @@ class GpioFeedbackSettings(_Part):
         return self
 
 
-_WHICH_DEVICES: dict[str, tuple[str, ...]] = {
-    # kind -> device sections it requires (first) or accepts.
-    "generic": ("actuator",),
-    "laser": ("actuator",),
-    "printer": ("actuator",),
-    "gaming_pc": ("pc",),
-}
-_OPTIONAL_DEVICES: dict[str, tuple[str, ...]] = {
-    "generic": (),
-    "laser": ("laser",),
-    "printer": ("printer",),
-    "gaming_pc": ("actuator",),
-}
 _ROLE_OF_SECTION: dict[str, Role] = {
     "reader": "reader",
     "actuator": "actuator",
@@ -186,7 +173,9 @@ class MachineSettings(_Part):
     """One machine served by this edge (``[[machines]]``)."""
 
     id: Ident
-    kind: MachineKind = "generic"
+    kind: str = Field(
+        default=MachineKind.GENERIC.value, description="a row of the table of kinds (edge.kinds)"
+    )
     reader: DeviceSpec = Field(description="badge reader at this machine")
     actuator: DeviceSpec | None = Field(default=None, description="relay or smart plug")
     pc: DeviceSpec | None = Field(default=None, description="gaming PC session lock")
@@ -194,7 +183,6 @@ class MachineSettings(_Part):
     printer: DeviceSpec | None = Field(default=None, description="OctoPrint of a 3D printer")
     feedback: GpioFeedbackSettings | None = None
     warn_before_min: tuple[Annotated[int, Field(ge=1, le=240)], ...] = (10, 2)
-    debounce_s: float = Field(default=1.0, ge=0, le=60)
     link_grace_s: float = Field(
         default=30.0, ge=0, le=3600, description="laser: cut after the hub is lost this long"
     )
@@ -221,6 +209,12 @@ class MachineSettings(_Part):
     )
     tick_s: float = Field(default=60.0, ge=0.1, le=60.0, description="usage tick (tests only)")
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        get_kind(kind)  # raises ValueError naming the known kinds
+        return kind
+
     @model_validator(mode="after")
     def _devices_fit_the_kind(self) -> MachineSettings:
         given = {
@@ -228,10 +222,11 @@ class MachineSettings(_Part):
             for name in ("actuator", "pc", "laser", "printer")
             if getattr(self, name) is not None
         }
-        for name in _WHICH_DEVICES[self.kind]:
-            if name not in given:
-                raise ValueError(f"a {self.kind} machine needs an [machines.{name}] device")
-        allowed = set(_WHICH_DEVICES[self.kind]) | set(_OPTIONAL_DEVICES[self.kind])
+        kind = get_kind(self.kind)
+        for needed in kind.needs:
+            if needed not in given:
+                raise ValueError(f"a {self.kind} machine needs an [machines.{needed}] device")
+        allowed = set(kind.needs) | set(kind.accepts)
         extra = sorted(given - allowed)
         if extra:
             raise ValueError(f"a {self.kind} machine takes no {', '.join(extra)} device")

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -48,6 +49,14 @@ hub_app = typer.Typer(
 edge_app = typer.Typer(help="Les bornes (edges).", no_args_is_help=True, add_completion=False)
 app.add_typer(hub_app, name="hub")
 app.add_typer(edge_app, name="edge")
+telemetry_app = typer.Typer(
+    help="Les séries temporelles (InfluxDB).", no_args_is_help=True, add_completion=False
+)
+dashboards_app = typer.Typer(
+    help="Les tableaux de bord Grafana.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(telemetry_app, name="telemetry")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -253,6 +262,12 @@ def hub_check_config(config: ConfigOption = None) -> None:
     typer.echo(f"  Base : {redacted_url(settings.database_url)}")
     typer.echo(f"  Broker MQTT : {mqtt}")
     typer.echo(f"  API : http://{settings.http_host}:{settings.http_port}")
+    influx = settings.influx_target
+    typer.echo(
+        f"  Télémétrie : InfluxDB {influx[0]} (bucket {influx[3]})"
+        if influx
+        else "  Télémétrie : désactivée (influx_url)"
+    )
     if settings.demo:
         typer.echo("  Attention : mode démo (secrets de démonstration acceptés).")
 
@@ -466,6 +481,113 @@ def pc_agent(
             run_agents([agent], stop)
         except AgentError as err:
             _fail(f"L'agent du PC s'est arrêté : {err}")
+
+
+# --------------------------------------------------------------------------- telemetry
+
+
+@telemetry_app.command("backfill")
+def telemetry_backfill(
+    since: Annotated[
+        datetime,
+        typer.Option(help="Réécrit les sessions et impressions terminées depuis cette date."),
+    ],
+    config: ConfigOption = None,
+    log_level: LogLevelOption = "warning",
+) -> None:
+    """Réécrit dans InfluxDB les sessions et impressions du registre (idempotent)."""
+    _setup_logging(_check_level(log_level))
+    settings = _load_hub_settings(config)
+    from hub.db.engine import make_engine, make_sessionmaker
+    from hub.telemetry import InfluxWriter, target_of
+    from hub.telemetry.backfill import backfill
+
+    target = target_of(settings)
+    if target is None:
+        _fail("InfluxDB n'est pas configuré : indiquez influx_url (et le jeton, le bucket).")
+    when = since if since.tzinfo is not None else since.replace(tzinfo=settings.tz)
+    engine = make_engine(settings.database_url)
+    writer = InfluxWriter(target, capacity=settings.influx_buffer)
+    writer.start()
+    try:
+        result = backfill(make_sessionmaker(engine), writer, settings.site, when)
+    finally:
+        writer.stop()
+        engine.dispose()
+    typer.echo(
+        f"Réécrit : {result.sessions} sessions, {result.jobs} impressions "
+        f"({result.dropped} points perdus) vers {target.url}."
+    )
+    if result.dropped:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+# --------------------------------------------------------------------------- dashboards
+
+
+@dashboards_app.command("check")
+def dashboards_check() -> None:
+    """Vérifie les tableaux de bord : JSON, uid stables, requêtes conformes au schéma."""
+    from dashboards.check import check, load, queries
+
+    problems = check()
+    for problem in problems:
+        typer.echo(f"  {problem}", err=True)
+    if problems:
+        _fail(f"{len(problems)} problème(s) dans les tableaux de bord.")
+    dashboards = load()
+    typer.echo(
+        f"Tableaux de bord valides : {len(dashboards)} tableaux, "
+        f"{sum(1 for _ in queries(dashboards))} requêtes."
+    )
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    grafana_url: Annotated[
+        str, typer.Option(envvar="FABRIQUE_GRAFANA_URL", help="URL de Grafana.")
+    ],
+    grafana_token: Annotated[
+        str,
+        typer.Option(
+            envvar="FABRIQUE_GRAFANA_TOKEN",
+            help="Jeton d'un compte de service Grafana (ou utilisateur:mot de passe).",
+        ),
+    ],
+    influx_url: Annotated[
+        str, typer.Option(envvar="FABRIQUE_INFLUX_URL", help="URL d'InfluxDB vue par Grafana.")
+    ],
+    influx_db: Annotated[
+        str,
+        typer.Option(
+            envvar="FABRIQUE_INFLUX_DB",
+            help="Base InfluxQL (1.x) ou base DBRP du bucket (2.x/3.x).",
+        ),
+    ] = "fabrique",
+    influx_user: Annotated[str, typer.Option(envvar="FABRIQUE_INFLUX_READ_USER")] = "",
+    influx_password: Annotated[str, typer.Option(envvar="FABRIQUE_INFLUX_READ_PASSWORD")] = "",
+    influx_read_token: Annotated[
+        str, typer.Option(envvar="FABRIQUE_INFLUX_READ_TOKEN", help="Jeton de lecture (2.x/3.x).")
+    ] = "",
+) -> None:
+    """Installe la source InfluxDB, le dossier et les tableaux de bord dans Grafana."""
+    from dashboards.check import check
+    from dashboards.sync import InfluxSource, SyncError, connect, push
+
+    problems = check()
+    if problems:
+        _fail("Tableaux de bord invalides : lancez « fabrique dashboards check ».")
+    source = InfluxSource(
+        influx_url, influx_db, user=influx_user, password=influx_password, token=influx_read_token
+    )
+    try:
+        result = push(connect(grafana_url, grafana_token), source)
+    except SyncError as err:
+        _fail(f"Grafana n'a pas accepté : {err}")
+    typer.echo(
+        f"Grafana à jour : {len(result.created)} créés, {len(result.updated)} mis à jour, "
+        f"{len(result.unchanged)} inchangés."
+    )
 
 
 # --------------------------------------------------------------------------- demo

@@ -9,7 +9,7 @@ Edges journal every event durably, then publish it at least once (DESIGN §3,
    ``machine_job`` for ended jobs, ``access_log`` for offline decisions, ``alert``
    for faults), and the edge's ``contiguous_through`` cursor advances while
    ``seq + 1`` is present;
-3. only after COMMIT does :class:`LedgerWorker` publish ``cmd/journal
+3. only after COMMIT does :class:`hub.ledger_worker.LedgerWorker` publish ``cmd/journal
    {ack_through}`` (debounced), and a gap (``max_seen > contiguous_through``) still
    open after ``gap_replay_after_s`` triggers ``{replay_from: contiguous_through+1}``.
 
@@ -31,13 +31,15 @@ a session this edge already has on that machine (a machine moved to another edge
 mid-session). An event naming another edge's machine or session, or a machine the site
 does not know, is a misconfigured or compromised edge: it is kept in ``edge_event`` for
 inspection, counted (``foreign_machine{event}``) and raises one open ``foreign_machine``
-alert per edge. (Unknown machines used to get placeholder sessions with no zone and no
-kind, which only polluted reports: the hub never grants a machine it does not know, and
-a snapshot names only the edge's machines.)
+alert per edge (:meth:`hub.alerts.EdgeAlerts.foreign_event`). (Unknown machines used
+to get placeholder sessions with no zone and no kind, which only polluted reports: the
+hub never grants a machine it does not know, and a snapshot names only the edge's
+machines.)
 
-**Edge liveness.** :meth:`Ledger.record_status` persists each accepted status and keeps
-one open ``edge_offline`` alert per edge that has machines, opened when its status
-turns offline and resolved when it comes back online with a newer epoch.
+The alerts about edges (foreign machines, journal conflicts) and edge liveness
+belong to :mod:`hub.alerts`; the worker thread that calls the ledger and publishes
+acknowledgements is :mod:`hub.ledger_worker`. :func:`usage_totals` sums used time for
+the tests and tools that check metering.
 
 The duplicate check is check-then-insert on the primary key, done by the single
 worker thread that writes ``edge_event``; an ``IntegrityError`` from a concurrent
@@ -49,18 +51,16 @@ not handle reliably.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, overload
+from typing import Literal, assert_never, overload
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.alerts import EdgeAlerts, describe_foreign_machine
 from hub.db.engine import transaction
 from hub.db.models import (
     STAFF_ROLES,
@@ -74,15 +74,13 @@ from hub.db.models import (
     Member,
     UsageSession,
 )
-from hub.live import LiveState, session_view
+from hub.live import usage_view
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.engine import age_at, age_group
-from hub.policy.model import PolicyConfig, SessionView
+from hub.policy.model import PolicyConfig, UsageView
 from protocol.messages import (
-    EdgeStatus,
     Event,
     JobEnded,
-    JournalCommand,
     MachineFault,
     OfflineDecision,
     SessionEnded,
@@ -97,17 +95,6 @@ _limited = RateLimitedLog(logger)
 
 #: Most seqs looked at in one go when advancing a cursor past a filled gap.
 _ADVANCE_BATCH = 5000
-
-#: Alert kinds the ledger raises, one open alert per edge each.
-FOREIGN_MACHINE = "foreign_machine"
-EDGE_OFFLINE = "edge_offline"
-
-
-def describe_foreign_machine(machine_id: str, owner: str | None) -> str:
-    """How an alert names a machine that is not the reporting edge's."""
-    if owner is None:
-        return f"machine {machine_id}, which this site does not know"
-    return f"machine {machine_id}, which belongs to edge {owner}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +111,7 @@ class Applied:
     duplicate: bool
     ack_through: int
     max_seen: int
-    session: SessionView | None = None
+    session: UsageView | None = None
     session_edge: str | None = None
     ended: bool = False
     #: Stored and acknowledged but not applied: not about one of this edge's machines.
@@ -142,13 +129,18 @@ class Ledger:
     """
 
     def __init__(
-        self, factory: sessionmaker[Session], cfg: PolicyConfig, metrics: Metrics | None = None
+        self,
+        factory: sessionmaker[Session],
+        cfg: PolicyConfig,
+        metrics: Metrics | None = None,
+        *,
+        alerts: EdgeAlerts | None = None,
     ) -> None:
         self._factory = factory
         self._cfg = cfg
         self._metrics = metrics or Metrics()
-        #: edge -> (epoch, edge-clock ts) of its last online status: tells a goodbye
-        #: from a last will of the same connection (see :meth:`_how_offline`).
+        #: Where conflicts and foreign events raise their alerts (and edge liveness).
+        self.alerts = alerts or EdgeAlerts(factory, self._metrics)
 
     # ------------------------------------------------------------------ events
 
@@ -204,7 +196,7 @@ class Ledger:
         existing = s.get(EdgeEvent, (edge, seq))
         if existing is not None:
             if existing.event_id != event.event_id:
-                self._conflict(
+                self.alerts.conflict(
                     s,
                     edge,
                     f"seq {seq} seen with event ids {existing.event_id} and {event.event_id}",
@@ -212,7 +204,7 @@ class Ledger:
             return Applied(edge, seq, True, cursor.contiguous_through, cursor.max_seen)
         twin = s.scalar(select(EdgeEvent).where(EdgeEvent.event_id == event.event_id))
         if twin is not None:
-            self._conflict(
+            self.alerts.conflict(
                 s,
                 edge,
                 f"event {event.event_id} seen as {twin.edge_id}#{twin.seq} and {edge}#{seq}",
@@ -235,7 +227,9 @@ class Ledger:
             row, ended = self._project(s, event)
         else:
             row, ended = None, False
-            self._foreign(s, edge, event.body.machine, f"{event.type} #{seq} names {foreign}")
+            self.alerts.foreign_event(
+                s, edge, event.body.machine, f"{event.type} #{seq} names {foreign}"
+            )
         cursor.max_seen = max(cursor.max_seen or 0, seq)
         if seq == cursor.contiguous_through + 1:
             s.flush()
@@ -246,7 +240,7 @@ class Ledger:
             False,
             cursor.contiguous_through,
             cursor.max_seen,
-            session=session_view(row) if row is not None else None,
+            session=usage_view(row) if row is not None else None,
             session_edge=row.edge_id if row is not None else None,
             ended=ended,
             foreign=foreign is not None,
@@ -268,47 +262,6 @@ class Ledger:
                 through = n
             if len(nexts) < _ADVANCE_BATCH:
                 return through
-
-    def _conflict(self, s: Session, edge: str, detail: str) -> None:
-        """Same seq with another event id, or one event id under two seqs: a cloned
-        or restored edge. Nothing is applied; staff get one open alert per edge."""
-        self._metrics.inc("journal_conflicts")
-        _limited.warning(f"conflict:{edge}", "journal conflict on edge %s: %s", edge, detail)
-        self._open_alert(s, "journal_conflict", edge, detail)
-
-    def _open_alert(
-        self,
-        s: Session,
-        kind: str,
-        edge: str,
-        detail: str,
-        *,
-        machine: str | None = None,
-        at: datetime | None = None,
-    ) -> bool:
-        """Add an alert of ``kind`` for ``edge`` unless one is open already; True if added.
-
-        Every edge alert is written by the ledger's single worker thread, so
-        check-then-insert keeps it to one open alert per edge and kind.
-        """
-        open_alert = s.scalar(
-            select(Alert.id).where(
-                Alert.kind == kind, Alert.edge_id == edge, Alert.resolved_at.is_(None)
-            )
-        )
-        if open_alert is not None:
-            return False
-        s.add(
-            Alert(
-                ts=at or utcnow(),
-                kind=kind,
-                edge_id=edge,
-                machine_id=machine,
-                detail=detail[:1000],
-            )
-        )
-        self._metrics.inc("alerts", kind)
-        return True
 
     @staticmethod
     def _not_its_own(s: Session, event: Event) -> str | None:
@@ -333,86 +286,81 @@ class Ledger:
             return describe_foreign_machine(machine_id, machine.edge_id if machine else None)
         return None
 
-    def _foreign(self, s: Session, edge: str, machine: str, what: str) -> None:
-        """Count, log (rate-limited) and alert once: ``edge`` reported ``what``."""
-        self._metrics.inc("foreign_machine", "event")
-        _limited.warning(f"foreign:{edge}", "edge %s: %s; stored, not applied", edge, what)
-        self._open_alert(
-            s,
-            FOREIGN_MACHINE,
-            edge,
-            f"edge {edge}: {what}; the event is stored but not applied",
-            machine=machine,
-        )
-
-    def foreign_request(self, edge: str, machine: str, what: str) -> None:
-        """Alert (once per edge) that ``edge`` asked access to a machine not its own.
-
-        The request itself was already denied (``unknown_machine``) and counted by the
-        service; this only writes the alert, from the ledger's worker thread.
-        """
-        with transaction(self._factory) as s:
-            self._open_alert(
-                s,
-                FOREIGN_MACHINE,
-                edge,
-                f"edge {edge}: access request for {what}; denied",
-                machine=machine,
-            )
-
     # ------------------------------------------------------------------ projections
 
     def _project(self, s: Session, event: Event) -> tuple[UsageSession | None, bool]:
-        if isinstance(event, SessionStarted):
-            return self._started(s, event), False
-        if isinstance(event, UsageTick):
-            tick = event.body
-            row = self._row_or_placeholder(
-                s,
-                event.edge,
-                tick.session_id,
-                tick.machine,
-                event.ts - timedelta(seconds=tick.elapsed_s),
+        """Apply ``event`` to its projection; the session row it touched, and whether
+        it ended the session. The match is exhaustive over :data:`protocol.messages.Event`
+        (mypy proves it with ``assert_never``): a new event type fails type checking here
+        until it has a projection."""
+        match event:
+            case SessionStarted():
+                return self._started(s, event), False
+            case UsageTick():
+                return self._tick(s, event), False
+            case SessionEnded():
+                return self._ended(s, event), True
+            case OfflineDecision():
+                self._offline_decision(s, event)
+                return None, False
+            case JobEnded():
+                self._job(s, event)
+                return None, False
+            case MachineFault():
+                self._fault(s, event)
+                return None, False
+            case _:
+                assert_never(event)
+
+    def _tick(self, s: Session, event: UsageTick) -> UsageSession:
+        tick = event.body
+        row = self._row_or_placeholder(
+            s,
+            event.edge,
+            tick.session_id,
+            tick.machine,
+            event.ts - timedelta(seconds=tick.elapsed_s),
+        )
+        row.used_s = max(row.used_s or 0.0, tick.elapsed_s)
+        row.last_minute = max(row.last_minute or 0, tick.minute)
+        return row
+
+    def _ended(self, s: Session, event: SessionEnded) -> UsageSession:
+        end = event.body
+        row = self._row_or_placeholder(
+            s,
+            event.edge,
+            end.session_id,
+            end.machine,
+            end.ended_at - timedelta(seconds=end.duration_s),
+        )
+        if row.ended_at is None:
+            row.ended_at = end.ended_at
+            row.end_reason = end.reason
+        row.used_s = max(row.used_s or 0.0, end.duration_s)
+        if end.run_s is not None:
+            row.run_s = max(row.run_s or 0.0, end.run_s)
+        return row
+
+    def _offline_decision(self, s: Session, event: OfflineDecision) -> None:
+        d = event.body
+        s.add(
+            AccessLog(
+                ts=event.ts,
+                edge_id=event.edge,
+                machine_id=d.machine,
+                member_id=self._member_of(s, d.badge),
+                badge_hash=d.badge,
+                req_id=d.req_id,
+                granted=d.granted,
+                code=d.code,
+                offline=True,
+                session_id=d.session_id,
             )
-            row.used_s = max(row.used_s or 0.0, tick.elapsed_s)
-            row.last_minute = max(row.last_minute or 0, tick.minute)
-            return row, False
-        if isinstance(event, SessionEnded):
-            end = event.body
-            row = self._row_or_placeholder(
-                s,
-                event.edge,
-                end.session_id,
-                end.machine,
-                end.ended_at - timedelta(seconds=end.duration_s),
-            )
-            if row.ended_at is None:
-                row.ended_at = end.ended_at
-                row.end_reason = end.reason
-            row.used_s = max(row.used_s or 0.0, end.duration_s)
-            if end.run_s is not None:
-                row.run_s = max(row.run_s or 0.0, end.run_s)
-            return row, True
-        if isinstance(event, OfflineDecision):
-            d = event.body
-            s.add(
-                AccessLog(
-                    ts=event.ts,
-                    edge_id=event.edge,
-                    machine_id=d.machine,
-                    member_id=self._member_of(s, d.badge),
-                    badge_hash=d.badge,
-                    req_id=d.req_id,
-                    granted=d.granted,
-                    code=d.code,
-                    offline=True,
-                    session_id=d.session_id,
-                )
-            )
-            return None, False
-        if isinstance(event, JobEnded):
-            self._job(s, event)
-            return None, False
+        )
+
+    @staticmethod
+    def _fault(s: Session, event: MachineFault) -> None:
         fault = event.body
         s.add(
             Alert(
@@ -423,7 +371,6 @@ class Ledger:
                 detail=f"{fault.code}: {fault.detail}" if fault.detail else fault.code,
             )
         )
-        return None, False
 
     @staticmethod
     def _member_of(s: Session, badge: str) -> int | None:
@@ -537,7 +484,7 @@ class Ledger:
         s.add(row)
         return row
 
-    # ------------------------------------------------------------------ cursors, status
+    # ------------------------------------------------------------------ cursors
 
     def cursor(self, edge: str) -> tuple[int, int]:
         """``(contiguous_through, max_seen)`` of an edge (zeros if never seen)."""
@@ -554,75 +501,6 @@ class Ledger:
                 )
             ).all()
         return {edge: through for edge, through in rows}
-
-    def record_status(self, edge: str, status: EdgeStatus, now: datetime | None = None) -> bool:
-        """Persist an edge's liveness under the epoch rule; False when stale.
-
-        An edge with machines whose status turns offline gets one open
-        ``edge_offline`` alert; coming back online with a newer epoch resolves it.
-        A status repeated as it was (the retained one, re-read when the hub restarts)
-        changes no alert, so an alert staff resolved by hand stays resolved.
-        """
-        at = now or utcnow()
-        with transaction(self._factory) as s:
-            c = s.get(EdgeCursor, edge)
-            previous: tuple[bool, int] | None = None
-            if c is None:
-                c = EdgeCursor(edge_id=edge, contiguous_through=0, max_seen=0, epoch=status.epoch)
-                s.add(c)
-            elif status.epoch < c.epoch:
-                return False
-            elif c.last_seen is not None:  # a cursor made by events alone has no status yet
-                previous = (c.online, c.epoch)
-            c.epoch = status.epoch
-            c.online = status.online
-            if status.version:
-                c.version = status.version[:64]
-            c.last_seen = at
-            if status.online:
-                if previous is None or status.epoch > previous[1]:
-                    self._edge_back(s, edge, at)
-            elif previous != (False, status.epoch):
-                self._edge_offline(s, edge, status, at)
-        return True
-
-    def _edge_offline(self, s: Session, edge: str, status: EdgeStatus, at: datetime) -> None:
-        machines = s.scalars(
-            select(Machine.id).where(Machine.edge_id == edge).order_by(Machine.id)
-        ).all()
-        if not machines:
-            return  # a spare or decommissioned edge: nothing on the floor went dark
-        how, label = self._how_offline(status)
-        self._metrics.inc("edges_offline", label)
-        _limited.warning(f"offline:{edge}", "edge %s offline (%s)", edge, how)
-        shown = ", ".join(machines[:20]) + (", …" if len(machines) > 20 else "")
-        self._open_alert(
-            s,
-            EDGE_OFFLINE,
-            edge,
-            f"edge {edge} offline, {how} (epoch {status.epoch}); machines: {shown}",
-            at=at,
-        )
-
-    @staticmethod
-    def _how_offline(status: EdgeStatus) -> tuple[str, str]:
-        """A planned stop (the edge's own goodbye) or a lost edge (its last will),
-        with a metrics label."""
-        if status.goodbye:
-            return "planned stop (the edge said goodbye)", "goodbye"
-        return "connection lost (last will)", "last_will"
-
-    @staticmethod
-    def _edge_back(s: Session, edge: str, at: datetime) -> None:
-        alerts = s.scalars(
-            select(Alert).where(
-                Alert.kind == EDGE_OFFLINE, Alert.edge_id == edge, Alert.resolved_at.is_(None)
-            )
-        ).all()
-        for alert in alerts:
-            alert.resolved_at = at
-        if alerts:
-            logger.info("edge %s back online: offline alert resolved", edge)
 
 
 # --------------------------------------------------------------------------- totals
@@ -667,226 +545,3 @@ def usage_totals(
         .group_by(UsageSession.machine_id)
     ).all()
     return {str(key): float(total or 0.0) for key, total in machine_rows}
-
-
-# --------------------------------------------------------------------------- worker
-
-Publish = Callable[[str, JournalCommand], None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Status:
-    edge: str
-    status: EdgeStatus
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class _ForeignRequest:
-    edge: str
-    machine: str
-    what: str
-
-
-#: What the worker's queue carries besides events (handled one at a time, in order).
-_Item = Event | _Status | _ForeignRequest
-
-
-class LedgerWorker:
-    """The one thread that writes the ledger, and publishes acks and replay requests.
-
-    paho's network thread only :meth:`submit`s; this thread applies each event,
-    updates the live state after the commit, then (debounced by ``ack_interval_s``,
-    or as soon as the queue is idle) publishes ``ack_through`` for each edge that
-    sent something, and ``replay_from`` for gaps older than ``gap_replay_after_s``
-    (re-armed after each request rather than repeated on every event).
-    """
-
-    def __init__(
-        self,
-        ledger: Ledger,
-        publish: Publish,
-        *,
-        live: LiveState | None = None,
-        metrics: Metrics | None = None,
-        ack_interval_s: float = 0.2,
-        gap_replay_after_s: float = 5.0,
-        on_session_ended: Callable[[SessionView], None] | None = None,
-        max_queue: int = 100_000,
-        batch: int = 200,
-    ) -> None:
-        self._ledger = ledger
-        self._batch = max(1, batch)
-        self._publish = publish
-        self._live = live
-        self._metrics = metrics or Metrics()
-        self._ack_interval = ack_interval_s
-        self._gap_after = gap_replay_after_s
-        self._on_ended = on_session_ended
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
-        self._thread: threading.Thread | None = None
-        self._ack_due: dict[str, int] = {}
-        self._last_ack: dict[str, float] = {}
-        self._gaps: dict[str, float] = {}
-        self._through: dict[str, int] = {}
-        self._done = threading.Condition()
-        self._enqueued = 0
-        self._finished = 0
-
-    # ------------------------------------------------------------------ producers
-
-    def submit(self, event: Event) -> bool:
-        """Queue an event for the worker (never blocks); False when the queue is full.
-
-        A dropped event is not lost: it is not acknowledged, so the edge replays it.
-        """
-        return self._put(event)
-
-    def submit_status(self, edge: str, status: EdgeStatus, at: datetime) -> bool:
-        """Queue an accepted edge status for persistence (and an ack if it is online)."""
-        return self._put(_Status(edge, status, at))
-
-    def submit_foreign_request(self, edge: str, machine: str, what: str) -> bool:
-        """Queue the ``foreign_machine`` alert for a denied access request (see
-        :meth:`Ledger.foreign_request`); the service throttles how often."""
-        return self._put(_ForeignRequest(edge, machine, what))
-
-    def _put(self, item: _Item) -> bool:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self._metrics.inc("ledger_dropped", "queue_full")
-            _limited.warning("full", "ledger queue full: dropping (the edge will replay)")
-            return False
-        with self._done:
-            self._enqueued += 1
-        return True
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted before this call has been processed."""
-        with self._done:
-            target = self._enqueued
-            return self._done.wait_for(lambda: self._finished >= target, timeout)
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Arm gaps left open before a restart, then start the worker thread."""
-        if self._thread is not None:
-            return
-        now = time.monotonic()
-        for edge, through in self._ledger.open_gaps().items():
-            self._through[edge] = through
-            self._gaps[edge] = now
-        self._thread = threading.Thread(target=self._run, name="ledger-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Process what is queued, publish the last acks, and stop."""
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            logger.warning("ledger worker did not stop within %.1fs", timeout)
-        self._thread = None
-
-    # ------------------------------------------------------------------ thread
-
-    def _run(self) -> None:
-        while True:
-            items: list[_Item | None] = []
-            try:
-                items.append(self._queue.get(timeout=min(self._ack_interval, 0.1)))
-                while len(items) < self._batch and items[-1] is not None:
-                    items.append(self._queue.get_nowait())
-            except queue.Empty:
-                pass
-            stop = bool(items) and items[-1] is None
-            work = [i for i in items if i is not None]
-            if work:
-                try:
-                    self._process_many(work)
-                except Exception:
-                    # Never let one event (or a store outage) kill the worker: the events
-                    # stay unacknowledged and the edge replays them.
-                    self._metrics.inc("ledger_errors")
-                    _limited.warning("process", "ledger failed to apply items", exc_info=True)
-                finally:
-                    with self._done:
-                        self._finished += len(work)
-                        self._done.notify_all()
-            if stop:
-                self._flush_acks(force=True)
-                return
-            try:
-                self._flush_acks(force=self._queue.empty())
-                self._check_gaps()
-            except Exception:
-                self._metrics.inc("ledger_errors")
-                _limited.warning("publish", "ledger failed to publish", exc_info=True)
-
-    def _process_many(self, items: Sequence[_Item]) -> None:
-        """Statuses one at a time, runs of consecutive events in one transaction."""
-        run: list[Event] = []
-        for item in [*items, None]:
-            if isinstance(item, _Status | _ForeignRequest) or item is None:
-                if run:
-                    for applied in self._ledger.apply_many(run):
-                        self._after(applied)
-                    run = []
-                if item is not None:
-                    self._process(item)
-            else:
-                run.append(item)
-
-    def _process(self, item: _Item) -> None:
-        if isinstance(item, _ForeignRequest):
-            self._ledger.foreign_request(item.edge, item.machine, item.what)
-            return
-        if isinstance(item, _Status):
-            if self._ledger.record_status(item.edge, item.status, item.at) and item.status.online:
-                through, max_seen = self._ledger.cursor(item.edge)
-                self._note(item.edge, through, max_seen)
-            return
-        self._after(self._ledger.apply(item))
-
-    def _after(self, applied: Applied) -> None:
-        """Note the cursor, then tell live state and the snapshot refresher."""
-        self._note(applied.edge, applied.ack_through, applied.max_seen)
-        if applied.session is not None and self._live is not None:
-            self._live.session_changed(applied.session, applied.session_edge or applied.edge)
-        if (
-            applied.ended
-            and not applied.duplicate
-            and applied.session is not None
-            and self._on_ended is not None
-        ):
-            self._on_ended(applied.session)
-
-    def _note(self, edge: str, through: int, max_seen: int) -> None:
-        self._ack_due[edge] = through
-        self._through[edge] = through
-        if max_seen > through:
-            self._gaps.setdefault(edge, time.monotonic())
-        else:
-            self._gaps.pop(edge, None)
-
-    def _flush_acks(self, *, force: bool) -> None:
-        now = time.monotonic()
-        for edge in list(self._ack_due):
-            if force or now - self._last_ack.get(edge, 0.0) >= self._ack_interval:
-                through = self._ack_due.pop(edge)
-                self._publish(edge, JournalCommand(ack_through=through))
-                self._last_ack[edge] = now
-                self._metrics.inc("acks_sent")
-
-    def _check_gaps(self) -> None:
-        now = time.monotonic()
-        for edge, since in list(self._gaps.items()):
-            if now - since >= self._gap_after:
-                first_missing = self._through.get(edge, 0) + 1
-                logger.info("edge %s: gap still open, asking replay from %d", edge, first_missing)
-                self._publish(edge, JournalCommand(replay_from=first_missing))
-                self._gaps[edge] = now
-                self._metrics.inc("replays_requested")

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from hub.db.models import EdgeCursor, StaffPresence, UsageSession
 from hub.metrics import Metrics, RateLimitedLog
-from hub.policy.model import Decision, Directory, LiveView, SessionView
+from hub.policy.model import Decision, Directory, LiveView, UsageView
 from protocol.errors import PayloadError, SchemaError
 from protocol.messages import Availability, EdgeStatus, MachineState, Telemetry, decode
 
@@ -45,9 +45,9 @@ HISTORY = timedelta(days=8)
 _UNAVAILABLE = frozenset({Availability.OFFLINE, Availability.FAULT})
 
 
-def session_view(row: UsageSession) -> SessionView:
+def usage_view(row: UsageSession) -> UsageView:
     """The policy engine's view of one ledger row."""
-    return SessionView(
+    return UsageView(
         session_id=row.id,
         member_id=row.member_id,
         machine_id=row.machine_id,
@@ -81,7 +81,7 @@ class StaffMark:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    view: SessionView
+    view: UsageView
     expires: datetime
 
 
@@ -113,13 +113,13 @@ class LiveState:
         self._pending_ttl = pending_ttl
         self._history = history
         # sessions
-        self._open: dict[str, SessionView] = {}
+        self._open: dict[str, UsageView] = {}
         self._open_ids: dict[str, tuple[str, str]] = {}  # session id -> (machine, edge)
-        self._member_sessions: dict[int, tuple[SessionView, ...]] = {}
+        self._member_sessions: dict[int, tuple[UsageView, ...]] = {}
         self._pending: dict[str, _Pending] = {}
         # What decisions see: committed open sessions plus pending grants (copy-on-write).
-        self._effective: dict[str, SessionView] = {}
-        self._pending_members: dict[int, tuple[SessionView, ...]] = {}
+        self._effective: dict[str, UsageView] = {}
+        self._pending_members: dict[int, tuple[UsageView, ...]] = {}
         self._pending_soonest: datetime | None = None
         # machines and edges
         self._edges: dict[str, EdgeLiveness] = {}
@@ -162,11 +162,11 @@ class LiveState:
         presences = session.scalars(select(StaffPresence).where(StaffPresence.until > now)).all()
         cursors = session.scalars(select(EdgeCursor)).all()
         with self._lock:
-            open_map: dict[str, SessionView] = {}
+            open_map: dict[str, UsageView] = {}
             self._open_ids.clear()
-            members: dict[int, list[SessionView]] = {}
+            members: dict[int, list[UsageView]] = {}
             for row in sorted(rows, key=lambda r: r.started_at):
-                view = session_view(row)
+                view = usage_view(row)
                 if row.ended_at is None:
                     open_map[row.machine_id] = view
                     self._open_ids[row.id] = (row.machine_id, row.edge_id)
@@ -214,7 +214,7 @@ class LiveState:
         with self._lock:
             if self._pending_soonest is not None and now >= self._pending_soonest:
                 self._expire_pending(now)
-            member_sessions: tuple[SessionView, ...] = ()
+            member_sessions: tuple[UsageView, ...] = ()
             if member_id is not None:
                 member_sessions = self._member_sessions.get(member_id, ())
                 pending = self._pending_members.get(member_id)
@@ -243,7 +243,7 @@ class LiveState:
     def _rebuild_effective(self) -> None:
         """Recompute open sessions + pending grants (after any change to either)."""
         effective = dict(self._open)
-        members: dict[int, list[SessionView]] = {}
+        members: dict[int, list[UsageView]] = {}
         for machine, p in self._pending.items():
             effective.setdefault(machine, p.view)
             if p.view.member_id is not None:
@@ -292,7 +292,7 @@ class LiveState:
             zone = zone_id
             if session_id is not None:
                 self._reserve(
-                    SessionView(
+                    UsageView(
                         session_id=session_id,
                         member_id=decision.member_id,
                         machine_id=machine_id,
@@ -310,7 +310,7 @@ class LiveState:
                 return StaffMark(decision.member_id, zone, now, until)
             return None
 
-    def _reserve(self, view: SessionView, expires: datetime) -> None:
+    def _reserve(self, view: UsageView, expires: datetime) -> None:
         """Add a pending grant incrementally (the common case on the hot path)."""
         machine = view.machine_id
         replaced = self._pending.get(machine)
@@ -338,7 +338,7 @@ class LiveState:
 
     # ------------------------------------------------------------------ ledger side
 
-    def session_changed(self, view: SessionView, edge_id: str) -> None:
+    def session_changed(self, view: UsageView, edge_id: str) -> None:
         """A session row was committed: update open sessions and member history."""
         with self._lock:
             pending = self._pending.get(view.machine_id)
@@ -348,9 +348,7 @@ class LiveState:
             self._session_changed(view, edge_id, current)
             self._rebuild_effective()
 
-    def _session_changed(
-        self, view: SessionView, edge_id: str, current: SessionView | None
-    ) -> None:
+    def _session_changed(self, view: UsageView, edge_id: str, current: UsageView | None) -> None:
         """Apply a committed session to the open map and member history (lock held)."""
         if view.ended_at is None:
             if current is None or current.started_at <= view.started_at:
@@ -503,12 +501,12 @@ class LiveState:
         with self._lock:
             return dict(self._edges)
 
-    def open_sessions(self) -> Mapping[str, SessionView]:
+    def open_sessions(self) -> Mapping[str, UsageView]:
         """Open sessions by machine (committed ones only, not pending grants)."""
         with self._lock:
             return self._open
 
-    def open_session(self, session_id: str) -> tuple[SessionView, str] | None:
+    def open_session(self, session_id: str) -> tuple[UsageView, str] | None:
         """An open session and the edge it runs on, or None."""
         with self._lock:
             where = self._open_ids.get(session_id)
@@ -525,7 +523,7 @@ class LiveState:
                 return None
             return view, edge
 
-    def member_sessions(self) -> dict[int, tuple[SessionView, ...]]:
+    def member_sessions(self) -> dict[int, tuple[UsageView, ...]]:
         """Every member's sessions of the history window (for snapshot compilation)."""
         with self._lock:
             return dict(self._member_sessions)

@@ -9,16 +9,13 @@ for the API. Who runs where:
   request's ``req_id``; the identified log row goes to the access-log writer's queue.
   Journal events go to the ledger worker's queue; statuses, states and telemetry
   update the live state.
-* **the ledger worker** (:mod:`hub.ledger`) applies journal events in one
-  transaction each, then acknowledges them and asks for replays.
+* **the ledger worker** (:mod:`hub.ledger_worker`) applies journal events to the
+  ledger (:mod:`hub.ledger`) in one transaction per run of events, persists edge
+  statuses and alerts (:mod:`hub.alerts`), then acknowledges and asks for replays.
 * **the access-log writer** (:mod:`hub.accesslog`) batches log rows into the store.
-* **the snapshot refresher** has every edge's offline policy snapshot recompiled
-  at start, after each reference change, every ``refresh_interval_s``, just after
-  local midnight, and (for zones with quotas) shortly after sessions end, and
-  republishes it retained only when what it grants changed (its fingerprint) or
-  when its validity runs low. The compilation itself runs in a worker *process*
-  (:func:`compile_changed`): it is seconds of CPU on a big site, and in this process
-  it would keep the GIL from the MQTT network thread and delay every badge answer.
+* **the snapshot refresher** (:mod:`hub.snapshots`) has every edge's offline policy
+  snapshot recompiled in a worker process and republished when it changed; the hub
+  asks it after each reference change and on every (re)connection.
 
 The constructor only assigns; :meth:`Hub.start` loads the store and connects,
 :meth:`Hub.stop` announces the hub offline and stops every thread.
@@ -26,23 +23,13 @@ The constructor only assigns; :meth:`Hub.start` loads the store and connects,
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import logging
-import multiprocessing
-import os
 import random
 import secrets
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from datetime import time as dtime
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID, uuid4
@@ -50,22 +37,27 @@ from uuid import UUID, uuid4
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.accesslog import AccessEntry, AccessLogWriter
+from hub.alerts import EdgeAlerts, describe_foreign_machine
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
-from hub.ledger import Ledger, LedgerWorker, describe_foreign_machine
+from hub.ledger import Ledger
+from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
 from hub.mqtt import HubMqtt
-from hub.policy import engine, snapshot
+from hub.policy import engine, snapshot, texts
 from hub.policy.model import (
     AccessQuery,
     Decision,
     Directory,
     LiveView,
     PolicyConfig,
-    SessionView,
+    UsageView,
 )
 from hub.settings import HubSettings
+from hub.snapshots import CompileFn, SnapshotPublisher, settle_heap
+from hub.telemetry import InfluxWriter, TelemetryFeed
+from hub.telemetry import build as build_telemetry
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
@@ -80,144 +72,20 @@ from protocol.messages import (
     SessionAction,
     SessionCommand,
     Telemetry,
-    decode,
-    encode,
     utcnow,
 )
-from protocol.signing import policy_key, sign_snapshot
 from protocol.topics import Topics
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
 
 DecideFn = Callable[[AccessQuery, Directory, LiveView, PolicyConfig], Decision]
-CompileFn = Callable[..., PolicySnapshot]
 
 #: At most one ``foreign_machine`` alert write per edge this often (seconds): a
 #: misconfigured edge may ask for a foreign machine at every badge.
 FOREIGN_ALERT_INTERVAL_S = 60.0
 
 INTERNAL_ERROR = "internal_error"
-INTERNAL_ERROR_MESSAGE = "Le hub n'a pas pu décider. Réessaie, ou appelle un animateur."
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotJob:
-    """Everything needed to recompile some edges' snapshots, picklable for a worker process."""
-
-    edges: tuple[str, ...]
-    directory: Directory
-    sessions: Mapping[int, Sequence[SessionView]]
-    cfg: PolicyConfig
-    now: datetime
-    days: int
-    validity: timedelta
-    site_secret: bytes
-    #: edge -> (fingerprint, version, valid_until) of what is published now.
-    previous: Mapping[str, tuple[str, int, datetime]]
-    #: The first version number a new snapshot may take.
-    version_floor: int
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledSnapshot:
-    """A signed snapshot ready to publish, as the bytes that go on the wire."""
-
-    edge: str
-    fingerprint: str
-    version: int
-    valid_until: datetime
-    payload: bytes
-
-
-def compile_changed(
-    job: SnapshotJob, compile_fn: CompileFn
-) -> tuple[list[CompiledSnapshot], dict[str, str]]:
-    """Compile ``job.edges`` and return the snapshots that must be (re)published.
-
-    A snapshot is republished when its fingerprint (what it grants) changed, or
-    when the published one has used up half of its validity (its windows and
-    ``valid_until`` must stay ahead of the clock). New versions are numbered from
-    ``job.version_floor`` on. Runs in a worker process in production (compiling
-    hundreds of snapshots is seconds of CPU that must not hold the GIL of the
-    process answering badges); failures are returned per edge, never raised.
-    """
-    changed: list[CompiledSnapshot] = []
-    errors: dict[str, str] = {}
-    version = job.version_floor
-    memo = snapshot.SnapshotMemo()  # member entries shared by edges alike in shape
-    for edge in job.edges:
-        previous = job.previous.get(edge)
-        try:
-            candidate = compile_fn(
-                edge,
-                job.directory,
-                job.sessions,
-                job.cfg,
-                now=job.now,
-                version=previous[1] if previous else 1,
-                days=job.days,
-                validity=job.validity,
-                memo=memo,
-            )
-            fingerprint = snapshot.snapshot_fingerprint(candidate)
-            if (
-                previous is not None
-                and previous[0] == fingerprint
-                and previous[2] - job.now > job.validity / 2
-            ):
-                continue
-            signed = sign_snapshot(
-                candidate.model_copy(update={"version": version}),
-                policy_key(job.site_secret, edge),
-            )
-            changed.append(
-                CompiledSnapshot(edge, fingerprint, version, signed.valid_until, encode(signed))
-            )
-            version += 1
-        except Exception as err:  # one edge's bad data must not block the others
-            errors[edge] = f"{type(err).__name__}: {err}"
-    return changed, errors
-
-
-def _background_priority(parent_pid: int) -> None:
-    """Run the snapshot compiler below the hub and the broker in the CPU scheduler,
-    and make it die with the hub even when the hub is killed with SIGKILL (Linux)."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except OSError:  # pragma: no cover - no libc: rely on stop()
-            logger.debug("could not tie the snapshot worker to the hub's life")
-        if os.getppid() != parent_pid:  # the hub died before prctl took effect
-            raise SystemExit(0)
-    try:
-        os.nice(10)
-    except OSError:  # pragma: no cover - not permitted: compile at normal priority
-        logger.debug("could not lower the snapshot worker's priority")
-
-
-def _settle_heap() -> None:
-    """Move the long-lived objects (directory, live state) out of the collector's way.
-
-    Measured under load, full collections scanning the directory took 35-116 ms and
-    showed up as the p99 of badge answers. After a (re)load everything alive is
-    frozen (never scanned again until unfrozen) and the young generation is allowed
-    to grow before a minor collection runs.
-    """
-    gc.collect()
-    gc.freeze()
-    gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0, 20_000), max(gen1, 20), max(gen2, 20))
-
-
-def french_int(n: int) -> str:
-    """An integer with French digit grouping (narrow no-break spaces): 1 204."""
-    return f"{n:,}".replace(",", "\u202f")
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{french_int(n)} {one if n == 1 else many}"
 
 
 class Hub:
@@ -256,10 +124,7 @@ class Hub:
         self.metrics = Metrics()
         self._factory = factory
         self._decide: DecideFn = decide or engine.decide
-        self._compile_fn: CompileFn = compile_snapshot or snapshot.compile_snapshot
         self._clock = clock
-        self._refresh_interval = refresh_interval_s
-        self._session_refresh = session_refresh_s
         self._cfg: PolicyConfig = policy_config(settings)
         self._decision_ttl = timedelta(seconds=settings.decision_ttl_s)
         self._directory = Directory(
@@ -271,37 +136,43 @@ class Hub:
             pending_ttl=timedelta(seconds=settings.decision_ttl_s + 5.0),
             metrics=self.metrics,
         )
-        self.ledger = Ledger(factory, self._cfg, self.metrics)
+        self.alerts = EdgeAlerts(factory, self.metrics)
+        self.ledger = Ledger(factory, self._cfg, self.metrics, alerts=self.alerts)
         self.accesslog = AccessLogWriter(
             factory,
             retention_days=settings.access_log_retention_days,
             metrics=self.metrics,
             clock=clock,
         )
+        self.mqtt = HubMqtt(settings, self, self.metrics, version=version)
+        self.snapshots = SnapshotPublisher(
+            settings,
+            self._cfg,
+            directory=lambda: self._directory,
+            live=self.live,
+            publish=self.mqtt.publish_paced,
+            metrics=self.metrics,
+            compile_snapshot=compile_snapshot or snapshot.compile_snapshot,
+            clock=clock,
+            refresh_interval_s=refresh_interval_s,
+            session_refresh_s=session_refresh_s,
+            workers=snapshot_workers,
+        )
         self.worker = LedgerWorker(
             self.ledger,
             self._publish_journal,
+            alerts=self.alerts,
             live=self.live,
             metrics=self.metrics,
             ack_interval_s=settings.ack_interval_s,
             gap_replay_after_s=settings.gap_replay_after_s,
             on_session_ended=self._sessions_changed,
         )
-        self.mqtt = HubMqtt(settings, self, self.metrics, version=version)
-        self._workers = snapshot_workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._snapshots: dict[str, CompiledSnapshot] = {}
-        self._snapshot_version = 0
-        self._ref_lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._refreshed = threading.Condition()
-        self._requested = 0  # generation of full refreshes asked for
-        self._done = 0  # generation of the last full refresh completed
-        self._republish = threading.Event()
-        self._dirty_zones: set[str] = set()
-        self._dirty_since: float | None = None
-        self._refresher: threading.Thread | None = None
+        # Pseudonymous time series (None unless influx_url is set): fed off every path.
+        telemetry = build_telemetry(settings, factory, self.live, self._current, self.metrics)
+        self.telemetry: TelemetryFeed | None = telemetry[0] if telemetry else None
+        self._influx: InfluxWriter | None = telemetry[1] if telemetry else None
+        self._ref_lock = threading.Lock()
         self._started = False
         self._ids = random.Random(secrets.randbits(128))
         self._ids_lock = threading.Lock()
@@ -319,22 +190,13 @@ class Hub:
             self._directory = load_directory(session, version=1)
             self.live.load(session, now)
         self.live.set_directory(self._directory)
-        _settle_heap()
+        settle_heap()
         self.accesslog.start()
         self.worker.start()
-        if self._workers > 0:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_background_priority,
-                initargs=(os.getpid(),),
-            )
-        self._stopping.clear()
-        self._requested += 1  # compile every snapshot as soon as the refresher runs
-        self._refresher = threading.Thread(
-            target=self._refresh_loop, name="snapshot-refresher", daemon=True
-        )
-        self._refresher.start()
+        if self.telemetry is not None and self._influx is not None:
+            self._influx.start()
+            self.telemetry.start()
+        self.snapshots.start()
         self.mqtt.start()
         self._started = True
         logger.info(
@@ -348,22 +210,13 @@ class Hub:
         """Stop refreshing, apply and acknowledge queued events, announce offline, flush logs."""
         if not self._started:
             return
-        self._stopping.set()
-        self._wake.set()
-        if self._refresher is not None:
-            self._refresher.join(30)
-            self._refresher = None
-        if self._pool is not None:
-            # Do not wait for a compilation in flight (seconds on a big site).
-            workers = list(getattr(self._pool, "_processes", {}).values())
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            for process in workers:
-                if process.is_alive():
-                    process.terminate()
-            self._pool = None
+        self.snapshots.stop()
         self.worker.stop()
         self.mqtt.stop()
         self.accesslog.stop()
+        if self.telemetry is not None and self._influx is not None:
+            self.telemetry.stop()
+            self._influx.stop()  # flushes what is buffered
         self._started = False
         logger.info("hub %s stopped", self.settings.site)
 
@@ -384,13 +237,14 @@ class Hub:
         """The directory decisions currently use."""
         return self._directory
 
+    def _current(self) -> Directory:
+        return self._directory
+
     # ------------------------------------------------------------------ MQTT handlers
 
     def on_connected(self) -> None:
         """Have every compiled snapshot republished, in case the broker lost its retained copy."""
-        # Paced from the refresher thread: never queue megabytes in this (paho's) thread.
-        self._republish.set()
-        self._wake.set()
+        self.snapshots.republish()
 
     def on_access_request(self, edge: str, request: AccessRequest, received: float) -> None:
         """Decide in memory and answer on ``cmd/access`` with the request's ``req_id``."""
@@ -411,7 +265,7 @@ class Hub:
             # A bug or bad reference data must still produce a precise answer.
             self.metrics.inc("decision_errors")
             _limited.warning("decide", "decision failed for %s", request.req_id, exc_info=True)
-            decision = Decision(granted=False, code=INTERNAL_ERROR, message=INTERNAL_ERROR_MESSAGE)
+            decision = Decision(granted=False, code=INTERNAL_ERROR, message=texts.decision_failed())
             session_id = None
             answer = self._answer(request, decision, None, now)
         self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=1)
@@ -419,6 +273,15 @@ class Hub:
         machine = directory.machines.get(request.machine)
         if decision.code == engine.Code.UNKNOWN_MACHINE:
             self._foreign_request(edge, request.machine, machine.edge_id if machine else None)
+        if self.telemetry is not None:
+            self.telemetry.access(
+                now,
+                granted=decision.granted,
+                reason=decision.code,
+                age_group=decision.age_group,
+                zone=decision.zone_id,
+                machine=request.machine,
+            )
         mark = self.live.record_decision(
             badge=request.badge,
             machine_id=request.machine,
@@ -512,6 +375,8 @@ class Hub:
     def on_event(self, edge: str, event: Event) -> None:
         """Hand a journal event to the ledger worker (SQL never runs in this thread)."""
         self.worker.submit(event)
+        if self.telemetry is not None:
+            self.telemetry.event(edge, event)
 
     def on_edge_status(self, edge: str, status: EdgeStatus) -> None:
         """Apply the epoch rule; persist accepted statuses through the ledger worker."""
@@ -524,6 +389,8 @@ class Hub:
             "edge %s %s (epoch %d)", edge, "online" if status.online else "offline", status.epoch
         )
         self.worker.submit_status(edge, status, now)
+        if self.telemetry is not None:
+            self.telemetry.edge_changed(edge, now)
 
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         if not self.live.machine_state(edge, machine, state):
@@ -531,9 +398,13 @@ class Hub:
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         self.live.telemetry(edge, machine, payload)
+        if self.telemetry is not None:
+            self.telemetry.telemetry(edge, machine, payload)
 
     def _publish_journal(self, edge: str, command: JournalCommand) -> None:
         self.mqtt.publish(self.topics.cmd_journal(edge), command, qos=1)
+        if self.telemetry is not None and command.ack_through is not None:
+            self.telemetry.acknowledged(edge, command.ack_through)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -553,162 +424,28 @@ class Hub:
                 self.live.reload_presence(session, self._clock())
             self._directory = directory
             self.live.set_directory(directory)
-        _settle_heap()
+        settle_heap()
         logger.info("reference data reloaded (directory v%d)", directory.version)
-        self._request_refresh()
-
-    def _request_refresh(self) -> int:
-        with self._refreshed:
-            self._requested += 1
-            generation = self._requested
-        self._wake.set()
-        return generation
+        self.snapshots.request_refresh()
 
     def wait_snapshots(self, timeout: float = 30.0) -> bool:
         """Wait until every refresh requested so far (start, reference change) is done."""
-        with self._refreshed:
-            target = self._requested
-            return self._refreshed.wait_for(lambda: self._done >= target, timeout)
+        return self.snapshots.wait(timeout)
 
     def refresh_snapshots(self, timeout: float = 60.0) -> bool:
         """Recompile every edge's snapshot now and wait until the changed ones are out."""
-        self._request_refresh()
-        return self.wait_snapshots(timeout)
+        self.snapshots.request_refresh()
+        return self.snapshots.wait(timeout)
 
     def snapshot_of(self, edge: str) -> PolicySnapshot | None:
         """The last snapshot published for ``edge`` (signed), decoded."""
-        with self._ref_lock:
-            pub = self._snapshots.get(edge)
-        return decode(PolicySnapshot, pub.payload) if pub else None
+        return self.snapshots.snapshot_of(edge)
 
-    def _sessions_changed(self, view: SessionView) -> None:
-        """A session ended: its zone's snapshots carry remaining quotas; refresh them soon."""
-        if not any(zone == view.zone_id for zone, _group in self._directory.quotas):
-            return
-        with self._refreshed:
-            self._dirty_zones.add(view.zone_id)
-            if self._dirty_since is None:
-                self._dirty_since = time.monotonic()
-        self._wake.set()
-
-    def _compile(self, edges: Sequence[str]) -> list[str]:
-        """Compile ``edges`` (in the worker process if any) and publish what changed."""
-        now = self._clock()
-        with self._ref_lock:
-            previous = {
-                e: (p.fingerprint, p.version, p.valid_until) for e, p in self._snapshots.items()
-            }
-            floor = max(self._snapshot_version + 1, int(now.timestamp()))
-        job = SnapshotJob(
-            edges=tuple(edges),
-            directory=self._directory,
-            sessions=self.live.member_sessions(),
-            cfg=self._cfg,
-            now=now,
-            days=self.settings.snapshot_days,
-            validity=timedelta(hours=self.settings.snapshot_validity_h),
-            site_secret=self.settings.site_secret_bytes,
-            previous=previous,
-            version_floor=floor,
-        )
-        if self._pool is not None:
-            future = self._pool.submit(compile_changed, job, self._compile_fn)
-            while not self._stopping.is_set():
-                done, _pending = wait([future], timeout=0.2)
-                if done:
-                    break
-            if not future.done():
-                return []  # stopping: a snapshot compiled now would never be published
-            changed, errors = future.result()
-        else:
-            changed, errors = compile_changed(job, self._compile_fn)
-        for edge, error in errors.items():
-            self.metrics.inc("snapshot_errors")
-            logger.error("cannot compile the snapshot of edge %s: %s", edge, error)
-        with self._ref_lock:
-            for compiled in changed:
-                self._snapshots[compiled.edge] = compiled
-                self._snapshot_version = max(self._snapshot_version, compiled.version)
-            wanted = {m.edge_id for m in self._directory.machines.values()}
-            for gone in set(self._snapshots) - wanted:
-                del self._snapshots[gone]
-        for compiled in changed:
-            if self._stopping.is_set():
-                break  # on_connected republishes every cached snapshot on the next start
-            self.mqtt.publish_paced(
-                self.topics.policy(compiled.edge), compiled.payload, retain=True
-            )
-            self.metrics.inc("snapshots_published")
-        if changed:
-            logger.info(
-                "policy snapshots republished for %d edge(s): %s",
-                len(changed),
-                ", ".join(c.edge for c in changed[:10]),
-            )
-        return [c.edge for c in changed]
-
-    def _republish_all(self) -> None:
-        """Publish every cached snapshot again (after a (re)connection), one at a time."""
-        with self._ref_lock:
-            published = list(self._snapshots.values())
-        for pub in published:
-            if self._stopping.is_set() or self._republish.is_set():
-                return  # stopping, or connected again meanwhile: that pass will do it
-            self.mqtt.publish_paced(self.topics.policy(pub.edge), pub.payload, retain=True)
-
-    def _next_midnight(self, now: datetime) -> datetime:
-        tz = self.settings.tz
-        tomorrow: date = now.astimezone(tz).date() + timedelta(days=1)
-        return datetime.combine(tomorrow, dtime(0, 0, 5), tzinfo=tz)
-
-    def _refresh_loop(self) -> None:
-        """Full refreshes on request, every ``refresh_interval_s`` and after local
-        midnight; partial ones (zones whose quotas changed) ``session_refresh_s`` after
-        the first session ended."""
-        next_full = time.monotonic() + self._refresh_interval
-        midnight = self._next_midnight(self._clock())
-        while not self._stopping.is_set():
-            if self._republish.is_set():
-                self._republish.clear()
-                self._republish_all()
-            with self._refreshed:
-                requested, done = self._requested, self._done
-                dirty_since = self._dirty_since
-            now_m = time.monotonic()
-            due = next_full
-            if requested > done:
-                due = now_m
-            if dirty_since is not None:
-                due = min(due, dirty_since + self._session_refresh)
-            to_midnight = (midnight - self._clock()).total_seconds()
-            due = min(due, now_m + max(to_midnight, 0.0))
-            if due > now_m:
-                self._wake.wait(due - now_m)
-                self._wake.clear()
-                continue  # re-evaluate: woken by a request, a stop, or time is up
-            full = requested > done or now_m >= next_full or to_midnight <= 0
-            with self._refreshed:
-                zones, self._dirty_zones = self._dirty_zones, set()
-                self._dirty_since = None
-            directory = self._directory
-            if full:
-                edges = sorted({m.edge_id for m in directory.machines.values()})
-            else:
-                edges = sorted(
-                    {m.edge_id for m in directory.machines.values() if m.zone_id in zones}
-                )
-            try:
-                self.live.housekeeping(self._clock())
-                self._compile(edges)
-            except Exception:
-                self.metrics.inc("snapshot_errors")
-                logger.exception("snapshot refresh failed")
-            if full:
-                next_full = time.monotonic() + self._refresh_interval
-                midnight = self._next_midnight(self._clock())
-                with self._refreshed:
-                    self._done = requested
-                    self._refreshed.notify_all()
+    def _sessions_changed(self, view: UsageView) -> None:
+        """A session ended: telemetry reads it back from the ledger; snapshots refresh."""
+        if self.telemetry is not None:
+            self.telemetry.session_ended(view.session_id)
+        self.snapshots.session_ended(view)
 
     # ------------------------------------------------------------------ commands (HubControl)
 
@@ -753,15 +490,11 @@ class Hub:
 
     def status_line(self) -> str:
         """One line for the demo console, in French."""
-        online = sum(1 for up in self.live.edges_online().values() if up)
-        sessions = len(self.live.open_sessions())
-        return " · ".join(
-            (
-                _plural(online, "borne en ligne", "bornes en ligne"),
-                _plural(sessions, "session ouverte", "sessions ouvertes"),
-                _plural(self.metrics.get("decisions"), "décision", "décisions"),
-                _plural(self.metrics.get("bad_messages"), "message rejeté", "messages rejetés"),
-            )
+        return texts.hub_status(
+            online=sum(1 for up in self.live.edges_online().values() if up),
+            sessions=len(self.live.open_sessions()),
+            decisions=self.metrics.get("decisions"),
+            rejected=self.metrics.get("bad_messages"),
         )
 
     def metrics_snapshot(self) -> dict[str, Any]:

@@ -119,6 +119,18 @@ class HubSettings(BaseSettings):
     filament_diameter_mm: float = Field(default=1.75, gt=0, le=10)
     filament_density_g_cm3: float = Field(default=1.24, gt=0, le=25)
 
+    #: Pseudonymous time series (hub.telemetry): off unless ``influx_url`` is set.
+    #: InfluxDB 2.x/3.x: ``influx_token``, ``influx_org``, ``influx_bucket``. InfluxDB 1.8+
+    #: (v2 write API compatibility): ``influx_db`` (``database`` or ``database/rp``) and
+    #: ``influx_token`` = ``user:password`` (or empty without authentication).
+    influx_url: str | None = None
+    influx_token: SecretStr | None = None
+    influx_org: str = "fabrique"
+    influx_bucket: str = "fabrique"
+    influx_db: str | None = None
+    influx_buffer: int = Field(default=100_000, ge=100, description="lines waiting, at most")
+    influx_timeout_s: float = Field(default=10.0, gt=0)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -127,6 +139,13 @@ class HubSettings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as err:
             raise ValueError(f"unknown time zone {value!r}") from err
         return value
+
+    @field_validator("influx_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("influx_url must be an http:// or https:// URL")
+        return value.rstrip("/") if value else None
 
     @field_validator("gaming_defaults")
     @classmethod
@@ -164,6 +183,16 @@ class HubSettings(BaseSettings):
         if self.api_docs is not None:
             return self.api_docs
         return "public" if self.demo else "admin"
+
+    @property
+    def influx_target(self) -> tuple[str, str, str, str] | None:
+        """(url, token, org, bucket) to write time series to, or None when off."""
+        if not self.influx_url:
+            return None
+        token = self.influx_token.get_secret_value() if self.influx_token else ""
+        if self.influx_db:
+            return self.influx_url, token, "-", self.influx_db
+        return self.influx_url, token, self.influx_org, self.influx_bucket
 
     @property
     def site_secret_bytes(self) -> bytes:

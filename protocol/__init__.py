@@ -12,6 +12,7 @@ from protocol.errors import (
     UnsupportedVersion,
 )
 from protocol.ids import ID_PATTERN, badge_hash, is_ident, normalise_uid
+from protocol.kinds import MachineKind
 from protocol.messages import (
     SCHEMA_VERSION,
     AccessDecision,
@@ -29,6 +30,7 @@ from protocol.messages import (
     JournalEvent,
     MachineAction,
     MachineCommand,
+    MachineDetail,
     MachineFault,
     MachineFaultBody,
     MachineState,
@@ -76,8 +78,10 @@ __all__ = [
     "Kind",
     "MachineAction",
     "MachineCommand",
+    "MachineDetail",
     "MachineFault",
     "MachineFaultBody",
+    "MachineKind",
     "MachineState",
     "MalformedPayload",
     "Message",

@@ -420,21 +420,43 @@ class Availability(enum.StrEnum):
 Scalar = str | float | int | bool | None
 
 
+class MachineDetail(Part):
+    """What the edge says about a machine besides its availability (floor view).
+
+    Attributes:
+        kind: the machine's kind on the edge (a :class:`protocol.kinds.MachineKind`
+            value, or a kind only the edge knows).
+        state: the session machine's state (``idle``, ``awaiting_decision``,
+            ``active``, ``ending``, ``on_break``, ``maintenance``); ``None`` when the
+            edge is going offline.
+        reader: whether the badge reader is connected.
+        offline: the running session was granted offline.
+        staff: the running session is a staff member's.
+        ends_at: when the running session ends (estimated wall time).
+        job: a job holds the machine (a print, busy by power).
+        cooling: the session ended; power waits for the machine to cool.
+        faults: active fault sources (``actuator``, ``grbl``, ``printer``…).
+    """
+
+    kind: str = Field(min_length=1, max_length=32)
+    state: str | None = Field(default=None, max_length=32)
+    reader: bool | None = None
+    offline: bool = False
+    staff: bool = False
+    ends_at: AwareDatetime | None = None
+    job: bool = False
+    cooling: bool = False
+    faults: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=32)
+
+
 class MachineState(Message):
     """Retained on ``state/{machine}``: the machine's availability snapshot."""
 
     machine: Ident
     availability: Availability
     session_id: Token | None = None
-    detail: dict[str, Scalar] = Field(default_factory=dict)
+    detail: MachineDetail | None = None
     ts: AwareDatetime
-
-    @field_validator("detail")
-    @classmethod
-    def _small(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
-        if len(value) > 64:
-            raise ValueError("at most 64 detail fields")
-        return value
 
 
 class Telemetry(Message):

@@ -56,6 +56,7 @@ from typing import Any, Final
 
 import serial
 
+from devices.backoff import Backoff
 from devices.errors import (
     DeviceConfigError,
     DeviceError,
@@ -75,8 +76,8 @@ from devices.grbl.protocol import (
     ErrorResponse,
     Feedback,
     GrblMessage,
+    GrblState,
     LineSplitter,
-    MachineState,
     Ok,
     Setting,
     StatusReport,
@@ -84,7 +85,6 @@ from devices.grbl.protocol import (
     parse_line,
 )
 from devices.lifecycle import Managed
-from devices.readers.base import Backoff
 
 __all__ = [
     "AlarmRaised",
@@ -141,8 +141,8 @@ class DoorOpened:
 class StateChanged:
     """The machine state changed (``previous`` is ``None`` after a connect)."""
 
-    previous: MachineState | None
-    current: MachineState
+    previous: GrblState | None
+    current: GrblState
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class GrblSnapshot:
 
     connected: bool = False
     version: str | None = None
-    state: MachineState | None = None
+    state: GrblState | None = None
     substate: int | None = None
     alarm_code: int | None = None
     door_open: bool = False
@@ -223,7 +223,7 @@ class GrblSnapshot:
     @property
     def alarm(self) -> bool:
         """Whether GRBL is in alarm (state ``Alarm`` or an ``ALARM:N`` not yet cleared)."""
-        return self.state is MachineState.ALARM or self.alarm_code is not None
+        return self.state is GrblState.ALARM or self.alarm_code is not None
 
 
 # ------------------------------------------------------------------------------ driver
@@ -656,7 +656,7 @@ class GrblLaser(Managed):
         if previous is not report.state:
             events.append(StateChanged(previous, report.state))
         alarm_code = self._snapshot.alarm_code
-        if report.state is MachineState.ALARM:
+        if report.state is GrblState.ALARM:
             if not self._alarm_active:
                 self._alarm_active = True
                 meaning = alarm_meaning(alarm_code) if alarm_code else "alarm state"
@@ -664,7 +664,7 @@ class GrblLaser(Managed):
         else:
             self._alarm_active = False
             alarm_code = None
-        door = report.door_open or report.state is MachineState.DOOR
+        door = report.door_open or report.state is GrblState.DOOR
         if door and not self._door_active:
             events.append(DoorOpened())
         self._door_active = door

@@ -56,8 +56,8 @@ __all__ = [
     "ErrorResponse",
     "Feedback",
     "GrblMessage",
+    "GrblState",
     "LineSplitter",
-    "MachineState",
     "Ok",
     "ParserState",
     "Setting",
@@ -155,7 +155,7 @@ def alarm_meaning(code: int) -> str:
     return ALARM_MEANINGS.get(code, f"unknown GRBL alarm {code}")
 
 
-class MachineState(StrEnum):
+class GrblState(StrEnum):
     """The first field of a status report."""
 
     IDLE = "Idle"
@@ -203,7 +203,7 @@ class StatusReport:
             ``None`` when the field was not in this report.
     """
 
-    state: MachineState
+    state: GrblState
     substate: int | None = None
     mpos: tuple[float, ...] | None = None
     wpos: tuple[float, ...] | None = None
@@ -225,12 +225,12 @@ class StatusReport:
         """
         if "D" in self.pins:
             return True
-        return self.state is MachineState.DOOR and self.substate not in (0, 3)
+        return self.state is GrblState.DOOR and self.substate not in (0, 3)
 
     @property
     def firing(self) -> bool:
         """Whether the laser is taken as firing: ``Run`` with a power ``S`` above 0."""
-        return self.state is MachineState.RUN and (self.spindle or 0.0) > 0.0
+        return self.state is GrblState.RUN and (self.spindle or 0.0) > 0.0
 
 
 @dataclass(frozen=True)
@@ -419,7 +419,7 @@ def parse_status(line: str) -> StatusReport:
     fields = line[1:-1].split("|")
     state_text, _, sub_text = fields[0].partition(":")
     try:
-        state = MachineState(state_text)
+        state = GrblState(state_text)
     except ValueError as err:
         raise DeviceProtocolError(f"GRBL status: unknown machine state {state_text!r}") from err
     substate = _integer(sub_text, "substate") if sub_text else None

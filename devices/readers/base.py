@@ -34,6 +34,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from devices.backoff import Backoff
 from devices.errors import DeviceUnavailable
 from devices.lifecycle import Managed
 
@@ -41,7 +42,6 @@ __all__ = [
     "MAX_UID_HEX",
     "MIN_UID_HEX",
     "POLL_S",
-    "Backoff",
     "BadgeReader",
     "DebouncedReader",
     "Debouncer",
@@ -189,48 +189,6 @@ class DebouncedReader(ReaderBase):
                 return uid
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-
-
-class Backoff:
-    """Exponential reconnect delays: ``initial_s``, doubled up to ``max_s``; reset on success.
-
-    Args:
-        initial_s: first delay after a failure.
-        max_s: ceiling, so a replugged reader is found within ``max_s``.
-        clock: monotonic clock in seconds.
-    """
-
-    def __init__(
-        self,
-        initial_s: float = 0.5,
-        max_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self._clock = clock
-        self._delay = initial_s
-        self._next_at = 0.0
-
-    def ready(self) -> bool:
-        """Whether the next attempt may be made now."""
-        return self._clock() >= self._next_at
-
-    def wait_s(self) -> float:
-        """Seconds until the next attempt (0 when ready)."""
-        return max(0.0, self._next_at - self._clock())
-
-    def failed(self) -> float:
-        """Record a failed attempt; return the delay before the next one."""
-        delay = self._delay
-        self._next_at = self._clock() + delay
-        self._delay = min(self._delay * 2, self.max_s)
-        return delay
-
-    def succeeded(self) -> None:
-        """Record a success: the next failure starts from ``initial_s`` again."""
-        self._delay = self.initial_s
-        self._next_at = 0.0
 
 
 #: Longest single wait on the hardware, so ``read(None)`` still notices an unplug.

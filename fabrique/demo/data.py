@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, time
 
+from protocol.kinds import MachineKind
+
 #: zone id -> (name, capacity)
 ZONES: dict[str, tuple[str, int | None]] = {
     "fablab": ("FabLab", 12),
@@ -38,10 +40,9 @@ PROGRAMMES: dict[str, str] = {
 class DemoMachine:
     id: str
     name: str
-    kind: str  # hub.db.models.MachineKind value
+    kind: MachineKind
     zone: str
     edge: str
-    power: str  # hub.db.models.PowerPolicy value
     offline_rule: str = "allow"
     min_age: int | None = None
     trainings: tuple[str, ...] = ()
@@ -51,34 +52,31 @@ MACHINES: tuple[DemoMachine, ...] = (
     DemoMachine(
         "printer-1",
         "Imprimante 3D Prusa n°1",
-        "printer_3d",
+        MachineKind.PRINTER,
         "fablab",
         "pi-fablab",
-        "keep_while_job",
         trainings=("impression-3d",),
     ),
     DemoMachine(
         "printer-2",
         "Imprimante 3D Prusa n°2",
-        "printer_3d",
+        MachineKind.PRINTER,
         "fablab",
         "pi-fablab",
-        "keep_while_job",
         trainings=("impression-3d",),
     ),
     DemoMachine(
         "laser-1",
         "Découpeuse laser",
-        "laser",
+        MachineKind.LASER,
         "fablab",
         "pi-laser",
-        "follow_session",
         offline_rule="staff_only",
         min_age=16,
         trainings=("decoupe-laser",),
     ),
     *(
-        DemoMachine(f"pc-0{i}", f"PC gaming {i}", "gaming_pc", "gaming", f"pc-0{i}", "lock_only")
+        DemoMachine(f"pc-0{i}", f"PC gaming {i}", MachineKind.GAMING_PC, "gaming", f"pc-0{i}")
         for i in range(1, 5)
     ),
 )

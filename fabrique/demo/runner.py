@@ -84,10 +84,6 @@ class DemoOptions:
     octoprint_timeout_s: float = 90.0
 
 
-#: Session preset of each demo machine kind (hub kind -> edge agent kind).
-EDGE_KIND = {"printer_3d": "printer", "laser": "laser", "gaming_pc": "gaming_pc"}
-
-
 def machine_spec(
     opts: DemoOptions, m: data.DemoMachine, octoprint: OctoPrintInstance | None
 ) -> dict[str, Any]:
@@ -97,7 +93,7 @@ def machine_spec(
     a simulated GRBL behind a latched relay; a printer is followed through the real
     OctoPrint when ``octoprint`` serves it, else simulated at the demo's speed.
     """
-    kind = EDGE_KIND.get(m.kind, "generic")
+    kind = m.kind.value
     spec: dict[str, Any] = {
         "id": m.id,
         "kind": kind,
@@ -165,7 +161,7 @@ def visitor_plan(
             if m.id in p.uses
         ]
         badges.append({"uid": data.UNKNOWN_BADGE, "label": "Badge inconnu", "weight": 0.2})
-        machines[m.id] = {"kind": EDGE_KIND.get(m.kind, "generic"), "badges": badges}
+        machines[m.id] = {"kind": m.kind.value, "badges": badges}
         opener = next((p.uid for p in data.PEOPLE if m.id in p.opens), None)
         if opener is not None:
             machines[m.id]["opener"] = opener
@@ -393,6 +389,14 @@ def _banner(
         f"{len(data.MACHINES)} machines, créneau démo de {start:%H:%M} à {end:%H:%M}"
     )
     out(f"API : {server.url}/docs — identifiant {seeded.admin_username} / {seeded.admin_password}")
+    where = server.hub.settings.influx_target
+    if where is None:
+        out("  Télémétrie : désactivée (FABRIQUE_INFLUX_URL=http://… pour écrire dans InfluxDB)")
+    else:
+        out(
+            f"  Télémétrie : InfluxDB {where[0]} (bucket {where[3]}) ; tableaux de bord : "
+            "fabrique dashboards push, voir docs/telemetry.md"
+        )
 
 
 def _banner_edges(

@@ -29,7 +29,6 @@ from hub.db.models import (
     Member,
     MemberProgramme,
     MemberTraining,
-    PowerPolicy,
     Programme,
     Quota,
     Role,
@@ -98,7 +97,6 @@ def _reference(session: Session) -> None:
                 edge_id=m.edge,
                 min_age=m.min_age,
                 offline_rule=OfflineRule(m.offline_rule),
-                power_policy=PowerPolicy(m.power),
                 maintenance=False,
                 trainings=[MachineTraining(training_id=t) for t in m.trainings],
             )

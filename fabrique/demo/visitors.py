@@ -48,12 +48,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.errors import DeviceError
-from devices.grbl import MachineState, SimulatedGrblLaser
+from devices.grbl import GrblLaser, GrblState, SimulatedGrblLaser
 from devices.octoprint import OctoPrintClient, OctoPrintFollower, SimulatedPrinter
 from devices.pc import SimulatedSessionLock
 from devices.readers import DebouncedReader, SimulatedReader
 from edge.agent import Agent
 from edge.feedback import FeedbackEvent
+from edge.kinds.laser import LaserFollower
+from edge.kinds.printer import PrinterFollower
 from edge.session import State
 from fabrique.demo.octoprint import dwell_gcode
 from protocol.ids import badge_hash
@@ -203,6 +205,16 @@ class _Spot:
     lock_seen: tuple[int, int] = (0, 0)
     uploads: list[threading.Thread] = field(default_factory=list)
 
+    def laser(self) -> GrblLaser | None:
+        """The laser's GRBL driver, if this machine is a laser with one."""
+        follower = self.agent.unit(self.machine).follower
+        return follower.laser if isinstance(follower, LaserFollower) else None
+
+    def printer(self) -> OctoPrintFollower | None:
+        """The printer's follower, if this machine is a printer with one."""
+        follower = self.agent.unit(self.machine).follower
+        return follower.printer if isinstance(follower, PrinterFollower) else None
+
 
 class Visitors:
     """Plays the demo's visitors on the machines of ``agents`` (see the module docstring)."""
@@ -330,7 +342,7 @@ class Visitors:
         if spot.plan.kind == "printer":
             self._start_print(spot, v)
         elif spot.plan.kind == "laser":
-            laser = spot.agent.unit(spot.machine).laser
+            laser = spot.laser()
             v.beam_from = laser.snapshot().run_time_s if laser is not None else 0.0
             v.next_cut = now + self._rng.uniform(0.2, 1.0) * 60.0
             if self._rng.random() < INCIDENT_CHANCE:
@@ -338,7 +350,7 @@ class Visitors:
 
     def _ended(self, spot: _Spot, v: _Visitor) -> None:
         """``v``'s session ended: narrate a laser session's beam time."""
-        laser = spot.agent.unit(spot.machine).laser
+        laser = spot.laser()
         if spot.plan.kind != "laser" or laser is None:
             return
         beam_s = laser.snapshot().run_time_s - v.beam_from  # simulated seconds
@@ -356,7 +368,7 @@ class Visitors:
     # ------------------------------------------------------------------ printers
 
     def _start_print(self, spot: _Spot, v: _Visitor) -> None:
-        printer = spot.agent.unit(spot.machine).printer
+        printer = spot.printer()
         if printer is None:
             return
         model, per_min = self._rng.choice(PRINTS)
@@ -413,7 +425,7 @@ class Visitors:
     def _follow_print(self, spot: _Spot, state: State) -> None:
         """Watch the print through the follower: the power stays on until it is done."""
         job = spot.printing
-        printer = spot.agent.unit(spot.machine).printer
+        printer = spot.printer()
         if job is None or not isinstance(printer, OctoPrintFollower):
             return
         snap = printer.snapshot
@@ -436,7 +448,7 @@ class Visitors:
     # ------------------------------------------------------------------ laser
 
     def _use_laser(self, spot: _Spot, v: _Visitor, now: float) -> None:
-        laser = spot.agent.unit(spot.machine).laser
+        laser = spot.laser()
         if not isinstance(laser, SimulatedGrblLaser):
             return
         if v.incident_at is not None and now >= v.incident_at and laser.cutting:
@@ -446,7 +458,7 @@ class Visitors:
         if now < v.next_cut or laser.cutting:
             return
         snap = laser.snapshot()
-        if not snap.connected or snap.state is not MachineState.IDLE:
+        if not snap.connected or snap.state is not GrblState.IDLE:
             return
         minutes = self._rng.uniform(*CUT_MIN)
         try:
@@ -459,7 +471,7 @@ class Visitors:
 
     def _cutting(self, spot: _Spot) -> bool:
         """A laser visitor waits for the end of their cut before badging out."""
-        laser = spot.agent.unit(spot.machine).laser
+        laser = spot.laser()
         return isinstance(laser, SimulatedGrblLaser) and laser.cutting
 
     def _incident(self, spot: _Spot, laser: SimulatedGrblLaser, now: float) -> None:
@@ -478,7 +490,7 @@ class Visitors:
             return
         what, _at = spot.incident
         spot.incident = None
-        laser = spot.agent.unit(spot.machine).laser
+        laser = spot.laser()
         if not isinstance(laser, SimulatedGrblLaser):
             return
         try:

@@ -24,13 +24,15 @@ from pydantic import (
 )
 
 from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
-from hub.db.models import ExceptionKind, MachineKind, MemberStatus, PowerPolicy, Role
-from protocol.ids import BADGE_HASH_PATTERN, ID_PATTERN
+from hub.db.models import ExceptionKind, MachineKind, MemberStatus, Role
+from protocol.ids import BadgeHash
+from protocol.ids import Ident as Ident  # re-exported: the routes' path and body ids
 from protocol.messages import (
     Availability,
     EndReason,
     JobResult,
     MachineAction,
+    MachineDetail,
     OfflineRule,
     utcnow,
 )
@@ -46,8 +48,6 @@ def _printable(value: str) -> str:
     return value
 
 
-#: A zone, machine, edge, programme or training id (same rule as MQTT topic levels).
-Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 #: A required short name.
 Name = Annotated[
     str,
@@ -257,7 +257,6 @@ class MachineCreate(Input):
     edge_id: Ident
     min_age: MinAge | None = None
     offline_rule: OfflineRule = OfflineRule.ALLOW
-    power_policy: PowerPolicy = PowerPolicy.FOLLOW_SESSION
     required_trainings: Annotated[IdList, AfterValidator(_unique)] = Field(default_factory=list)
     maintenance: bool = False
     maintenance_note: Note = ""
@@ -272,7 +271,6 @@ class MachineUpdate(Patch):
     edge_id: Ident | None = None
     min_age: MinAge | None = None
     offline_rule: OfflineRule | None = None
-    power_policy: PowerPolicy | None = None
     required_trainings: Annotated[IdList, AfterValidator(_unique)] | None = None
     maintenance: bool | None = None
     maintenance_note: Note | None = None
@@ -286,7 +284,6 @@ class MachinePublic(Output):
     edge_id: str
     min_age: int | None
     offline_rule: OfflineRule
-    power_policy: PowerPolicy
     required_trainings: list[str]
     maintenance: bool
     maintenance_note: str
@@ -420,9 +417,7 @@ class BadgeCreate(Input):
     uid: Annotated[str, StringConstraints(pattern=_UID_RE)] | None = Field(
         default=None, description="raw UID as a reader prints it (hex, separators allowed)"
     )
-    hash: Annotated[str, StringConstraints(pattern=BADGE_HASH_PATTERN)] | None = Field(
-        default=None, description="keyed hash as an edge reports it"
-    )
+    hash: BadgeHash | None = Field(default=None, description="keyed hash as an edge reports it")
     label: Label = ""
 
     @model_validator(mode="after")
@@ -662,7 +657,8 @@ class LiveMachine(Output):
     maintenance_note: str
     edge_online: bool | None
     state_ts: datetime | None
-    detail: dict[str, str | float | int | bool | None]
+    #: What the edge says of the machine (session state, job, faults…), as it sent it.
+    detail: MachineDetail | None
     session: LiveSession | None
     #: Latest telemetry (printer temperatures and progress, plug power…), never metered.
     telemetry: dict[str, str | float | int | bool | None] = {}

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from protocol.kinds import MachineKind as MachineKind
 from protocol.messages import EndReason, JobResult, OfflineRule, utcnow
 
 ID_LEN = 32
@@ -96,21 +97,6 @@ class MemberStatus(enum.StrEnum):
     SUSPENDED = "suspended"
 
 
-class MachineKind(enum.StrEnum):
-    PRINTER_3D = "printer_3d"
-    LASER = "laser"
-    GAMING_PC = "gaming_pc"
-    GENERIC = "generic"
-
-
-class PowerPolicy(enum.StrEnum):
-    """How the actuator follows the session (DESIGN §4, machine power)."""
-
-    FOLLOW_SESSION = "follow_session"  # e.g. laser: off at the end, never restarts alone
-    KEEP_WHILE_JOB = "keep_while_job"  # 3D printer: never cut while a job runs
-    LOCK_ONLY = "lock_only"  # gaming PC: locked, never powered off
-
-
 class ExceptionKind(enum.StrEnum):
     CLOSURE = "closure"
     OPENING = "opening"
@@ -162,9 +148,6 @@ class Machine(Base):
     edge_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
     min_age: Mapped[int | None] = mapped_column(Integer, default=None)
     offline_rule: Mapped[OfflineRule] = mapped_column(_enum(OfflineRule), default=OfflineRule.ALLOW)
-    power_policy: Mapped[PowerPolicy] = mapped_column(
-        _enum(PowerPolicy), default=PowerPolicy.FOLLOW_SESSION
-    )
     maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
     maintenance_note: Mapped[str] = mapped_column(String(200), default="")
 

@@ -41,7 +41,7 @@ from hub.policy.model import (
     MemberView,
     PolicyConfig,
     QuotaView,
-    SessionView,
+    UsageView,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Usage:
 
 
 def zone_usage(
-    sessions: Iterable[SessionView], zone_id: str, today: date, cfg: PolicyConfig
+    sessions: Iterable[UsageView], zone_id: str, today: date, cfg: PolicyConfig
 ) -> Usage:
     """Usage of ``zone_id`` on local ``today`` and its ISO week, by session start day.
 
@@ -144,7 +144,7 @@ def quota_remaining_s(quota: QuotaView | None, usage: Usage) -> float | None:
 
 
 def continuous_play(
-    sessions: Iterable[SessionView], zone_id: str, now: datetime, break_min: int
+    sessions: Iterable[UsageView], zone_id: str, now: datetime, break_min: int
 ) -> tuple[float, datetime | None]:
     """Seconds of uninterrupted play in ``zone_id`` up to ``now``, and when it last stopped.
 

@@ -88,7 +88,7 @@ class BadgeView:
 class MachineView:
     id: str
     name: str
-    kind: str  # "printer_3d" | "laser" | "gaming_pc" | "generic"
+    kind: str  # a protocol.kinds.MachineKind value
     zone_id: str
     edge_id: str
     min_age: int | None
@@ -161,8 +161,9 @@ class Directory:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionView:
-    """A recent or open session of a member (for quotas, breaks and busy machines)."""
+class UsageView:
+    """A recent or open usage session of a member, as the policy sees it (for quotas,
+    breaks and busy machines; not the edge's ``SessionView`` of a machine's state)."""
 
     session_id: str
     member_id: int | None
@@ -180,11 +181,11 @@ class LiveView:
     #: Machine ids reported offline (edge offline, or state "offline"/"fault").
     machines_offline: frozenset[str] = frozenset()
     #: Open sessions by machine id.
-    open_sessions: Mapping[str, SessionView] = field(default_factory=dict)
+    open_sessions: Mapping[str, UsageView] = field(default_factory=dict)
     #: Staff member ids present, by zone id.
     staff_present: Mapping[str, frozenset[int]] = field(default_factory=dict)
     #: The member's sessions of the last 8 days (open ones included).
-    member_sessions: tuple[SessionView, ...] = ()
+    member_sessions: tuple[UsageView, ...] = ()
     #: Denials of this badge within the attempt window.
     recent_denials: int = 0
 

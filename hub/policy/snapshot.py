@@ -33,7 +33,7 @@ from typing import Any
 
 from hub.policy.calendar import local_date, local_midnight, open_windows
 from hub.policy.engine import age_at, age_group, quota_remaining_s, zone_usage
-from hub.policy.model import Directory, MachineView, MemberView, PolicyConfig, SessionView
+from hub.policy.model import Directory, MachineView, MemberView, PolicyConfig, UsageView
 from protocol.ids import BADGE_HASH_PATTERN, is_ident
 from protocol.messages import (
     OfflineRule,
@@ -107,7 +107,7 @@ class _Horizon:
 def compile_snapshot(
     edge_id: str,
     directory: Directory,
-    sessions: Mapping[int, Sequence[SessionView]],
+    sessions: Mapping[int, Sequence[UsageView]],
     cfg: PolicyConfig,
     *,
     now: datetime,
@@ -222,7 +222,7 @@ def _shared_entry(
     shape: tuple[Any, ...],
     placeholders: Sequence[MachineView],
     directory: Directory,
-    sessions: Mapping[int, Sequence[SessionView]],
+    sessions: Mapping[int, Sequence[UsageView]],
     cfg: PolicyConfig,
     horizon: _Horizon,
     memo: SnapshotMemo,
@@ -268,7 +268,7 @@ def _member_entry(
     member: MemberView,
     machines: Sequence[MachineView],
     directory: Directory,
-    sessions: Sequence[SessionView],
+    sessions: Sequence[UsageView],
     cfg: PolicyConfig,
     horizon: _Horizon,
 ) -> SnapshotEntry | None:

@@ -1,4 +1,5 @@
-"""The French words of the policy: what a member reads on the reader's screen.
+"""The French words of the hub: what a member reads on the reader's screen, and the
+demo console's status line (with French number formatting).
 
 Every refusal tells the member, in plain French and with "tu", what happened and
 what to do next, in under 160 characters (the kiosk and reader screens are small).
@@ -116,3 +117,33 @@ def granted(first_name: str, ends_at: datetime, now: datetime, cfg: PolicyConfig
 
 def granted_staff(first_name: str, ends_at: datetime, now: datetime, cfg: PolicyConfig) -> str:
     return f"Bonjour {first_name[:40]}, machine ouverte jusqu'à {_when(ends_at, now, cfg)}."
+
+
+def decision_failed() -> str:
+    """The answer when the hub could not decide (a bug or bad reference data)."""
+    return "Le hub n'a pas pu décider. Réessaie, ou appelle un animateur."
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def french_int(n: int) -> str:
+    """An integer with French digit grouping (narrow no-break spaces): 1 204."""
+    return f"{n:,}".replace(",", "\u202f")
+
+
+def plural(n: int, one: str, many: str) -> str:
+    """``1 session ouverte``, ``12 sessions ouvertes``: the count and the right form."""
+    return f"{french_int(n)} {one if n == 1 else many}"
+
+
+def hub_status(online: int, sessions: int, decisions: int, rejected: int) -> str:
+    """The demo console's one line about the hub."""
+    return " · ".join(
+        (
+            plural(online, "borne en ligne", "bornes en ligne"),
+            plural(sessions, "session ouverte", "sessions ouvertes"),
+            plural(decisions, "décision", "décisions"),
+            plural(rejected, "message rejeté", "messages rejetés"),
+        )
+    )

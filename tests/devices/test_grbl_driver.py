@@ -37,8 +37,8 @@ from devices.grbl import (
     GrblLaser,
     GrblMessage,
     GrblSnapshot,
+    GrblState,
     LaserInterlock,
-    MachineState,
     StateChanged,
     parse_line,
 )
@@ -142,11 +142,11 @@ def test_soft_reset_banner_and_settings_on_open(peer: GrblPeer) -> None:
         snap = wait(driver, lambda s: s.max_power is not None and s.state is not None)
         assert snap.version == "1.1h"
         assert (snap.laser_mode, snap.max_power) == (True, 1000.0)
-        assert snap.state is MachineState.IDLE
+        assert snap.state is GrblState.IDLE
         assert snap.error is None
     assert peer.received.realtime[0] == b"\x18"  # reset before anything else
     assert peer.received.lines[0] == "$$"
-    assert events.items[:2] == [Connected("1.1h"), StateChanged(None, MachineState.IDLE)]
+    assert events.items[:2] == [Connected("1.1h"), StateChanged(None, GrblState.IDLE)]
 
 
 def test_laser_mode_off_is_reported(peer: GrblPeer) -> None:
@@ -159,28 +159,28 @@ def test_laser_mode_off_is_reported(peer: GrblPeer) -> None:
 def test_state_tracking_through_a_job(peer: GrblPeer) -> None:
     events = Events()
     with laser(peer, events) as driver:
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
         peer.set_state("Run", feed=1500, power=600)
-        snap = wait(driver, lambda s: s.state is MachineState.RUN)
+        snap = wait(driver, lambda s: s.state is GrblState.RUN)
         assert (snap.firing, snap.feed, snap.power) == (True, 1500.0, 600.0)
         peer.set_state("Hold", 1)
-        snap = wait(driver, lambda s: s.state is MachineState.HOLD)
+        snap = wait(driver, lambda s: s.state is GrblState.HOLD)
         assert (snap.substate, snap.firing) == (1, False)
         peer.set_state("Idle")
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
     changes = [(e.previous, e.current) for e in events.of(StateChanged)]
     assert changes == [
-        (None, MachineState.IDLE),
-        (MachineState.IDLE, MachineState.RUN),
-        (MachineState.RUN, MachineState.HOLD),
-        (MachineState.HOLD, MachineState.IDLE),
+        (None, GrblState.IDLE),
+        (GrblState.IDLE, GrblState.RUN),
+        (GrblState.RUN, GrblState.HOLD),
+        (GrblState.HOLD, GrblState.IDLE),
     ]
 
 
 def test_run_time_counts_only_run_with_power_exactly_with_a_fake_clock(peer: GrblPeer) -> None:
     clock = FakeClock()
     with laser(peer, clock=clock) as driver:
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
         clock.advance(30.0)  # idle: not counted
         next_report(driver)
 
@@ -189,7 +189,7 @@ def test_run_time_counts_only_run_with_power_exactly_with_a_fake_clock(peer: Grb
         clock.advance(4.0)
         wait(driver, lambda s: s.last_seen == 34.0)  # a firing report 4 s later
         peer.set_state("Run", feed=6000, power=0)  # G0 travel between cuts: beam off
-        wait(driver, lambda s: s.state is MachineState.RUN and not s.firing)
+        wait(driver, lambda s: s.state is GrblState.RUN and not s.firing)
         clock.advance(7.0)
         next_report(driver)
 
@@ -198,7 +198,7 @@ def test_run_time_counts_only_run_with_power_exactly_with_a_fake_clock(peer: Grb
         clock.advance(2.5)
         wait(driver, lambda s: s.last_seen == 43.5)
         peer.set_state("Hold", 0, power=1000)  # held: not counted even with S set
-        wait(driver, lambda s: s.state is MachineState.HOLD)
+        wait(driver, lambda s: s.state is GrblState.HOLD)
         clock.advance(60.0)
         snap = next_report(driver)
 
@@ -207,14 +207,14 @@ def test_run_time_counts_only_run_with_power_exactly_with_a_fake_clock(peer: Grb
 
 def test_run_time_with_the_real_clock_is_within_one_poll_per_period(peer: GrblPeer) -> None:
     with laser(peer) as driver:
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
         started = time.monotonic()
         peer.set_state("Run", feed=1000, power=500)
         wait(driver, lambda s: s.firing)
         time.sleep(0.3)  # the job itself: real time is what is measured here
         peer.set_state("Idle")
         stopped = time.monotonic()
-        snap = wait(driver, lambda s: s.state is MachineState.IDLE)
+        snap = wait(driver, lambda s: s.state is GrblState.IDLE)
     truth = stopped - started
     # One poll interval at each end, plus report latency and scheduling slack.
     assert abs(snap.run_time_s - truth) <= 2 * POLL + 0.05
@@ -225,9 +225,9 @@ def test_alarm_line_fires_one_event_and_unlock_clears_it(peer: GrblPeer) -> None
     with laser(peer, events) as driver:
         ready(driver)
         peer.set_state("Run", feed=1000, power=800)
-        wait(driver, lambda s: s.state is MachineState.RUN)
+        wait(driver, lambda s: s.state is GrblState.RUN)
         peer.alarm(1)
-        snap = wait(driver, lambda s: s.state is MachineState.ALARM)
+        snap = wait(driver, lambda s: s.state is GrblState.ALARM)
         assert snap.alarm
         assert snap.alarm_code == 1
         next_report(driver)
@@ -236,7 +236,7 @@ def test_alarm_line_fires_one_event_and_unlock_clears_it(peer: GrblPeer) -> None
         ]
         driver.unlock()
         assert "$X" in peer.received.lines
-        snap = wait(driver, lambda s: s.state is MachineState.IDLE)
+        snap = wait(driver, lambda s: s.state is GrblState.IDLE)
         assert not snap.alarm
         assert snap.alarm_code is None
 
@@ -245,7 +245,7 @@ def test_alarm_state_at_start_up_is_an_alarm_too(peer: GrblPeer) -> None:
     peer.set_state("Alarm")  # homing enabled: GRBL starts locked
     events = Events()
     with laser(peer, events) as driver:
-        wait(driver, lambda s: s.state is MachineState.ALARM)
+        wait(driver, lambda s: s.state is GrblState.ALARM)
         assert events.wait(AlarmRaised) == [AlarmRaised(None, "alarm state")]
 
 
@@ -254,9 +254,9 @@ def test_door_open_fires_once_per_opening(peer: GrblPeer) -> None:
     with laser(peer, events) as driver:
         ready(driver)
         peer.set_state("Run", feed=1000, power=800)
-        wait(driver, lambda s: s.state is MachineState.RUN)
+        wait(driver, lambda s: s.state is GrblState.RUN)
         peer.set_state("Door", 2, pins="D")
-        snap = wait(driver, lambda s: s.state is MachineState.DOOR)
+        snap = wait(driver, lambda s: s.state is GrblState.DOOR)
         assert snap.door_open
         assert snap.substate == 2
         peer.set_state("Door", 1, pins="D")
@@ -266,10 +266,10 @@ def test_door_open_fires_once_per_opening(peer: GrblPeer) -> None:
         assert not snap.door_open
         assert len(events.of(DoorOpened)) == 1
         peer.set_state("Idle")
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
         peer.set_state("Idle", pins="D")  # opened again while idle: pin only
         snap = wait(driver, lambda s: s.door_open)
-        assert snap.state is MachineState.IDLE
+        assert snap.state is GrblState.IDLE
         events.wait(DoorOpened, 2)
 
 
@@ -278,17 +278,17 @@ def test_feed_hold_and_soft_reset_reach_the_controller(peer: GrblPeer) -> None:
     with laser(peer, events) as driver:
         ready(driver)
         peer.set_state("Run", feed=1000, power=300)
-        wait(driver, lambda s: s.state is MachineState.RUN)
+        wait(driver, lambda s: s.state is GrblState.RUN)
         driver.feed_hold()
         assert peer.wait_for(lambda r: b"!" in r.realtime)
-        wait(driver, lambda s: s.state is MachineState.HOLD)
+        wait(driver, lambda s: s.state is GrblState.HOLD)
 
         driver.soft_reset()
         assert peer.wait_for(lambda r: r.realtime.count(b"\x18") == 2)
         assert events.wait(ControllerReset) == [ControllerReset("1.1h")]
         # Reset from Hold:0 is not "in motion": no alarm, and settings are asked again.
         assert peer.wait_for(lambda r: r.lines.count("$$") == 2)
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
         assert driver.connected
         assert events.of(AlarmRaised) == []
 
@@ -298,21 +298,21 @@ def test_reset_during_a_job_raises_alarm_3(peer: GrblPeer) -> None:
     with laser(peer, events) as driver:
         ready(driver)
         peer.set_state("Run", feed=1000, power=300)
-        wait(driver, lambda s: s.state is MachineState.RUN)
+        wait(driver, lambda s: s.state is GrblState.RUN)
         driver.soft_reset()
         alarm = events.wait(AlarmRaised)[0]
         assert alarm == AlarmRaised(3, "reset while in motion; position lost, re-home")
-        wait(driver, lambda s: s.state is MachineState.ALARM)
+        wait(driver, lambda s: s.state is GrblState.ALARM)
 
 
 def test_noise_is_counted_and_ignored(peer: GrblPeer, caplog: pytest.LogCaptureFixture) -> None:
     with laser(peer) as driver, caplog.at_level(logging.WARNING):
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
         peer.send_raw(b"\xff\xfe\x00garbage\r\n<Idle|MPos:a,b,c>\r\n<Runn|MPos:0,0,0>\r\n")
         peer.send_raw(b"ok\r\n" + b"z" * 600 + b"\r\n")  # stray ok, overlong line
         snap = wait(driver, lambda s: s.noise_lines >= 3)
         peer.set_state("Run", feed=100, power=100)
-        snap = wait(driver, lambda s: s.state is MachineState.RUN)
+        snap = wait(driver, lambda s: s.state is GrblState.RUN)
         assert snap.connected
         assert snap.noise_lines == 3
     assert "unrecognised line from GRBL" in caplog.text
@@ -338,7 +338,7 @@ def test_vanished_port_is_reported_and_reconnected(peer: GrblPeer) -> None:
         peer.set_state("Idle")
         peer.replug()
         events.wait(Connected, 2)
-        snap = wait(driver, lambda s: s.connected and s.state is MachineState.IDLE)
+        snap = wait(driver, lambda s: s.connected and s.state is GrblState.IDLE)
         assert snap.error is None
         assert peer.received.realtime[-1] == b"\x18"  # a fresh reset on the new link
 
@@ -346,14 +346,14 @@ def test_vanished_port_is_reported_and_reconnected(peer: GrblPeer) -> None:
 def test_silent_controller_trips_the_watchdog_then_recovers(peer: GrblPeer) -> None:
     events = Events()
     with laser(peer, events) as driver:
-        wait(driver, lambda s: s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.state is GrblState.IDLE)
         peer.answer_status = False  # e.g. a critical alarm: GRBL ignores '?'
         lost = events.wait(Disconnected)[0]
         assert isinstance(lost.error, DeviceTimeout)
         assert "no status report for 5 polls" in str(lost.error)
         peer.answer_status = True
         events.wait(Connected, 2)
-        wait(driver, lambda s: s.connected and s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.connected and s.state is GrblState.IDLE)
 
 
 def test_a_device_without_banner_never_connects(peer: GrblPeer) -> None:
@@ -425,7 +425,7 @@ def test_a_failing_listener_does_not_stop_the_watch(
     with driver, caplog.at_level(logging.ERROR):
         ready(driver)
         peer.set_state("Run", feed=100, power=100)
-        wait(driver, lambda s: s.state is MachineState.RUN)
+        wait(driver, lambda s: s.state is GrblState.RUN)
         assert events.of(StateChanged)
     assert "listener bug" in caplog.text
 
@@ -448,7 +448,7 @@ def test_a_driver_bug_is_reported_as_a_fault_and_the_watch_goes_on(
         assert isinstance(lost.error, DeviceProtocolError)
         assert "driver fault: RuntimeError('parser bug')" in str(lost.error)
         events.wait(Connected, 2)
-        wait(driver, lambda s: s.connected and s.state is MachineState.IDLE)
+        wait(driver, lambda s: s.connected and s.state is GrblState.IDLE)
 
 
 def test_invalid_options_and_double_open(peer: GrblPeer) -> None:
@@ -492,7 +492,7 @@ def test_interlock_cuts_and_latches_the_laser(peer: GrblPeer, fault: str) -> Non
 
 
 def test_interlock_ignores_ordinary_events() -> None:
-    assert LaserInterlock.reason(StateChanged(MachineState.IDLE, MachineState.RUN)) is None
+    assert LaserInterlock.reason(StateChanged(GrblState.IDLE, GrblState.RUN)) is None
     assert LaserInterlock.reason(Connected("1.1h")) is None
     assert LaserInterlock.reason(ControllerReset("1.1h")) is None
     assert LaserInterlock.reason(AlarmRaised(None, "alarm state")) == "GRBL alarm: alarm state"
@@ -519,7 +519,7 @@ def test_registry_builds_a_working_laser(peer: GrblPeer) -> None:
     assert (driver.port, driver.baudrate, driver.poll_interval) == (peer.port.path, 115200, 0.05)
     assert (driver.silence_polls, driver.banner_timeout_s) == (10, 3.0)
     with driver:
-        snap = wait(driver, lambda s: s.connected and s.state is MachineState.IDLE)
+        snap = wait(driver, lambda s: s.connected and s.state is GrblState.IDLE)
         assert snap.version == "1.1h"
 
 

@@ -14,8 +14,8 @@ from devices.grbl import (
     Banner,
     ErrorResponse,
     Feedback,
+    GrblState,
     LineSplitter,
-    MachineState,
     Ok,
     ParserState,
     RunTimeMeter,
@@ -38,7 +38,7 @@ def test_full_status_report_from_the_interface_document() -> None:
         "|WCO:0.000,1.551,5.664|Pn:XZD|Ov:100,95,110|A:SF>"
     )
     assert report == StatusReport(
-        state=MachineState.HOLD,
+        state=GrblState.HOLD,
         substate=1,
         mpos=(0.0, -10.0, 5.0),
         wco=(0.0, 1.551, 5.664),
@@ -57,26 +57,26 @@ def test_full_status_report_from_the_interface_document() -> None:
 @pytest.mark.parametrize(
     ("line", "state", "substate", "door_open", "firing"),
     [
-        ("<Idle|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.IDLE, None, False, False),
-        ("<Run|MPos:1.000,2.000,0.000|FS:1200,750>", MachineState.RUN, None, False, True),
-        ("<Run|MPos:1.000,2.000,0.000|FS:3000,0>", MachineState.RUN, None, False, False),
-        ("<Run|WPos:1.0,2.0,0.0|F:1200>", MachineState.RUN, None, False, False),
-        ("<Hold:0|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.HOLD, 0, False, False),
-        ("<Jog|MPos:0.000,0.000,0.000|FS:500,0>", MachineState.JOG, None, False, False),
-        ("<Alarm|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.ALARM, None, False, False),
-        ("<Door:0|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.DOOR, 0, False, False),
-        ("<Door:1|MPos:0.000,0.000,0.000|FS:0,0|Pn:D>", MachineState.DOOR, 1, True, False),
-        ("<Door:2|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.DOOR, 2, True, False),
-        ("<Door:3|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.DOOR, 3, False, False),
-        ("<Door|MPos:0.000,0.000,0.000>", MachineState.DOOR, None, True, False),
-        ("<Check|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.CHECK, None, False, False),
-        ("<Home|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.HOME, None, False, False),
-        ("<Sleep|MPos:0.000,0.000,0.000|FS:0,0>", MachineState.SLEEP, None, False, False),
-        ("<Idle|MPos:0.000,0.000,0.000|FS:0,0|Pn:D>", MachineState.IDLE, None, True, False),
+        ("<Idle|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.IDLE, None, False, False),
+        ("<Run|MPos:1.000,2.000,0.000|FS:1200,750>", GrblState.RUN, None, False, True),
+        ("<Run|MPos:1.000,2.000,0.000|FS:3000,0>", GrblState.RUN, None, False, False),
+        ("<Run|WPos:1.0,2.0,0.0|F:1200>", GrblState.RUN, None, False, False),
+        ("<Hold:0|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.HOLD, 0, False, False),
+        ("<Jog|MPos:0.000,0.000,0.000|FS:500,0>", GrblState.JOG, None, False, False),
+        ("<Alarm|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.ALARM, None, False, False),
+        ("<Door:0|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.DOOR, 0, False, False),
+        ("<Door:1|MPos:0.000,0.000,0.000|FS:0,0|Pn:D>", GrblState.DOOR, 1, True, False),
+        ("<Door:2|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.DOOR, 2, True, False),
+        ("<Door:3|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.DOOR, 3, False, False),
+        ("<Door|MPos:0.000,0.000,0.000>", GrblState.DOOR, None, True, False),
+        ("<Check|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.CHECK, None, False, False),
+        ("<Home|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.HOME, None, False, False),
+        ("<Sleep|MPos:0.000,0.000,0.000|FS:0,0>", GrblState.SLEEP, None, False, False),
+        ("<Idle|MPos:0.000,0.000,0.000|FS:0,0|Pn:D>", GrblState.IDLE, None, True, False),
     ],
 )
 def test_states_substates_door_and_firing(
-    line: str, state: MachineState, substate: int | None, door_open: bool, firing: bool
+    line: str, state: GrblState, substate: int | None, door_open: bool, firing: bool
 ) -> None:
     report = parse_line(line)
     assert isinstance(report, StatusReport)
@@ -94,7 +94,7 @@ def test_spindle_is_absent_with_f_only_and_fields_are_optional() -> None:
 
 def test_unknown_fields_of_forks_are_ignored() -> None:
     report = parse_status("<Idle|MPos:0.000,0.000,0.000|FS:0,0|SD:12.5,file.nc|H:1,7>")
-    assert report.state is MachineState.IDLE
+    assert report.state is GrblState.IDLE
 
 
 @pytest.mark.parametrize(
@@ -235,12 +235,12 @@ def test_any_text_parses_or_raises_a_protocol_error(text: str) -> None:
 
 
 @given(
-    st.sampled_from(list(MachineState)),
+    st.sampled_from(list(GrblState)),
     st.lists(st.sampled_from(["MPos", "WPos", "FS", "F", "Bf", "Ov", "Pn", "A", "WCO"])),
     st.text(alphabet="0123456789.,-:|XYZDSCFM", max_size=40),
 )
 def test_status_like_lines_parse_or_raise_a_protocol_error(
-    state: MachineState, names: list[str], values: str
+    state: GrblState, names: list[str], values: str
 ) -> None:
     line = "<" + "|".join([state.value, *(f"{name}:{values}" for name in names)]) + ">"
     try:

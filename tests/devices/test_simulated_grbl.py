@@ -22,8 +22,8 @@ from devices.grbl import (
     GrblEvent,
     GrblLaser,
     GrblSnapshot,
+    GrblState,
     LaserInterlock,
-    MachineState,
     SimulatedGrblLaser,
 )
 from devices.registry import KINDS, build_laser
@@ -85,7 +85,7 @@ def test_a_cut_fires_for_its_time_and_is_metered(laser: SimulatedGrblLaser) -> N
     assert idle.version == "1.1h"
     assert idle.laser_mode
     assert idle.max_power == 1000
-    assert idle.state is MachineState.IDLE
+    assert idle.state is GrblState.IDLE
     assert not idle.firing
     assert laser.port.startswith("/dev/pts/")
     laser.cut(0.6, power=750, feed=1200)
@@ -93,12 +93,12 @@ def test_a_cut_fires_for_its_time_and_is_metered(laser: SimulatedGrblLaser) -> N
     with pytest.raises(DeviceUnavailable, match="Run"):
         laser.cut(1.0)  # one job at a time
     firing = until(laser, lambda s: s.firing)
-    assert firing.state is MachineState.RUN
+    assert firing.state is GrblState.RUN
     assert firing.power == 750
     assert firing.feed == 1200
     moved = until(laser, lambda s: s.firing and s is not firing)
-    assert moved.state is MachineState.RUN
-    done = until(laser, lambda s: s.state is MachineState.IDLE)
+    assert moved.state is GrblState.RUN
+    done = until(laser, lambda s: s.state is GrblState.IDLE)
     assert not done.firing
     assert not laser.cutting
     assert done.run_time_s == pytest.approx(0.6, abs=4 * POLL + 0.05)
@@ -108,12 +108,12 @@ def test_feed_hold_stops_the_beam_and_its_clock(laser: SimulatedGrblLaser) -> No
     laser.cut(5.0)
     until(laser, lambda s: s.firing)
     laser.feed_hold()
-    held = until(laser, lambda s: s.state is MachineState.HOLD)
+    held = until(laser, lambda s: s.state is GrblState.HOLD)
     assert not held.firing
     assert laser.cutting
     assert laser.peer.received.realtime[-1] == b"!"
     laser.soft_reset()  # the operator gives up: a reset while held at rest
-    idle = until(laser, lambda s: s.state is MachineState.IDLE)
+    idle = until(laser, lambda s: s.state is GrblState.IDLE)
     assert not idle.alarm
     assert not laser.cutting
 
@@ -128,7 +128,7 @@ def test_an_alarm_trips_the_latch_until_unlocked(laser: SimulatedGrblLaser) -> N
     laser.cut(5.0)
     until(laser, lambda s: s.firing)
     laser.trip_alarm(1)
-    alarm = until(laser, lambda s: s.state is MachineState.ALARM)
+    alarm = until(laser, lambda s: s.state is GrblState.ALARM)
     assert alarm.alarm_code == 1
     assert not alarm.firing
     assert not laser.cutting
@@ -138,7 +138,7 @@ def test_an_alarm_trips_the_latch_until_unlocked(laser: SimulatedGrblLaser) -> N
     with pytest.raises(DeviceUnavailable, match="Alarm"):
         laser.cut(1.0)
     laser.unlock()
-    until(laser, lambda s: s.state is MachineState.IDLE and not s.alarm)
+    until(laser, lambda s: s.state is GrblState.IDLE and not s.alarm)
     assert relay.latched, "only a new grant re-arms the latch"
     relay.close()
 
@@ -150,19 +150,19 @@ def test_the_door_stops_the_cut_and_a_reset_clears_it(laser: SimulatedGrblLaser)
     until(laser, lambda s: s.firing)
     laser.open_door()
     door = until(laser, lambda s: s.door_open)
-    assert door.state is MachineState.DOOR
+    assert door.state is GrblState.DOOR
     assert not door.firing
     assert events.of(DoorOpened)
     laser.close_door()
     closed = until(laser, lambda s: not s.door_open)
-    assert (closed.state, closed.substate) == (MachineState.DOOR, 0)  # waits for a resume
+    assert (closed.state, closed.substate) == (GrblState.DOOR, 0)  # waits for a resume
     laser.soft_reset()
-    until(laser, lambda s: s.state is MachineState.IDLE)
+    until(laser, lambda s: s.state is GrblState.IDLE)
     # Idle, the door opens and closes without a job to resume.
     laser.open_door()
     until(laser, lambda s: s.door_open)
     laser.close_door()
-    until(laser, lambda s: s.state is MachineState.IDLE and not s.door_open)
+    until(laser, lambda s: s.state is GrblState.IDLE and not s.door_open)
 
 
 def test_close_releases_the_peer_and_the_pty() -> None:
@@ -193,11 +193,11 @@ def test_speed_runs_cuts_and_the_meter_in_simulated_time() -> None:
     assert laser.speed == 20
     laser.open()
     try:
-        assert laser.wait_for(lambda s: s.connected and s.state is MachineState.IDLE, WAIT)
+        assert laser.wait_for(lambda s: s.connected and s.state is GrblState.IDLE, WAIT)
         started = time.monotonic()
         laser.cut(10.0)  # ten simulated seconds: half a real second
         until(laser, lambda s: s.firing)
-        done = until(laser, lambda s: s.state is MachineState.IDLE)
+        done = until(laser, lambda s: s.state is GrblState.IDLE)
         assert time.monotonic() - started < 2.0
         assert done.run_time_s == pytest.approx(10.0, abs=20 * 3 * 0.05)
     finally:

@@ -256,9 +256,9 @@ def edge_settings(
             m = {"id": m}
         spec = {
             "kind": "generic",
+            # No debounce: the tests present badges on a fake clock.
             "reader": {"kind": "reader.sim", "options": {"debounce_s": 0}},
             "actuator": {"kind": "actuator.sim", "options": {"load_w": 100.0}},
-            "debounce_s": 0.2,
         }
         spec.update(m)
         specs.append(spec)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from edge.agent import session_config
+from edge.kinds import session_config
 from edge.session import Actuation
 from edge.settings import EdgeSettings, load_edge_settings
 

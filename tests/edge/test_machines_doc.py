@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge.agent import session_config
+from edge.kinds import session_config
 from edge.settings import EdgeSettings, MachineSettings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "machines.md"

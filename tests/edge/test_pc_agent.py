@@ -209,7 +209,6 @@ def pc_rig(
                             "id": PC,
                             "reader": {"kind": "reader.sim", "options": {"debounce_s": 0}},
                             "pc": {"kind": "pc.command", "options": lock.options()},
-                            "debounce_s": 0.2,
                         }
                     ],
                 }

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devices.octoprint import JobEvent, JobEventKind, PrinterFlags, PrinterSnapshot, Temperature
-from edge.machines import START_GRACE_S, DriverSignal, PrinterWatch
+from edge.kinds import DriverSignal
+from edge.kinds.printer import START_GRACE_S, PrinterWatch
 from edge.session import JobReport
 from protocol.messages import JobResult
 

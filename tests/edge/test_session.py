@@ -11,10 +11,12 @@ from typing import TypeVar
 import pytest
 
 from edge.clock import FakeClock
+from edge.kinds.gaming_pc import GAMING_PC
+from edge.kinds.laser import LASER
+from edge.kinds.printer import PRINTER
 from edge.offline import OfflineCode, OfflineVerdict
 from edge.session import (
     Append,
-    Debouncer,
     DecideOffline,
     DriverCommand,
     Effect,
@@ -274,27 +276,6 @@ def test_another_badge_cannot_end_someone_elses_session() -> None:
     assert rig.state() is State.ACTIVE
 
 
-def test_a_badge_read_twice_within_a_second_counts_once() -> None:
-    rig = Rig()
-    rig.start()
-    for _ in range(10):  # left on the reader, read every 0.2 s
-        rig.clock.advance(0.2)
-        assert rig.badge() == []
-    assert rig.state() is State.ACTIVE
-    rig.clock.advance(1.0)
-    assert only_ended(rig.badge()).reason is EndReason.BADGE_OUT
-
-
-def test_debouncer_counts_other_badges_at_once() -> None:
-    debounce = Debouncer(1.0)
-    assert debounce.accept(ALICE, 0.0)
-    assert not debounce.accept(ALICE, 0.9)
-    assert debounce.accept(BOB, 1.0)
-    assert debounce.accept(ALICE, 1.1)
-    assert not debounce.accept(ALICE, 2.0)
-    assert debounce.accept(ALICE, 3.0)
-
-
 # --------------------------------------------------------------------------- stale input
 
 
@@ -406,7 +387,7 @@ def test_an_offline_verdict_that_never_comes_gives_up() -> None:
 
 
 def test_a_printer_is_never_cut_while_a_job_runs() -> None:
-    rig = Rig(SessionConfig.printer())
+    rig = Rig(PRINTER.preset)
     rig.start(minutes=10)
     start = rig.mono
     rig.record(rig.machine.job_running(rig.mono))
@@ -437,7 +418,7 @@ def test_a_printer_is_never_cut_while_a_job_runs() -> None:
 
 
 def test_a_finished_print_ends_the_printer_session() -> None:
-    rig = Rig(SessionConfig.printer())
+    rig = Rig(PRINTER.preset)
     rig.start()
     rig.record(rig.machine.job_running(rig.mono))
     rig.advance(25 * 60)
@@ -454,7 +435,7 @@ COOL_S = 600.0
 
 def printer(*, hot: bool = False, job: bool = False, minutes: float = 60) -> Rig:
     """A printer with an active session, its nozzle hot or not, a job running or not."""
-    rig = Rig(SessionConfig.printer(cooldown_s=COOL_S))
+    rig = Rig(replace(PRINTER.preset, cooldown_s=COOL_S))
     rig.start(minutes=minutes)
     if hot:
         assert rig.record(rig.machine.heat(True, rig.mono)) == []
@@ -624,7 +605,7 @@ def test_maintenance_asked_while_cooling_follows_the_cool_down() -> None:
 
 
 def test_without_a_cool_down_a_hot_printer_ends_at_once() -> None:
-    rig = Rig(SessionConfig.printer(cooldown_s=0))
+    rig = Rig(replace(PRINTER.preset, cooldown_s=0))
     rig.start()
     heat(rig, True)
     rig.clock.advance(5)
@@ -634,7 +615,7 @@ def test_without_a_cool_down_a_hot_printer_ends_at_once() -> None:
 
 
 def test_a_laser_ignores_the_temperature() -> None:
-    rig = Rig(SessionConfig.laser())
+    rig = Rig(LASER.preset)
     rig.start()
     heat(rig, True)
     rig.clock.advance(5)
@@ -687,7 +668,7 @@ def test_a_job_that_outlives_its_session_still_belongs_to_it() -> None:
 
 @pytest.mark.parametrize("seen_start", [True, False])
 def test_a_job_without_a_session_is_journaled_without_one(seen_start: bool) -> None:
-    rig = Rig(SessionConfig.printer())
+    rig = Rig(PRINTER.preset)
     if seen_start:
         rig.record(rig.machine.job_started(rig.mono))  # started from OctoPrint by staff
     else:
@@ -718,7 +699,7 @@ def test_a_job_report_is_clamped_to_what_the_protocol_accepts() -> None:
 
 
 def test_a_laser_fault_cuts_at_once_and_nothing_but_a_new_grant_restarts_it() -> None:
-    rig = Rig(SessionConfig.laser())
+    rig = Rig(LASER.preset)
     rig.start()
     rig.advance(90)
     effects = rig.record(rig.machine.fault("exhaust", "filter pressure low", rig.mono))
@@ -751,7 +732,7 @@ def test_a_laser_fault_cuts_at_once_and_nothing_but_a_new_grant_restarts_it() ->
 
 
 def test_a_lasting_fault_is_journaled_once_and_cut_at_every_report() -> None:
-    rig = Rig(SessionConfig.laser())
+    rig = Rig(LASER.preset)
     for _ in range(3):
         rig.record(rig.machine.fault("grbl_alarm", "ALARM:1", rig.mono))
         rig.clock.advance(1)
@@ -763,7 +744,7 @@ def test_a_lasting_fault_is_journaled_once_and_cut_at_every_report() -> None:
 
 
 def test_a_printer_fault_is_journaled_and_the_print_goes_on() -> None:
-    rig = Rig(SessionConfig.printer())
+    rig = Rig(PRINTER.preset)
     rig.start()
     rig.record(rig.machine.job_running(rig.mono))
     effects = rig.record(rig.machine.fault("octoprint_error", "HTTP 502", rig.mono))
@@ -774,7 +755,7 @@ def test_a_printer_fault_is_journaled_and_the_print_goes_on() -> None:
 
 
 def test_a_laser_session_is_cut_when_the_link_stays_lost() -> None:
-    rig = Rig(SessionConfig.laser())
+    rig = Rig(LASER.preset)
     rig.start()
     rig.advance(60)
     rig.record(rig.machine.link(False, rig.mono))
@@ -791,7 +772,7 @@ def test_a_laser_session_is_cut_when_the_link_stays_lost() -> None:
 
 
 def test_staff_keep_a_laser_without_the_link() -> None:
-    rig = Rig(SessionConfig.laser())
+    rig = Rig(LASER.preset)
     rig.start(staff=True)
     rig.record(rig.machine.link(False, rig.mono))
     rig.advance(10 * 60)
@@ -859,7 +840,7 @@ def test_maintenance_ends_the_session_and_refuses_badges_until_lifted() -> None:
     "action", [MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL]
 )
 def test_print_commands_go_to_the_driver(action: MachineAction) -> None:
-    rig = Rig(SessionConfig.printer())
+    rig = Rig(PRINTER.preset)
     assert rig.machine_cmd(action, "c-1") == [DriverCommand(action)]
     assert rig.machine_cmd(action, "c-1") == []
     assert rig.machine_cmd(action, "c-2", machine="m-2") == []
@@ -877,7 +858,7 @@ def test_idle_timeout_ends_the_session() -> None:
 
 
 def test_a_gaming_pc_is_locked_never_powered() -> None:
-    rig = Rig(SessionConfig.gaming_pc())
+    rig = Rig(GAMING_PC.preset)
     effects = rig.start(minutes=15)
     assert Unlock() in effects
     rig.advance(15 * 60)
@@ -887,7 +868,7 @@ def test_a_gaming_pc_is_locked_never_powered() -> None:
 
 
 def test_a_forced_break_ends_the_session_and_holds_the_player_back() -> None:
-    rig = Rig(SessionConfig.gaming_pc())
+    rig = Rig(GAMING_PC.preset)
     rig.start(minutes=120, break_rule=BreakRule(play_min=50, break_min=10))
     start = rig.mono
     rig.advance(50 * 60)
@@ -915,7 +896,7 @@ def test_a_forced_break_ends_the_session_and_holds_the_player_back() -> None:
 
 def test_a_grant_that_ends_at_the_break_ends_as_a_break_announced_as_one() -> None:
     """The hub caps a 9-15 grant at the break (50 min of play): it is a break, not time up."""
-    rig = Rig(SessionConfig.gaming_pc())
+    rig = Rig(GAMING_PC.preset)
     now = rig.clock.now()
     rig.start(
         minutes=50,
@@ -944,7 +925,7 @@ def test_a_grant_that_ends_at_the_break_ends_as_a_break_announced_as_one() -> No
 
 def test_the_hubs_break_time_counts_play_before_this_session() -> None:
     """30 min played on another PC: the hub says the break comes in 20 min, not 50."""
-    rig = Rig(SessionConfig.gaming_pc())
+    rig = Rig(GAMING_PC.preset)
     now = rig.clock.now()
     rig.start(
         minutes=60,
@@ -958,14 +939,14 @@ def test_the_hubs_break_time_counts_play_before_this_session() -> None:
 
 
 def test_without_the_hubs_break_time_a_grant_ending_at_play_min_is_a_break() -> None:
-    rig = Rig(SessionConfig.gaming_pc())
+    rig = Rig(GAMING_PC.preset)
     rig.start(minutes=50, break_rule=BreakRule(play_min=50, break_min=10))
     rig.advance(50 * 60)
     assert only_ended(rig.all()).reason is EndReason.BREAK
 
 
 def test_another_player_may_use_the_machine_during_a_break() -> None:
-    rig = Rig(SessionConfig.gaming_pc())
+    rig = Rig(GAMING_PC.preset)
     rig.start(minutes=60, break_rule=BreakRule(play_min=20, break_min=15))
     rig.advance(21 * 60)
     assert rig.state() is State.ON_BREAK
@@ -974,7 +955,7 @@ def test_another_player_may_use_the_machine_during_a_break() -> None:
 
 
 def test_a_staff_break_uses_its_minutes() -> None:
-    rig = Rig(SessionConfig.gaming_pc())
+    rig = Rig(GAMING_PC.preset)
     rig.start()
     rig.advance(300)
     effects = rig.session_cmd(SessionAction.BREAK, "c-1", minutes=3)
@@ -1009,7 +990,7 @@ def test_a_grant_already_over_is_refused() -> None:
 
 
 def test_waking_every_second_or_only_when_asked_gives_the_same_story() -> None:
-    config = replace(SessionConfig.gaming_pc(), warn_before_min=(10, 2))
+    config = replace(GAMING_PC.preset, warn_before_min=(10, 2))
     rule = BreakRule(play_min=30, break_min=5)
     by_wakeup, by_second = Rig(config), Rig(config)
     for rig in (by_wakeup, by_second):

@@ -121,7 +121,7 @@ def seed(factory: sessionmaker[Session]) -> Seed:
                 Machine(
                     id="printer-1",
                     name="Prusa",
-                    kind=MachineKind.PRINTER_3D,
+                    kind=MachineKind.PRINTER,
                     zone_id="fablab",
                     edge_id="pi-fab",
                 ),

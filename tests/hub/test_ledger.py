@@ -22,7 +22,8 @@ from hub.db.models import (
     MachineJob,
     UsageSession,
 )
-from hub.ledger import Applied, Ledger, LedgerWorker, usage_totals
+from hub.ledger import Applied, Ledger, usage_totals
+from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
 from hub.metrics import Metrics
 from hub.policy.model import PolicyConfig
@@ -525,13 +526,13 @@ def test_edge_status_follows_the_epoch_rule(
     store: tuple[sessionmaker[Session], Seed], ledger: Ledger
 ) -> None:
     factory, _ids = store
-    assert ledger.record_status("pi-fab", EdgeStatus(online=True, epoch=5, version="1.2"))
-    assert not ledger.record_status("pi-fab", EdgeStatus(online=False, epoch=4))
+    assert ledger.alerts.record_status("pi-fab", EdgeStatus(online=True, epoch=5, version="1.2"))
+    assert not ledger.alerts.record_status("pi-fab", EdgeStatus(online=False, epoch=4))
     with factory() as s:
         c = s.get(EdgeCursor, "pi-fab")
         assert c is not None
         assert (c.online, c.epoch, c.version) == (True, 5, "1.2")
-    assert ledger.record_status("pi-fab", EdgeStatus(online=False, epoch=5))
+    assert ledger.alerts.record_status("pi-fab", EdgeStatus(online=False, epoch=5))
     with factory() as s:
         c = s.get(EdgeCursor, "pi-fab")
         assert c is not None
@@ -794,22 +795,22 @@ def test_edge_offline_opens_one_alert_resolved_by_a_newer_connection(
     factory, _ids = store
     at = NOW + timedelta(hours=1)
 
-    assert ledger.record_status("pi-fab", status(True, 5, 10), NOW)
+    assert ledger.alerts.record_status("pi-fab", status(True, 5, 10), NOW)
     assert open_alerts(factory, "edge_offline") == []
     # The last will (no goodbye).
-    assert ledger.record_status("pi-fab", status(False, 5, 9), at)
+    assert ledger.alerts.record_status("pi-fab", status(False, 5, 9), at)
     (alert,) = open_alerts(factory, "edge_offline")
     assert (alert.edge_id, alert.ts, alert.machine_id) == ("pi-fab", at, None)
     assert "connection lost (last will)" in alert.detail
     assert "epoch 5" in alert.detail
     assert "machines: laser-1, printer-1" in alert.detail
     # The same retained status again (hub restart), a late will of an older connection.
-    assert ledger.record_status("pi-fab", status(False, 5, 9), at)
-    assert not ledger.record_status("pi-fab", status(False, 4, 0), at)
+    assert ledger.alerts.record_status("pi-fab", status(False, 5, 9), at)
+    assert not ledger.alerts.record_status("pi-fab", status(False, 4, 0), at)
     assert len(open_alerts(factory, "edge_offline")) == 1
 
     back = at + timedelta(minutes=3)
-    assert ledger.record_status("pi-fab", status(True, 6, 400), back)
+    assert ledger.alerts.record_status("pi-fab", status(True, 6, 400), back)
     assert open_alerts(factory, "edge_offline") == []
     with factory() as s:
         resolved = s.get(Alert, alert.id)
@@ -817,7 +818,7 @@ def test_edge_offline_opens_one_alert_resolved_by_a_newer_connection(
         assert resolved.resolved_at == back
 
     # A clean stop: the edge says goodbye itself.
-    assert ledger.record_status("pi-fab", status(False, 6, 500, goodbye=True), back)
+    assert ledger.alerts.record_status("pi-fab", status(False, 6, 500, goodbye=True), back)
     (planned,) = open_alerts(factory, "edge_offline")
     assert "planned stop (the edge said goodbye)" in planned.detail
     assert metrics.get("edges_offline", "last_will") == 1
@@ -830,19 +831,19 @@ def test_edge_offline_alert_respects_staff_and_restarts(
 ) -> None:
     factory, _ids = store
     ledger = Ledger(factory, PolicyConfig())
-    assert ledger.record_status("pi-game", status(True, 2, 10))
+    assert ledger.alerts.record_status("pi-game", status(True, 2, 10))
     restarted = Ledger(factory, PolicyConfig())  # the hub restarted meanwhile
-    assert restarted.record_status("pi-game", status(False, 2, 20))
+    assert restarted.alerts.record_status("pi-game", status(False, 2, 20))
     (alert,) = open_alerts(factory, "edge_offline")
     assert "connection lost (last will)" in alert.detail
     with factory() as s:  # staff: "that PC is off for the holidays"
         s.get(Alert, alert.id).resolved_at = NOW  # type: ignore[union-attr]
         s.commit()
     again = Ledger(factory, PolicyConfig())  # restarted again, the retained will re-read
-    assert again.record_status("pi-game", status(False, 2, 20))
+    assert again.alerts.record_status("pi-game", status(False, 2, 20))
     assert open_alerts(factory, "edge_offline") == []
 
     # An edge with no machine on the floor raises nothing.
-    assert ledger.record_status("pi-spare", status(True, 1, 0))
-    assert ledger.record_status("pi-spare", status(False, 1, 1))
+    assert ledger.alerts.record_status("pi-spare", status(True, 1, 0))
+    assert ledger.alerts.record_status("pi-spare", status(False, 1, 1))
     assert open_alerts(factory, "edge_offline") == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from hub.live import LiveState
-from hub.policy.model import Decision, Directory, MachineView, SessionView
+from hub.policy.model import Decision, Directory, MachineView, UsageView
 from protocol.messages import Availability, EdgeStatus, MachineState, OfflineRule
 from tests.hub.hubkit import NOW
 
@@ -16,8 +16,8 @@ STAFF = Decision(
 )
 
 
-def session(sid: str, machine: str, member: int | None, *, ended: bool = False) -> SessionView:
-    return SessionView(
+def session(sid: str, machine: str, member: int | None, *, ended: bool = False) -> UsageView:
+    return UsageView(
         session_id=sid,
         member_id=member,
         machine_id=machine,

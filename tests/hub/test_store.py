@@ -67,6 +67,68 @@ def test_second_revision_upgrades_a_running_site_and_downgrades(db_url: str) -> 
     engine.dispose()
 
 
+def test_kind_spelling_migration_renames_stored_printers_and_drops_power_policy(
+    db_url: str,
+) -> None:
+    """A site that stored ``printer_3d`` (machines and sessions) reads ``printer`` after
+    the upgrade, and the downgrade gives back both the old spelling and power_policy."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from hub.db.migrate import alembic_config
+
+    upgrade(db_url, "13610834eece")
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO zone (id, name) VALUES ('fablab', 'FabLab')"))
+        for mid, kind, policy in (
+            ("printer-1", "printer_3d", "keep_while_job"),
+            ("laser-1", "laser", "follow_session"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO machine (id, name, kind, zone_id, edge_id, offline_rule,"
+                    " power_policy, maintenance, maintenance_note) VALUES"
+                    " (:id, :id, :kind, 'fablab', 'e', 'allow', :policy, false, '')"
+                ),
+                {"id": mid, "kind": kind, "policy": policy},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO usage_session (id, edge_id, machine_id, age_group, programmes,"
+                " machine_kind, offline, staff, started_at, used_s, last_minute) VALUES"
+                " ('s1', 'e', 'printer-1', '', '[]', 'printer_3d', false, false, :t, 61.0, 1)"
+            ),
+            {"t": datetime(2026, 1, 5, 10, tzinfo=UTC)},
+        )
+    upgrade(db_url)
+    factory = make_sessionmaker(engine)
+    with factory() as s:
+        printer = s.get(m.Machine, "printer-1")
+        assert printer is not None
+        assert printer.kind is m.MachineKind.PRINTER
+        laser = s.get(m.Machine, "laser-1")
+        assert laser is not None
+        assert laser.kind is m.MachineKind.LASER
+        session = s.get(m.UsageSession, "s1")
+        assert session is not None
+        assert session.machine_kind == "printer"
+    assert "power_policy" not in {c["name"] for c in inspect(engine).get_columns("machine")}
+    engine.dispose()
+
+    command.downgrade(alembic_config(db_url), "13610834eece")
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, kind, power_policy FROM machine ORDER BY id"))
+        assert [tuple(r) for r in rows] == [
+            ("laser-1", "laser", "follow_session"),
+            ("printer-1", "printer_3d", "keep_while_job"),
+        ]
+        kinds = conn.execute(text("SELECT machine_kind FROM usage_session")).scalars().all()
+        assert kinds == ["printer_3d"]
+    engine.dispose()
+
+
 def test_job_rows_are_unique_per_edge_seq_and_survive_member_deletion(db_url: str) -> None:
     upgrade(db_url)
     engine = make_engine(db_url)

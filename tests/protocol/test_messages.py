@@ -52,6 +52,20 @@ def test_round_trip_every_message() -> None:
         p.SessionCommand(cmd_id="c1", session_id="s1", action=p.SessionAction.END, not_after=NOW),
         p.MachineCommand(cmd_id="c2", machine="m", action=p.MachineAction.PAUSE, not_after=NOW),
         p.MachineState(machine="m", availability=p.Availability.IN_USE, ts=NOW),
+        p.MachineState(
+            machine="m",
+            availability=p.Availability.FAULT,
+            session_id="s1",
+            detail=p.MachineDetail(
+                kind="laser",
+                state="active",
+                reader=True,
+                ends_at=NOW + timedelta(hours=1),
+                job=True,
+                faults=("actuator", "grbl"),
+            ),
+            ts=NOW,
+        ),
         p.Telemetry(machine="m", ts=NOW, values={"bed": 60.5, "state": "Printing"}),
         p.PolicySnapshot(edge="e", version=1, issued_at=NOW, valid_until=NOW),
     ]
@@ -198,6 +212,25 @@ def test_journal_command_needs_exactly_one_field() -> None:
         p.JournalCommand()
     with pytest.raises(ValueError, match="exactly one"):
         p.JournalCommand(ack_through=1, replay_from=2)
+
+
+def test_machine_detail_is_typed() -> None:
+    """A state's detail is a fixed set of typed fields, not a free dictionary."""
+    base = {"v": 1, "machine": "m", "availability": "in_use", "ts": NOW.isoformat()}
+    ok = p.decode(
+        p.MachineState, json.dumps(base | {"detail": {"kind": "printer", "job": True}}).encode()
+    )
+    assert ok.detail is not None
+    assert (ok.detail.kind, ok.detail.job, ok.detail.faults) == ("printer", True, ())
+    for bad in (
+        {"kind": "printer", "progress": 0.4},  # not a field
+        {"kind": "printer", "job": "plaque.gcode"},  # not a bool
+        {"job": True},  # no kind
+        {"kind": "printer", "faults": ["x" * 65]},
+        {"kind": "printer", "ends_at": "2026-11-25T15:00:00"},  # naive time
+    ):
+        with pytest.raises(p.PayloadError):
+            p.decode(p.MachineState, json.dumps(base | {"detail": bad}).encode())
 
 
 def test_messages_are_frozen() -> None:

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
 from hub.api.auth import Capability
-from hub.api.common import commit, conflict, field_error, get_or_404, invalid
-from hub.api.deps import ControlDep, CurrentAccount, SessionDep, SettingsDep, allow
+from hub.api.common import conflict, field_error, get_or_404, invalid
+from hub.api.deps import CurrentAccount, SessionDep, SettingsDep, allow
 from hub.api.schemas import BadgeCreate, BadgePublic, BadgeUpdate, DbId
 from hub.api.views import badge_public
+from hub.api.writes import ReferenceWriteDep, apply_changes
 from hub.db.models import Badge, Member
 from protocol.ids import badge_hash
 from protocol.messages import utcnow
@@ -58,11 +59,11 @@ def list_badges(
 )
 def enrol_badge(
     body: BadgeCreate,
-    db: SessionDep,
+    write: ReferenceWriteDep,
     settings: SettingsDep,
-    control: ControlDep,
     principal: CurrentAccount,
 ) -> BadgePublic:
+    db = write.db
     if db.get(Member, body.member_id) is None:
         field_error(
             ("body", "member_id"), f"Membre {body.member_id} introuvable", "unknown_reference"
@@ -79,10 +80,7 @@ def enrol_badge(
         digest = body.hash
     if db.scalar(select(Badge.id).where(Badge.hash == digest)) is not None:
         conflict(DUPLICATE)
-    badge = Badge(hash=digest, member_id=body.member_id, label=body.label)
-    db.add(badge)
-    commit(db, DUPLICATE)
-    control.reference_changed()
+    badge = write.create(Badge(hash=digest, member_id=body.member_id, label=body.label), DUPLICATE)
     log.info(
         "badge %d enrolled for member %d by account %d",
         badge.id,
@@ -109,11 +107,8 @@ def get_badge(badge_id: DbId, db: SessionDep) -> BadgePublic:
     dependencies=[allow(Capability.BADGES_WRITE)],
 )
 def update_badge(badge_id: DbId, body: BadgeUpdate, db: SessionDep) -> BadgePublic:
-    badge = get_or_404(db, Badge, badge_id, "Badge")
-    for name, value in body.changes().items():
-        setattr(badge, name, value)
-    commit(db, "Modification refusée")
-    return badge_public(badge)
+    """Labels are for staff only: the policy does not read them, the hub is not told."""
+    return badge_public(apply_changes(db, get_or_404(db, Badge, badge_id, "Badge"), body.changes()))
 
 
 @router.post(
@@ -123,14 +118,12 @@ def update_badge(badge_id: DbId, body: BadgeUpdate, db: SessionDep) -> BadgePubl
     dependencies=[allow(Capability.BADGES_WRITE)],
 )
 def revoke_badge(
-    badge_id: DbId, db: SessionDep, control: ControlDep, principal: CurrentAccount
+    badge_id: DbId, write: ReferenceWriteDep, principal: CurrentAccount
 ) -> BadgePublic:
-    badge = get_or_404(db, Badge, badge_id, "Badge")
+    badge = write.get(Badge, badge_id, "Badge")
     if badge.revoked_at is not None:
         conflict("Ce badge est déjà révoqué")
-    badge.revoked_at = utcnow()
-    commit(db, "Modification refusée")
-    control.reference_changed()
+    write.update(badge, {"revoked_at": utcnow()})
     log.info("badge %d revoked by account %d", badge_id, principal.account_id)
     return badge_public(badge)
 
@@ -141,8 +134,5 @@ def revoke_badge(
     summary="Delete a badge row, e.g. to enrol the card for someone else",
     dependencies=[allow(Capability.BADGES_DELETE)],
 )
-def delete_badge(badge_id: DbId, db: SessionDep, control: ControlDep) -> None:
-    badge = get_or_404(db, Badge, badge_id, "Badge")
-    db.delete(badge)
-    commit(db, "Suppression refusée")
-    control.reference_changed()
+def delete_badge(badge_id: DbId, write: ReferenceWriteDep) -> None:
+    write.delete(write.get(Badge, badge_id, "Badge"))

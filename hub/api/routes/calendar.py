@@ -17,14 +17,13 @@ from sqlalchemy.orm import Session
 
 from hub.api.auth import Capability
 from hub.api.common import (
-    commit,
     conflict,
     get_or_404,
     invalid,
     require_age_groups,
     require_refs,
 )
-from hub.api.deps import ControlDep, CurrentAccount, PolicyDep, SessionDep, SettingsDep, allow
+from hub.api.deps import CurrentAccount, PolicyDep, SessionDep, SettingsDep, allow
 from hub.api.schemas import (
     DbId,
     ExceptionCreate,
@@ -40,6 +39,7 @@ from hub.api.schemas import (
     check_break,
     check_exception_hours,
 )
+from hub.api.writes import ReferenceWriteDep
 from hub.db.models import ExceptionKind, Programme, Quota, Slot, SlotException, Zone
 from hub.policy.model import PolicyConfig
 
@@ -93,14 +93,10 @@ def list_slots(db: SessionDep, zone_id: Ident | None = None) -> list[Slot]:
     summary="Add a weekly slot",
     dependencies=WRITE,
 )
-def create_slot(body: SlotCreate, db: SessionDep, control: ControlDep, cfg: PolicyDep) -> Slot:
+def create_slot(body: SlotCreate, write: ReferenceWriteDep, cfg: PolicyDep) -> Slot:
     values = body.model_dump()
-    _check_refs(db, values, cfg)
-    slot = Slot(**values)
-    db.add(slot)
-    commit(db, "Créneau refusé par la base de données")
-    control.reference_changed()
-    return slot
+    _check_refs(write.db, values, cfg)
+    return write.create(Slot(**values), "Créneau refusé par la base de données")
 
 
 @router.get(
@@ -121,19 +117,13 @@ def get_slot(slot_id: DbId, db: SessionDep) -> Slot:
     summary="Edit a slot",
     dependencies=WRITE,
 )
-def update_slot(
-    slot_id: DbId, body: SlotUpdate, db: SessionDep, control: ControlDep, cfg: PolicyDep
-) -> Slot:
-    slot = get_or_404(db, Slot, slot_id, "Créneau")
+def update_slot(slot_id: DbId, body: SlotUpdate, write: ReferenceWriteDep, cfg: PolicyDep) -> Slot:
+    slot = write.get(Slot, slot_id, "Créneau")
     changes = body.changes()
-    _check_refs(db, changes, cfg)
+    _check_refs(write.db, changes, cfg)
     if changes.get("start", slot.start) == changes.get("end", slot.end):
         raise invalid(("body",), "Le créneau doit avoir une durée (début et fin différents)")
-    for name, value in changes.items():
-        setattr(slot, name, value)
-    commit(db, "Modification refusée")
-    control.reference_changed()
-    return slot
+    return write.update(slot, changes)
 
 
 @router.delete(
@@ -143,10 +133,8 @@ def update_slot(
     summary="Delete a slot",
     dependencies=WRITE,
 )
-def delete_slot(slot_id: DbId, db: SessionDep, control: ControlDep) -> None:
-    db.delete(get_or_404(db, Slot, slot_id, "Créneau"))
-    commit(db, "Suppression refusée")
-    control.reference_changed()
+def delete_slot(slot_id: DbId, write: ReferenceWriteDep) -> None:
+    write.delete(write.get(Slot, slot_id, "Créneau"))
 
 
 # --------------------------------------------------------------------------- exceptions
@@ -175,15 +163,11 @@ def list_exceptions(db: SessionDep, zone_id: Ident | None = None) -> list[SlotEx
     dependencies=WRITE,
 )
 def create_exception(
-    body: ExceptionCreate, db: SessionDep, control: ControlDep, cfg: PolicyDep
+    body: ExceptionCreate, write: ReferenceWriteDep, cfg: PolicyDep
 ) -> SlotException:
     values = body.model_dump()
-    _check_refs(db, values, cfg)
-    row = SlotException(**values)
-    db.add(row)
-    commit(db, "Exception refusée par la base de données")
-    control.reference_changed()
-    return row
+    _check_refs(write.db, values, cfg)
+    return write.create(SlotException(**values), "Exception refusée par la base de données")
 
 
 @router.get(
@@ -205,18 +189,14 @@ def get_exception(exception_id: DbId, db: SessionDep) -> SlotException:
     dependencies=WRITE,
 )
 def update_exception(
-    exception_id: DbId, body: ExceptionUpdate, db: SessionDep, control: ControlDep, cfg: PolicyDep
+    exception_id: DbId, body: ExceptionUpdate, write: ReferenceWriteDep, cfg: PolicyDep
 ) -> SlotException:
-    row = get_or_404(db, SlotException, exception_id, "Exception")
+    row = write.get(SlotException, exception_id, "Exception")
     changes = body.changes()
-    _check_refs(db, changes, cfg)
+    _check_refs(write.db, changes, cfg)
     merged = {k: changes.get(k, getattr(row, k)) for k in ("kind", "start", "end")}
     _rule(check_exception_hours, merged["kind"], merged["start"], merged["end"])
-    for name, value in changes.items():
-        setattr(row, name, value)
-    commit(db, "Modification refusée")
-    control.reference_changed()
-    return row
+    return write.update(row, changes)
 
 
 @router.delete(
@@ -226,10 +206,8 @@ def update_exception(
     summary="Delete an exception",
     dependencies=WRITE,
 )
-def delete_exception(exception_id: DbId, db: SessionDep, control: ControlDep) -> None:
-    db.delete(get_or_404(db, SlotException, exception_id, "Exception"))
-    commit(db, "Suppression refusée")
-    control.reference_changed()
+def delete_exception(exception_id: DbId, write: ReferenceWriteDep) -> None:
+    write.delete(write.get(SlotException, exception_id, "Exception"))
 
 
 # --------------------------------------------------------------------------- quotas
@@ -257,19 +235,17 @@ def list_quotas(db: SessionDep, zone_id: Ident | None = None) -> list[Quota]:
     summary="Set the quota of an age group in a zone",
     dependencies=WRITE,
 )
-def create_quota(body: QuotaCreate, db: SessionDep, control: ControlDep, cfg: PolicyDep) -> Quota:
-    require_refs(db, Zone, [body.zone_id], ("body", "zone_id"), "Zone")
+def create_quota(body: QuotaCreate, write: ReferenceWriteDep, cfg: PolicyDep) -> Quota:
+    require_refs(write.db, Zone, [body.zone_id], ("body", "zone_id"), "Zone")
     require_age_groups([body.age_group], ("body", "age_group"), cfg)
-    existing = db.scalar(
+    existing = write.db.scalar(
         select(Quota.id).where(Quota.zone_id == body.zone_id, Quota.age_group == body.age_group)
     )
     if existing is not None:
         conflict(f"Un quota existe déjà pour {body.age_group} dans cette zone (n° {existing})")
-    quota = Quota(**body.model_dump())
-    db.add(quota)
-    commit(db, "Un quota existe déjà pour cette tranche d'âge dans cette zone")
-    control.reference_changed()
-    return quota
+    return write.create(
+        Quota(**body.model_dump()), "Un quota existe déjà pour cette tranche d'âge dans cette zone"
+    )
 
 
 @router.get(
@@ -290,19 +266,15 @@ def get_quota(quota_id: DbId, db: SessionDep) -> Quota:
     summary="Edit a quota",
     dependencies=WRITE,
 )
-def update_quota(quota_id: DbId, body: QuotaUpdate, db: SessionDep, control: ControlDep) -> Quota:
-    quota = get_or_404(db, Quota, quota_id, "Quota")
+def update_quota(quota_id: DbId, body: QuotaUpdate, write: ReferenceWriteDep) -> Quota:
+    quota = write.get(Quota, quota_id, "Quota")
     changes = body.changes()
     _rule(
         check_break,
         changes.get("break_after_min", quota.break_after_min),
         changes.get("break_min", quota.break_min),
     )
-    for name, value in changes.items():
-        setattr(quota, name, value)
-    commit(db, "Modification refusée")
-    control.reference_changed()
-    return quota
+    return write.update(quota, changes)
 
 
 @router.delete(
@@ -312,10 +284,8 @@ def update_quota(quota_id: DbId, body: QuotaUpdate, db: SessionDep, control: Con
     summary="Delete a quota",
     dependencies=WRITE,
 )
-def delete_quota(quota_id: DbId, db: SessionDep, control: ControlDep) -> None:
-    db.delete(get_or_404(db, Quota, quota_id, "Quota"))
-    commit(db, "Suppression refusée")
-    control.reference_changed()
+def delete_quota(quota_id: DbId, write: ReferenceWriteDep) -> None:
+    write.delete(write.get(Quota, quota_id, "Quota"))
 
 
 def _zone_age_groups(db: Session, zone_id: str, cfg: PolicyConfig) -> list[str]:
@@ -349,8 +319,7 @@ def _zone_age_groups(db: Session, zone_id: str, cfg: PolicyConfig) -> list[str]:
 )
 def create_recommended_quotas(
     zone_id: Ident,
-    db: SessionDep,
-    control: ControlDep,
+    write: ReferenceWriteDep,
     cfg: PolicyDep,
     settings: SettingsDep,
     principal: CurrentAccount,
@@ -359,7 +328,8 @@ def create_recommended_quotas(
     """For each age group the zone admits that has a recommendation in the hub's
     ``gaming_defaults`` and no quota yet, create that quota; answer the created rows.
     Existing quotas are left exactly as they are."""
-    get_or_404(db, Zone, zone_id, "Zone")
+    db = write.db
+    write.get(Zone, zone_id, "Zone")
     existing = set(db.scalars(select(Quota.age_group).where(Quota.zone_id == zone_id)))
     created: list[Quota] = []
     for group in _zone_age_groups(db, zone_id, cfg):
@@ -379,8 +349,7 @@ def create_recommended_quotas(
         response.status_code = status.HTTP_200_OK
         return []
     db.add_all(created)
-    commit(db, "Un quota a été créé entre-temps pour cette zone : réessayez")
-    control.reference_changed()
+    write.commit("Un quota a été créé entre-temps pour cette zone : réessayez")
     log.info(
         "account %d created recommended quotas %s in zone %s",
         principal.account_id,

@@ -92,7 +92,7 @@ def live_machines(
                 maintenance_note=m.maintenance_note,
                 edge_online=edges.get(m.edge_id),
                 state_ts=state.ts if state is not None else None,
-                detail=dict(state.detail) if state is not None else {},
+                detail=state.detail if state is not None else None,
                 session=sessions.get(m.id),
                 telemetry=dict(tele.values) if tele is not None else {},
                 telemetry_ts=tele.ts if tele is not None else None,

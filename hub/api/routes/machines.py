@@ -10,9 +10,10 @@ import logging
 
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hub.api.auth import Capability, Principal
-from hub.api.common import commit, conflict, get_or_404, require_refs
+from hub.api.common import get_or_404, require_refs
 from hub.api.deps import ControlDep, CurrentAccount, SessionDep, allow
 from hub.api.schemas import (
     CommandRequest,
@@ -23,12 +24,17 @@ from hub.api.schemas import (
     MachineUpdate,
     MaintenanceRequest,
 )
+from hub.api.writes import ReferenceWriteDep
 from hub.db.models import Machine, MachineTraining, Training, Zone
 from protocol.messages import MachineAction
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/machines", tags=["machines"])
+
+
+def _require_trainings(db: Session, training_ids: list[str]) -> None:
+    require_refs(db, Training, training_ids, ("body", "required_trainings"), "Formation")
 
 
 def _set_trainings(machine: Machine, training_ids: list[str]) -> None:
@@ -59,16 +65,14 @@ def list_machines(db: SessionDep, zone_id: Ident | None = None) -> list[Machine]
     summary="Add a machine",
     dependencies=[allow(Capability.REFERENCE_WRITE)],
 )
-def create_machine(body: MachineCreate, db: SessionDep, control: ControlDep) -> Machine:
-    if db.get(Machine, body.id) is not None:
-        conflict(f"La machine {body.id} existe déjà")
-    require_refs(db, Zone, [body.zone_id], ("body", "zone_id"), "Zone")
-    require_refs(db, Training, body.required_trainings, ("body", "required_trainings"), "Formation")
+def create_machine(body: MachineCreate, write: ReferenceWriteDep) -> Machine:
+    exists = f"La machine {body.id} existe déjà"
+    write.absent(Machine, body.id, exists)
+    require_refs(write.db, Zone, [body.zone_id], ("body", "zone_id"), "Zone")
+    _require_trainings(write.db, body.required_trainings)
     machine = Machine(**body.model_dump(exclude={"required_trainings"}))
     _set_trainings(machine, body.required_trainings)
-    db.add(machine)
-    commit(db, f"La machine {body.id} existe déjà")
-    control.reference_changed()
+    write.create(machine, exists)
     log.info("machine %s created on edge %s", machine.id, machine.edge_id)
     return machine
 
@@ -89,22 +93,16 @@ def get_machine(machine_id: Ident, db: SessionDep) -> Machine:
     summary="Edit a machine",
     dependencies=[allow(Capability.REFERENCE_WRITE)],
 )
-def update_machine(
-    machine_id: Ident, body: MachineUpdate, db: SessionDep, control: ControlDep
-) -> Machine:
-    machine = get_or_404(db, Machine, machine_id, "Machine")
+def update_machine(machine_id: Ident, body: MachineUpdate, write: ReferenceWriteDep) -> Machine:
+    machine = write.get(Machine, machine_id, "Machine")
     changes = body.changes()
     if "zone_id" in changes:
-        require_refs(db, Zone, [changes["zone_id"]], ("body", "zone_id"), "Zone")
+        require_refs(write.db, Zone, [changes["zone_id"]], ("body", "zone_id"), "Zone")
     if "required_trainings" in changes:
         trainings = changes.pop("required_trainings")
-        require_refs(db, Training, trainings, ("body", "required_trainings"), "Formation")
+        _require_trainings(write.db, trainings)
         _set_trainings(machine, trainings)
-    for name, value in changes.items():
-        setattr(machine, name, value)
-    commit(db, "Modification refusée")
-    control.reference_changed()
-    return machine
+    return write.update(machine, changes)
 
 
 @router.delete(
@@ -113,11 +111,8 @@ def update_machine(
     summary="Remove a machine (its usage history stays)",
     dependencies=[allow(Capability.REFERENCE_WRITE)],
 )
-def delete_machine(machine_id: Ident, db: SessionDep, control: ControlDep) -> None:
-    machine = get_or_404(db, Machine, machine_id, "Machine")
-    db.delete(machine)
-    commit(db, "La machine est encore utilisée")
-    control.reference_changed()
+def delete_machine(machine_id: Ident, write: ReferenceWriteDep) -> None:
+    write.delete(write.get(Machine, machine_id, "Machine"), "La machine est encore utilisée")
     log.info("machine %s deleted", machine_id)
 
 
@@ -130,16 +125,15 @@ def delete_machine(machine_id: Ident, db: SessionDep, control: ControlDep) -> No
 def set_maintenance(
     machine_id: Ident,
     body: MaintenanceRequest,
-    db: SessionDep,
+    write: ReferenceWriteDep,
     control: ControlDep,
     principal: CurrentAccount,
 ) -> CommandResult:
     """Store the flag (kept across restarts, refused by the policy) and tell the edge now."""
-    machine = get_or_404(db, Machine, machine_id, "Machine")
-    machine.maintenance = body.on
-    machine.maintenance_note = body.note if body.on else ""
-    commit(db, "Modification refusée")
-    control.reference_changed()
+    machine = write.get(Machine, machine_id, "Machine")
+    write.update(
+        machine, {"maintenance": body.on, "maintenance_note": body.note if body.on else ""}
+    )
     action = MachineAction.MAINTENANCE_ON if body.on else MachineAction.MAINTENANCE_OFF
     delivered = control.machine_command(machine_id, action)
     _log_command(principal, machine_id, action, delivered)

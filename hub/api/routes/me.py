@@ -19,7 +19,7 @@ from hub.api.schemas import AccountPublic, MePublic, MySession, MyUsage
 from hub.api.views import member_trainings, training_names
 from hub.db.models import Account, Member, Quota, UsageSession
 from hub.policy.engine import zone_usage
-from hub.policy.model import SessionView
+from hub.policy.model import UsageView
 
 router = APIRouter(prefix="/api/me", tags=["me"])
 
@@ -59,7 +59,7 @@ def me(principal: CurrentAccount, db: SessionDep, cfg: PolicyDep) -> MePublic:
         )
     )
     views = [
-        SessionView(
+        UsageView(
             session_id=r.id,
             member_id=r.member_id,
             machine_id=r.machine_id,

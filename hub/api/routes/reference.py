@@ -1,7 +1,8 @@
 """Zones, programmes and trainings (tags ``zones``, ``programmes``, ``trainings``).
 
-Reading is open to staff and coordinators; writing is for admins and tells the live
-hub (``control.reference_changed()``) so that edges get fresh policy snapshots.
+Reading is open to staff and coordinators; writing is for admins and goes through
+:class:`hub.api.writes.ReferenceWrite`, which commits and tells the live hub so that
+edges get fresh policy snapshots.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from fastapi import APIRouter, status
 from sqlalchemy import func, select
 
 from hub.api.auth import Capability
-from hub.api.common import commit, conflict, get_or_404
-from hub.api.deps import ControlDep, SessionDep, allow
+from hub.api.common import conflict, get_or_404
+from hub.api.deps import SessionDep, allow
 from hub.api.schemas import (
     Ident,
     ProgrammeCreate,
@@ -26,6 +27,7 @@ from hub.api.schemas import (
     ZonePublic,
     ZoneUpdate,
 )
+from hub.api.writes import ReferenceWriteDep
 from hub.db.models import (
     Machine,
     MachineTraining,
@@ -67,13 +69,8 @@ def list_zones(db: SessionDep) -> list[Zone]:
     summary="Create a zone",
     dependencies=WRITE,
 )
-def create_zone(body: ZoneCreate, db: SessionDep, control: ControlDep) -> Zone:
-    if db.get(Zone, body.id) is not None:
-        conflict(f"La zone {body.id} existe déjà")
-    zone = Zone(**body.model_dump())
-    db.add(zone)
-    commit(db, f"La zone {body.id} existe déjà")
-    control.reference_changed()
+def create_zone(body: ZoneCreate, write: ReferenceWriteDep) -> Zone:
+    zone = write.create(Zone(**body.model_dump()), f"La zone {body.id} existe déjà", key=body.id)
     log.info("zone %s created", zone.id)
     return zone
 
@@ -96,13 +93,8 @@ def get_zone(zone_id: Ident, db: SessionDep) -> Zone:
     summary="Edit a zone",
     dependencies=WRITE,
 )
-def update_zone(zone_id: Ident, body: ZoneUpdate, db: SessionDep, control: ControlDep) -> Zone:
-    zone = get_or_404(db, Zone, zone_id, "Zone")
-    for name, value in body.changes().items():
-        setattr(zone, name, value)
-    commit(db, "Modification refusée")
-    control.reference_changed()
-    return zone
+def update_zone(zone_id: Ident, body: ZoneUpdate, write: ReferenceWriteDep) -> Zone:
+    return write.update(write.get(Zone, zone_id, "Zone"), body.changes())
 
 
 @router.delete(
@@ -112,16 +104,14 @@ def update_zone(zone_id: Ident, body: ZoneUpdate, db: SessionDep, control: Contr
     summary="Delete a zone (its slots, exceptions and quotas go with it)",
     dependencies=WRITE,
 )
-def delete_zone(zone_id: Ident, db: SessionDep, control: ControlDep) -> None:
-    zone = get_or_404(db, Zone, zone_id, "Zone")
-    machines = db.scalar(
+def delete_zone(zone_id: Ident, write: ReferenceWriteDep) -> None:
+    zone = write.get(Zone, zone_id, "Zone")
+    machines = write.db.scalar(
         select(func.count()).select_from(Machine).where(Machine.zone_id == zone_id)
     )
     if machines:
         conflict(f"La zone contient encore {machines} machine(s) : déplacez-les ou supprimez-les")
-    db.delete(zone)
-    commit(db, "La zone est encore utilisée")
-    control.reference_changed()
+    write.delete(zone, "La zone est encore utilisée")
     log.info("zone %s deleted", zone_id)
 
 
@@ -147,14 +137,10 @@ def list_programmes(db: SessionDep) -> list[Programme]:
     summary="Create a programme",
     dependencies=WRITE,
 )
-def create_programme(body: ProgrammeCreate, db: SessionDep, control: ControlDep) -> Programme:
-    if db.get(Programme, body.id) is not None:
-        conflict(f"Le programme {body.id} existe déjà")
-    programme = Programme(**body.model_dump())
-    db.add(programme)
-    commit(db, f"Le programme {body.id} existe déjà")
-    control.reference_changed()
-    return programme
+def create_programme(body: ProgrammeCreate, write: ReferenceWriteDep) -> Programme:
+    return write.create(
+        Programme(**body.model_dump()), f"Le programme {body.id} existe déjà", key=body.id
+    )
 
 
 @router.get(
@@ -176,14 +162,9 @@ def get_programme(programme_id: Ident, db: SessionDep) -> Programme:
     dependencies=WRITE,
 )
 def update_programme(
-    programme_id: Ident, body: ProgrammeUpdate, db: SessionDep, control: ControlDep
+    programme_id: Ident, body: ProgrammeUpdate, write: ReferenceWriteDep
 ) -> Programme:
-    programme = get_or_404(db, Programme, programme_id, "Programme")
-    for name, value in body.changes().items():
-        setattr(programme, name, value)
-    commit(db, "Modification refusée")
-    control.reference_changed()
-    return programme
+    return write.update(write.get(Programme, programme_id, "Programme"), body.changes())
 
 
 @router.delete(
@@ -193,8 +174,9 @@ def update_programme(
     summary="Delete an unused programme",
     dependencies=WRITE,
 )
-def delete_programme(programme_id: Ident, db: SessionDep, control: ControlDep) -> None:
-    programme = get_or_404(db, Programme, programme_id, "Programme")
+def delete_programme(programme_id: Ident, write: ReferenceWriteDep) -> None:
+    db = write.db
+    programme = write.get(Programme, programme_id, "Programme")
     members = db.scalar(
         select(func.count())
         .select_from(MemberProgramme)
@@ -212,9 +194,7 @@ def delete_programme(programme_id: Ident, db: SessionDep, control: ControlDep) -
             f"Le programme est encore utilisé par {members} membre(s) et {audiences} "
             "créneau(x) ou exception(s)"
         )
-    db.delete(programme)
-    commit(db, "Le programme est encore utilisé")
-    control.reference_changed()
+    write.delete(programme, "Le programme est encore utilisé")
 
 
 # --------------------------------------------------------------------------- trainings
@@ -239,14 +219,10 @@ def list_trainings(db: SessionDep) -> list[Training]:
     summary="Create a training",
     dependencies=WRITE,
 )
-def create_training(body: TrainingCreate, db: SessionDep, control: ControlDep) -> Training:
-    if db.get(Training, body.id) is not None:
-        conflict(f"La formation {body.id} existe déjà")
-    training = Training(**body.model_dump())
-    db.add(training)
-    commit(db, f"La formation {body.id} existe déjà")
-    control.reference_changed()
-    return training
+def create_training(body: TrainingCreate, write: ReferenceWriteDep) -> Training:
+    return write.create(
+        Training(**body.model_dump()), f"La formation {body.id} existe déjà", key=body.id
+    )
 
 
 @router.get(
@@ -267,15 +243,8 @@ def get_training(training_id: Ident, db: SessionDep) -> Training:
     summary="Edit a training (existing grants keep their expiry)",
     dependencies=WRITE,
 )
-def update_training(
-    training_id: Ident, body: TrainingUpdate, db: SessionDep, control: ControlDep
-) -> Training:
-    training = get_or_404(db, Training, training_id, "Formation")
-    for name, value in body.changes().items():
-        setattr(training, name, value)
-    commit(db, "Modification refusée")
-    control.reference_changed()
-    return training
+def update_training(training_id: Ident, body: TrainingUpdate, write: ReferenceWriteDep) -> Training:
+    return write.update(write.get(Training, training_id, "Formation"), body.changes())
 
 
 @router.delete(
@@ -285,8 +254,9 @@ def update_training(
     summary="Delete a training no machine or member uses",
     dependencies=WRITE,
 )
-def delete_training(training_id: Ident, db: SessionDep, control: ControlDep) -> None:
-    training = get_or_404(db, Training, training_id, "Formation")
+def delete_training(training_id: Ident, write: ReferenceWriteDep) -> None:
+    db = write.db
+    training = write.get(Training, training_id, "Formation")
     machines = db.scalar(
         select(func.count())
         .select_from(MachineTraining)
@@ -302,6 +272,4 @@ def delete_training(training_id: Ident, db: SessionDep, control: ControlDep) -> 
             f"La formation est encore exigée par {machines} machine(s) "
             f"et accordée à {members} membre(s)"
         )
-    db.delete(training)
-    commit(db, "La formation est encore utilisée")
-    control.reference_changed()
+    write.delete(training, "La formation est encore utilisée")

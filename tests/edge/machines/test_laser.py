@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from devices.grbl import GrblLaser, GrblSnapshot, MachineState
+from devices.grbl import GrblLaser, GrblSnapshot, GrblState
 from edge.agent import Agent
 from protocol.messages import Availability, EndReason, MachineFaultBody, SessionEndedBody
 from tests.devices.conftest import PtyPort
@@ -41,12 +41,12 @@ def wait_laser(driver: GrblLaser, predicate: Callable[[GrblSnapshot], bool]) -> 
 
 def fire(peer: GrblPeer, driver: GrblLaser, seconds: float, power: float) -> float:
     """The laser runs a job for ``seconds`` of real time; the driver's meter increase."""
-    before = wait_laser(driver, lambda s: s.state is MachineState.IDLE).run_time_s
+    before = wait_laser(driver, lambda s: s.state is GrblState.IDLE).run_time_s
     peer.set_state("Run", feed=1200, power=power)
-    wait_laser(driver, lambda s: s.state is MachineState.RUN)
+    wait_laser(driver, lambda s: s.state is GrblState.RUN)
     time.sleep(seconds)
     peer.set_state("Idle")
-    return wait_laser(driver, lambda s: s.state is MachineState.IDLE).run_time_s - before
+    return wait_laser(driver, lambda s: s.state is GrblState.IDLE).run_time_s - before
 
 
 def test_a_laser_session_journals_its_beam_on_time(
@@ -56,9 +56,9 @@ def test_a_laser_session_journals_its_beam_on_time(
     options = {"port": pty_port.path, "poll_interval_s": POLL_S}
     machine = {"id": LASER, "kind": "laser", "laser": {"kind": "laser.grbl", "options": options}}
     agent: Agent = r.online(r.agent("pi-a", [machine]))
-    driver = agent.unit(LASER).laser
+    driver = agent.unit(LASER).follower.laser
     assert driver is not None
-    wait_laser(driver, lambda s: s.connected and s.state is MachineState.IDLE)
+    wait_laser(driver, lambda s: s.connected and s.state is GrblState.IDLE)
     wait_until(lambda: agent.view(LASER).availability is Availability.FREE, 5, "laser free")
     # The first handshake after start is not a fault (no alert at every restart).
     assert journaled(agent, MachineFaultBody) == []

@@ -41,13 +41,15 @@ def test_a_metered_plug_ends_an_idle_session_and_the_hub_meters_it(
     present(agent, MACHINE, member_uid(1))
     wait_until(lambda: shelly.output, 5, "plug on")
     assert switched(shelly, True) == [{"id": "0", "on": "true"}]
+    # The plug switches on before the agent publishes its views: wait for the view.
+    wait_until(lambda: agent.view(MACHINE).session.session_id is not None, 5, "session view")
     session_id = agent.view(MACHINE).session.session_id
     assert session_id is not None
     wait_until(lambda: agent.view(MACHINE).session.job_running, 5, "busy by power")
 
     def hub_job(running: bool) -> bool:
         state = hub_state(r.hub, MACHINE)
-        return state is not None and state.detail.get("job", False) is running
+        return state is not None and state.detail is not None and state.detail.job is running
 
     wait_until(lambda: hub_job(True), 5, "the hub sees it busy")
     advance(r.clock, [agent], 5 * 60)  # busy all along: never idle

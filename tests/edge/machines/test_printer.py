@@ -64,7 +64,7 @@ def start_agent(
     r: Rig, server: OctoPrintServer, **settings: Any
 ) -> tuple[Agent, OctoPrintFollower]:
     agent = r.online(r.agent("pi-a", [printer(server, **settings)]))
-    follower = agent.unit(PRINTER).printer
+    follower = agent.unit(PRINTER).follower.printer
     assert follower is not None
     wait_until(
         lambda: follower.link_up and follower.snapshot.state == "Operational", 15, "following"
@@ -90,7 +90,7 @@ def print_now(server: OctoPrintServer, follower: OctoPrintFollower, gcode: bytes
 def hub_sees_job(r: Rig, running: bool) -> None:
     def seen() -> bool:
         state = hub_state(r.hub, PRINTER)
-        return state is not None and state.detail.get("job", False) is running
+        return state is not None and state.detail is not None and state.detail.job is running
 
     wait_until(seen, 5, f"the hub sees job={running}")
 

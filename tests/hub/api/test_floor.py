@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from hub.db.models import Alert, EdgeCursor, Role, StaffPresence
-from protocol.messages import Availability, MachineState, Telemetry, utcnow
+from protocol.messages import Availability, MachineDetail, MachineState, Telemetry, utcnow
 from tests.hub.api.conftest import Api, add_session
 
 
@@ -128,7 +128,7 @@ def test_live_machines_merge_store_states_and_sessions(api: Api) -> None:
         machine="laser-1",
         availability=Availability.IN_USE,
         session_id="open-1",
-        detail={"job": "plaque.gcode", "progress": 0.4},
+        detail=MachineDetail(kind="laser", state="active", job=True, faults=("grbl",)),
         ts=now,
     )
     api.control.edges["edge-1"] = True
@@ -140,7 +140,10 @@ def test_live_machines_merge_store_states_and_sessions(api: Api) -> None:
     laser = live["laser-1"]
     assert laser["availability"] == "in_use"
     assert laser["edge_online"] is True
-    assert laser["detail"] == {"job": "plaque.gcode", "progress": 0.4}
+    assert laser["detail"]["kind"] == "laser"
+    assert laser["detail"]["state"] == "active"
+    assert laser["detail"]["job"] is True
+    assert laser["detail"]["faults"] == ["grbl"]
     assert laser["session"]["first_name"] == "Noah"
     assert laser["session"]["used_s"] == 300
     assert live["printer-1"]["availability"] == "maintenance"

@@ -56,7 +56,7 @@ def _usage(api: Api) -> None:
             started_at=BASE + timedelta(hours=i),
             programmes=["fablab-16-25", "esport"],
             age_group="16-25",
-            machine_kind="printer_3d",
+            machine_kind="printer",
         )
     add_session(
         api,
@@ -67,7 +67,7 @@ def _usage(api: Api) -> None:
         started_at=BASE,
         programmes=["esport"],
         age_group="16-25",
-        machine_kind="printer_3d",
+        machine_kind="printer",
     )
     add_session(
         api,
@@ -132,7 +132,7 @@ def test_other_dimensions(api: Api) -> None:
     assert set(ages) == {"9-15"}  # 16-25 has 3 people
     assert ages["9-15"]["participants"] == 6
     kinds = _rows(api, Role.ADMIN, by="machine_kind")
-    assert set(kinds) == {"laser", "printer_3d"}
+    assert set(kinds) == {"laser", "printer"}
     months = _rows(api, Role.ADMIN, by="month")
     assert months["2025-03"]["sessions"] == 11
     assert months["2025-04"]["sessions"] == 1
@@ -196,7 +196,7 @@ def _printing(api: Api) -> list[int]:
             f"print-{i}",
             member_id=mid,
             machine_id="printer-1",
-            machine_kind="printer_3d",
+            machine_kind="printer",
             used_s=900,
             started_at=BASE + timedelta(hours=i),
             programmes=["fablab-16-25"],
@@ -250,12 +250,12 @@ def test_totals_count_print_jobs_filament_and_laser_beam_time(api: Api) -> None:
 
     # A job without a session takes its kind from the machine (unknown machine: none).
     kinds = _rows(api, Role.ADMIN, by="machine_kind", **march)
-    assert (kinds["printer_3d"]["jobs"], kinds[""]["jobs"]) == (5, 1)
+    assert (kinds["printer"]["jobs"], kinds[""]["jobs"]) == (5, 1)
     assert api.post("/api/zones", {"id": "fablab", "name": "FabLab"}).status_code == 201
-    printer_1 = {"id": "printer-1", "name": "Prusa", "kind": "printer_3d", "zone_id": "fablab"}
+    printer_1 = {"id": "printer-1", "name": "Prusa", "kind": "printer", "zone_id": "fablab"}
     assert api.post("/api/machines", printer_1 | {"edge_id": "edge-1"}).status_code == 201
     kinds = _rows(api, Role.ADMIN, by="machine_kind", **march)
-    assert kinds["printer_3d"]["jobs"] == 6
+    assert kinds["printer"]["jobs"] == 6
     # Jobs follow the other dimensions too: their session's programmes, their age group.
     programmes = _rows(api, Role.ADMIN, by="programme", **march)
     assert programmes["fablab-16-25"]["jobs"] == 5

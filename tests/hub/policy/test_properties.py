@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hub.policy.calendar import clear_cache
 from hub.policy.engine import Code, age_at, age_group, decide
-from hub.policy.model import AccessQuery, LiveView, MemberView, SessionView
+from hub.policy.model import AccessQuery, LiveView, MemberView, UsageView
 from hub.policy.texts import MAX_MESSAGE_LEN
 from tests.hub.policy.world import (
     BADGES,
@@ -85,7 +85,7 @@ def slot_end_now(m: MemberView, zone: str, now: datetime) -> datetime | None:
 
 @st.composite
 def lives(draw: st.DrawFn, member_id: int, now: datetime) -> LiveView:
-    sessions: list[SessionView] = []
+    sessions: list[UsageView] = []
     for _ in range(draw(st.sampled_from([0, 0, 1, 2, 6]))):
         machine = draw(st.sampled_from(MACHINE_IDS))
         ago = draw(st.integers(0, 8 * 24 * 60))

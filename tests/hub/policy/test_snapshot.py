@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from hub.policy.model import BadgeView, Directory, SessionView
+from hub.policy.model import BadgeView, Directory, UsageView
 from hub.policy.snapshot import SnapshotMemo, compile_snapshot, snapshot_fingerprint
 from protocol.messages import OfflineRule, PolicySnapshot, SnapshotEntry, decode, encode
 from protocol.signing import policy_key, sign_snapshot, verify_snapshot
@@ -32,7 +32,7 @@ def compile_(
     edge: str = "edge-fab",
     now: datetime = NOW,
     *,
-    sessions: Mapping[int, Sequence[SessionView]] | None = None,
+    sessions: Mapping[int, Sequence[UsageView]] | None = None,
     version: int = 1,
     days: int = 7,
 ) -> PolicySnapshot:

@@ -28,8 +28,8 @@ from hub.policy.model import (
     MemberView,
     PolicyConfig,
     QuotaView,
-    SessionView,
     SlotView,
+    UsageView,
     ZoneView,
 )
 from protocol.messages import OfflineRule
@@ -140,7 +140,7 @@ def machine(
 MACHINES = {
     m.id: m
     for m in (
-        machine("printer-1", "fablab", "edge-fab", "printer_3d"),
+        machine("printer-1", "fablab", "edge-fab", "printer"),
         machine(
             "laser-1",
             "fablab",
@@ -273,8 +273,8 @@ def session(
     end: datetime | None,
     used_min: float,
     sid: str = "",
-) -> SessionView:
-    return SessionView(
+) -> UsageView:
+    return UsageView(
         session_id=sid or f"s-{machine_id}-{start.timestamp():.0f}",
         member_id=member_id,
         machine_id=machine_id,

@@ -1,0 +1,254 @@
+"""The ledger's worker thread: journal events applied in order, then acknowledged.
+
+:class:`LedgerWorker` is the one thread that writes the ledger (DESIGN §3,
+"Exactly-once metering"). paho's network thread only queues what it decoded (journal
+events, accepted edge statuses, foreign-request alerts); this thread applies runs of
+consecutive events in one transaction (:meth:`hub.ledger.Ledger.apply_many`), statuses
+and alerts one at a time (:class:`hub.alerts.EdgeAlerts`), tells the live state and the
+snapshot refresher about the sessions that changed, and only after each COMMIT
+publishes ``cmd/journal {ack_through}`` (debounced) and ``{replay_from}`` for gaps
+still open after ``gap_replay_after_s``. A full queue drops the event, which is not
+lost: unacknowledged, the edge replays it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from hub.alerts import EdgeAlerts
+from hub.ledger import Applied, Ledger
+from hub.live import LiveState
+from hub.metrics import Metrics, RateLimitedLog
+from hub.policy.model import UsageView
+from protocol.messages import EdgeStatus, Event, JournalCommand
+
+logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(logger)
+
+Publish = Callable[[str, JournalCommand], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    edge: str
+    status: EdgeStatus
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _ForeignRequest:
+    edge: str
+    machine: str
+    what: str
+
+
+#: What the worker's queue carries besides events (handled one at a time, in order).
+_Item = Event | _Status | _ForeignRequest
+
+
+class LedgerWorker:
+    """The one thread that writes the ledger, and publishes acks and replay requests.
+
+    paho's network thread only :meth:`submit`s; this thread applies each event,
+    updates the live state after the commit, then (debounced by ``ack_interval_s``,
+    or as soon as the queue is idle) publishes ``ack_through`` for each edge that
+    sent something, and ``replay_from`` for gaps older than ``gap_replay_after_s``
+    (re-armed after each request rather than repeated on every event).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        publish: Publish,
+        *,
+        alerts: EdgeAlerts | None = None,
+        live: LiveState | None = None,
+        metrics: Metrics | None = None,
+        ack_interval_s: float = 0.2,
+        gap_replay_after_s: float = 5.0,
+        on_session_ended: Callable[[UsageView], None] | None = None,
+        max_queue: int = 100_000,
+        batch: int = 200,
+    ) -> None:
+        self._ledger = ledger
+        self._alerts = alerts or ledger.alerts
+        self._batch = max(1, batch)
+        self._publish = publish
+        self._live = live
+        self._metrics = metrics or Metrics()
+        self._ack_interval = ack_interval_s
+        self._gap_after = gap_replay_after_s
+        self._on_ended = on_session_ended
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._ack_due: dict[str, int] = {}
+        self._last_ack: dict[str, float] = {}
+        self._gaps: dict[str, float] = {}
+        self._through: dict[str, int] = {}
+        self._done = threading.Condition()
+        self._enqueued = 0
+        self._finished = 0
+
+    # ------------------------------------------------------------------ producers
+
+    def submit(self, event: Event) -> bool:
+        """Queue an event for the worker (never blocks); False when the queue is full.
+
+        A dropped event is not lost: it is not acknowledged, so the edge replays it.
+        """
+        return self._put(event)
+
+    def submit_status(self, edge: str, status: EdgeStatus, at: datetime) -> bool:
+        """Queue an accepted edge status for persistence (and an ack if it is online)."""
+        return self._put(_Status(edge, status, at))
+
+    def submit_foreign_request(self, edge: str, machine: str, what: str) -> bool:
+        """Queue the ``foreign_machine`` alert for a denied access request (see
+        :meth:`EdgeAlerts.foreign_request`); the service throttles how often."""
+        return self._put(_ForeignRequest(edge, machine, what))
+
+    def _put(self, item: _Item) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._metrics.inc("ledger_dropped", "queue_full")
+            _limited.warning("full", "ledger queue full: dropping (the edge will replay)")
+            return False
+        with self._done:
+            self._enqueued += 1
+        return True
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted before this call has been processed."""
+        with self._done:
+            target = self._enqueued
+            return self._done.wait_for(lambda: self._finished >= target, timeout)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Arm gaps left open before a restart, then start the worker thread."""
+        if self._thread is not None:
+            return
+        now = time.monotonic()
+        for edge, through in self._ledger.open_gaps().items():
+            self._through[edge] = through
+            self._gaps[edge] = now
+        self._thread = threading.Thread(target=self._run, name="ledger-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Process what is queued, publish the last acks, and stop."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("ledger worker did not stop within %.1fs", timeout)
+        self._thread = None
+
+    # ------------------------------------------------------------------ thread
+
+    def _run(self) -> None:
+        while True:
+            items: list[_Item | None] = []
+            try:
+                items.append(self._queue.get(timeout=min(self._ack_interval, 0.1)))
+                while len(items) < self._batch and items[-1] is not None:
+                    items.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            stop = bool(items) and items[-1] is None
+            work = [i for i in items if i is not None]
+            if work:
+                try:
+                    self._process_many(work)
+                except Exception:
+                    # Never let one event (or a store outage) kill the worker: the events
+                    # stay unacknowledged and the edge replays them.
+                    self._metrics.inc("ledger_errors")
+                    _limited.warning("process", "ledger failed to apply items", exc_info=True)
+                finally:
+                    with self._done:
+                        self._finished += len(work)
+                        self._done.notify_all()
+            if stop:
+                self._flush_acks(force=True)
+                return
+            try:
+                self._flush_acks(force=self._queue.empty())
+                self._check_gaps()
+            except Exception:
+                self._metrics.inc("ledger_errors")
+                _limited.warning("publish", "ledger failed to publish", exc_info=True)
+
+    def _process_many(self, items: Sequence[_Item]) -> None:
+        """Statuses one at a time, runs of consecutive events in one transaction."""
+        run: list[Event] = []
+        for item in [*items, None]:
+            if isinstance(item, _Status | _ForeignRequest) or item is None:
+                if run:
+                    for applied in self._ledger.apply_many(run):
+                        self._after(applied)
+                    run = []
+                if item is not None:
+                    self._process(item)
+            else:
+                run.append(item)
+
+    def _process(self, item: _Item) -> None:
+        if isinstance(item, _ForeignRequest):
+            self._alerts.foreign_request(item.edge, item.machine, item.what)
+            return
+        if isinstance(item, _Status):
+            if self._alerts.record_status(item.edge, item.status, item.at) and item.status.online:
+                through, max_seen = self._ledger.cursor(item.edge)
+                self._note(item.edge, through, max_seen)
+            return
+        self._after(self._ledger.apply(item))
+
+    def _after(self, applied: Applied) -> None:
+        """Note the cursor, then tell live state and the snapshot refresher."""
+        self._note(applied.edge, applied.ack_through, applied.max_seen)
+        if applied.session is not None and self._live is not None:
+            self._live.session_changed(applied.session, applied.session_edge or applied.edge)
+        if (
+            applied.ended
+            and not applied.duplicate
+            and applied.session is not None
+            and self._on_ended is not None
+        ):
+            self._on_ended(applied.session)
+
+    def _note(self, edge: str, through: int, max_seen: int) -> None:
+        self._ack_due[edge] = through
+        self._through[edge] = through
+        if max_seen > through:
+            self._gaps.setdefault(edge, time.monotonic())
+        else:
+            self._gaps.pop(edge, None)
+
+    def _flush_acks(self, *, force: bool) -> None:
+        now = time.monotonic()
+        for edge in list(self._ack_due):
+            if force or now - self._last_ack.get(edge, 0.0) >= self._ack_interval:
+                through = self._ack_due.pop(edge)
+                self._publish(edge, JournalCommand(ack_through=through))
+                self._last_ack[edge] = now
+                self._metrics.inc("acks_sent")
+
+    def _check_gaps(self) -> None:
+        now = time.monotonic()
+        for edge, since in list(self._gaps.items()):
+            if now - since >= self._gap_after:
+                first_missing = self._through.get(edge, 0) + 1
+                logger.info("edge %s: gap still open, asking replay from %d", edge, first_missing)
+                self._publish(edge, JournalCommand(replay_from=first_missing))
+                self._gaps[edge] = now
+                self._metrics.inc("replays_requested")
