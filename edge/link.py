@@ -30,6 +30,7 @@ import itertools
 import logging
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +156,7 @@ class EdgeLink:
         self._epoch_source = epoch_source or _counter_from(1)
         self._topics = Topics(settings.site)
         self._client: mqtt.Client | None = None
+        self._last_connect_error: OSError | None = None
         self._lock = threading.Lock()
         self._epoch = 0
         self._sub_mid: int | None = None
@@ -213,6 +215,7 @@ class EdgeLink:
         client.on_pre_connect = self._on_pre_connect
         client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -335,6 +338,7 @@ class EdgeLink:
         if reason.is_failure:
             logger.warning("edge %s: broker refused the connection: %s", self.edge, reason)
             return
+        self._last_connect_error = None
         t = self._topics
         filters = [
             (t.cmd_access(self.edge), 1),
@@ -346,6 +350,17 @@ class EdgeLink:
         ]
         with self._lock:
             _rc, self._sub_mid = client.subscribe(filters)
+
+    @property
+    def last_connect_error(self) -> OSError | None:
+        """Why the last connection attempt failed (socket or TLS), None once connected."""
+        return self._last_connect_error
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` and does not pass the error.
+        err = sys.exc_info()[1]
+        self._last_connect_error = err if isinstance(err, OSError) else None
+        logger.warning("edge %s: cannot connect to the broker: %s", self.edge, err)
 
     def _on_subscribe(
         self,

@@ -510,8 +510,48 @@ def edge_run(
             _fail(f"L'agent de la borne s'est arrêté : {err}")
 
 
+ConnectOption = Annotated[
+    bool,
+    typer.Option("--connect", help="Essaie aussi de se connecter au broker (TLS, identifiants)."),
+]
+
+
+def _check_edge_link(s: EdgeSettings, timeout: float = 10.0) -> None:
+    """Connect once to the broker as this edge; a French error and exit 1 if it fails."""
+    from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
+    from fabrique.mqtt_errors import explain_connect_error
+
+    q = s.mqtt
+    link = EdgeLink(
+        LinkSettings(
+            site=s.site,
+            edge=s.edge_id,
+            host=q.host,
+            port=q.port,
+            username=q.username,
+            password=q.password.get_secret_value() if q.password else None,
+            tls=q.tls,
+            ca_file=str(q.ca_file) if q.ca_file else None,
+            client_id=f"fabrique-check-{s.site}-{s.edge_id}",
+        ),
+        LinkHandler(),
+    )
+    try:
+        link.start()
+    except LinkError as err:
+        _fail(f"Configuration TLS invalide : {err}", EXIT_CONFIG)
+    try:
+        up = link.wait_up(timeout)
+        error = link.last_connect_error
+    finally:
+        link.stop()
+    if not up:
+        _fail(explain_connect_error(error, q.host, q.port))
+    typer.echo(f"  Connexion au broker {q.host}:{q.port} : réussie.")
+
+
 @edge_app.command("check-config")
-def edge_check_config(config: EdgeConfigOption) -> None:
+def edge_check_config(config: EdgeConfigOption, connect: ConnectOption = False) -> None:
     """Vérifie la configuration d'une borne et la résume (sans rien ouvrir)."""
     for path in config:
         s = _load_edge_settings(path)
@@ -524,6 +564,8 @@ def edge_check_config(config: EdgeConfigOption) -> None:
                 f"  - {m.id} ({m.kind}) : lecteur {m.reader.kind}, "
                 f"sortie {out.kind if out else 'aucune'}"
             )
+        if connect:
+            _check_edge_link(s)
 
 
 # --------------------------------------------------------------------------- pc-agent

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 import time
 from typing import Any, Protocol
@@ -143,6 +144,7 @@ class HubMqtt:
         self._connected = threading.Event()
         self._stopping = False
         self._subscribe_mid: int | None = None
+        self._last_connect_error: OSError | None = None
 
     @property
     def client_id(self) -> str:
@@ -296,6 +298,7 @@ class HubMqtt:
             [(self.topics.all_edges(kind), qos) for kind, qos in SUBSCRIPTIONS]
         )
         self._subscribe_mid = mid if result == MQTTErrorCode.MQTT_ERR_SUCCESS else None
+        self._last_connect_error = None
         logger.info("MQTT: connected (session present: %s)", flags.session_present)
 
     def _on_subscribe(
@@ -329,7 +332,15 @@ class HubMqtt:
             logger.exception("MQTT: on_connected handler failed")
         self._connected.set()
 
+    @property
+    def last_connect_error(self) -> OSError | None:
+        """Why the last connection attempt failed (socket or TLS); None after a success."""
+        return self._last_connect_error
+
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` and does not pass the error.
+        err = sys.exc_info()[1]
+        self._last_connect_error = err if isinstance(err, OSError) else None
         self.metrics.inc("mqtt_connect_failed")
         _limited.warning("connect_fail", "MQTT: cannot reach the broker; retrying")
 
