@@ -173,7 +173,8 @@ def test_an_edge_cannot_write_outside_its_own_subtree(client: Callable[..., Clie
         hub_info.wait_for_publish(5)
     pi.publish(f"{root('pi-laser')}/evt", b"mine")
     assert wait_for(lambda: (f"{root('pi-laser')}/evt", b"mine") in hub.received)
-    assert not {t for t, _ in hub.received} & set(forged)
+    # Other tests leave retained statuses on this broker: look for the forged payload.
+    assert not [t for t, p in hub.received if p == b"forged"]
 
 
 def test_an_edge_reads_neither_another_edges_commands_nor_its_policy(
