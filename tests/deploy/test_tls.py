@@ -8,6 +8,7 @@ and the person running ``fabrique edge check-config --connect`` reads why, in Fr
 
 from __future__ import annotations
 
+import secrets
 import ssl
 import subprocess
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_check_config_connect_says_why_in_french(
     conf.write_text(
         f"""site = "{SITE}"
 edge_id = "{EDGE}"
-site_secret = "{"s" * 40}"
+site_secret = "{secrets.token_hex(32)}"
 [mqtt]
 host = "localhost"
 port = {broker.tls_port}
