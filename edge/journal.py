@@ -40,6 +40,7 @@ from typing import Final
 
 from edge.clock import Clock, SystemClock, wall_estimate
 from protocol.errors import PayloadError
+from protocol.files import private_file
 from protocol.ids import is_ident
 from protocol.messages import (
     EndReason,
@@ -180,12 +181,12 @@ class Journal:
         with self._lock:
             if self._conn is not None:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                private_file(self.path)  # members' badge hashes: 0600, like its -wal/-shm
                 conn = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False, timeout=10.0
                 )
-            except sqlite3.Error as err:
+            except (sqlite3.Error, OSError) as err:
                 raise JournalError(f"cannot open the journal {self.path}: {err}") from err
             try:
                 self._conn = conn

@@ -18,12 +18,12 @@ Runs on the agent thread only.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Collection
 from pathlib import Path
 
 from edge.journal import Journal, JournalError
 from protocol.errors import PayloadError
+from protocol.files import write_private
 from protocol.messages import PolicySnapshot, decode, encode
 from protocol.signing import verify_snapshot
 
@@ -137,10 +137,7 @@ class PolicyStore:
 
     def _save(self, snapshot: PolicySnapshot) -> None:
         path = self.path
-        tmp = path.with_suffix(".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(encode(snapshot))
-            os.replace(tmp, path)
+            write_private(path, encode(snapshot))  # 0600: entitlements per badge hash
         except OSError as err:
             logger.warning("cannot keep the policy snapshot in %s: %s", path, err)

@@ -49,6 +49,7 @@ from edge.kinds import get_kind
 from protocol.ids import Ident
 from protocol.kinds import MachineKind
 from protocol.messages import BreakRule
+from protocol.secretrules import secret_problem
 
 __all__ = [
     "EdgeSettings",
@@ -62,10 +63,6 @@ __all__ = [
     "load_edge_settings",
 ]
 
-#: Secrets that must never reach production (compared case-insensitively).
-PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "change-me", "change_me", "secret", "password", "demo", "xxx", "todo"}
-)
 
 GpioPin = (
     Annotated[int, Field(ge=0, le=27)]
@@ -286,13 +283,10 @@ class EdgeSettings(BaseSettings):
         secret = self.site_secret.get_secret_value()
         if len(secret) < 16:
             raise ValueError("site_secret doit faire au moins 16 caractères")
-        if not self.demo and (
-            secret.lower() in PLACEHOLDER_SECRETS or "not-for-production" in secret
-        ):
-            raise ValueError(
-                "site_secret est une valeur d'exemple : mettez dans FABRIQUE_EDGE_SITE_SECRET "
-                "le secret du site (celui du hub)"
-            )
+        if not self.demo:
+            problem = secret_problem("site_secret", secret, "FABRIQUE_EDGE_SITE_SECRET")
+            if problem:  # the same secret as the hub's: same rules (protocol.secretrules)
+                raise ValueError(problem)
         if self.time_scale != 1.0 and not self.demo:
             raise ValueError("time_scale est réservé à la démo (demo = true)")
         return self

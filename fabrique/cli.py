@@ -224,12 +224,25 @@ def _load_hub_settings(config: Path | None, **overrides: Any) -> HubSettings:
 
     source = str(config or os.environ.get("FABRIQUE_CONFIG") or "environnement")
     try:
-        return load_settings(config, **overrides)
+        settings = load_settings(config, **overrides)
+        if source != "environnement":
+            _warn_exposed(Path(source))
+        return settings
     except FileNotFoundError as err:
         _fail(f"Fichier de configuration introuvable : {config or source}", EXIT_CONFIG)
         raise AssertionError from err  # unreachable, for type checkers
     except (ValidationError, tomllib.TOMLDecodeError) as err:
         _config_error(source, err)
+
+
+def _warn_exposed(path: Path) -> None:
+    """Warn (stderr and log) when a secret-holding configuration file is readable by all."""
+    from protocol.files import exposed_secrets
+
+    warning = exposed_secrets(path)
+    if warning:
+        logging.getLogger("fabrique.cli").warning("configuration file %s readable by others", path)
+        typer.echo(warning, err=True)
 
 
 class _StopOnSignals:
@@ -442,7 +455,9 @@ def _load_edge_settings(config: Path, *, pc: bool = False) -> EdgeSettings:
     if not os.environ.get("FABRIQUE_EDGE_SITE_SECRET") and env_secret():
         overrides["site_secret"] = env_secret()
     try:
-        return (load_pc_settings if pc else load_edge_settings)(config, **overrides)
+        settings = (load_pc_settings if pc else load_edge_settings)(config, **overrides)
+        _warn_exposed(config)
+        return settings
     except FileNotFoundError as err:
         _fail(f"Fichier de configuration introuvable : {config}", EXIT_CONFIG)
         raise AssertionError from err  # unreachable, for type checkers

@@ -150,20 +150,31 @@ def check_port(host: str, port: int) -> None:
             raise StartupError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
 
 
-def _uvicorn_config(parts: HubParts) -> uvicorn.Config:
-    s = parts.settings
+def uvicorn_config(app: FastAPI, settings: HubSettings, lifespan: str = "on") -> uvicorn.Config:
+    """How uvicorn serves the hub's app.
+
+    No ``server`` header (it names the software to an attacker), and uvicorn's own
+    ``X-Forwarded-*`` handling off: it would trust any loopback client by default;
+    :mod:`hub.api.proxy` believes only ``settings.trusted_proxies``.
+    """
     # log_config=None: keep the process's logging (set up by the CLI) instead of uvicorn's.
     return uvicorn.Config(
-        parts.app,
-        host=s.http_host,
-        port=s.http_port,
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
         log_config=None,
         access_log=False,
-        lifespan="on",
+        lifespan=lifespan,  # type: ignore[arg-type]
+        server_header=False,
+        proxy_headers=False,
         # Open live pages (Server-Sent Events) never finish by themselves: give them a
         # few seconds, then close them so the hub stops (their browsers reconnect).
         timeout_graceful_shutdown=3,
     )
+
+
+def _uvicorn_config(parts: HubParts) -> uvicorn.Config:
+    return uvicorn_config(parts.app, parts.settings)
 
 
 def run_hub(settings: HubSettings) -> None:

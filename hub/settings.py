@@ -7,6 +7,7 @@ Outside demo mode, placeholder secrets are refused at start-up.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from pathlib import Path
@@ -23,11 +24,8 @@ from pydantic_settings import (
 
 from hub.policy.model import DEFAULT_AGE_BANDS
 from protocol.ids import ID_PATTERN
+from protocol.secretrules import secret_problem
 
-#: Secrets that must never reach production (compared case-insensitively).
-PLACEHOLDER_SECRETS = frozenset(
-    {"", "changeme", "change-me", "change_me", "secret", "password", "demo", "xxx", "todo"}
-)
 DEMO_SITE_SECRET = "demo-site-secret-not-for-production"  # noqa: S105 - refused outside demo mode
 DEMO_SESSION_SECRET = "demo-session-secret-not-for-production"  # noqa: S105 - refused outside demo mode
 
@@ -119,6 +117,12 @@ class HubSettings(BaseSettings):
     attempt_limit: int = Field(default=8, ge=1, description="denials per window before throttling")
     attempt_window_s: float = Field(default=60.0, gt=0)
     token_ttl_h: float = Field(default=12.0, gt=0)
+    #: Longest wait imposed after repeated failed logins (doubling delays, no lockout).
+    login_max_delay_s: float = Field(default=60.0, gt=0, le=3600)
+    #: Addresses or networks of reverse proxies whose X-Forwarded-For/-Proto are believed.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: How long audit events (logins, staff actions) are kept (CNIL: 6 to 12 months).
+    audit_retention_days: int = Field(default=365, ge=1, le=3660)
 
     #: Recommended gaming quotas per age group (TOML table ``[gaming_defaults."9-15"]``);
     #: a table given in the file replaces the defaults as a whole.
@@ -150,6 +154,19 @@ class HubSettings(BaseSettings):
             raise ValueError(f"fuseau horaire inconnu {value!r} (ex. Europe/Paris)") from err
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as err:
+                raise ValueError(
+                    f"trusted_proxies : {item!r} n'est ni une adresse ni un réseau "
+                    "(ex. 192.168.1.10 ou 10.0.0.0/24)"
+                ) from err
+        return value
+
     @field_validator("influx_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -173,15 +190,11 @@ class HubSettings(BaseSettings):
         if self.demo:
             return self
         for name in ("site_secret", "session_secret"):
-            value = getattr(self, name).get_secret_value()
-            if value.lower() in PLACEHOLDER_SECRETS or "not-for-production" in value:
-                raise ValueError(
-                    f"{name} est une valeur d'exemple : mettez dans FABRIQUE_{name.upper()} "
-                    "une valeur aléatoire "
-                    "(`python -c 'import secrets; print(secrets.token_hex(32))'`)"
-                )
-            if len(value) < 16:
-                raise ValueError(f"{name} doit faire au moins 16 caractères")
+            problem = secret_problem(
+                name, getattr(self, name).get_secret_value(), f"FABRIQUE_{name.upper()}"
+            )
+            if problem:
+                raise ValueError(problem)
         return self
 
     @property

@@ -10,6 +10,10 @@ The documentation (``/docs``, Swagger UI) and the schema (``/openapi.json``) fol
 behind the role matrix for admins (``admin``, the default outside demo mode: the schema
 is a map of every route for an attacker, OWASP API8), or not at all (``off``).
 
+Every request first passes the protections of :func:`_guard` (:mod:`hub.api.proxy`,
+:mod:`hub.api.headers`, :mod:`hub.audit`, :mod:`hub.api.limits`); ``docs/security.md``
+lists the limits.
+
 Errors answer in French: field errors keep FastAPI's 422 shape with translated
 messages; 404/405 and database conflicts get a French ``detail``.
 """
@@ -35,10 +39,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api.auth import Capability, LoginThrottle, PasswordChecker
+from hub.api.auth import Capability, LoginThrottle, PasswordChecker, pi_password_hasher
 from hub.api.deps import SessionDep, allow, guard_of
+from hub.api.headers import SecurityHeaders
+from hub.api.limits import AuthGate, BodyLimit
+from hub.api.proxy import ForwardedHeaders, TrustedProxies
 from hub.api.routes import (
     accounts,
+    audit,
     auth,
     badges,
     calendar,
@@ -51,6 +59,7 @@ from hub.api.routes import (
     sessions,
 )
 from hub.api.schemas import Health
+from hub.audit import AuditMiddleware, AuditTrail
 from hub.control import HubControl
 from hub.directory import policy_config
 from hub.settings import HubSettings
@@ -80,6 +89,7 @@ ROUTERS = (
     reference,
     calendar,
     accounts,
+    audit,
 )
 _ROLES_MARK = "\n\nRoles: "
 
@@ -101,6 +111,7 @@ TAGS = [
     {"name": "quotas", "description": "Time caps and forced breaks per age group."},
     {"name": "accounts", "description": "Login accounts and their roles."},
     {"name": "privacy", "description": "Export and erasure of a member's data."},
+    {"name": "audit", "description": "Who did what, when, from where (admins)."},
     {"name": "system", "description": "Health."},
 ]
 
@@ -195,6 +206,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail: Any = exc.detail
     if isinstance(exc, StarletteHTTPException) and not isinstance(exc, HTTPException):
         detail = _HTTP_FRENCH.get(exc.status_code, detail)
+    if detail == "There was an error parsing the body":  # FastAPI's, e.g. a non-UTF-8 body
+        detail = "Corps de la requête illisible"
     return JSONResponse(
         status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
     )
@@ -268,7 +281,8 @@ def create_app(
         lifespan: the hub service's lifespan, when the API runs inside it.
         password_hasher: argon2 parameters (the library defaults when None; tests pass
             cheap ones).
-        login_throttle: failed-login limiter (5 failures per 5 minutes by default).
+        login_throttle: failed-login delays (5 free failures per username, 30 per
+            address, then doubling delays up to ``settings.login_max_delay_s``).
     """
     docs = settings.docs_access
     public_docs = docs == "public"
@@ -292,8 +306,11 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.control = control
     app.state.policy = policy_config(settings)
-    app.state.password_checker = PasswordChecker(password_hasher or PasswordHasher())
-    app.state.login_throttle = login_throttle or LoginThrottle()
+    app.state.password_checker = PasswordChecker(password_hasher or pi_password_hasher())
+    app.state.login_throttle = login_throttle or LoginThrottle(
+        max_delay_s=settings.login_max_delay_s
+    )
+    app.state.audit = AuditTrail(sessionmaker, settings.audit_retention_days)
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -323,8 +340,23 @@ def create_app(
         app.add_route(DOCS_PATH, _public_docs(app), include_in_schema=False)
     mount_web(app)
     check_role_matrix(app)
+    _guard(app, settings, sessionmaker)
     log.info("API ready with %d routes (documentation: %s)", len(api_routes(app)), docs)
     return app
+
+
+def _guard(app: FastAPI, settings: HubSettings, factory: sessionmaker[Session]) -> None:
+    """The request-level protections, outermost first (Starlette runs the last added first).
+
+    Client address and scheme from trusted proxies only; security headers on every
+    answer; the audit trail; the body bound; authentication before any body is read.
+    """
+    public = {path for _, path in PUBLIC_ROUTES}
+    app.add_middleware(AuthGate, settings=settings, sessions=factory, public=public)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(AuditMiddleware, trail=app.state.audit)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(ForwardedHeaders, proxies=TrustedProxies(settings.trusted_proxies))
 
 
 def _admin_docs(app: FastAPI) -> None:

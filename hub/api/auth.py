@@ -1,7 +1,8 @@
 """Accounts, passwords, API tokens and the role matrix.
 
-* Passwords are hashed with argon2id (argon2-cffi's :class:`PasswordHasher`); tests pass
-  cheaper parameters, production keeps the library's defaults.
+* Passwords are hashed with argon2id at a cost that fits a Raspberry Pi
+  (:data:`PI_MEMORY_KIB`, OWASP's 19 MiB / 2 passes), at most :data:`HASHING_SLOTS`
+  at once; tests pass cheaper parameters. Passwords must pass :mod:`hub.passwords`.
 * A login issues a random token (``secrets.token_urlsafe(32)``). Only its keyed SHA-256
   digest (HMAC with ``settings.session_secret``) is stored, with an expiry, so a leaked
   database holds no usable token. The token travels as an HttpOnly, SameSite=Strict
@@ -20,8 +21,7 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +31,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from hub.db.models import Account, ApiToken, Member, Role
+from hub.passwords import WeakPasswordError as WeakPasswordError  # re-exported
+from hub.passwords import check_password
 from hub.settings import HubSettings
 from protocol.messages import utcnow
 
@@ -38,8 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Name of the session cookie set at login.
 COOKIE_NAME = "fabrique_session"
-MIN_PASSWORD_LENGTH = 10
-MAX_PASSWORD_LENGTH = 256
+#: Where :class:`hub.api.limits.AuthGate` leaves the request's principal in the ASGI scope.
+PRINCIPAL_KEY = "fabrique.principal"
 USERNAME_PATTERN = r"^[A-Za-z0-9._@-]{3,64}$"
 _USERNAME_RE = re.compile(USERNAME_PATTERN)
 
@@ -96,6 +98,8 @@ class Capability(enum.StrEnum):
     ACCOUNTS = "accounts"
     #: Read the API documentation and schema when ``api_docs = "admin"`` (production).
     API_DOCS = "api.docs"
+    #: Read the audit trail (logins, staff actions).
+    AUDIT_READ = "audit.read"
 
 
 _A, _F, _N, _C, _M = Role.ADMIN, Role.FABMANAGER, Role.ANIMATOR, Role.COORDINATOR, Role.MEMBER
@@ -126,6 +130,7 @@ MATRIX: Mapping[Capability, frozenset[Role]] = {
     Capability.REPORTS_READ: frozenset({_A, _F, _C}),
     Capability.ACCOUNTS: frozenset({_A}),
     Capability.API_DOCS: frozenset({_A}),
+    Capability.AUDIT_READ: frozenset({_A}),
 }
 
 #: Roles that see members' identities (full names, member ids) in sessions and reports.
@@ -143,22 +148,9 @@ class Principal:
     token_id: int
 
 
-class WeakPasswordError(ValueError):
-    """The password is too short or too long; the message is French, for the user."""
-
-
-def check_password_strength(password: str) -> None:
-    """Raise :class:`WeakPasswordError` if ``password`` is not acceptable."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise WeakPasswordError(
-            f"Mot de passe trop faible : au moins {MIN_PASSWORD_LENGTH} caractères"
-        )
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise WeakPasswordError(
-            f"Mot de passe trop long : au plus {MAX_PASSWORD_LENGTH} caractères"
-        )
-    if not password.strip():
-        raise WeakPasswordError("Mot de passe trop faible : il ne contient que des espaces")
+def check_password_strength(password: str, username: str = "") -> None:
+    """Raise :class:`~hub.passwords.WeakPasswordError` if ``password`` is not acceptable."""
+    check_password(password, [username])
 
 
 def create_account(
@@ -182,7 +174,7 @@ def create_account(
         raise ValueError(
             "Identifiant invalide : 3 à 64 caractères parmi lettres, chiffres, . _ @ -"
         )
-    check_password_strength(password)
+    check_password_strength(password, username)
     try:
         role = Role(role)
     except ValueError as err:
@@ -193,7 +185,7 @@ def create_account(
         raise ValueError(f"L'identifiant {username} est déjà utilisé")
     account = Account(
         username=username,
-        password_hash=(hasher or PasswordHasher()).hash(password),
+        password_hash=(hasher or pi_password_hasher()).hash(password),
         role=role,
         member_id=member_id,
         active=True,
@@ -257,12 +249,58 @@ def revoke_tokens(session: Session, account_id: int) -> None:
     session.execute(delete(ApiToken).where(ApiToken.account_id == account_id))
 
 
-class PasswordChecker:
-    """Verifies passwords against stored hashes, with the same work for unknown users."""
+#: argon2id cost (passes, KiB, lanes) that fits a Raspberry Pi: OWASP's 19 MiB, 2 passes,
+#: 1 lane (the library's default of 64 MiB each took 1.1 GB for 60 parallel logins).
+#: Older hashes are upgraded at the next successful login (:meth:`PasswordChecker.needs_rehash`).
+PI_TIME_COST, PI_MEMORY_KIB, PI_PARALLELISM = 2, 19 * 1024, 1
+#: At most this many password hashes are computed at once (memory: 2 × 19 MiB).
+HASHING_SLOTS = 2
+#: How long a login waits for a hashing slot before answering "busy".
+HASHING_WAIT_S = 10.0
 
-    def __init__(self, hasher: PasswordHasher) -> None:
+
+def pi_password_hasher() -> PasswordHasher:
+    """The production password hasher (:data:`PI_MEMORY_KIB`, :data:`PI_TIME_COST`)."""
+    return PasswordHasher(
+        time_cost=PI_TIME_COST, memory_cost=PI_MEMORY_KIB, parallelism=PI_PARALLELISM
+    )
+
+
+class HashingBusy(RuntimeError):
+    """No hashing slot freed up in time (a flood of logins)."""
+
+
+class PasswordChecker:
+    """Verifies passwords against stored hashes, with the same work for unknown users.
+
+    At most ``slots`` hashes run at once (each holds ``memory_cost`` KiB): a flood of
+    logins queues instead of exhausting memory.
+    """
+
+    def __init__(
+        self, hasher: PasswordHasher, slots: int = HASHING_SLOTS, wait_s: float = HASHING_WAIT_S
+    ) -> None:
         self.hasher = hasher
+        self.slots = slots
+        self._slots = threading.BoundedSemaphore(slots)
+        self._wait_s = wait_s
         self._dummy: str | None = None
+
+    def _slot(self) -> None:
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise HashingBusy("no password-hashing slot free")
+
+    def hash(self, password: str) -> str:
+        """Hash ``password`` within a slot.
+
+        Raises:
+            HashingBusy: no slot freed up in time.
+        """
+        self._slot()
+        try:
+            return self.hasher.hash(password)
+        finally:
+            self._slots.release()
 
     def _dummy_hash(self) -> str:
         if self._dummy is None:
@@ -270,12 +308,19 @@ class PasswordChecker:
         return self._dummy
 
     def verify(self, account: Account | None, password: str) -> bool:
-        """True iff ``account`` exists, is active and ``password`` matches its hash."""
+        """True iff ``account`` exists, is active and ``password`` matches its hash.
+
+        Raises:
+            HashingBusy: no slot freed up in time.
+        """
         stored = account.password_hash if account is not None else self._dummy_hash()
+        self._slot()
         try:
             self.hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return False
+        finally:
+            self._slots.release()
         return account is not None and account.active
 
     def needs_rehash(self, account: Account) -> bool:
@@ -285,50 +330,115 @@ class PasswordChecker:
             return False
 
 
-class LoginThrottle:
-    """Slows credential stuffing: too many recent failures for a username or an address → wait.
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    last: float = 0.0
 
-    A username gets ``user_limit`` failures per ``window_s``; a client address gets
-    ``ip_limit`` (higher: a site's users often share one address behind its router, and
-    one person mistyping must not lock everyone out). In memory: one hub per site.
+
+class LoginThrottle:
+    """Growing delays after failed logins, per username and per client address; no lockout.
+
+    Each key (a username, an address) gets ``free`` failures; after that, an attempt is
+    admitted only ``base_delay_s × 2^(failures − free)`` seconds after the key's last
+    failure, capped at ``max_delay_s``. A key's failures are forgotten after ``forget_s``
+    without one. An attempt is *counted before* its password is checked
+    (:meth:`begin`), so parallel guesses cannot overtake the count; a success takes it
+    back (:meth:`succeeded`).
+
+    The cap keeps a wrong-password flood from locking the real person out: they wait at
+    most ``max_delay_s``. And a username's delay does not apply from an address where
+    that account logged in successfully within ``known_good_s`` (a "known-good" pair):
+    an attacker elsewhere cannot delay the admin at their usual desk. Addresses get
+    more free failures than usernames: a site's users share its router's address.
+    In memory (one hub per site), bounded in size.
     """
 
-    def __init__(self, user_limit: int = 5, ip_limit: int = 30, window_s: float = 300.0) -> None:
-        self.user_limit = user_limit
-        self.ip_limit = ip_limit
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
+    def __init__(
+        self,
+        user_free: int = 5,
+        address_free: int = 30,
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 60.0,
+        forget_s: float = 900.0,
+        known_good_s: float = 30 * 86400.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.user_free = user_free
+        self.address_free = address_free
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.forget_s = forget_s
+        self.known_good_s = known_good_s
+        self._clock = clock
+        self._failures: dict[str, _Failures] = {}
+        self._known_good: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
+    def _delay(self, entry: _Failures, free: int) -> float:
+        if entry.count < free:
+            return 0.0
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** (entry.count - free))
 
-    def _keys(self, username: str, address: str) -> tuple[tuple[str, int], ...]:
-        return ((f"user:{username.lower()}", self.user_limit), (f"ip:{address}", self.ip_limit))
+    def _entry(self, key: str, now: float) -> _Failures:
+        entry = self._failures.get(key)
+        if entry is None or now - entry.last > self.forget_s:
+            entry = self._failures[key] = _Failures()
+        return entry
+
+    def _keys(self, username: str, address: str, now: float) -> list[tuple[str, int]]:
+        user = username.lower()
+        keys = [(f"ip:{address}", self.address_free)]
+        seen = self._known_good.get((user, address))
+        if seen is None or now - seen > self.known_good_s:
+            keys.append((f"user:{user}", self.user_free))
+        return keys
+
+    def begin(self, username: str, address: str) -> float:
+        """Admit an attempt (0, and count it as a failure) or say how long to wait (> 0)."""
+        now = self._clock()
+        with self._lock:
+            keys = self._keys(username, address, now)
+            entries = [(self._entry(key, now), free) for key, free in keys]
+            waits = [e.last + self._delay(e, free) - now for e, free in entries if e.count]
+            wait = max(waits, default=0.0)
+            if wait > 0:
+                return wait
+            for entry, _ in entries:
+                entry.count += 1
+                entry.last = now
+            self._bound(now)
+        return 0.0
 
     def retry_after(self, username: str, address: str) -> float:
-        """Seconds until ``username`` may try again from ``address`` (0: now)."""
-        now = time.monotonic()
+        """Seconds until ``username`` may try again from ``address`` (0: now); counts nothing."""
+        now = self._clock()
         with self._lock:
-            waits = [
-                q[-limit] + self.window_s - now
-                for key, limit in self._keys(username, address)
-                if len(q := self._recent(key, now)) >= limit
+            entries = [
+                (self._failures[key], free)
+                for key, free in self._keys(username, address, now)
+                if key in self._failures and now - self._failures[key].last <= self.forget_s
             ]
-        return max(waits, default=0.0)
+            waits = [e.last + self._delay(e, free) - now for e, free in entries if e.count]
+        return max([0.0, *waits])
 
-    def failed(self, username: str, address: str) -> None:
-        now = time.monotonic()
+    def succeeded(self, username: str, address: str) -> None:
+        """The attempt begun for ``username`` was right: forget its failures, trust the pair."""
+        now = self._clock()
+        user = username.lower()
         with self._lock:
-            for key, _ in self._keys(username, address):
-                self._recent(key, now).append(now)
-            if len(self._failures) > 10_000:  # bound memory under a flood
-                self._failures = {k: q for k, q in self._failures.items() if q}
+            self._failures.pop(f"user:{user}", None)
+            entry = self._failures.get(f"ip:{address}")
+            if entry is not None and entry.count:
+                entry.count -= 1  # the attempt counted in begin() did not fail
+            self._known_good[(user, address)] = now
 
-    def succeeded(self, username: str) -> None:
-        """Forget the username's failures (not the address's)."""
-        with self._lock:
-            self._failures.pop(f"user:{username.lower()}", None)
+    def _bound(self, now: float) -> None:
+        if len(self._failures) > 10_000:  # a flood of usernames or addresses
+            self._failures = {
+                k: e for k, e in self._failures.items() if now - e.last <= self.forget_s
+            }
+        if len(self._known_good) > 10_000:
+            self._known_good = {
+                k: t for k, t in self._known_good.items() if now - t <= self.known_good_s
+            }

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.api.auth import (
     COOKIE_NAME,
     MATRIX,
+    PRINCIPAL_KEY,
     Capability,
     LoginThrottle,
     PasswordChecker,
@@ -86,7 +87,14 @@ def bearer_or_cookie(request: Request) -> str | None:
 
 
 def current_principal(request: Request, db: SessionDep, settings: SettingsDep) -> Principal:
-    """The authenticated caller, or 401 (no credentials, unknown or expired token)."""
+    """The authenticated caller, or 401 (no credentials, unknown or expired token).
+
+    The token was already resolved by :class:`hub.api.limits.AuthGate` for ``/api``
+    routes; it is looked up here only for the others (the admins' ``/docs``).
+    """
+    gated = request.scope.get(PRINCIPAL_KEY)
+    if isinstance(gated, Principal):
+        return gated
     token = bearer_or_cookie(request)
     if token is None:
         raise HTTPException(
@@ -101,6 +109,7 @@ def current_principal(request: Request, db: SessionDep, settings: SettingsDep) -
             detail="Session expirée ou invalide : reconnectez-vous",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    request.scope[PRINCIPAL_KEY] = principal  # for the audit trail
     return principal
 
 

@@ -23,8 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from hub.api.auth import MAX_PASSWORD_LENGTH, USERNAME_PATTERN
+from hub.api.auth import USERNAME_PATTERN
 from hub.db.models import ConsentScope, ExceptionKind, Gender, MachineKind, MemberStatus, Role
+from hub.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from protocol.ids import BadgeHash
 from protocol.ids import Ident as Ident  # re-exported: the routes' path and body ids
 from protocol.messages import (
@@ -790,3 +791,21 @@ class MemberExport(Output):
     @classmethod
     def _sorted(cls, value: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
         return dict(sorted(value.items()))
+
+
+# --------------------------------------------------------------------------- audit
+
+
+class AuditEventPublic(Output):
+    """One audit event: who (account), what, when, from where, with what outcome."""
+
+    id: int
+    at: datetime
+    actor: str | None
+    actor_role: str | None
+    address: str
+    action: str
+    target: str
+    outcome: str
+    status: int | None
+    detail: str

@@ -556,3 +556,24 @@ class Alert(Base):
     #: A staff member saw it on the floor ("vu"); it stays open until resolved.
     seen_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where: staff actions and logins (:mod:`hub.audit`).
+
+    No personal data beyond the acting account: targets are ids from the route's path,
+    details are the names of the changed fields (and role or status values).
+    """
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(64), default=None)
+    actor_role: Mapped[str | None] = mapped_column(String(16), default=None)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(128), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None] = mapped_column(Integer, default=None)
+    detail: Mapped[str] = mapped_column(String(256), default="")

@@ -308,14 +308,15 @@ def redeem_code(
 ) -> Response:
     address = request.client.host if request.client else "?"
     key = f"mon-temps@{address}"
-    if not same_origin(request) or throttle.retry_after(key, address) > 0:
+    # Counted before the code is checked (hub.api.auth.LoginThrottle): parallel guesses
+    # cannot overtake the count; a right code takes it back.
+    if not same_origin(request) or throttle.begin(key, address) > 0:
         return RedirectResponse(PATH + "?erreur=attente", status.HTTP_303_SEE_OTHER)
     member_id = codes_of(request).redeem(code)
     member = db.get(Member, member_id) if member_id is not None else None
     if member is None or member.status is not MemberStatus.ACTIVE:
-        throttle.failed(key, address)
         return RedirectResponse(PATH + "?erreur=code", status.HTTP_303_SEE_OTHER)
-    throttle.succeeded(key)
+    throttle.succeeded(key, address)
     expires = int(clock.time()) + SESSION_MIN * 60
     response = RedirectResponse(PATH, status.HTTP_303_SEE_OTHER)
     response.set_cookie(

@@ -7,6 +7,7 @@ machine did, what the journal holds and what the hub's ledger recorded.
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -273,6 +274,7 @@ def test_policy_snapshot_survives_a_restart_without_broker(
     first.stop()
     r.agents.remove(first)
     assert (tmp_path / "pi-a" / "policy.json").exists()
+    assert stat.S_IMODE((tmp_path / "pi-a" / "policy.json").stat().st_mode) == 0o600
     # No broker at all this time: the cached snapshot still decides.
     agent = r.agent("pi-a", broker_port=free_port())
     assert agent.policy_version == version

@@ -13,7 +13,7 @@ from edge.session import Actuation
 from edge.settings import EdgeSettings, load_edge_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "edge.toml"
-SECRET = "0123456789abcdef-edge-tests"
+SECRET = "0123456789abcdef-edge-tests-k7q2x9"
 
 
 def base(**overrides: Any) -> dict[str, Any]:
@@ -74,6 +74,9 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
 
 def test_placeholder_and_short_secrets_are_refused() -> None:
     assert "valeur d'exemple" in errors(site_secret="demo-site-secret-not-for-production")
+    assert "valeur d'exemple" in errors(site_secret="changeme-changeme-changeme-changeme")
+    assert "32 au moins" in errors(site_secret="0123456789abcdef0123")
+    assert "secrets.token_hex(32)" in errors(site_secret="0123456789abcdef0123")
     assert "au moins 16" in errors(site_secret="short")
     # Accepted in demo mode, where the time-lapse is allowed too.
     demo = EdgeSettings(**base(site_secret="demo-site-secret-not-for-production", demo=True))

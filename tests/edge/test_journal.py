@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -85,6 +87,17 @@ def test_sequence_survives_reopen_and_event_ids_are_unique(db: Path, clock: Fake
     seqs = [e.seq for e in [*first, later]]
     assert seqs == [1, 2, 3, 4]
     assert len({e.event_id for e in [*first, later]}) == 4
+
+
+def test_journal_files_are_private(db: Path, clock: FakeClock) -> None:
+    old = os.umask(0o022)
+    try:
+        with Journal(db, EDGE, clock) as journal:
+            journal.append(fault(1))
+            files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+            assert [stat.S_IMODE(f.stat().st_mode) for f in files] == [0o600] * 3
+    finally:
+        os.umask(old)
 
 
 def test_append_is_committed_before_it_returns(db: Path, clock: FakeClock) -> None:

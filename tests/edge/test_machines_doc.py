@@ -17,7 +17,7 @@ SNIPPETS = re.findall(r"```toml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
 HEADER = {
     "site": "s-doc",
     "edge_id": "pi-doc",
-    "site_secret": "0123456789abcdef-doc-tests",
+    "site_secret": "0123456789abcdef-doc-tests-r4m8w2",
     "journal": {"path": "/tmp/doc-journal.db"},
 }
 

@@ -61,8 +61,21 @@ def test_placeholder_secrets_outside_demo_are_refused(runner: CliRunner, tmp_pat
     assert "Configuration invalide" in result.output
     assert "site_secret est une valeur d'exemple" in result.output
     assert "FABRIQUE_SITE_SECRET" in result.output
+    assert "secrets.token_hex(32)" in result.output  # the command that makes a good one
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_check_config_refuses_a_repeated_placeholder(runner: CliRunner, tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        'site_secret = "changeme-changeme-changeme"\n'
+        'session_secret = "fedcba9876543210fedcba9876543210"\n',
+    )
+    result = runner.invoke(app, ["hub", "check-config", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "site_secret est une valeur d'exemple" in result.output
+    assert "secrets.token_hex(32)" in result.output
 
 
 def test_every_hub_command_refuses_a_bad_config(runner: CliRunner, tmp_path: Path) -> None:
@@ -80,7 +93,7 @@ def test_the_environment_is_checked_too(
     monkeypatch.setenv("FABRIQUE_SESSION_SECRET", "fedcba9876543210fedcba9876543210")
     result = runner.invoke(app, ["hub", "check-config"])
     assert result.exit_code == 2
-    assert "site_secret doit faire au moins 16 caractères" in result.output
+    assert "site_secret est trop court (12 caractères, 32 au moins)" in result.output
 
 
 def test_config_file_errors_are_plain(runner: CliRunner, tmp_path: Path) -> None:

@@ -9,17 +9,35 @@ from pydantic import ValidationError
 
 from hub.settings import HubSettings, load_settings
 
-GOOD = {"site_secret": "a" * 32 + "x", "session_secret": "b" * 32 + "y"}
+GOOD = {
+    "site_secret": "3f9c1e7a52b8d04e6a1f9c3b7d2e8a05",
+    "session_secret": "c81d4f0a9e3b7265d1f08c4a3e9b7d26aa",
+}
 
 
 def test_demo_accepts_builtin_secrets() -> None:
     assert HubSettings(demo=True).site == "demo"
 
 
-@pytest.mark.parametrize("secret", ["", "changeme", "CHANGEME", "secret", "short-one"])
-def test_placeholder_or_short_secrets_refused(secret: str) -> None:
-    with pytest.raises(ValidationError, match="site_secret"):
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "",
+        "changeme",
+        "CHANGEME",
+        "secret",
+        "short-one",
+        "changeme-changeme-changeme",
+        "0123456789abcdef01234",  # 16 to 31 characters: the README promises 32+
+        "abcabcabcabcabcabcabcabcabcabcabcabc",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "example-site-value-0123456789abcdefgh",
+    ],
+)
+def test_placeholder_short_or_patterned_secrets_refused(secret: str) -> None:
+    with pytest.raises(ValidationError, match="site_secret") as err:
         HubSettings(site_secret=secret, session_secret=GOOD["session_secret"])
+    assert "secrets.token_hex(32)" in str(err.value)  # the command that makes a good one
 
 
 def test_default_secrets_refused_outside_demo() -> None:
@@ -30,7 +48,7 @@ def test_default_secrets_refused_outside_demo() -> None:
 def test_real_secrets_accepted() -> None:
     s = HubSettings(**GOOD)
     assert s.site_secret_bytes == GOOD["site_secret"].encode()
-    assert "aaaa" not in repr(s)  # secrets never printed
+    assert "3f9c1e" not in repr(s)  # secrets never printed
 
 
 @pytest.mark.parametrize(("field", "value"), [("site", "Bad/Site"), ("timezone", "Mars/Base")])

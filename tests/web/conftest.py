@@ -179,8 +179,11 @@ class Floor:
 
     def start_print(self, machine: str, name: str, seconds: float) -> None:
         from devices.octoprint.simulated import SimulatedPrinter
+        from edge.kinds.printer import PrinterFollower
 
-        printer = self.agent.unit(machine).printer
+        follower = self.agent.unit(machine).follower
+        assert isinstance(follower, PrinterFollower)
+        printer = follower.printer
         assert isinstance(printer, SimulatedPrinter)
         printer.run_threadsafe(printer.start_job(name, seconds, 1500.0))
 

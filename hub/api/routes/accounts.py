@@ -44,7 +44,7 @@ def list_accounts(db: SessionDep) -> list[Account]:
 )
 def create(body: AccountCreate, db: SessionDep, checker: CheckerDep) -> Account:
     try:
-        check_password_strength(body.password)
+        check_password_strength(body.password, body.username)
     except WeakPasswordError as err:
         raise invalid(("body", "password"), str(err), "weak_password") from err
     if db.scalar(select(Account.id).where(Account.username == body.username)) is not None:
@@ -90,10 +90,10 @@ def update_account(
     if "password" in changes:
         password = changes.pop("password")
         try:
-            check_password_strength(password)
+            check_password_strength(password, account.username)
         except WeakPasswordError as err:
             raise invalid(("body", "password"), str(err), "weak_password") from err
-        account.password_hash = checker.hasher.hash(password)
+        account.password_hash = checker.hash(password)
         revoke_tokens(db, account.id)
     if changes.get("member_id") is not None:
         require_refs(db, Member, [changes["member_id"]], ("body", "member_id"), "Membre")

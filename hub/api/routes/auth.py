@@ -2,11 +2,12 @@
 
 A failed login always answers the same generic French message, whether the username
 exists or not, after the same amount of hashing work; repeated failures per username
-or client address are throttled (429).
+or client address get growing delays (429); every outcome goes to the audit trail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from datetime import datetime
@@ -14,7 +15,7 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import delete, select
 
-from hub.api.auth import COOKIE_NAME, Capability, Principal, issue_token
+from hub.api.auth import COOKIE_NAME, Capability, HashingBusy, Principal, issue_token
 from hub.api.deps import (
     CheckerDep,
     CurrentAccount,
@@ -24,6 +25,7 @@ from hub.api.deps import (
     allow,
 )
 from hub.api.schemas import AccountPublic, LoginRequest, LoginResponse, Message
+from hub.audit import record
 from hub.db.models import Account, ApiToken
 
 log = logging.getLogger(__name__)
@@ -60,26 +62,49 @@ def login(
     checker: CheckerDep,
     throttle: ThrottleDep,
 ) -> LoginResponse:
-    """Check the password, issue a token, set it as the ``fabrique_session`` cookie."""
+    """Check the password, issue a token, set it as the ``fabrique_session`` cookie.
+
+    The attempt is counted by the throttle *before* the password is checked, so parallel
+    guesses cannot overtake the count; at most two hashes run at once (503 beyond).
+    """
     address = request.client.host if request.client else ""
-    wait = throttle.retry_after(body.username, address)
+    username = body.username
+    wait = throttle.begin(username, address)
     if wait > 0:
+        log.warning("login throttled for %r from %s (%.0f s)", username, address, wait)
+        record(request, "login.throttled", actor=username, outcome="refused")
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            detail="Trop de tentatives de connexion : réessayez dans quelques minutes",
+            detail=f"Trop de tentatives de connexion : réessayez dans {math.ceil(wait)} s",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    account = db.scalar(select(Account).where(Account.username == body.username))
-    if not checker.verify(account, body.password) or account is None:
-        throttle.failed(body.username, address)
-        log.info("failed login (known account: %s)", account is not None)
+    account = db.scalar(select(Account).where(Account.username == username))
+    try:
+        verified = checker.verify(account, body.password)
+    except HashingBusy as err:
+        log.warning("login for %r from %s: every hashing slot busy", username, address)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="Serveur occupé : réessayez dans un instant",
+            headers={"Retry-After": "5"},
+        ) from err
+    if not verified or account is None:
+        log.warning(
+            "failed login for %r from %s (known account: %s)",
+            username,
+            address,
+            account is not None,
+        )
+        record(request, "login.failed", actor=username, outcome="failed")
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=LOGIN_FAILED)
-    throttle.succeeded(body.username)
+    throttle.succeeded(username, address)
     if checker.needs_rehash(account):
-        account.password_hash = checker.hasher.hash(body.password)
+        with contextlib.suppress(HashingBusy):  # upgrade at the next login instead
+            account.password_hash = checker.hash(body.password)
     token, expires_at = issue_token(db, settings, account)
     db.commit()
-    log.info("account %d logged in", account.id)
+    log.info("account %d logged in from %s", account.id, address)
+    record(request, "login", actor=account.username, role=account.role, outcome="ok")
     _set_cookie(response, request, token, expires_at)
     return LoginResponse(
         token=token, expires_at=expires_at, account=AccountPublic.model_validate(account)

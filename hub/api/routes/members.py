@@ -46,6 +46,7 @@ from hub.api.schemas import (
     TrainingGrant,
 )
 from hub.api.views import member_brief, member_public, member_trainings, training_names
+from hub.db.engine import checkpoint
 from hub.db.models import (
     AccessLog,
     Account,
@@ -321,6 +322,7 @@ def _erase(db: Session, member: Member, principal: Principal, cfg: PolicyConfig)
         )
     )
     commit(db, "Effacement refusé par la base de données")
+    checkpoint(db)  # the erased rows' old pages must not linger in SQLite's WAL
     log.info("a member was erased by account %d (%d rows)", principal.account_id, scrubbed.total)
 
 

@@ -64,7 +64,11 @@ def test_openapi_documents_every_operation(api: Api) -> None:
     assert "'/openapi.json'" in docs.text
 
 
-PRODUCTION = {"demo": False, "site_secret": "s" * 40, "session_secret": "t" * 40}
+PRODUCTION = {
+    "demo": False,
+    "site_secret": "9b2e7c41f0a85d36e1c4b7a2908f5d3e61",
+    "session_secret": "4d8a1f6e2c09b73a5e8d1c4f7b2a6e90d3",
+}
 
 
 @pytest.mark.parametrize(

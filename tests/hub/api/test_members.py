@@ -207,7 +207,7 @@ def _history(api: Api, member_id: int, uid: str) -> str:
         "/api/accounts",
         {
             "username": "ines",
-            "password": "0123456789ab",
+            "password": "plum-orbit-cactus-88",
             "role": "animator",
             "member_id": member_id,
         },
@@ -284,7 +284,7 @@ def test_export_walks_every_table_referencing_a_member(api: Api) -> None:
     assert tables["badge"][0]["hash"] == digest
     assert tables["account"][0]["username"] == "ines"
     assert "password_hash" not in tables["account"][0]
-    assert "0123456789ab" not in export.text
+    assert "plum-orbit-cactus-88" not in export.text
 
 
 def test_erasure_removes_identity_and_keeps_pseudonymous_sessions(api: Api) -> None:
@@ -325,7 +325,7 @@ def test_erasure_removes_identity_and_keeps_pseudonymous_sessions(api: Api) -> N
     # The erased account's login is gone too.
     api.client.cookies.clear()
     login = api.client.post(
-        "/api/auth/login", json={"username": "ines", "password": "0123456789ab"}
+        "/api/auth/login", json={"username": "ines", "password": "plum-orbit-cactus-88"}
     )
     assert login.status_code == 401
 

@@ -87,6 +87,7 @@ EXPECTED: dict[str, str] = {
         )
     },
     "POST /api/zones/{zone_id}/quotas/recommended": MANAGE,
+    "GET /api/audit": ADMIN,
     "GET /api/accounts": ADMIN,
     "POST /api/accounts": ADMIN,
     "GET /api/accounts/{account_id}": ADMIN,
@@ -135,7 +136,8 @@ def _seed(api: Api) -> dict[str, str]:
     api.post(f"/api/members/{victim['id']}/trainings/laser", None)
     badge = api.post("/api/badges", {"member_id": victim["id"], "uid": "04:A2:2B:1C"}).json()
     account = api.post(
-        "/api/accounts", {"username": "victim", "password": "0123456789ab", "role": "member"}
+        "/api/accounts",
+        {"username": "victim", "password": "plum-orbit-cactus-88", "role": "member"},
     ).json()
     add_session(api, "sess-1", member_id=victim["id"], ended=False)
     with api.db() as s:
