@@ -53,7 +53,7 @@ def get_kind(name: str) -> Kind:
         return KINDS[name]
     except KeyError:
         known = ", ".join(sorted(KINDS))
-        raise ValueError(f"unknown machine kind {name!r} (known: {known})") from None
+        raise ValueError(f"type de machine inconnu {name!r} (connus : {known})") from None
 
 
 def session_config(m: MachineSettings, settings: EdgeSettings) -> SessionConfig:

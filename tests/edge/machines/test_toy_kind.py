@@ -90,9 +90,9 @@ def kiln_kind(monkeypatch: pytest.MonkeyPatch) -> Kind:
 
 def test_the_kind_table_decides_which_devices_a_machine_takes(kiln_kind: Kind) -> None:
     reader = {"kind": "reader.sim"}
-    with pytest.raises(ValidationError, match=r"needs an \[machines\.actuator\]"):
+    with pytest.raises(ValidationError, match=r"demande un appareil \[machines\.actuator\]"):
         MachineSettings(id="k", kind="kiln", reader=reader)
-    with pytest.raises(ValidationError, match="takes no laser"):
+    with pytest.raises(ValidationError, match="ne prend pas d'appareil laser"):
         MachineSettings(
             id="k",
             kind="kiln",
@@ -100,7 +100,7 @@ def test_the_kind_table_decides_which_devices_a_machine_takes(kiln_kind: Kind) -
             actuator={"kind": "actuator.sim"},
             laser={"kind": "laser.simulated"},
         )
-    with pytest.raises(ValidationError, match="unknown machine kind 'oven'"):
+    with pytest.raises(ValidationError, match="type de machine inconnu 'oven'"):
         MachineSettings(id="k", kind="oven", reader=reader, actuator={"kind": "actuator.sim"})
 
 
