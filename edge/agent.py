@@ -635,41 +635,13 @@ class Agent:
             self._execute(unit, unit.session.link(online, mono))
 
     def _on_signal(self, unit: MachineUnit, signal: DriverSignal, mono: float) -> None:
-        s = unit.session
-        match signal.kind:
-            case "job_started":
-                unit.job = True
-                self._execute(unit, s.job_started(mono))
-            case "job_running":
-                unit.job = True
-                self._execute(unit, s.job_running(mono))
-            case "job_ended":
-                if signal.job is not None:
-                    self._execute(unit, s.job_ended(signal.job, mono, self.clock.now()))
-            case "job_done":
-                unit.job = False
-                self._execute(unit, s.job_done(mono))
-            case "hot" | "cooled":
-                logger.info("%s: %s (%s)", unit.id, signal.kind, signal.detail)
-                unit.hot = signal.kind == "hot"
-                self._execute(unit, s.heat(unit.hot, mono))
-            case "idle":
-                self._execute(unit, s.idle_timeout(mono))
-            case "fault":
-                self._add_fault(unit, signal.source, signal.detail or signal.source, mono)
-            case "fault_cleared":
-                self._clear_fault(unit, signal.source, mono)
+        self._execute(unit, unit.on_signal(signal, mono, self.clock.now()))
 
     def _add_fault(self, unit: MachineUnit, source: str, detail: str, mono: float) -> None:
-        new = source not in unit.faults
-        unit.faults[source] = detail
-        if new or unit.session.config.cut_on_fault:
-            self._execute(unit, unit.session.fault(source, detail, mono))
+        self._execute(unit, unit.add_fault(source, detail, mono))
 
     def _clear_fault(self, unit: MachineUnit, source: str, mono: float) -> None:
-        if unit.faults.pop(source, None) is not None and not unit.faults:
-            logger.info("%s: fault cleared (%s)", unit.id, source)
-            self._execute(unit, unit.session.fault_cleared(mono))
+        self._execute(unit, unit.clear_fault(source, mono))
 
     # ------------------------------------------------------------------ effects
 

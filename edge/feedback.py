@@ -80,10 +80,16 @@ class FeedbackSink(Protocol):
 
 
 class ConsoleFeedback:
-    """Logs every message (INFO), and passes a line to ``writer`` if given (narration)."""
+    """Logs every event (INFO) without its message unless ``log_messages`` (messages greet
+    members by first name, and logs escape retention and erasure; on a gaming PC the
+    player's account can read them), and passes a line to ``writer`` if given (narration
+    on a local screen)."""
 
-    def __init__(self, writer: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, writer: Callable[[str], None] | None = None, *, log_messages: bool = False
+    ) -> None:
         self._writer = writer
+        self._log_messages = log_messages
 
     def open(self) -> None:
         """Nothing to acquire."""
@@ -92,8 +98,11 @@ class ConsoleFeedback:
         """Nothing to release."""
 
     def show(self, event: FeedbackEvent) -> None:
-        """Log the message with its machine and kind."""
-        logger.info("[%s] %s: %s", event.machine, event.kind.value, event.message)
+        """Log the machine and kind (and the message only when opted in)."""
+        if self._log_messages:
+            logger.info("[%s] %s: %s", event.machine, event.kind.value, event.message)
+        else:
+            logger.info("[%s] %s", event.machine, event.kind.value)
         if self._writer is not None:
             self._writer(f"{event.at:%H:%M:%S}  {event.machine:<10} {event.message}")
 

@@ -30,12 +30,14 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from devices.actuators import Actuator, LatchedActuator
 from devices.errors import DeviceError
 from devices.pc import SessionLock
 from devices.readers import BadgeReader
+from edge.effects import Effect
 from edge.kinds import DriverSignal, Follower, SignalKind
 from edge.power import PowerWatch
 from edge.session import SessionMachine, SessionStatus, State
@@ -241,6 +243,49 @@ class MachineUnit:
     def id(self) -> str:
         """The machine id."""
         return self.settings.id
+
+    # ------------------------------------------------------------------ signals and faults
+
+    def on_signal(self, signal: DriverSignal, mono: float, wall: datetime) -> list[Effect]:
+        """A driver's signal: what the agent tracks of it, and the session's effects."""
+        s = self.session
+        match signal.kind:
+            case "job_started":
+                self.job = True
+                return s.job_started(mono)
+            case "job_running":
+                self.job = True
+                return s.job_running(mono)
+            case "job_ended":
+                return s.job_ended(signal.job, mono, wall) if signal.job is not None else []
+            case "job_done":
+                self.job = False
+                return s.job_done(mono)
+            case "hot" | "cooled":
+                logger.info("%s: %s (%s)", self.id, signal.kind, signal.detail)
+                self.hot = signal.kind == "hot"
+                return s.heat(self.hot, mono)
+            case "idle":
+                return s.idle_timeout(mono)
+            case "fault":
+                return self.add_fault(signal.source, signal.detail or signal.source, mono)
+            case "fault_cleared":
+                return self.clear_fault(signal.source, mono)
+
+    def add_fault(self, source: str, detail: str, mono: float) -> list[Effect]:
+        """A fault source is active: journaled once per episode, cut again if the kind cuts."""
+        new = source not in self.faults
+        self.faults[source] = detail
+        if new or self.session.config.cut_on_fault:
+            return self.session.fault(source, detail, mono)
+        return []
+
+    def clear_fault(self, source: str, mono: float) -> list[Effect]:
+        """A fault source is gone; the machine may be granted again once none is left."""
+        if self.faults.pop(source, None) is not None and not self.faults:
+            logger.info("%s: fault cleared (%s)", self.id, source)
+            return self.session.fault_cleared(mono)
+        return []
 
     # ------------------------------------------------------------------ outputs
 

@@ -94,9 +94,9 @@ class MqttSettings(_Part):
     @model_validator(mode="after")
     def _backoff(self) -> MqttSettings:
         if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+            raise ValueError("reconnect_max_s doit être ≥ reconnect_min_s")
         if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file is set but tls is false")
+            raise ValueError("ca_file est donné mais tls vaut false")
         return self
 
 
@@ -135,7 +135,12 @@ class OfflineSettings(_Part):
 class FeedbackSettings(_Part):
     """Edge-wide feedback (``[feedback]``); LEDs and buzzers are per machine."""
 
-    console: bool = Field(default=True, description="log every message shown to a member")
+    console: bool = Field(default=True, description="log every feedback event (no message)")
+    log_messages: bool = Field(
+        default=False,
+        description="also log the messages shown to members (they carry first names): "
+        "only for a local screen, never where logs are kept or readable by players",
+    )
     history: int = Field(default=50, ge=0, le=10_000, description="events kept for the kiosk")
 
 
@@ -151,9 +156,9 @@ class GpioFeedbackSettings(_Part):
     def _some_pin(self) -> GpioFeedbackSettings:
         pins = [p for p in (self.green_pin, self.red_pin, self.buzzer_pin) if p is not None]
         if not pins:
-            raise ValueError("give at least one of green_pin, red_pin, buzzer_pin")
+            raise ValueError("indiquez au moins une broche : green_pin, red_pin ou buzzer_pin")
         if len({str(p) for p in pins}) != len(pins):
-            raise ValueError("feedback pins must be different")
+            raise ValueError("les broches de signalisation doivent être différentes")
         return self
 
 
@@ -222,17 +227,17 @@ class MachineSettings(_Part):
         kind = get_kind(self.kind)
         for needed in kind.needs:
             if needed not in given:
-                raise ValueError(f"a {self.kind} machine needs an [machines.{needed}] device")
+                raise ValueError(f"une machine {self.kind} demande un appareil [machines.{needed}]")
         allowed = set(kind.needs) | set(kind.accepts)
         extra = sorted(given - allowed)
         if extra:
-            raise ValueError(f"a {self.kind} machine takes no {', '.join(extra)} device")
+            raise ValueError(f"une machine {self.kind} ne prend pas d'appareil {', '.join(extra)}")
         for name, role in _ROLE_OF_SECTION.items():
             spec: DeviceSpec | None = getattr(self, name)
             if spec is not None and spec.role != role:
-                raise ValueError(f"{name}: kind {spec.kind} is a {spec.role}, not a {role}")
+                raise ValueError(f"{name} : le type {spec.kind} est un {spec.role}, pas un {role}")
         if self.idle_timeout_min is not None and self.busy_above_w is None:
-            raise ValueError("idle_timeout_min needs busy_above_w (idle = below that power)")
+            raise ValueError("idle_timeout_min demande busy_above_w (repos : sous cette puissance)")
         return self
 
 
@@ -270,20 +275,20 @@ class EdgeSettings(BaseSettings):
         ids = [m.id for m in machines]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"duplicate machine ids: {', '.join(dupes)}")
+            raise ValueError(f"identifiants de machine en double : {', '.join(dupes)}")
         return machines
 
     @model_validator(mode="after")
     def _checks(self) -> EdgeSettings:
         secret = self.site_secret.get_secret_value()
         if len(secret) < 16:
-            raise ValueError("site_secret must be at least 16 characters")
+            raise ValueError("site_secret doit faire au moins 16 caractères")
         if not self.demo:
             problem = secret_problem("site_secret", secret, "FABRIQUE_EDGE_SITE_SECRET")
             if problem:  # the same secret as the hub's: same rules (protocol.secretrules)
                 raise ValueError(problem)
         if self.time_scale != 1.0 and not self.demo:
-            raise ValueError("time_scale is for the demo only (set demo = true)")
+            raise ValueError("time_scale est réservé à la démo (demo = true)")
         return self
 
     @property

@@ -80,7 +80,7 @@ def feedback_sinks(
     """The console (or the demo's narration), each machine's LEDs and buzzer, then ``extra``."""
     sinks: list[FeedbackSink] = []
     if settings.feedback.console or narrate is not None:
-        sinks.append(ConsoleFeedback(narrate))
+        sinks.append(ConsoleFeedback(narrate, log_messages=settings.feedback.log_messages))
     for m in settings.machines:
         if m.feedback is not None:
             sinks.append(

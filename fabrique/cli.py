@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -67,24 +68,132 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: pydantic error types in French (configuration files are read by people).
+_FRENCH_ERRORS = {
+    "string_pattern_mismatch": "format invalide",
+    "string_type": "texte attendu (entre guillemets)",
+    "string_too_short": "trop court",
+    "string_too_long": "trop long",
+    "int_parsing": "nombre entier attendu",
+    "int_type": "nombre entier attendu",
+    "int_from_float": "nombre entier attendu",
+    "float_parsing": "nombre attendu",
+    "float_type": "nombre attendu",
+    "bool_parsing": "true ou false attendu",
+    "bool_type": "true ou false attendu",
+    "greater_than": "valeur trop petite",
+    "greater_than_equal": "valeur trop petite",
+    "less_than": "valeur trop grande",
+    "less_than_equal": "valeur trop grande",
+    "enum": "valeur non autorisée",
+    "literal_error": "valeur non autorisée",
+    "url_parsing": "adresse invalide",
+    "url_scheme": "adresse invalide",
+    "path_type": "chemin de fichier attendu",
+    "list_type": "liste attendue ([ … ])",
+    "dict_type": "table attendue ([section] ou { … })",
+    "model_type": "table attendue ([section] ou { … })",
+    "too_short": "pas assez d'éléments",
+    "too_long": "trop d'éléments",
+    "union_tag_invalid": "type inconnu",
+    "union_tag_not_found": "le champ kind manque",
+}
+_CTX = (
+    ("pattern", "attendu :"),
+    ("min_length", "min."),
+    ("max_length", "max."),
+    ("ge", "≥"),
+    ("gt", ">"),
+    ("le", "≤"),
+    ("lt", "<"),
+    ("expected", "attendu :"),
+)
+#: Environment variables that may hold a setting: model title -> (prefix, nesting).
+_ENV = {"EdgeSettings": ("FABRIQUE_EDGE_", "__"), "HubSettings": ("FABRIQUE_", "")}
+
+
+def _french_error(error: Any) -> str:
+    kind = error["type"]
+    if kind in ("value_error", "assertion_error"):
+        return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "extra_forbidden":
+        return "paramètre inconnu (vérifiez l'orthographe et la section)"
+    msg = _FRENCH_ERRORS.get(kind, "valeur invalide")
+    ctx = error.get("ctx") or {}
+    for key, unit in _CTX:
+        if key in ctx:
+            value = str(ctx[key]).replace("' or '", "' ou '")
+            return f"{msg} ({unit} {value})"
+    return msg
+
+
 def describe_validation_error(err: ValidationError) -> list[str]:
-    """One plain line per problem: ``field : message`` (pydantic's prefixes removed)."""
+    """One plain French line per problem: ``field : message``; a missing secret
+    names the environment variable that may hold it instead of the file."""
+    prefix, nesting = _ENV.get(err.title, ("", ""))
     lines = []
     for e in err.errors(include_url=False):
-        where = ".".join(str(p) for p in e["loc"]) or "configuration"
-        msg = str(e["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if e["type"] == "extra_forbidden":
-            msg = "paramètre inconnu"
-        elif e["type"] == "missing":
+        loc = [str(p) for p in e["loc"]]
+        where = ".".join(loc) or "configuration"
+        if e["type"] == "missing":
             msg = "paramètre obligatoire manquant"
+            secret = any(w in loc[-1] for w in ("secret", "password", "token")) if loc else False
+            if not secret:
+                msg += " : ajoutez-le au fichier"
+            elif prefix and (len(loc) == 1 or nesting) and all(p.isidentifier() for p in loc):
+                variable = prefix + nesting.join(loc).upper()
+                msg += f" : ajoutez-le au fichier ou définissez la variable {variable}"
+        else:
+            msg = _french_error(e)
         lines.append(f"  - {where} : {msg}")
     return lines
+
+
+_TOML_WHERE = re.compile(
+    r"^(?P<what>.*?) \((?:at line (?P<line>\d+), column (?P<col>\d+)|at end of document)\)$"
+)
+#: tomllib's messages (Python 3.11+) in French, by their start.
+_TOML_FRENCH = (
+    ("Invalid value", "valeur invalide (un texte s'écrit entre guillemets)"),
+    ("Expected '=' after a key", "« = » attendu après le nom du paramètre"),
+    ("Unclosed array", "liste [ … ] non fermée"),
+    ("Unclosed inline table", "table { … } non fermée"),
+    ("Unterminated string", "texte non terminé : il manque le guillemet fermant"),
+    ("Illegal character", "caractère interdit dans un texte"),
+    ("Invalid statement", "ligne incompréhensible"),
+    ("Invalid initial character for a key part", "nom de paramètre invalide"),
+    ("Found invalid character in unquoted string", "nom de paramètre invalide"),
+    ("Cannot declare", "section déclarée deux fois"),
+    ("Cannot overwrite a value", "paramètre défini deux fois"),
+    ("Cannot mutate immutable namespace", "paramètre défini deux fois"),
+    ("Expected newline or end of document", "fin de ligne attendue après la valeur"),
+    ("Invalid date or datetime", "date invalide"),
+)
+
+
+def describe_toml_error(err: tomllib.TOMLDecodeError) -> str:
+    """tomllib's terse English error as French: what, where (line, column), how to fix."""
+    text = str(err)
+    match = _TOML_WHERE.match(text)
+    what = match.group("what") if match else text
+    french = next((fr for en, fr in _TOML_FRENCH if what.startswith(en)), "erreur de syntaxe")
+    if match and match.group("line"):
+        where = f"ligne {match.group('line')}, colonne {match.group('col')}"
+    else:
+        where = "à la fin du fichier"
+    return (
+        f"fichier TOML illisible ({where}) : {french}. Corrigez cet endroit du fichier : "
+        'un texte entre guillemets (site = "marseille-14"), un nombre sans guillemets, '
+        "les sections entre crochets ([mqtt])."
+    )
 
 
 def _config_error(source: str, err: Exception) -> NoReturn:
     if isinstance(err, ValidationError):
         detail = "\n".join(describe_validation_error(err))
         _fail(f"Configuration invalide ({source}) :\n{detail}", EXIT_CONFIG)
+    if isinstance(err, tomllib.TOMLDecodeError):
+        _fail(f"Configuration invalide ({source}) : {describe_toml_error(err)}", EXIT_CONFIG)
     _fail(f"Configuration invalide ({source}) : {err}", EXIT_CONFIG)
 
 
@@ -261,6 +370,44 @@ def hub_create_admin(
     finally:
         engine.dispose()
     typer.echo(f"Compte administrateur « {username} » créé.")
+
+
+@hub_app.command("purge")
+def hub_purge(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = "info",
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            min=1,
+            help="Durée de conservation (jours) ; par défaut identified_retention_days.",
+        ),
+    ] = None,
+) -> None:
+    """Pseudonymise l'historique identifié plus ancien que la durée de conservation."""
+    _setup_logging(_check_level(log_level))
+    settings = _load_hub_settings(config)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hub.db.engine import make_engine, make_sessionmaker
+    from hub.main import redacted_url
+    from hub.retention import run_purge
+
+    days = retention_days or settings.identified_retention_days
+    engine = make_engine(settings.database_url)
+    try:
+        result = run_purge(make_sessionmaker(engine), retention_days=days, tz=settings.tz)
+    except SQLAlchemyError as err:
+        _fail(f"Purge impossible sur {redacted_url(settings.database_url)} : {type(err).__name__}")
+    finally:
+        engine.dispose()
+    typer.echo(f"Historique identifié antérieur au {result.cutoff:%d/%m/%Y %H:%M} UTC :")
+    for table, n in sorted(result.rows.items()):
+        typer.echo(f"  {table} : {n} ligne(s) pseudonymisée(s) ou supprimée(s)")
+    if not result.rows:
+        typer.echo("  rien à purger")
+    typer.echo(f"  clés de pseudonymes détruites : {result.keys_deleted}")
 
 
 @hub_app.command("check-config")

@@ -8,10 +8,13 @@ Protocol. Tests of the API use :class:`NullControl`; the real implementation is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Protocol
 
-from protocol.messages import MachineAction, MachineState, Telemetry
+from hub.enrolment import Enrolment, Enrolments
+from hub.policy.model import Decision
+from protocol.messages import MachineAction, MachineState, Telemetry, utcnow
 
 
 class HubControl(Protocol):
@@ -22,6 +25,9 @@ class HubControl(Protocol):
 
     def end_session(self, session_id: str, message: str = "") -> bool:
         """Ask the session's edge to end it; False if the session is not open."""
+
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
+        """Ask the session's edge to give it ``minutes`` more; False if it is not open."""
 
     def machine_command(self, machine_id: str, action: MachineAction) -> bool:
         """Send a staff command to the machine's edge; False if the machine is unknown."""
@@ -35,17 +41,42 @@ class HubControl(Protocol):
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         """Latest valid telemetry of every machine, by machine id (never for metering)."""
 
+    def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``listener(machine_id, what)`` after each live change (see
+        :meth:`hub.live.LiveState.subscribe`); returns the unsubscriber."""
+
+    def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:
+        """The last access decision sent for the machine, and when."""
+
+    def arm_enrolment(
+        self, machine_id: str, member_id: int, first_name: str, account_id: int
+    ) -> Enrolment | None:
+        """Bind the next badge seen on ``machine_id`` to the member; None: unknown machine."""
+
+    def enrolment(self, token: str) -> Enrolment | None:
+        """An armed enrolment and its outcome (see :mod:`hub.enrolment`)."""
+
+    def cancel_enrolment(self, token: str) -> None:
+        """Stop waiting for a badge."""
+
 
 class NullControl:
-    """A hub that is not running: accepts everything, knows nothing live."""
+    """A hub that is not running: accepts everything, knows nothing live.
+
+    Enrolments can be armed (the pages render) but no badge is ever captured.
+    """
 
     def __init__(self) -> None:
         self.changes = 0
+        self.enrolments = Enrolments()
 
     def reference_changed(self) -> None:
         self.changes += 1
 
     def end_session(self, session_id: str, message: str = "") -> bool:
+        return False
+
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
         return False
 
     def machine_command(self, machine_id: str, action: MachineAction) -> bool:
@@ -59,3 +90,20 @@ class NullControl:
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return {}
+
+    def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
+        return lambda: None
+
+    def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:
+        return None
+
+    def arm_enrolment(
+        self, machine_id: str, member_id: int, first_name: str, account_id: int
+    ) -> Enrolment | None:
+        return self.enrolments.arm(machine_id, "", member_id, first_name, account_id, utcnow())
+
+    def enrolment(self, token: str) -> Enrolment | None:
+        return self.enrolments.get(token, utcnow())
+
+    def cancel_enrolment(self, token: str) -> None:
+        self.enrolments.cancel(token)

@@ -38,8 +38,8 @@ machines.)
 
 The alerts about edges (foreign machines, journal conflicts) and edge liveness
 belong to :mod:`hub.alerts`; the worker thread that calls the ledger and publishes
-acknowledgements is :mod:`hub.ledger_worker`. :func:`usage_totals` sums used time for
-the tests and tools that check metering.
+acknowledgements is :mod:`hub.ledger_worker`; totals of the ledger are
+:mod:`hub.reports`.
 
 The duplicate check is check-then-insert on the primary key, done by the single
 worker thread that writes ``edge_event``; an ``IntegrityError`` from a concurrent
@@ -54,9 +54,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, assert_never, overload
+from typing import assert_never
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -501,47 +501,3 @@ class Ledger:
                 )
             ).all()
         return {edge: through for edge, through in rows}
-
-
-# --------------------------------------------------------------------------- totals
-
-
-@overload
-def usage_totals(
-    session: Session, *, since: datetime, until: datetime, by: Literal["member"]
-) -> dict[int, float]: ...
-
-
-@overload
-def usage_totals(
-    session: Session, *, since: datetime, until: datetime, by: Literal["machine"]
-) -> dict[str, float]: ...
-
-
-def usage_totals(
-    session: Session,
-    *,
-    since: datetime,
-    until: datetime,
-    by: Literal["member", "machine"],
-) -> dict[int, float] | dict[str, float]:
-    """Seconds used per member or per machine, for sessions started in ``[since, until)``.
-
-    ``used_s`` is the edge's monotonic measure (max of the minute ticks and the final
-    duration), so totals are exact whatever the duplicates and replays. Sessions of
-    unknown or erased members are left out of the per-member totals.
-    """
-    window = (UsageSession.started_at >= since, UsageSession.started_at < until)
-    if by == "member":
-        member_rows = session.execute(
-            select(UsageSession.member_id, func.sum(UsageSession.used_s))
-            .where(*window, UsageSession.member_id.is_not(None))
-            .group_by(UsageSession.member_id)
-        ).all()
-        return {int(key): float(total or 0.0) for key, total in member_rows if key is not None}
-    machine_rows = session.execute(
-        select(UsageSession.machine_id, func.sum(UsageSession.used_s))
-        .where(*window)
-        .group_by(UsageSession.machine_id)
-    ).all()
-    return {str(key): float(total or 0.0) for key, total in machine_rows}

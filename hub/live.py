@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -135,6 +135,40 @@ class LiveState:
         self._staff_valid_until: datetime | None = None
         self._staff_dirty = True
         self._denials: dict[str, deque[datetime]] = {}
+        #: The last decision per machine (kiosk screens say why a badge was refused).
+        self._last_decision: dict[str, tuple[datetime, Decision]] = {}
+        #: Called with a machine id (or "" for "anything") after a change, outside the lock.
+        self._listeners: tuple[Callable[[str, str], None], ...] = ()
+
+    # ------------------------------------------------------------------ change notification
+
+    def subscribe(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``listener(machine_id, what)`` after each change a screen shows; ``what``
+        is ``state``, ``edge``, ``telemetry``, ``session`` or ``decision``; the machine
+        is ``""`` when no single machine is concerned (an edge).
+
+        Listeners run on the writer's thread (paho's network thread, the ledger
+        worker): they must only note the change and return. Returns the unsubscriber.
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def _notify(self, machine_id: str, what: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(machine_id, what)
+            except Exception:
+                _limited.warning("listener", "a live-state listener failed", exc_info=True)
+
+    def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:
+        """The last access decision sent for ``machine_id`` and when, if any."""
+        return self._last_decision.get(machine_id)
 
     # ------------------------------------------------------------------ loading
 
@@ -285,6 +319,21 @@ class LiveState:
 
         Returns the staff presence to persist, if any.
         """
+        self._last_decision[machine_id] = (now, decision)
+        try:
+            return self._record_decision(badge, machine_id, zone_id, decision, session_id, now)
+        finally:
+            self._notify(machine_id, "decision")
+
+    def _record_decision(
+        self,
+        badge: str,
+        machine_id: str,
+        zone_id: str,
+        decision: Decision,
+        session_id: str | None,
+        now: datetime,
+    ) -> StaffMark | None:
         with self._lock:
             if not decision.granted:
                 self._denials.setdefault(badge, deque()).append(now)
@@ -347,6 +396,7 @@ class LiveState:
             current = self._open.get(view.machine_id)
             self._session_changed(view, edge_id, current)
             self._rebuild_effective()
+        self._notify(view.machine_id, "session")
 
     def _session_changed(self, view: UsageView, edge_id: str, current: UsageView | None) -> None:
         """Apply a committed session to the open map and member history (lock held)."""
@@ -388,7 +438,8 @@ class LiveState:
                 seen_at=now,
             )
             self._recompute_offline()
-            return True
+        self._notify("", "edge")
+        return True
 
     def edge_epoch(self, edge: str) -> int | None:
         """The epoch of the edge's last accepted status (None if never seen)."""
@@ -421,7 +472,8 @@ class LiveState:
                 self._states[machine] = state
                 self._state_edge[machine] = edge
             self._recompute_offline()
-            return True
+        self._notify(machine, "state")
+        return True
 
     def telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         """Keep the latest raw telemetry of a machine (metering never uses it).
@@ -430,6 +482,8 @@ class LiveState:
         telemetry message on the network thread.
         """
         self._telemetry[(edge, machine)] = payload
+        if self._listeners:
+            self._notify(machine, "telemetry")
 
     def _edge_of(self, machine: str) -> str | None:
         for edge, live in self._edges.items():
@@ -505,6 +559,21 @@ class LiveState:
         """Open sessions by machine (committed ones only, not pending grants)."""
         with self._lock:
             return self._open
+
+    def unattended_sessions(self) -> frozenset[str]:
+        """Machines whose open session goes on without its member: they badged out (or
+        their time ended) while a job runs, and the edge reports the session
+        ``ending`` (a print finishing by itself). The ledger keeps them open until the
+        job is done; counts of people at the machines leave them out."""
+        with self._lock:
+            return frozenset(
+                machine
+                for machine, view in self._open.items()
+                if (state := self._states.get(machine)) is not None
+                and state.session_id in (None, view.session_id)
+                and state.detail is not None
+                and state.detail.state == "ending"
+            )
 
     def open_session(self, session_id: str) -> tuple[UsageView, str] | None:
         """An open session and the edge it runs on, or None."""

@@ -167,6 +167,9 @@ def uvicorn_config(app: FastAPI, settings: HubSettings, lifespan: str = "on") ->
         lifespan=lifespan,  # type: ignore[arg-type]
         server_header=False,
         proxy_headers=False,
+        # Open live pages (Server-Sent Events) never finish by themselves: give them a
+        # few seconds, then close them so the hub stops (their browsers reconnect).
+        timeout_graceful_shutdown=3,
     )
 
 

@@ -41,6 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.metrics import Metrics, RateLimitedLog
 from hub.settings import HubSettings
+from protocol.contract import CONTRACT, Direction
 from protocol.errors import MalformedPayload, ProtocolError
 from protocol.ids import is_ident
 from protocol.messages import (
@@ -63,12 +64,9 @@ _limited = RateLimitedLog(logger)
 
 
 #: (topic kind, QoS) the hub subscribes to for every edge of its site.
-SUBSCRIPTIONS: tuple[tuple[Kind, int], ...] = (
-    (Kind.REQ_ACCESS, 1),
-    (Kind.EVT, 1),
-    (Kind.EDGE_STATUS, 1),
-    (Kind.STATE, 1),
-    (Kind.TELE, 0),
+#: What the hub reads from every edge, at the contract's QoS (:mod:`protocol.contract`).
+SUBSCRIPTIONS: tuple[tuple[Kind, int], ...] = tuple(
+    (row.kind, row.qos) for row in CONTRACT if row.direction is Direction.EDGE_TO_HUB
 )
 
 

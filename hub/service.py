@@ -40,6 +40,16 @@ from hub.accesslog import AccessEntry, AccessLogWriter
 from hub.alerts import EdgeAlerts, describe_foreign_machine
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
+from hub.enrolment import (
+    CODE_ALREADY_ENROLLED,
+    CODE_ENROLLED,
+    Enrolment,
+    Enrolments,
+    EnrolState,
+    already_enrolled_message,
+    bind_badge,
+    enrolled_message,
+)
 from hub.ledger import Ledger
 from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
@@ -54,6 +64,7 @@ from hub.policy.model import (
     PolicyConfig,
     UsageView,
 )
+from hub.retention import RetentionJob
 from hub.settings import HubSettings
 from hub.snapshots import CompileFn, SnapshotPublisher, settle_heap
 from hub.telemetry import InfluxWriter, TelemetryFeed
@@ -144,6 +155,13 @@ class Hub:
             metrics=self.metrics,
             clock=clock,
         )
+        self.retention = RetentionJob(
+            factory,
+            retention_days=settings.identified_retention_days,
+            tz=settings.tz,
+            interval_s=settings.retention_interval_s,
+            clock=clock,
+        )
         self.mqtt = HubMqtt(settings, self, self.metrics, version=version)
         self.snapshots = SnapshotPublisher(
             settings,
@@ -178,6 +196,7 @@ class Hub:
         self._ids_lock = threading.Lock()
         self._access_topics: dict[str, str] = {}
         self._foreign_alerted: dict[str, float] = {}
+        self.enrolments = Enrolments()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,6 +212,7 @@ class Hub:
         settle_heap()
         self.accesslog.start()
         self.worker.start()
+        self.retention.start()
         if self.telemetry is not None and self._influx is not None:
             self._influx.start()
             self.telemetry.start()
@@ -211,6 +231,7 @@ class Hub:
         if not self._started:
             return
         self.snapshots.stop()
+        self.retention.stop()
         self.worker.stop()
         self.mqtt.stop()
         self.accesslog.stop()
@@ -249,6 +270,10 @@ class Hub:
     def on_access_request(self, edge: str, request: AccessRequest, received: float) -> None:
         """Decide in memory and answer on ``cmd/access`` with the request's ``req_id``."""
         now = self._clock()
+        enrolment = self.enrolments.capture(request.machine, edge, request.badge, now)
+        if enrolment is not None:
+            self._enrol(edge, request, enrolment, now)
+            return
         directory = self._directory
         badge = directory.badges.get(request.badge)
         member_id = badge.member_id if badge is not None else None
@@ -305,6 +330,88 @@ class Hub:
         )
         if mark is not None:
             self.accesslog.record(mark)
+
+    def _enrol(
+        self, edge: str, request: AccessRequest, enrolment: Enrolment, now: datetime
+    ) -> None:
+        """Answer a request captured by an armed enrolment (a refusal: the machine stays
+        off) and have the badge bound off this thread (see :mod:`hub.enrolment`)."""
+        held = self._directory.badges.get(request.badge)
+        if held is not None:
+            owner = self._directory.members.get(held.member_id)
+            name = owner.first_name if owner is not None else "un autre membre"
+            self.enrolments.resolve(enrolment.token, EnrolState.DUPLICATE, owner_first_name=name)
+            decision = Decision(
+                granted=False, code=CODE_ALREADY_ENROLLED, message=already_enrolled_message(name)
+            )
+        else:
+            decision = Decision(
+                granted=False,
+                code=CODE_ENROLLED,
+                message=enrolled_message(enrolment.first_name),
+                first_name=enrolment.first_name,
+            )
+            threading.Thread(
+                target=self._bind_badge, args=(enrolment,), name="badge-enrolment", daemon=True
+            ).start()
+        self.mqtt.publish(
+            self._cmd_access_topic(edge), self._answer(request, decision, None, now), qos=1
+        )
+        machine = self._directory.machines.get(request.machine)
+        self.live.record_decision(  # the machine's kiosk shows the outcome
+            badge=request.badge,
+            machine_id=request.machine,
+            zone_id=machine.zone_id if machine is not None else "",
+            decision=decision,
+            session_id=None,
+            now=now,
+        )
+        self.accesslog.record(
+            AccessEntry(
+                ts=now,
+                edge_id=edge,
+                machine_id=request.machine,
+                member_id=held.member_id if held is not None else enrolment.member_id,
+                badge_hash=request.badge,
+                req_id=request.req_id,
+                granted=False,
+                code=decision.code,
+            )
+        )
+
+    def _bind_badge(self, enrolment: Enrolment) -> None:
+        try:
+            with transaction(self._factory) as session:
+                result = bind_badge(session, enrolment)
+        except Exception:
+            logger.exception("binding an enrolled badge failed")
+            self.enrolments.resolve(enrolment.token, EnrolState.FAILED)
+            return
+        self.enrolments.resolve(
+            enrolment.token,
+            result.state,
+            owner_first_name=result.owner_first_name,
+            badge_id=result.badge_id,
+        )
+        if result.state is EnrolState.BOUND:
+            self.reference_changed()
+
+    def arm_enrolment(
+        self, machine_id: str, member_id: int, first_name: str, account_id: int
+    ) -> Enrolment | None:
+        """Bind the next badge seen on ``machine_id`` to ``member_id`` (within a minute)."""
+        machine = self._directory.machines.get(machine_id)
+        if machine is None:
+            return None
+        return self.enrolments.arm(
+            machine_id, machine.edge_id, member_id, first_name, account_id, self._clock()
+        )
+
+    def enrolment(self, token: str) -> Enrolment | None:
+        return self.enrolments.get(token, self._clock())
+
+    def cancel_enrolment(self, token: str) -> None:
+        self.enrolments.cancel(token)
 
     def _foreign_request(self, edge: str, machine_id: str, owner: str | None) -> None:
         """``edge`` asked for a machine that is not its own (denied ``unknown_machine``):
@@ -451,6 +558,17 @@ class Hub:
 
     def end_session(self, session_id: str, message: str = "") -> bool:
         """Ask the session's edge to end it; False if the session is not open."""
+        return self._session_command(session_id, SessionAction.END, message=message)
+
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
+        """Ask the session's edge to give it ``minutes`` more; False if it is not open."""
+        return self._session_command(
+            session_id, SessionAction.EXTEND, minutes=minutes, message=message
+        )
+
+    def _session_command(
+        self, session_id: str, action: SessionAction, *, minutes: int | None = None, message: str
+    ) -> bool:
         found = self.live.open_session(session_id)
         if found is None:
             return False
@@ -458,7 +576,8 @@ class Hub:
         command = SessionCommand(
             cmd_id=uuid4().hex,
             session_id=session_id,
-            action=SessionAction.END,
+            action=action,
+            minutes=minutes,
             message=message[:500],
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
         )
@@ -486,15 +605,23 @@ class Hub:
     def edges_online(self) -> Mapping[str, bool]:
         return self.live.edges_online()
 
+    def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
+        return self.live.subscribe(listener)
+
+    def last_decision(self, machine_id: str) -> tuple[datetime, Decision] | None:
+        return self.live.last_decision(machine_id)
+
     # ------------------------------------------------------------------ reporting
 
     def status_line(self) -> str:
         """One line for the demo console, in French."""
+        unattended = len(self.live.unattended_sessions())
         return texts.hub_status(
             online=sum(1 for up in self.live.edges_online().values() if up),
-            sessions=len(self.live.open_sessions()),
+            sessions=len(self.live.open_sessions()) - unattended,
             decisions=self.metrics.get("decisions"),
             rejected=self.metrics.get("bad_messages"),
+            unattended=unattended,
         )
 
     def metrics_snapshot(self) -> dict[str, Any]:

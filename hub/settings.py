@@ -50,7 +50,7 @@ class GamingQuota(BaseModel):
     @model_validator(mode="after")
     def _break_pair(self) -> GamingQuota:
         if (self.break_after_min is None) != (self.break_min is None):
-            raise ValueError("a forced break needs both break_after_min and break_min")
+            raise ValueError("une pause forcée demande break_after_min et break_min ensemble")
         return self
 
 
@@ -103,6 +103,16 @@ class HubSettings(BaseSettings):
     snapshot_days: int = Field(default=7, ge=1, le=31)
     snapshot_validity_h: float = Field(default=36.0, gt=0)
     access_log_retention_days: int = Field(default=92, ge=1)
+    identified_retention_days: int = Field(
+        default=92,
+        ge=1,
+        le=3660,
+        description="days identified history (sessions, jobs, journal events, access log) "
+        "is kept before it is pseudonymised (CNIL: 3 months)",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0, gt=0, description="how often the retention job runs"
+    )
     staff_presence_h: float = Field(default=4.0, gt=0)
     attempt_limit: int = Field(default=8, ge=1, description="denials per window before throttling")
     attempt_window_s: float = Field(default=60.0, gt=0)
@@ -141,7 +151,7 @@ class HubSettings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f"unknown time zone {value!r}") from err
+            raise ValueError(f"fuseau horaire inconnu {value!r} (ex. Europe/Paris)") from err
         return value
 
     @field_validator("trusted_proxies")
@@ -151,7 +161,10 @@ class HubSettings(BaseSettings):
             try:
                 ipaddress.ip_network(item.strip(), strict=False)
             except ValueError as err:
-                raise ValueError(f"trusted_proxies: {item!r} is not an address or network") from err
+                raise ValueError(
+                    f"trusted_proxies : {item!r} n'est ni une adresse ni un réseau "
+                    "(ex. 192.168.1.10 ou 10.0.0.0/24)"
+                ) from err
         return value
 
     @field_validator("influx_url")
@@ -169,7 +182,7 @@ class HubSettings(BaseSettings):
         known = [band.name for band in DEFAULT_AGE_BANDS]
         unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown age group(s) {unknown}; expected some of {known}")
+            raise ValueError(f"tranche(s) d'âge inconnue(s) {unknown} ; attendu parmi {known}")
         return value
 
     @model_validator(mode="after")

@@ -259,7 +259,11 @@ class PrinterFollower:
 
 
 def printer_telemetry(snap: PrinterSnapshot) -> dict[str, Scalar]:
-    """A printer's telemetry values: state, temperatures, progress, time left, file."""
+    """A printer's telemetry values: state, temperatures, progress, time left.
+
+    Never the job's file name: file names name children (``porte-cles-lea.gcode``) and
+    ``tele/+`` is read by observers and shown on the live floor; the name stays on the
+    edge and in the staff-only job record (``job_ended``)."""
     values: dict[str, Scalar] = {"state": snap.state, "connected": snap.connected}
     for prefix, heater in (("nozzle", snap.tool0), ("bed", snap.bed)):
         if heater is not None:
@@ -272,8 +276,6 @@ def printer_telemetry(snap: PrinterSnapshot) -> dict[str, Scalar]:
             values["progress"] = round(snap.progress_pct, 1)
         if snap.print_time_left_s is not None:
             values["time_left_s"] = round(snap.print_time_left_s)
-        if snap.file_name is not None:
-            values["file"] = snap.file_name[:200]
     return values
 
 

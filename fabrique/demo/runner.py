@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,12 +55,21 @@ from fabrique.demo.octoprint import OctoPrintError, OctoPrintInstance, find_octo
 from fabrique.demo.procs import spawn, terminate
 from fabrique.demo.seed import SeedResult, seed_demo
 from hub.db.engine import make_engine, make_sessionmaker
+from hub.db.models import Role
 from hub.main import HubServer, StartupError, migrate
 from hub.settings import DEMO_SITE_SECRET, HubSettings
 
 logger = logging.getLogger(__name__)
 
 Out = Callable[[str], None]
+
+#: How the banner names each demo login's role.
+ROLE_NAMES = {
+    Role.ADMIN: "admin",
+    Role.FABMANAGER: "fabmanager",
+    Role.COORDINATOR: "coordination",
+    Role.ANIMATOR: "animation",
+}
 
 
 class DemoError(RuntimeError):
@@ -160,7 +170,7 @@ def visitor_plan(
             for p in data.PEOPLE
             if m.id in p.uses
         ]
-        badges.append({"uid": data.UNKNOWN_BADGE, "label": "Badge inconnu", "weight": 0.2})
+        badges.append({"uid": data.UNKNOWN_BADGE, "label": "Un visiteur", "weight": 0.2})
         machines[m.id] = {"kind": m.kind.value, "badges": badges}
         opener = next((p.uid for p in data.PEOPLE if m.id in p.opens), None)
         if opener is not None:
@@ -374,6 +384,19 @@ def _wait_for_octoprint(
     return octoprint
 
 
+def fabrique_command() -> str:
+    """How to run ``fabrique`` from a shell: its name when on the PATH, else its path
+    (``scripts/demo`` installs it into ``.venv/bin``, which is not on the PATH)."""
+    found = shutil.which("fabrique")
+    here = Path(sys.executable).parent / "fabrique"
+    if found is not None and Path(found).resolve() == here.resolve():
+        return "fabrique"
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
+
+
 def _banner(
     opts: DemoOptions,
     broker: RunningBroker,
@@ -388,7 +411,14 @@ def _banner(
         f"  Base : {opts.workdir / 'hub.db'} — {len(data.PEOPLE)} membres, "
         f"{len(data.MACHINES)} machines, créneau démo de {start:%H:%M} à {end:%H:%M}"
     )
-    out(f"API : {server.url}/docs — identifiant {seeded.admin_username} / {seeded.admin_password}")
+    out(f"Plancher en direct : {server.url}/plancher — une connexion par rôle :")
+    for username, role, password in seeded.logins:
+        name = ROLE_NAMES.get(role, role)
+        out(f"  {name:<13} identifiant {username:<13} mot de passe {password}")
+    kiosk = f"{server.url}/kiosk/{data.MACHINES[0].id}"
+    out(f"  Kiosque d'une machine : {kiosk} (à appairer dans /kiosques)")
+    out(f"  API : {server.url}/docs (admin)")
+    out(f"  Commande fabrique : {fabrique_command()} (pas sur le PATH si la démo l'a installée)")
     where = server.hub.settings.influx_target
     if where is None:
         out("  Télémétrie : désactivée (FABRIQUE_INFLUX_URL=http://… pour écrire dans InfluxDB)")

@@ -44,6 +44,17 @@ from protocol.messages import OfflineRule, utcnow
 logger = logging.getLogger(__name__)
 
 ADMIN_USERNAME = "admin"
+#: Argon2id at OWASP's minimum (19 MiB, 2 passes) for the demo's random, per-start
+#: passwords: four logins are hashed at every start, on machines that may be busy; the
+#: hub rehashes each with its own parameters at the first login.
+DEMO_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+#: One demo login per staff role (username, role), passwords renewed at each start.
+DEMO_LOGINS = (
+    (ADMIN_USERNAME, Role.ADMIN),
+    ("fabmanager", Role.FABMANAGER),
+    ("coordination", Role.COORDINATOR),
+    ("animateur", Role.ANIMATOR),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,8 @@ class SeedResult:
     admin_password: str
     members_added: int
     opening: tuple[datetime, datetime]
+    #: (username, role, password) of every demo login, admin first.
+    logins: tuple[tuple[str, Role, str], ...] = ()
 
 
 def seed_demo(
@@ -69,9 +82,12 @@ def seed_demo(
         _slots(session)
         opening = _demo_opening(session, local_now)
         _quotas(session)
-        password = _admin(session)
+        logins = tuple(
+            (username, role, _login(session, username, role)) for username, role in DEMO_LOGINS
+        )
+        password = logins[0][2]
     logger.info("demo store seeded (%d members added)", added)
-    return SeedResult(ADMIN_USERNAME, password, added, opening)
+    return SeedResult(ADMIN_USERNAME, password, added, opening, logins)
 
 
 def _reference(session: Session) -> None:
@@ -206,15 +222,15 @@ def _quotas(session: Session) -> None:
             )
 
 
-def _admin(session: Session) -> str:
-    """Create ``admin`` or give it a new password; return the password (demo only)."""
+def _login(session: Session, username: str, role: Role) -> str:
+    """Create the login or give it a new password; return the password (demo only)."""
     password = secrets.token_urlsafe(12)
-    account = session.scalar(select(Account).where(Account.username == ADMIN_USERNAME))
+    account = session.scalar(select(Account).where(Account.username == username))
     if account is None:
-        create_account(session, ADMIN_USERNAME, password, Role.ADMIN)
+        create_account(session, username, password, role, hasher=DEMO_HASHER)
     else:
-        account.password_hash = PasswordHasher().hash(password)
+        account.password_hash = DEMO_HASHER.hash(password)
         account.active = True
-        account.role = Role.ADMIN
+        account.role = role
         revoke_tokens(session, account.id)
     return password

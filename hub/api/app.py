@@ -21,8 +21,10 @@ messages; 404/405 and database conflicts get a French ``detail``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -31,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,14 +63,18 @@ from hub.audit import AuditMiddleware, AuditTrail
 from hub.control import HubControl
 from hub.directory import policy_config
 from hub.settings import HubSettings
+from hub.web import PUBLIC_PAGES, mount_web
 
 log = logging.getLogger(__name__)
 
 #: Routes anyone may call: (method, path).
-PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")})
+PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("POST", "/api/auth/login")}) | PUBLIC_PAGES
 #: Where the API documentation and its OpenAPI schema are served (see ``api_docs``).
 DOCS_PATH = "/docs"
 OPENAPI_PATH = "/openapi.json"
+#: Swagger UI's own files (JavaScript, CSS), from the ``fastapi-offline`` package.
+DOCS_ASSETS = "/docs-assets"
+DOCS_ASSETS_DIR = Path(str(resources.files("fastapi_offline") / "static"))
 
 #: The routers, in the order their routes are matched.
 ROUTERS = (
@@ -174,6 +181,10 @@ def _french(error: dict[str, Any]) -> dict[str, Any]:
                 msg += f" ({unit} {value})"
                 break
     return {"loc": list(error.get("loc", ())), "msg": msg, "type": kind}
+
+
+#: One pydantic error with a French message (the web forms use it too).
+french_error = _french
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -286,7 +297,7 @@ def create_app(
         ),
         openapi_tags=TAGS,
         lifespan=lifespan,
-        docs_url=DOCS_PATH if public_docs else None,
+        docs_url=None,  # served below with local assets: no CDN (a site's network may be down)
         openapi_url=OPENAPI_PATH if public_docs else None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
@@ -321,8 +332,13 @@ def create_app(
     for module in ROUTERS:
         _describe_roles(module.router.routes)
         app.include_router(module.router)
+    if docs != "off":
+        app.mount(DOCS_ASSETS, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
     if docs == "admin":
         _admin_docs(app)
+    elif public_docs:
+        app.add_route(DOCS_PATH, _public_docs(app), include_in_schema=False)
+    mount_web(app)
     check_role_matrix(app)
     _guard(app, settings, sessionmaker)
     log.info("API ready with %d routes (documentation: %s)", len(api_routes(app)), docs)
@@ -369,10 +385,28 @@ def _admin_docs(app: FastAPI) -> None:
         dependencies=[allow(Capability.API_DOCS)],
     )
     def swagger_ui(request: Request) -> HTMLResponse:
-        root_path = str(request.scope.get("root_path", "")).rstrip("/")
-        return get_swagger_ui_html(
-            openapi_url=root_path + OPENAPI_PATH, title=f"{app.title} - Swagger UI"
-        )
+        return swagger_page(app, request)
+
+
+def swagger_page(app: FastAPI, request: Request) -> HTMLResponse:
+    """Swagger UI with its JavaScript and CSS served by the hub (no CDN)."""
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    return get_swagger_ui_html(
+        openapi_url=root_path + OPENAPI_PATH,
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{root_path}{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root_path}{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{root_path}{DOCS_ASSETS}/favicon.png",
+    )
+
+
+def _public_docs(app: FastAPI) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    """The documentation page for anyone (``api_docs = "public"``): a plain route."""
+
+    async def docs_page(request: Request) -> HTMLResponse:
+        return swagger_page(app, request)
+
+    return docs_page
 
 
 def _describe_roles(routes: Sequence[Any]) -> None:

@@ -65,6 +65,8 @@ class Capability(enum.StrEnum):
     ALERT_RESOLVE = "alert.resolve"
     #: Read members (animators get first names and trainings only).
     MEMBERS_READ = "members.read"
+    #: Open the members pages: full names, birth dates, consent, badges.
+    MEMBERS_IDENTIFY = "members.identify"
     #: Create, edit, delete members (including role, status, consent).
     MEMBERS_WRITE = "members.write"
     #: Export or erase all of a member's data (GDPR rights).
@@ -77,7 +79,8 @@ class Capability(enum.StrEnum):
     BADGES_WRITE = "badges.write"
     #: Delete a badge row (to re-enrol a card given to the wrong person).
     BADGES_DELETE = "badges.delete"
-    #: Read sessions (animators: first names only; coordinators: no identities).
+    #: Read sessions (animators: first names only). Not coordinators: a list of sessions
+    #: with age group, programme, machine and times rebuilds the groups reports hide.
     SESSIONS_READ = "sessions.read"
     #: End someone's session.
     SESSIONS_END = "sessions.end"
@@ -111,13 +114,14 @@ MATRIX: Mapping[Capability, frozenset[Role]] = {
     Capability.FLOOR_READ: frozenset({_A, _F, _N}),
     Capability.ALERT_RESOLVE: frozenset({_A, _F, _N}),
     Capability.MEMBERS_READ: frozenset({_A, _F, _N}),
+    Capability.MEMBERS_IDENTIFY: frozenset({_A, _F}),
     Capability.MEMBERS_WRITE: frozenset({_A}),
     Capability.MEMBER_DATA: frozenset({_A}),
     Capability.TRAININGS_GRANT: frozenset({_A, _F}),
     Capability.BADGES_READ: frozenset({_A, _F}),
     Capability.BADGES_WRITE: frozenset({_A, _F}),
     Capability.BADGES_DELETE: frozenset({_A}),
-    Capability.SESSIONS_READ: frozenset({_A, _F, _N, _C}),
+    Capability.SESSIONS_READ: frozenset({_A, _F, _N}),
     Capability.SESSIONS_END: frozenset({_A, _F, _N}),
     Capability.JOBS_READ: frozenset({_A, _F}),
     Capability.QUOTAS_RECOMMEND: frozenset({_A, _F}),

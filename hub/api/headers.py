@@ -4,7 +4,9 @@
   :data:`STRICT_CSP` by default (self-hosted scripts and styles only, no inline code,
   no framing, no plugins), :data:`DOCS_CSP` for the Swagger UI page, whose bootstrap
   script and styles are inline.
-* ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
+* ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin`` (not
+  ``no-referrer``: with it a browser sends ``Origin: null`` on same-origin form posts,
+  which the pages' CSRF check must refuse),
   ``X-Frame-Options: DENY`` (for browsers without ``frame-ancestors``),
   ``Cross-Origin-Opener-Policy: same-origin``, a restrictive ``Permissions-Policy``.
 * ``Strict-Transport-Security`` when the request came over TLS (the scheme, as rewritten
@@ -53,7 +55,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 _FIXED = (
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),

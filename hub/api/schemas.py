@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from hub.api.auth import USERNAME_PATTERN
-from hub.db.models import ExceptionKind, MachineKind, MemberStatus, Role
+from hub.db.models import ConsentScope, ExceptionKind, Gender, MachineKind, MemberStatus, Role
 from hub.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from protocol.ids import BadgeHash
 from protocol.ids import Ident as Ident  # re-exported: the routes' path and body ids
@@ -332,6 +332,13 @@ def _consent_not_future(value: date | None) -> date | None:
 ConsentDate = Annotated[date, AfterValidator(_consent_not_future)]
 
 
+def _scopes(value: list[ConsentScope]) -> list[ConsentScope]:
+    return sorted(set(value))
+
+
+ConsentScopes = Annotated[list[ConsentScope], Field(max_length=8), AfterValidator(_scopes)]
+
+
 class MemberCreate(Input):
     display_name: Name
     birth_year: BirthYear
@@ -339,7 +346,12 @@ class MemberCreate(Input):
     programmes: Annotated[IdList, AfterValidator(_unique)] = Field(default_factory=list)
     role: Role = Role.MEMBER
     status: MemberStatus = MemberStatus.ACTIVE
+    gender: Gender = Gender.NON_DECLARE
     consent_at: ConsentDate | None = None
+    consent_scope: ConsentScopes | None = Field(
+        default=None,
+        description="what the guardian's consent covers (default with a consent: access)",
+    )
 
     @model_validator(mode="after")
     def _born_in_the_past(self) -> MemberCreate:
@@ -356,7 +368,9 @@ class MemberUpdate(Patch):
     programmes: Annotated[IdList, AfterValidator(_unique)] | None = None
     role: Role | None = None
     status: MemberStatus | None = None
+    gender: Gender | None = None
     consent_at: ConsentDate | None = None
+    consent_scope: ConsentScopes | None = None
 
 
 def _check_birth(year: int, month: int) -> None:
@@ -388,7 +402,10 @@ class MemberPublic(Output):
     programmes: list[str]
     role: Role
     status: MemberStatus
+    gender: Gender
     consent_at: date | None
+    consent_recorded_by: str | None = Field(description="staff account that recorded it")
+    consent_scope: list[str]
     consent_missing: bool = Field(description="under the consent age without a guardian consent")
     created_at: datetime
     trainings: list[MemberTrainingPublic]
@@ -688,32 +705,47 @@ class AlertPublic(Output):
 
 # --------------------------------------------------------------------------- reports
 
-UsageDimension = Literal["member", "machine", "programme", "age_group", "machine_kind", "month"]
+UsageDimension = Literal[
+    "month", "zone", "machine", "programme", "age_group", "machine_kind", "gender", "member"
+]
+#: A count of people, or ``"< 5"`` when withheld from a coordinator.
+PeopleCount = int | Literal["< 5"]
 
 
 class UsageRow(Output):
-    key: str
+    """One group's totals; for coordinators a group of fewer than 5 people keeps its row,
+    reads ``"< 5"`` participants and has every figure withheld (null)."""
+
+    key: str = Field(description="the group's keys joined by ' / '")
     label: str
-    seconds: float
-    hours: float
-    sessions: int
-    participants: int = Field(description="distinct identified members (sessions or jobs)")
-    run_hours: float = Field(
+    keys: list[str]
+    labels: list[str]
+    masked: bool = Field(description="figures withheld: fewer people than the minimum")
+    participants: PeopleCount = Field(description="distinct participants (sessions or jobs)")
+    new_participants: PeopleCount | None = Field(description="first visit ever in the period")
+    sessions: int | None
+    seconds: float | None
+    hours: float | None
+    average_session_min: float | None
+    run_hours: float | None = Field(
         description="hours the machines really worked (a laser's beam-on time), where measured"
     )
-    jobs: int = Field(description="print jobs ended in the period, whatever their result")
-    print_hours: float
-    filament_m: float
-    filament_g: float = Field(description="estimated from the configured filament")
+    jobs: int | None = Field(description="print jobs ended in the period, whatever their result")
+    print_hours: float | None
+    filament_m: float | None
+    filament_g: float | None = Field(description="estimated from the configured filament")
 
 
 class UsageTotals(Output):
-    by: UsageDimension
+    by: UsageDimension = Field(description="the first dimension")
+    dimensions: list[UsageDimension]
+    site: str
     since: datetime | None
     until: datetime | None
     rows: list[UsageRow]
-    hidden_groups: int = Field(description="groups withheld because fewer people than the minimum")
+    hidden_groups: int = Field(description="groups whose figures are withheld (small groups)")
     min_group_size: int | None
+    note: str = Field(description="how participants are counted over pseudonymised months")
 
 
 # --------------------------------------------------------------------------- me

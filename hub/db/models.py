@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from protocol.kinds import MachineKind as MachineKind
 from protocol.messages import EndReason, JobResult, OfflineRule, utcnow
@@ -95,6 +96,26 @@ STAFF_ROLES = frozenset({Role.ANIMATOR, Role.FABMANAGER, Role.ADMIN})
 class MemberStatus(enum.StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
+
+
+class Gender(enum.StrEnum):
+    """A member's declared gender, for funders' reports only; optional (not declared)."""
+
+    FEMME = "femme"
+    HOMME = "homme"
+    AUTRE = "autre"
+    NON_DECLARE = "non_declare"
+
+
+class ConsentScope(enum.StrEnum):
+    """What a guardian's consent covers (CNIL recommendation 4, GDPR art. 8)."""
+
+    #: Badge access and usage metering (required to activate an under-15's badge).
+    ACCESS = "access"
+    #: Pseudonymous statistics for funders (reports, dashboards).
+    STATISTICS = "statistics"
+    #: Photos and publications about workshops.
+    PHOTOS = "photos"
 
 
 class ExceptionKind(enum.StrEnum):
@@ -191,6 +212,16 @@ class Member(Base):
     role: Mapped[Role] = mapped_column(_enum(Role), default=Role.MEMBER)
     #: Date a guardian consented (required under the consent age, 15 in France).
     consent_at: Mapped[date | None] = mapped_column(Date, default=None)
+    #: Username of the staff account that recorded the consent (kept if the account goes).
+    consent_recorded_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: What the consent covers (:class:`ConsentScope` values).
+    consent_scope: Mapped[list[str]] = mapped_column(default=list)
+    gender: Mapped[Gender] = mapped_column(
+        _enum(Gender), default=Gender.NON_DECLARE, server_default=Gender.NON_DECLARE.value
+    )
+    #: Start of the member's first session among those already pseudonymised (set by
+    #: hub.retention), so "new participants" stay right once old sessions name nobody.
+    first_visit_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     programmes: Mapped[list[MemberProgramme]] = relationship(
@@ -310,6 +341,24 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class KioskToken(Base):
+    """A kiosk screen paired with one machine: only the token's keyed hash is stored.
+
+    Without a valid, unrevoked token a kiosk page shows nobody's name.
+    """
+
+    __tablename__ = "kiosk_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    machine_id: Mapped[str] = mapped_column(
+        ForeignKey("machine.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class ApiToken(Base):
     """A bearer/cookie token; only its SHA-256 is stored."""
 
@@ -364,6 +413,7 @@ class UsageSession(Base):
     __table_args__ = (
         Index("ix_usage_session_member_started", "member_id", "started_at"),
         Index("ix_usage_session_open", "ended_at"),
+        Index("ix_usage_session_started", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -378,6 +428,14 @@ class UsageSession(Base):
     age_group: Mapped[str] = mapped_column(String(16), default="")
     programmes: Mapped[list[str]] = mapped_column(default=list)
     machine_kind: Mapped[str] = mapped_column(String(32), default="")
+    #: The member's declared gender, frozen when the row is pseudonymised ("" before:
+    #: reports read the member's).
+    gender: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    #: Pseudonymous participant of the row's month, set when the row is pseudonymised
+    #: (hub.retention): the same person has the same value within one month only.
+    participant: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: Set when pseudonymised: this was the participant's first month of visits.
+    first_month: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     staff: Mapped[bool] = mapped_column(Boolean, default=False)
     req_id: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -442,6 +500,36 @@ class AccessLog(Base):
     session_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
+class PseudonymKey(Base):
+    """The random key of one month's participant pseudonyms (hub.retention).
+
+    Deleted once the whole month is older than the retention period: from then on the
+    month's pseudonyms cannot be linked back to anyone, not even by the hub.
+    """
+
+    __tablename__ = "pseudonym_key"
+
+    #: Local calendar month, ``YYYY-MM``.
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ErasureTombstone(Base):
+    """Proof that a member's data was erased: when, by whom, how many rows. Names nobody
+    (no member id, no name, no badge hash)."""
+
+    __tablename__ = "erasure_tombstone"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: The staff account that erased (no foreign key: the proof outlives the account).
+    erased_by_account: Mapped[int | None] = mapped_column(Integer, default=None)
+    erased_by_username: Mapped[str] = mapped_column(String(64), default="")
+    #: Rows deleted or pseudonymised, per table.
+    rows: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class StaffPresence(Base):
     """A staff member present in a zone from ``since`` until ``until``."""
 
@@ -465,6 +553,8 @@ class Alert(Base):
     edge_id: Mapped[str | None] = mapped_column(String(ID_LEN), default=None)
     machine_id: Mapped[str | None] = mapped_column(String(ID_LEN), default=None)
     detail: Mapped[str] = mapped_column(Text, default="")
+    #: A staff member saw it on the floor ("vu"); it stays open until resolved.
+    seen_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

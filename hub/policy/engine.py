@@ -184,8 +184,9 @@ class _Who:
     group: str | None = None
     zone_id: str | None = None
 
-    def deny(self, code: Code, message: str) -> Decision:
-        """A refusal carrying what is known of the requester (for logs and the UI)."""
+    def deny(self, code: Code, message: str, **params: str | int | datetime | None) -> Decision:
+        """A refusal carrying what is known of the requester (for logs and the UI), and
+        the variable parts of its message (``params``, for screens in other languages)."""
         return Decision(
             granted=False,
             code=code.value,
@@ -195,6 +196,7 @@ class _Who:
             staff=self.member.is_staff if self.member else False,
             age_group=self.group,
             zone_id=self.zone_id,
+            params=tuple(sorted(params.items())),
         )
 
 
@@ -289,20 +291,16 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
     # 7. Trainings, in a stable order so the message is stable too.
     for training in sorted(machine.required_trainings):
         if training not in member.trainings:
-            return who.deny(
-                Code.TRAINING_MISSING,
-                texts.training_missing(directory.training_names.get(training, training)),
-            )
+            name = directory.training_names.get(training, training)
+            return who.deny(Code.TRAINING_MISSING, texts.training_missing(name), training=name)
         valid_until = member.trainings[training]
         if valid_until is not None and valid_until < today:
-            return who.deny(
-                Code.TRAINING_EXPIRED,
-                texts.training_expired(directory.training_names.get(training, training)),
-            )
+            name = directory.training_names.get(training, training)
+            return who.deny(Code.TRAINING_EXPIRED, texts.training_expired(name), training=name)
 
     # 8. Minimum age of the machine.
     if machine.min_age is not None and age < machine.min_age:
-        return who.deny(Code.TOO_YOUNG, texts.too_young(machine.min_age))
+        return who.deny(Code.TOO_YOUNG, texts.too_young(machine.min_age), min_age=machine.min_age)
 
     # 9-10. The member's slot, and its animator.
     zone_id = machine.zone_id
@@ -323,10 +321,8 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
         upcoming = next_window(
             zone_id, now, directory, cfg, age_group=group, programmes=member.programmes
         )
-        return who.deny(
-            Code.OUTSIDE_SLOT,
-            texts.outside_slot(upcoming.start if upcoming else None, now, cfg),
-        )
+        start = upcoming.start if upcoming else None
+        return who.deny(Code.OUTSIDE_SLOT, texts.outside_slot(start, now, cfg), next_start=start)
 
     # 11. Room capacity: open sessions on the zone's other machines.
     zone = directory.zones.get(zone_id)
@@ -335,7 +331,7 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
             1 for mid, s in live.open_sessions.items() if mid != machine.id and s.zone_id == zone_id
         )
         if busy >= zone.capacity:
-            return who.deny(Code.ZONE_FULL, texts.zone_full(zone.capacity))
+            return who.deny(Code.ZONE_FULL, texts.zone_full(zone.capacity), capacity=zone.capacity)
 
     # 12. Daily and weekly caps.
     quota = directory.quotas.get((zone_id, group))
@@ -348,9 +344,11 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
         )
         if daily_out and quota.daily_min is not None:
             message = texts.quota_daily(quota.daily_min)
+            period, minutes = "day", quota.daily_min
         else:
             message = texts.quota_weekly(quota.weekly_min or 0)
-        return who.deny(Code.QUOTA_EXHAUSTED, message)
+            period, minutes = "week", quota.weekly_min or 0
+        return who.deny(Code.QUOTA_EXHAUSTED, message, period=period, minutes=minutes)
 
     # 13. Forced breaks.
     break_at: datetime | None = None
@@ -360,7 +358,7 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
         played_s, last_end = continuous_play(live.member_sessions, zone_id, now, break_min)
         if last_end is not None and played_s >= break_after * 60:
             until = last_end + timedelta(minutes=break_min)
-            return who.deny(Code.BREAK_REQUIRED, texts.break_required(until, now, cfg))
+            return who.deny(Code.BREAK_REQUIRED, texts.break_required(until, now, cfg), until=until)
         break_at = now + timedelta(seconds=break_after * 60 - played_s)
 
     # Grant: the earliest of slot end, quota end, closing time and break time.

@@ -217,3 +217,6 @@ class Decision:
     break_at: datetime | None = None
     age_group: str | None = None
     zone_id: str | None = None
+    #: The variable parts of ``message`` (training, min_age, next_start, capacity,
+    #: minutes, period, until), so screens can say it in another language.
+    params: tuple[tuple[str, str | int | datetime | None], ...] = ()

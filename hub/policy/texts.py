@@ -9,7 +9,7 @@ place; tests check every message for length and tone.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hub.policy.calendar import format_time, format_when, local_date
 from hub.policy.model import PolicyConfig
@@ -19,9 +19,14 @@ MAX_MESSAGE_LEN = 160
 
 
 def _when(dt: datetime, now: datetime, cfg: PolicyConfig) -> str:
-    """``15h20`` today, ``demain à 9h30`` or a weekday/date otherwise."""
+    """``15h20`` today, ``minuit`` at the end of today (not "demain à 0h00"),
+    ``demain à 9h30`` or a weekday/date otherwise."""
+    local = dt.astimezone(cfg.tz)
     if local_date(dt, cfg.tz) == local_date(now, cfg.tz):
         return format_time(dt, cfg)
+    tomorrow = local_date(now, cfg.tz) + timedelta(days=1)
+    if (local.hour, local.minute) == (0, 0) and local.date() == tomorrow:
+        return "minuit"
     return format_when(dt, now, cfg)
 
 
@@ -137,12 +142,20 @@ def plural(n: int, one: str, many: str) -> str:
     return f"{french_int(n)} {one if n == 1 else many}"
 
 
-def hub_status(online: int, sessions: int, decisions: int, rejected: int) -> str:
-    """The demo console's one line about the hub."""
+def hub_status(
+    online: int, sessions: int, decisions: int, rejected: int, unattended: int = 0
+) -> str:
+    """The demo console's one line about the hub; ``unattended`` sessions (a print
+    finishing after its member left) are counted apart, not as open sessions."""
     return " · ".join(
         (
             plural(online, "borne en ligne", "bornes en ligne"),
             plural(sessions, "session ouverte", "sessions ouvertes"),
+            *(
+                (plural(unattended, "travail qui finit seul", "travaux qui finissent seuls"),)
+                if unattended
+                else ()
+            ),
             plural(decisions, "décision", "décisions"),
             plural(rejected, "message rejeté", "messages rejetés"),
         )

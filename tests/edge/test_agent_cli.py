@@ -54,7 +54,7 @@ def test_check_config_explains_errors_in_french(
     assert invalid.exit_code == 2
     assert "Configuration invalide" in invalid.output
     assert "colour : paramètre inconnu" in invalid.output
-    assert "a laser machine needs an [machines.actuator] device" in invalid.output
+    assert "une machine laser demande un appareil [machines.actuator]" in invalid.output
 
     broken = tmp_path / "broken.toml"
     broken.write_text("site = \n")

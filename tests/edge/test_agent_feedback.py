@@ -126,3 +126,16 @@ def test_gpio_open_failure_is_reported(pins: MockFactory) -> None:
             second.open()
     finally:
         first.close()
+
+
+def test_console_logs_carry_no_name_unless_opted_in(caplog: pytest.LogCaptureFixture) -> None:
+    message = "Bonjour Léa, session jusqu'à 16:00"
+    event = FeedbackEvent(1, "laser-1", FeedbackKind.GRANT, message, AT)
+    with caplog.at_level(logging.INFO, logger="edge.feedback"):
+        ConsoleFeedback().show(event)
+    assert "laser-1" in caplog.text
+    assert "Léa" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edge.feedback"):
+        ConsoleFeedback(log_messages=True).show(event)
+    assert "Léa" in caplog.text

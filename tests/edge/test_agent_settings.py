@@ -77,20 +77,20 @@ def test_placeholder_and_short_secrets_are_refused() -> None:
     assert "valeur d'exemple" in errors(site_secret="changeme-changeme-changeme-changeme")
     assert "32 au moins" in errors(site_secret="0123456789abcdef0123")
     assert "secrets.token_hex(32)" in errors(site_secret="0123456789abcdef0123")
-    assert "at least 16" in errors(site_secret="short")
+    assert "au moins 16" in errors(site_secret="short")
     # Accepted in demo mode, where the time-lapse is allowed too.
     demo = EdgeSettings(**base(site_secret="demo-site-secret-not-for-production", demo=True))
     assert demo.demo
-    assert "demo only" in errors(time_scale=30)
+    assert "réservé à la démo" in errors(time_scale=30)
 
 
 @pytest.mark.parametrize(
     ("machine", "message"),
     [
-        ({"kind": "laser", "actuator": None}, "needs an [machines.actuator]"),
+        ({"kind": "laser", "actuator": None}, "demande un appareil [machines.actuator]"),
         (
             {"kind": "gaming_pc"},
-            "needs an [machines.pc]",
+            "demande un appareil [machines.pc]",
         ),
         (
             {
@@ -99,14 +99,14 @@ def test_placeholder_and_short_secrets_are_refused() -> None:
                     "options": {"url": "http://127.0.0.1:5000", "api_key": "0123456789"},
                 }
             },
-            "takes no printer",
+            "ne prend pas d'appareil printer",
         ),
-        ({"reader": {"kind": "actuator.sim"}}, "is a actuator, not a reader"),
+        ({"reader": {"kind": "actuator.sim"}}, "est un actuator, pas un reader"),
         ({"actuator": {"kind": "actuator.relay"}}, "unknown device kind"),
         ({"actuator": {"kind": "actuator.gpio", "options": {"pin": 99}}}, "pin"),
-        ({"idle_timeout_min": 10}, "needs busy_above_w"),
-        ({"feedback": {}}, "at least one of green_pin"),
-        ({"feedback": {"green_pin": 5, "red_pin": 5}}, "must be different"),
+        ({"idle_timeout_min": 10}, "demande busy_above_w"),
+        ({"feedback": {}}, "au moins une broche"),
+        ({"feedback": {"green_pin": 5, "red_pin": 5}}, "doivent être différentes"),
         ({"id": "Laser 1"}, "id"),
     ],
 )
@@ -119,7 +119,7 @@ def test_machine_rules(machine: dict[str, Any], message: str) -> None:
 
 def test_duplicates_unknown_keys_and_ranges() -> None:
     machine = {"id": "m-1", "reader": {"kind": "reader.sim"}, "actuator": {"kind": "actuator.sim"}}
-    assert "duplicate machine ids: m-1" in errors(machines=[machine, machine])
+    assert "identifiants de machine en double : m-1" in errors(machines=[machine, machine])
     assert "Extra inputs" in errors(mqtt={"hostname": "x"})
     assert "decision_timeout_s" in errors(offline={"decision_timeout_s": 60})
     assert "reconnect_max_s" in errors(mqtt={"reconnect_min_s": 5, "reconnect_max_s": 2})

@@ -25,7 +25,10 @@ from tests.conftest import free_port
 
 DURATION_S = 45
 SPEED = 60
-API_LINE = re.compile(r"API : (http://127\.0\.0\.1:\d+)/docs — identifiant admin / (\S+)")
+API_LINE = re.compile(
+    r"Plancher en direct : (http://127\.0\.0\.1:\d+)/plancher.*\n"
+    r"\s+admin\s+identifiant admin\s+mot de passe (\S+)"
+)
 
 
 def _wait_for(predicate: Any, timeout: float, what: str) -> Any:

@@ -37,6 +37,8 @@ def keep_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
+    for added in set(root.handlers) - set(handlers):
+        added.close()  # the demo's log file: closed, not left to the collector
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -212,3 +214,35 @@ def test_hub_run_refuses_a_taken_port(runner: CliRunner, tmp_path: Path) -> None
     assert result.exit_code == 1
     assert "Le hub n'a pas pu démarrer" in result.output
     assert "Address already in use" in result.output or "utilis" in result.output
+
+
+def test_config_errors_are_french_and_say_how_to_fix(runner: CliRunner, tmp_path: Path) -> None:
+    broken = runner.invoke(
+        app, ["hub", "check-config", "-c", str(write(tmp_path, 'site = "x"\nport = abc\n'))]
+    )
+    assert broken.exit_code == 2
+    assert "fichier TOML illisible (ligne 2, colonne 8) : valeur invalide" in broken.output
+    assert "Invalid" not in broken.output
+
+    wrong_type = runner.invoke(
+        app,
+        ["hub", "check-config", "-c", str(write(tmp_path, GOOD_SECRETS + 'mqtt_port = "x"\n'))],
+    )
+    assert wrong_type.exit_code == 2, wrong_type.output
+    assert "mqtt_port : nombre entier attendu" in wrong_type.output
+    assert "Input should" not in wrong_type.output
+
+
+def test_the_example_edge_config_names_the_variable_it_needs(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "edge.toml"
+    monkeypatch.delenv("FABRIQUE_EDGE_SITE_SECRET", raising=False)
+    result = runner.invoke(app, ["edge", "check-config", "-c", str(example)])
+    assert result.exit_code == 2
+    assert "FABRIQUE_EDGE_SITE_SECRET" in result.output
+    monkeypatch.setenv("FABRIQUE_EDGE_SITE_SECRET", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("FABRIQUE_EDGE_MQTT__PASSWORD", "broker-password")
+    ok = runner.invoke(app, ["edge", "check-config", "-c", str(example)])
+    assert ok.exit_code == 0, ok.output
+    assert "marseille-14" in ok.output

@@ -21,6 +21,7 @@ from hub.db.models import (
     Machine,
     Member,
     Quota,
+    Role,
     Slot,
     SlotException,
     Training,
@@ -72,7 +73,7 @@ def test_seed_is_idempotent_and_renews_the_admin_password(
         "Badge": len(data.PEOPLE),
         "Slot": len(data.SLOTS),
         "Quota": 2,
-        "Account": 1,
+        "Account": 4,  # one login per staff role
     }
     second = seed_demo(factory, settings, now=MONDAY_10H + timedelta(days=1))
     assert second.members_added == 0
@@ -82,6 +83,17 @@ def test_seed_is_idempotent_and_renews_the_admin_password(
         account = s.scalar(select(Account).where(Account.username == "admin"))
         assert account is not None
         assert PasswordHasher().verify(account.password_hash, second.admin_password)
+        roles = {a.username: (a.role, a.active) for a in s.scalars(select(Account)).all()}
+        assert roles == {
+            "admin": (Role.ADMIN, True),
+            "fabmanager": (Role.FABMANAGER, True),
+            "coordination": (Role.COORDINATOR, True),
+            "animateur": (Role.ANIMATOR, True),
+        }
+        for username, _role, password in second.logins:
+            row = s.scalar(select(Account).where(Account.username == username))
+            assert row is not None
+            assert PasswordHasher().verify(row.password_hash, password)
         # The demo opening moved to the new day: the old one is gone.
         openings = s.scalars(select(SlotException)).all()
         assert {o.day.isoformat() for o in openings} == {"2026-03-03"}

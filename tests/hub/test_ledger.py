@@ -22,11 +22,12 @@ from hub.db.models import (
     MachineJob,
     UsageSession,
 )
-from hub.ledger import Applied, Ledger, usage_totals
+from hub.ledger import Applied, Ledger
 from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
 from hub.metrics import Metrics
 from hub.policy.model import PolicyConfig
+from hub.reports import usage_seconds
 from protocol.messages import EdgeStatus, JournalCommand, decode_event
 from tests.hub.hubkit import NOW, Journal, Seed, dumps, migrated, seed, wait_until
 
@@ -198,8 +199,8 @@ def test_out_of_order_with_duplicates_matches_ground_truth(
 
     window = {"since": NOW, "until": NOW + timedelta(days=1)}
     with factory() as s:
-        by_member = usage_totals(s, by="member", **window)
-        by_machine = usage_totals(s, by="machine", **window)
+        by_member = usage_seconds(s, by="member", **window)
+        by_machine = usage_seconds(s, by="machine", **window)
     assert by_member == pytest.approx(truth_member, abs=1e-6)
     assert by_machine == pytest.approx(truth_machine, abs=1e-6)
     assert set(by_member) == set(truth_member)
@@ -269,7 +270,7 @@ def test_batches_give_the_same_ledger_as_one_by_one(db_url: str, tmp_path: Any) 
             assert applied[0].duplicate
         snapshot = state(factory)
         with factory() as s:
-            totals = usage_totals(s, by="machine", since=NOW, until=NOW + timedelta(days=1))
+            totals = usage_seconds(s, by="machine", since=NOW, until=NOW + timedelta(days=1))
         results.append((snapshot["sessions"], totals, snapshot["jobs"]))
         factory.kw["bind"].dispose()
     single, batched = results
@@ -514,9 +515,9 @@ def test_totals_count_sessions_started_in_the_window(
             ledger.apply(ev(e))
 
     with factory() as s:
-        today = usage_totals(s, since=NOW, until=NOW + day, by="member")
-        all_days = usage_totals(s, since=NOW - day, until=NOW + 2 * day, by="machine")
-        nothing = usage_totals(s, since=NOW + 5 * day, until=NOW + 6 * day, by="member")
+        today = usage_seconds(s, since=NOW, until=NOW + day, by="member")
+        all_days = usage_seconds(s, since=NOW - day, until=NOW + 2 * day, by="machine")
+        nothing = usage_seconds(s, since=NOW + 5 * day, until=NOW + 6 * day, by="member")
     assert today == {ids.alice: 42.5}
     assert all_days == {"printer-1": 149.5}
     assert nothing == {}

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from hub.live import LiveState
 from hub.policy.model import Decision, Directory, MachineView, UsageView
-from protocol.messages import Availability, EdgeStatus, MachineState, OfflineRule
+from protocol.messages import Availability, EdgeStatus, MachineDetail, MachineState, OfflineRule
 from tests.hub.hubkit import NOW
 
 GRANT = Decision(granted=True, code="granted", message="ok", member_id=7, zone_id="fablab")
@@ -156,3 +156,29 @@ def test_an_edge_cannot_speak_for_another_edges_machine() -> None:
     live.edge_status("pc-1", EdgeStatus(online=True, epoch=1, machines=("pc-1", "laser-1")), NOW)
     live.edge_status("pc-1", EdgeStatus(online=False, epoch=1), NOW)
     assert live.machines_offline() == {"pc-1"}
+
+
+def test_a_print_finishing_after_its_member_left_is_not_counted_as_attended() -> None:
+    live = LiveState()
+    live.session_changed(session("s1", "printer-1", 7), "pi-fab")
+    live.session_changed(session("s2", "laser-1", 8), "pi-fab")
+
+    def state(machine: str, sid: str, phase: str) -> MachineState:
+        return MachineState(
+            machine=machine,
+            availability=Availability.IN_USE,
+            session_id=sid,
+            detail=MachineDetail(kind="printer", state=phase, job=True),
+            ts=NOW,
+        )
+
+    live.machine_state("pi-fab", "printer-1", state("printer-1", "s1", "active"))
+    live.machine_state("pi-fab", "laser-1", state("laser-1", "s2", "active"))
+    assert live.unattended_sessions() == frozenset()
+    live.machine_state("pi-fab", "printer-1", state("printer-1", "s1", "ending"))
+    assert live.unattended_sessions() == {"printer-1"}
+    assert set(live.open_sessions()) == {"printer-1", "laser-1"}  # the ledger keeps it open
+    # A state about an older session does not mark the current one.
+    live.session_changed(session("s1", "printer-1", 7, ended=True), "pi-fab")
+    live.session_changed(session("s3", "printer-1", 9), "pi-fab")
+    assert live.unattended_sessions() == frozenset()

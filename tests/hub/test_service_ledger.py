@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.models import MachineJob, UsageSession
-from hub.ledger import usage_totals
+from hub.reports import usage_seconds
 from hub.service import Hub
 from protocol.messages import JournalCommand, decode
 from tests.conftest import Broker
@@ -76,8 +76,8 @@ def test_journal_is_applied_once_acked_after_commit_and_gaps_replayed(
         hub.stop()
 
     with factory() as s:
-        totals = usage_totals(s, since=NOW, until=NOW + timedelta(days=1), by="member")
-        per_machine = usage_totals(s, since=NOW, until=NOW + timedelta(days=1), by="machine")
+        totals = usage_seconds(s, since=NOW, until=NOW + timedelta(days=1), by="member")
+        per_machine = usage_seconds(s, since=NOW, until=NOW + timedelta(days=1), by="machine")
     assert totals == {ids.alice: 300.25 + 125.5}
     assert per_machine == {"printer-1": 300.25, "laser-1": 125.5}
     with factory() as s:
@@ -121,7 +121,7 @@ def test_restart_restores_open_sessions_and_pending_gaps(
             )
             assert decode(JournalCommand, replay.payload).replay_from == 2
             with factory() as s:
-                totals = usage_totals(s, since=NOW, until=NOW + timedelta(hours=1), by="machine")
+                totals = usage_seconds(s, since=NOW, until=NOW + timedelta(hours=1), by="machine")
             assert totals == {"pc-1": 120.0}
         finally:
             second.stop()

@@ -109,8 +109,8 @@ def test_gaming_defaults_from_a_toml_table(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"9-14": {"daily_min": 60}}, "unknown age group"),
-        ({"9-15": {"break_after_min": 50}}, "both break_after_min and break_min"),
+        ({"9-14": {"daily_min": 60}}, "d'âge inconnue"),
+        ({"9-15": {"break_after_min": 50}}, "break_after_min et break_min ensemble"),
         ({"9-15": {"daily_min": 0}}, "greater than or equal to 1"),
         ({"9-15": {"dayly_min": 60}}, "dayly_min"),
     ],

@@ -8,8 +8,9 @@ in the ledger. Staff see the user's first name; coordinators see no identity.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select
@@ -37,6 +38,15 @@ router = APIRouter(prefix="/api")
 
 
 # --------------------------------------------------------------------------- live
+
+
+#: Telemetry keys never shown on the floor: an older edge may still publish the job's
+#: file name, which can name a child (file names stay in the staff-only job record).
+_PRIVATE_TELEMETRY = frozenset({"file"})
+
+
+def _public_telemetry(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in _PRIVATE_TELEMETRY}
 
 
 @router.get(
@@ -94,7 +104,7 @@ def live_machines(
                 state_ts=state.ts if state is not None else None,
                 detail=state.detail if state is not None else None,
                 session=sessions.get(m.id),
-                telemetry=dict(tele.values) if tele is not None else {},
+                telemetry=_public_telemetry(tele.values) if tele is not None else {},
                 telemetry_ts=tele.ts if tele is not None else None,
             )
         )

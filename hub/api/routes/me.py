@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from hub.api.auth import Capability
 from hub.api.common import day_start, local_today, member_age
@@ -19,33 +20,19 @@ from hub.api.schemas import AccountPublic, MePublic, MySession, MyUsage
 from hub.api.views import member_trainings, training_names
 from hub.db.models import Account, Member, Quota, UsageSession
 from hub.policy.engine import zone_usage
-from hub.policy.model import UsageView
+from hub.policy.model import PolicyConfig, UsageView
 
 router = APIRouter(prefix="/api/me", tags=["me"])
 
 RECENT_SESSIONS = 20
 
 
-@router.get(
-    "",
-    response_model=MePublic,
-    summary="My account, trainings, time used and recent sessions",
-    dependencies=[allow(Capability.SELF)],
-)
-def me(principal: CurrentAccount, db: SessionDep, cfg: PolicyDep) -> MePublic:
-    account = db.get(Account, principal.account_id)
-    if account is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Compte supprimé")
-    member = db.get(Member, account.member_id) if account.member_id is not None else None
-    if member is None:
-        return MePublic(
-            account=AccountPublic.model_validate(account),
-            first_name=None,
-            age_group=None,
-            trainings=[],
-            usage=[],
-            recent_sessions=[],
-        )
+def member_usage(
+    db: Session, member: Member, group: str, cfg: PolicyConfig
+) -> tuple[list[MyUsage], list[UsageView]]:
+    """Time used today and this week per zone against the age group's quota, counted
+    the way the policy engine counts it; and the sessions it counted (this week's and
+    any still open), for callers that say more (the "mon temps" page)."""
     today = local_today(cfg.tz)
     week_start = day_start(today - timedelta(days=today.weekday()), cfg.tz)
     rows = list(
@@ -70,7 +57,6 @@ def me(principal: CurrentAccount, db: SessionDep, cfg: PolicyDep) -> MePublic:
         )
         for r in rows
     ]
-    _, group = member_age(member.birth_year, member.birth_month, cfg)
     quotas = {q.zone_id: q for q in db.scalars(select(Quota).where(Quota.age_group == group))}
     usage = []
     for zone_id in sorted({v.zone_id for v in views} | set(quotas)):
@@ -85,6 +71,31 @@ def me(principal: CurrentAccount, db: SessionDep, cfg: PolicyDep) -> MePublic:
                 weekly_min=quota.weekly_min if quota else None,
             )
         )
+    return usage, views
+
+
+@router.get(
+    "",
+    response_model=MePublic,
+    summary="My account, trainings, time used and recent sessions",
+    dependencies=[allow(Capability.SELF)],
+)
+def me(principal: CurrentAccount, db: SessionDep, cfg: PolicyDep) -> MePublic:
+    account = db.get(Account, principal.account_id)
+    if account is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Compte supprimé")
+    member = db.get(Member, account.member_id) if account.member_id is not None else None
+    if member is None:
+        return MePublic(
+            account=AccountPublic.model_validate(account),
+            first_name=None,
+            age_group=None,
+            trainings=[],
+            usage=[],
+            recent_sessions=[],
+        )
+    _, group = member_age(member.birth_year, member.birth_month, cfg)
+    usage, _views = member_usage(db, member, group, cfg)
     recent = db.scalars(
         select(UsageSession)
         .where(UsageSession.member_id == member.id)

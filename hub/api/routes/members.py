@@ -4,8 +4,10 @@ Admins manage members; fabmanagers read them in full and grant trainings; animat
 read first names, age groups and trainings only. Export and erasure implement the
 rights of access and erasure (DESIGN §4): erasure deletes the member, their badges,
 trainings, programmes, staff presence, accounts and access-log rows, and keeps their
-usage sessions and print jobs pseudonymised (no member id, no badge hash, no job file
-name; age group and programmes kept for funders' totals).
+usage sessions and print jobs pseudonymised through the retention job's code path
+(hub.retention: no member id, no badge hash, no job file name; age group, programmes,
+gender and a month pseudonym kept for funders' totals). Each erasure leaves an
+``erasure_tombstone`` (when, by which account, how many rows) that names nobody.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import Select, Table, delete, func, or_, select, update
+from sqlalchemy import Table, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from hub.api.auth import Capability, Principal
@@ -50,7 +52,9 @@ from hub.db.models import (
     Account,
     ApiToken,
     Base,
+    ConsentScope,
     EdgeEvent,
+    ErasureTombstone,
     MachineJob,
     Member,
     MemberProgramme,
@@ -62,14 +66,14 @@ from hub.db.models import (
     Training,
     UsageSession,
 )
+from hub.policy.model import PolicyConfig
+from hub.retention import Scrubbed, pseudonymise_sessions, scrub_jobs, scrub_member_events
 from protocol.messages import utcnow
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/members")
 
-#: What an erased badge hash becomes inside stored journal event bodies.
-ERASED_HASH = "0" * 64
 #: Columns never exported (secrets, not personal data).
 _NOT_EXPORTED = {("account", "password_hash")}
 
@@ -134,16 +138,38 @@ def list_members(
     dependencies=[allow(Capability.MEMBERS_WRITE)],
 )
 def create_member(
-    body: MemberCreate, db: SessionDep, control: ControlDep, cfg: PolicyDep
+    body: MemberCreate,
+    db: SessionDep,
+    control: ControlDep,
+    cfg: PolicyDep,
+    principal: CurrentAccount,
 ) -> MemberPublic:
     require_refs(db, Programme, body.programmes, ("body", "programmes"), "Programme")
-    member = Member(**body.model_dump(exclude={"programmes"}))
+    member = Member(**body.model_dump(exclude={"programmes", "consent_scope"}))
+    _record_consent(member, body.consent_at, body.consent_scope, principal)
     member.programmes = [MemberProgramme(programme_id=p) for p in body.programmes]
     db.add(member)
     commit(db, "Membre refusé par la base de données")
     control.reference_changed()
     log.info("member %d registered", member.id)
     return member_public(member, training_names(db), cfg)
+
+
+def _record_consent(
+    member: Member,
+    consent_at: date | None,
+    scope: list[ConsentScope] | None,
+    principal: Principal,
+) -> None:
+    """A guardian's consent with who recorded it and what it covers (access by default);
+    withdrawing it (no date) clears all three."""
+    member.consent_at = consent_at
+    if consent_at is None:
+        member.consent_recorded_by = None
+        member.consent_scope = []
+        return
+    member.consent_recorded_by = principal.username
+    member.consent_scope = [s.value for s in (scope or [ConsentScope.ACCESS])]
 
 
 @router.get(
@@ -170,10 +196,20 @@ def get_member(
     dependencies=[allow(Capability.MEMBERS_WRITE)],
 )
 def update_member(
-    member_id: DbId, body: MemberUpdate, db: SessionDep, control: ControlDep, cfg: PolicyDep
+    member_id: DbId,
+    body: MemberUpdate,
+    db: SessionDep,
+    control: ControlDep,
+    cfg: PolicyDep,
+    principal: CurrentAccount,
 ) -> MemberPublic:
     member = _member(db, member_id)
     changes = body.changes()
+    if "consent_at" in changes or "consent_scope" in changes:
+        consent = changes.pop("consent_at", member.consent_at)
+        scope = changes.pop("consent_scope", None)
+        if consent != member.consent_at or scope is not None:
+            _record_consent(member, consent, scope, principal)
     year = changes.get("birth_year", member.birth_year)
     month = changes.get("birth_month", member.birth_month)
     today = utcnow().date()
@@ -205,6 +241,7 @@ def delete_member(
     db: SessionDep,
     control: ControlDep,
     principal: CurrentAccount,
+    cfg: PolicyDep,
     erase: bool = False,
 ) -> None:
     """Without ``erase``, a member who has a usage or access history is kept (409)."""
@@ -222,7 +259,7 @@ def delete_member(
                 "Ce membre a un historique d'utilisation : suspendez-le, ou effacez ses données "
                 "avec erase=true (ses sessions restent comptées de façon anonyme)"
             )
-    _erase(db, member, principal)
+    _erase(db, member, principal, cfg)
     control.reference_changed()
 
 
@@ -234,65 +271,59 @@ def delete_member(
     dependencies=[allow(Capability.MEMBER_DATA)],
 )
 def erase_member(
-    member_id: DbId, db: SessionDep, control: ControlDep, principal: CurrentAccount
+    member_id: DbId, db: SessionDep, control: ControlDep, principal: CurrentAccount, cfg: PolicyDep
 ) -> None:
-    _erase(db, _member(db, member_id), principal)
+    _erase(db, _member(db, member_id), principal, cfg)
     control.reference_changed()
 
 
-def _erase(db: Session, member: Member, principal: Principal) -> None:
-    """Delete or pseudonymise every row about ``member``, in one transaction."""
+def _erase(db: Session, member: Member, principal: Principal, cfg: PolicyConfig) -> None:
+    """Delete or pseudonymise every row about ``member``, in one transaction, through
+    the retention job's code path (hub.retention); leave a tombstone naming nobody."""
     if principal.member_id == member.id:
         conflict("Vous ne pouvez pas effacer le membre lié à votre propre compte")
     member_id = member.id
     hashes = [b.hash for b in member.badges]
+    scrubbed = Scrubbed()
     by_badge = AccessLog.badge_hash.in_(hashes) if hashes else None
-    db.execute(
+    result = db.execute(
         delete(AccessLog).where(
             or_(AccessLog.member_id == member_id, *([by_badge] if by_badge is not None else []))
         )
     )
+    scrubbed.add("access_log", int(getattr(result, "rowcount", 0) or 0))
     session_match = [UsageSession.member_id == member_id]
     if hashes:
         session_match.append(UsageSession.badge_hash.in_(hashes))
-    _scrub_jobs(db, member_id, select(UsageSession.id).where(or_(*session_match)))
-    db.execute(
-        update(UsageSession).where(or_(*session_match)).values(member_id=None, badge_hash=None)
+    pseudonymise_sessions(db, cfg.tz, or_(*session_match), scrubbed)
+    scrub_jobs(
+        db, db.scalars(select(MachineJob).where(MachineJob.member_id == member_id)), scrubbed
     )
-    if hashes:
-        _scrub_events(db, hashes)
-    db.execute(delete(StaffPresence).where(StaffPresence.member_id == member_id))
-    accounts = select(Account.id).where(Account.member_id == member_id)
-    db.execute(delete(ApiToken).where(ApiToken.account_id.in_(accounts)))
-    db.execute(delete(Account).where(Account.member_id == member_id))
+    scrub_member_events(db, hashes, scrubbed)
+    for table, query in (
+        ("staff_presence", delete(StaffPresence).where(StaffPresence.member_id == member_id)),
+        (
+            "api_token",
+            delete(ApiToken).where(
+                ApiToken.account_id.in_(select(Account.id).where(Account.member_id == member_id))
+            ),
+        ),
+        ("account", delete(Account).where(Account.member_id == member_id)),
+    ):
+        scrubbed.add(table, int(getattr(db.execute(query), "rowcount", 0) or 0))
+    scrubbed.add("badge", len(hashes))
+    scrubbed.add("member", 1)
     db.delete(member)
-    commit(db, "Effacement refusé par la base de données")
-    checkpoint(db)  # the erased rows' old pages must not linger in SQLite's WAL
-    log.info("member %d erased by account %d", member_id, principal.account_id)
-
-
-def _scrub_jobs(db: Session, member_id: int, sessions: Select[str]) -> None:
-    """Detach the member's print jobs and blank their file names, in the rows and in
-    the stored ``job_ended`` events: a file name is free text that may name the member.
-    The jobs stay counted (machine, age group, duration, filament)."""
-    jobs = db.scalars(
-        select(MachineJob).where(
-            or_(MachineJob.member_id == member_id, MachineJob.session_id.in_(sessions))
+    db.add(
+        ErasureTombstone(
+            erased_by_account=principal.account_id,
+            erased_by_username=principal.username,
+            rows=dict(sorted(scrubbed.rows.items())),
         )
     )
-    for job in jobs:
-        job.member_id = None
-        job.job = ""
-        event = db.get(EdgeEvent, (job.edge_id, job.seq))
-        if event is not None and event.type == "job_ended":
-            event.body = {**event.body, "job": ""}
-
-
-def _scrub_events(db: Session, hashes: list[str]) -> None:
-    """Replace the member's badge hashes inside stored journal event bodies."""
-    rows = db.scalars(select(EdgeEvent).where(EdgeEvent.body["badge"].as_string().in_(hashes)))
-    for event in rows:
-        event.body = {**event.body, "badge": ERASED_HASH}
+    commit(db, "Effacement refusé par la base de données")
+    checkpoint(db)  # the erased rows' old pages must not linger in SQLite's WAL
+    log.info("a member was erased by account %d (%d rows)", principal.account_id, scrubbed.total)
 
 
 @router.get(
@@ -303,7 +334,8 @@ def _scrub_events(db: Session, hashes: list[str]) -> None:
     dependencies=[allow(Capability.MEMBER_DATA)],
 )
 def export_member(member_id: DbId, db: SessionDep, principal: CurrentAccount) -> MemberExport:
-    """Walk every table holding a member reference (foreign key or badge hash)."""
+    """Walk every table holding a member reference (foreign key, badge hash column, or
+    badge hash inside a journal event's body)."""
     member = _member(db, member_id)
     hashes = [b.hash for b in member.badges]
     tables: dict[str, list[dict[str, Any]]] = {}
@@ -317,6 +349,8 @@ def export_member(member_id: DbId, db: SessionDep, principal: CurrentAccount) ->
             conditions.append(table.c.id == member_id)
         if hashes and "badge_hash" in table.c:
             conditions.append(table.c.badge_hash.in_(hashes))
+        if hashes and table.name == "edge_event":
+            conditions.append(EdgeEvent.body["badge"].as_string().in_(hashes))
         if conditions:
             tables[table.name] = _rows(db, table, conditions)
     log.info("member %d exported by account %d", member_id, principal.account_id)

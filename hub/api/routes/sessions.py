@@ -1,24 +1,19 @@
 """Usage sessions and usage reports (tags ``sessions``, ``reports``).
 
 Sessions are shaped per role (member ids for admins and fabmanagers, first names for
-staff, no identity for coordinators). Reports total the seconds, sessions, machine
-run time, print jobs, print time, filament and distinct participants per dimension;
-for coordinators, groups with fewer than :data:`MIN_GROUP_SIZE` distinct people are
-withheld (DESIGN §4: small groups hidden), because "age 9-15, laser, this month" can
-identify a child.
+animators) and are staff-only: a coordinator's list of sessions with age group,
+programme, machine and exact times would rebuild the small groups that reports hide,
+so coordinators get aggregates only. Reports are built by hub.reports (groups of
+fewer than 5 people withheld from coordinators, DESIGN §4).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from sqlalchemy import func, select
 
 from hub.api.auth import IDENTIFYING_ROLES, Capability, Principal
@@ -35,8 +30,17 @@ from hub.api.schemas import (
     UsageTotals,
 )
 from hub.api.views import session_public
-from hub.db.models import Machine, MachineJob, Member, Programme, UsageSession
+from hub.db.models import Gender, Member, UsageSession
 from hub.policy.model import PolicyConfig
+from hub.reports import (
+    Period,
+    Report,
+    ReportFilters,
+    ReportForbidden,
+    build_report,
+    csv_filename,
+    report_csv,
+)
 from hub.settings import HubSettings
 from protocol.ids import TOKEN_PATTERN
 
@@ -44,8 +48,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api")
 
-#: Smallest group a coordinator may see in a report.
-MIN_GROUP_SIZE = 5
 SessionId = Annotated[str, Path(pattern=TOKEN_PATTERN, description="session id")]
 
 
@@ -147,58 +149,43 @@ def end_session(
     return session_public(row, name, principal.role)
 
 
+@router.post(
+    "/sessions/{session_id}/extend",
+    response_model=SessionPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["sessions"],
+    summary="Ask the machine's edge to give a session more time",
+    responses={503: {"description": "the session's edge cannot be reached"}},
+    dependencies=[allow(Capability.SESSIONS_END)],
+)
+def extend_session(
+    session_id: SessionId,
+    db: SessionDep,
+    control: ControlDep,
+    principal: CurrentAccount,
+    minutes: Annotated[int, Query(ge=1, le=240, description="minutes to add")] = 15,
+) -> SessionPublic:
+    """The edge moves the session's end and its warnings; the ledger learns the new end
+    when the session ends (metering stays the edge's)."""
+    row = _load_session(db, session_id)
+    if row.ended_at is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="Cette session est déjà terminée")
+    if not control.extend_session(session_id, minutes, "Session prolongée par l'équipe"):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="La machine est injoignable : la session n'a pas pu être prolongée",
+        )
+    log.info("account %d extended session %s by %d min", principal.account_id, session_id, minutes)
+    name = db.scalar(select(Member.display_name).where(Member.id == row.member_id))
+    return session_public(row, name, principal.role)
+
+
 # --------------------------------------------------------------------------- reports
 
-
-@dataclass
-class _Group:
-    label: str
-    seconds: float = 0.0
-    run_seconds: float = 0.0
-    sessions: int = 0
-    jobs: int = 0
-    print_seconds: float = 0.0
-    filament_mm: float = 0.0
-    members: set[int] = field(default_factory=set)
-
-
-@dataclass(frozen=True)
-class _Report:
-    by: UsageDimension
-    since: datetime | None
-    until: datetime | None
-    rows: list[UsageRow]
-    hidden: int
-    min_size: int | None
-
-
-#: The dimensions of a session or a job: when, member, machine, programmes, age group, kind.
-_Dims = tuple[datetime, int | None, str, list[str] | None, str, str]
-
-
-def _labels(db: SessionDep, by: UsageDimension, principal: Principal) -> dict[str, str]:
-    if by == "machine":
-        return {k: v for k, v in db.execute(select(Machine.id, Machine.name))}
-    if by == "programme":
-        return {k: v for k, v in db.execute(select(Programme.id, Programme.name))}
-    if by == "member" and principal.role in IDENTIFYING_ROLES:
-        return {str(k): v for k, v in db.execute(select(Member.id, Member.display_name))}
-    return {}
-
-
-def _keys(by: UsageDimension, dims: _Dims, cfg: PolicyConfig) -> Iterable[str]:
-    when, member_id, machine_id, programmes, age_group, kind = dims
-    if by == "member":
-        return [str(member_id) if member_id is not None else ""]
-    if by == "machine":
-        return [machine_id]
-    if by == "programme":
-        return sorted(set(programmes or [])) or [""]
-    if by == "age_group":
-        return [age_group]
-    if by == "machine_kind":
-        return [kind]
-    return [when.astimezone(cfg.tz).strftime("%Y-%m")]
+ReportBy = Annotated[
+    list[UsageDimension],
+    Query(description="dimensions of the totals (repeat for a cross table)", max_length=3),
+]
 
 
 def _report(
@@ -206,105 +193,57 @@ def _report(
     principal: Principal,
     cfg: PolicyConfig,
     settings: HubSettings,
-    by: UsageDimension,
+    by: list[UsageDimension],
     since: datetime | None,
     until: datetime | None,
-    zone_id: str | None,
-) -> _Report:
+    filters: ReportFilters,
+) -> Report:
     start, end = period(cfg, since, until)
-    labels = _labels(db, by, principal)
-    groups: dict[str, _Group] = {}
-
-    def groups_of(dims: _Dims, member_id: int | None) -> Iterable[_Group]:
-        for key in _keys(by, dims, cfg):
-            group = groups.setdefault(key, _Group(label=labels.get(key, key or "(aucun)")))
-            if member_id is not None:
-                group.members.add(member_id)
-            yield group
-
-    sessions = select(
-        UsageSession.started_at,
-        UsageSession.member_id,
-        UsageSession.machine_id,
-        UsageSession.programmes,
-        UsageSession.age_group,
-        UsageSession.machine_kind,
-        UsageSession.used_s,
-        UsageSession.run_s,
-    )
-    sessions = within(sessions, UsageSession.started_at, start, end)
-    if zone_id is not None:
-        sessions = sessions.where(UsageSession.zone_id == zone_id)
-    for when, member_id, machine_id, programmes, age, kind, used_s, run_s in db.execute(
-        sessions.execution_options(yield_per=1000)
-    ):
-        dims = (when, member_id, machine_id, programmes, age, kind)
-        for group in groups_of(dims, member_id):
-            group.seconds += used_s or 0.0
-            group.run_seconds += run_s or 0.0
-            group.sessions += 1
-
-    # Jobs count in the period they ended; their programmes and kind are their session's.
-    jobs = (
-        select(
-            MachineJob.ended_at,
-            MachineJob.member_id,
-            MachineJob.machine_id,
-            UsageSession.programmes,
-            MachineJob.age_group,
-            UsageSession.machine_kind,
-            Machine.kind,
-            MachineJob.duration_s,
-            MachineJob.filament_mm,
+    try:
+        return build_report(
+            db,
+            Period(start, end),
+            filters,
+            by,
+            principal.role,
+            tz=cfg.tz,
+            site=settings.site,
+            filament_grams=settings.filament_grams,
         )
-        .outerjoin(UsageSession, UsageSession.id == MachineJob.session_id)
-        .outerjoin(Machine, Machine.id == MachineJob.machine_id)
+    except ReportForbidden:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="Votre rôle ne permet pas de voir les totaux par membre",
+        ) from None
+
+
+def _filters(
+    zone_id: Ident | None = None,
+    machine_id: Ident | None = None,
+    programme: Ident | None = None,
+    age_group: Annotated[str | None, Query(max_length=16)] = None,
+    machine_kind: Annotated[str | None, Query(max_length=32)] = None,
+    gender: Gender | None = None,
+) -> ReportFilters:
+    return ReportFilters(
+        zone_id=zone_id,
+        machine_id=machine_id,
+        programme=programme,
+        age_group=age_group,
+        machine_kind=machine_kind,
+        gender=gender.value if gender is not None else None,
     )
-    jobs = within(jobs, MachineJob.ended_at, start, end)
-    if zone_id is not None:
-        jobs = jobs.where(MachineJob.zone_id == zone_id)
-    for row in db.execute(jobs.execution_options(yield_per=1000)):
-        when, member_id, machine_id, programmes, age, kind, machine_kind, duration, mm = row
-        kind = kind or (machine_kind.value if machine_kind is not None else "")
-        for group in groups_of((when, member_id, machine_id, programmes, age, kind), member_id):
-            group.jobs += 1
-            group.print_seconds += duration or 0.0
-            group.filament_mm += mm or 0.0
-
-    min_size = MIN_GROUP_SIZE if principal.role not in IDENTIFYING_ROLES else None
-    rows: list[UsageRow] = []
-    hidden = 0
-    for key in sorted(groups):
-        group = groups[key]
-        if min_size is not None and len(group.members) < min_size:
-            hidden += 1
-            continue
-        rows.append(
-            UsageRow(
-                key=key,
-                label=group.label,
-                seconds=round(group.seconds, 1),
-                hours=round(group.seconds / 3600, 2),
-                sessions=group.sessions,
-                participants=len(group.members),
-                run_hours=round(group.run_seconds / 3600, 2),
-                jobs=group.jobs,
-                print_hours=round(group.print_seconds / 3600, 2),
-                filament_m=round(group.filament_mm / 1000, 2),
-                filament_g=round(settings.filament_grams(group.filament_mm), 1),
-            )
-        )
-    return _Report(by, start, end, rows, hidden, min_size)
 
 
-ReportBy = Annotated[UsageDimension, Query(description="dimension of the totals")]
+FiltersDep = Annotated[ReportFilters, Depends(_filters)]
 
 
 @router.get(
     "/usage/totals",
     response_model=UsageTotals,
     tags=["reports"],
-    summary="Usage totals per member, machine, programme, age group, machine kind or month",
+    summary="Usage totals per month, zone, machine, programme, age group, machine kind, "
+    "gender or member",
     dependencies=[allow(Capability.REPORTS_READ)],
 )
 def usage_totals(
@@ -312,45 +251,46 @@ def usage_totals(
     principal: CurrentAccount,
     cfg: PolicyDep,
     settings: SettingsDep,
-    by: ReportBy = "machine",
+    filters: FiltersDep,
+    by: ReportBy = ["machine"],  # noqa: B006 - FastAPI copies defaults
     since: datetime | None = None,
     until: datetime | None = None,
-    zone_id: Ident | None = None,
 ) -> UsageTotals:
     """Sessions count in the period they started, print jobs in the period they ended;
-    a session (and its jobs) counts for each of its programmes. Filament grams are
-    estimated with the hub's filament diameter and density settings."""
-    report = _report(db, principal, cfg, settings, by, since, until, zone_id)
+    a session (and its jobs) counts for each of its programmes (hub.reports). Filament
+    grams are estimated with the hub's filament diameter and density settings."""
+    report = _report(db, principal, cfg, settings, by, since, until, filters)
     return UsageTotals(
-        by=report.by,
-        since=report.since,
-        until=report.until,
-        rows=report.rows,
-        hidden_groups=report.hidden,
-        min_group_size=report.min_size,
+        by=report.group_by[0],
+        dimensions=list(report.group_by),
+        site=report.site,
+        since=report.period.start,
+        until=report.period.end,
+        rows=[
+            UsageRow(
+                key=" / ".join(r.keys),
+                label=" / ".join(r.labels),
+                keys=list(r.keys),
+                labels=list(r.labels),
+                masked=r.masked,
+                participants=r.participants,
+                new_participants=r.new_participants,
+                sessions=r.sessions,
+                seconds=r.seconds,
+                hours=r.hours,
+                average_session_min=r.average_session_min,
+                run_hours=r.run_hours,
+                jobs=r.jobs,
+                print_hours=r.print_hours,
+                filament_m=r.filament_m,
+                filament_g=r.filament_g,
+            )
+            for r in report.rows
+        ],
+        hidden_groups=report.masked,
+        min_group_size=report.min_group_size,
+        note=report.note,
     )
-
-
-#: CSV columns (French, no accents: spreadsheets guess encodings badly in headers).
-_CSV_HEADER = [
-    "dimension",
-    "cle",
-    "libelle",
-    "heures",
-    "secondes",
-    "sessions",
-    "participants",
-    "heures_fonctionnement",
-    "impressions",
-    "heures_impression",
-    "filament_m",
-    "filament_g",
-]
-
-
-def _decimal(value: float, digits: int = 2) -> str:
-    """A number with a decimal comma, as French spreadsheets read it."""
-    return f"{value:.{digits}f}".replace(".", ",")
 
 
 @router.get(
@@ -366,46 +306,14 @@ def usage_report_csv(
     principal: CurrentAccount,
     cfg: PolicyDep,
     settings: SettingsDep,
-    by: ReportBy = "machine",
+    filters: FiltersDep,
+    by: ReportBy = ["machine"],  # noqa: B006 - FastAPI copies defaults
     since: datetime | None = None,
     until: datetime | None = None,
-    zone_id: Ident | None = None,
 ) -> Response:
-    report = _report(db, principal, cfg, settings, by, since, until, zone_id)
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(_CSV_HEADER)
-    for row in report.rows:
-        writer.writerow(
-            [
-                by,
-                _cell(row.key),
-                _cell(row.label),
-                _decimal(row.hours),
-                round(row.seconds),
-                row.sessions,
-                row.participants,
-                _decimal(row.run_hours),
-                row.jobs,
-                _decimal(row.print_hours),
-                _decimal(row.filament_m),
-                _decimal(row.filament_g, 1),
-            ]
-        )
-    if report.hidden:
-        note = f"{report.hidden} groupe(s) de moins de {report.min_size} personnes masqué(s)"
-        writer.writerow([by, "", note] + [""] * (len(_CSV_HEADER) - 3))
-    span = "-".join(
-        d.astimezone(cfg.tz).strftime("%Y%m%d") for d in (report.since, report.until) if d
-    )
-    filename = f"fabrique-usage-{by}{'-' + span if span else ''}.csv"
+    report = _report(db, principal, cfg, settings, by, since, until, filters)
     return Response(
-        content="\ufeff" + out.getvalue(),
+        content="\ufeff" + report_csv(report),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": f'attachment; filename="{csv_filename(report)}"'},
     )
-
-
-def _cell(value: str) -> str:
-    """Neutralise spreadsheet formulas in free text (CSV injection)."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

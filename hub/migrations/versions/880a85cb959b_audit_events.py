@@ -4,7 +4,7 @@ Adds ``audit_event`` (issue 13): who did what, when, from where, for logins and 
 actions; purged after ``audit_retention_days``.
 
 Revision ID: 880a85cb959b
-Revises: 6bea45ace78d
+Revises: 268d2d130666
 Create Date: 2026-12-01 22:17:56.874147
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import hub.db.models
 
 revision: str = "880a85cb959b"
-down_revision: str | None = "6bea45ace78d"
+down_revision: str | None = "268d2d130666"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

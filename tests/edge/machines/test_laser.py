@@ -67,6 +67,7 @@ def test_a_laser_session_journals_its_beam_on_time(
     present(agent, LASER, STAFF_UID)
     act = actuator_of(agent, LASER)
     wait_until(lambda: act.history[-1] is True, 5, "laser on")
+    wait_until(lambda: agent.view(LASER).session.session_id is not None, 5, "session view")
     session_id = agent.view(LASER).session.session_id
     beam = fire(peer, driver, 1.0, power=500)  # cutting
     assert beam == pytest.approx(1.0, abs=2 * POLL_S + 0.1)

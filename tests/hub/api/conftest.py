@@ -40,6 +40,7 @@ class RecordingControl(NullControl):
         super().__init__()
         self.deliver = True
         self.ended: list[str] = []
+        self.extended: list[tuple[str, int]] = []
         self.commands: list[tuple[str, MachineAction]] = []
         self.states: dict[str, MachineState] = {}
         self.edges: dict[str, bool] = {}
@@ -47,6 +48,10 @@ class RecordingControl(NullControl):
 
     def end_session(self, session_id: str, message: str = "") -> bool:
         self.ended.append(session_id)
+        return self.deliver
+
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
+        self.extended.append((session_id, minutes))
         return self.deliver
 
     def machine_command(self, machine_id: str, action: MachineAction) -> bool:

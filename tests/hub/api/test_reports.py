@@ -108,12 +108,21 @@ def test_coordinators_never_see_groups_under_five_people(api: Api) -> None:
         params={"by": "machine", "since": "2025-03-01", "until": "2025-04-01"},
     )
     body = response.json()
-    assert [r["key"] for r in body["rows"]] == ["laser-1"]
+    rows = {r["key"]: r for r in body["rows"]}
+    assert rows["laser-1"]["participants"] == 6
+    assert not rows["laser-1"]["masked"]
+    printer = rows["printer-1"]  # 3 people: the row shows, its figures do not
+    assert printer["masked"]
+    assert printer["participants"] == "< 5"
+    assert [printer[k] for k in ("sessions", "seconds", "hours", "jobs", "filament_m")] == [
+        None
+    ] * 5
     assert body["hidden_groups"] == 1
     assert body["min_group_size"] == 5
-    members = api.get("/api/usage/totals", Role.COORDINATOR, params={"by": "member"}).json()
-    assert members["rows"] == []
-    assert members["hidden_groups"] == 10
+    members = api.get("/api/usage/totals", Role.COORDINATOR, params={"by": "member"})
+    assert members.status_code == 403
+    csv_members = api.get("/api/usage/report.csv", Role.COORDINATOR, params={"by": "member"})
+    assert csv_members.status_code == 403
     admin = api.get("/api/usage/totals", Role.ADMIN, params={"by": "member"}).json()
     assert admin["hidden_groups"] == 0
     assert admin["min_group_size"] is None
@@ -129,12 +138,14 @@ def test_other_dimensions(api: Api) -> None:
     assert programmes["fablab-16-25"]["sessions"] == 3
     assert programmes["fablab-9-15"]["sessions"] == 8
     ages = _rows(api, Role.COORDINATOR, by="age_group")
-    assert set(ages) == {"9-15"}  # 16-25 has 3 people
+    assert ages["16-25"]["participants"] == "< 5"  # 3 people
+    assert ages["16-25"]["hours"] is None
     assert ages["9-15"]["participants"] == 6
     kinds = _rows(api, Role.ADMIN, by="machine_kind")
     assert set(kinds) == {"laser", "printer"}
     months = _rows(api, Role.ADMIN, by="month")
     assert months["2025-03"]["sessions"] == 11
+    assert months["2025-03"]["label"] == "mars 2025"
     assert months["2025-04"]["sessions"] == 1
     assert api.get("/api/usage/totals", params={"by": "colour"}).status_code == 422
 
@@ -153,23 +164,28 @@ def test_csv_report(api: Api) -> None:
     text = response.content.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text), delimiter=";"))
     assert rows[0] == [
-        "dimension",
-        "cle",
-        "libelle",
-        "heures",
-        "secondes",
-        "sessions",
+        "site",
+        "du",
+        "au",
+        "machine",
+        "machine_libelle",
         "participants",
+        "nouveaux_participants",
+        "sessions",
+        "heures",
+        "duree_moyenne_min",
         "heures_fonctionnement",
         "impressions",
         "heures_impression",
         "filament_m",
         "filament_g",
     ]
-    assert rows[1][:2] == ["machine", "laser-1"]
-    assert rows[1][3:] == ["1,08", "3900", "7", "6", "0,00", "0", "0,00", "0,00", "0,0"]
-    assert "masqué" in rows[2][2]
-    assert len(rows[2]) == len(rows[0])
+    assert rows[1][:5] == ["test", "2025-03-01", "2025-04-01", "laser-1", "laser-1"]
+    # 6 people, all new (first visit in March); 3900 s over 7 sessions.
+    assert rows[1][5:] == ["6", "6", "7", "1,08", "9,3", "0,00", "0", "0,00", "0,00", "0,0"]
+    # The printer's 3 people: shown as "< 5", every figure withheld.
+    assert rows[2][3] == "printer-1"
+    assert rows[2][5:] == ["< 5"] + [""] * 9
     assert len(rows) == 3
 
 
@@ -183,7 +199,7 @@ def test_csv_cells_cannot_carry_formulas(api: Api) -> None:
     add_session(api, "x", member_id=mid)
     text = api.get("/api/usage/report.csv", params={"by": "member"}).content.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(text), delimiter=";"))
-    assert rows[1][2].startswith("'=")
+    assert rows[1][4].startswith("'=")
 
 
 def _printing(api: Api) -> list[int]:
@@ -270,10 +286,9 @@ def test_print_totals_of_small_groups_are_hidden_from_coordinators(api: Api) -> 
     _printing(api)
     march = {"since": "2025-03-01", "until": "2025-04-01"}
     rows = _rows(api, Role.COORDINATOR, by="machine", **march)
-    assert set(rows) == {"printer-1"}  # 5 people; the laser's 3 are withheld
-    assert rows["printer-1"]["jobs"] == 6
-    members = api.get("/api/usage/totals", Role.COORDINATOR, params={"by": "member"}).json()
-    assert members["rows"] == []
+    assert rows["printer-1"]["jobs"] == 6  # 5 people
+    assert rows["laser-1"]["participants"] == "< 5"  # the laser's 3 are withheld
+    assert rows["laser-1"]["run_hours"] is None
 
 
 def test_filament_weight_follows_the_filament_settings(api: Api) -> None:
@@ -295,6 +310,6 @@ def test_csv_report_carries_print_and_run_totals(api: Api) -> None:
         Role.ADMIN,
         params={"by": "machine", "since": "2025-03-01", "until": "2025-04-01"},
     ).content.decode("utf-8-sig")
-    rows = {r[1]: r for r in csv.reader(io.StringIO(text), delimiter=";")}
-    assert rows["printer-1"][7:] == ["0,00", "6", "8,00", "10,50", "31,3"]
-    assert rows["laser-1"][7:] == ["0,75", "0", "0,00", "0,00", "0,0"]
+    rows = {r[3]: r for r in csv.reader(io.StringIO(text), delimiter=";")}
+    assert rows["printer-1"][10:] == ["0,00", "6", "8,00", "10,50", "31,3"]
+    assert rows["laser-1"][10:] == ["0,75", "0", "0,00", "0,00", "0,0"]

@@ -249,7 +249,7 @@ def test_security_headers_on_every_answer(sqlite_api: Api) -> None:
         ):
             assert directive in h["content-security-policy"]
         assert h["x-content-type-options"] == "nosniff"
-        assert h["referrer-policy"] == "no-referrer"
+        assert h["referrer-policy"] == "same-origin"
         assert h["cache-control"] == "no-store"
         assert "strict-transport-security" not in h  # plain HTTP: no HSTS
         assert "server" not in h

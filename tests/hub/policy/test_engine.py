@@ -725,3 +725,19 @@ def test_less_than_a_minute_of_quota_left_is_refused() -> None:
     used = session(1, "pc-1", paris(2026, 4, 18, 10), paris(2026, 4, 18, 11, 30), 88.9)
     d = decide(query("ines", "pc-1", now), BASE, LiveView(member_sessions=(used,)), CFG)
     assert d.code == Code.GRANTED
+
+
+def test_a_grant_to_the_end_of_the_day_says_midnight_not_tomorrow() -> None:
+    from zoneinfo import ZoneInfo
+
+    from hub.policy import texts
+
+    cfg = PolicyConfig()
+    paris = ZoneInfo("Europe/Paris")
+    now = datetime(2026, 3, 4, 20, 15, tzinfo=paris)
+    midnight = datetime(2026, 3, 5, 0, 0, tzinfo=paris)
+    assert texts.granted("Inès", midnight, now, cfg) == "C'est parti, Inès ! Jusqu'à minuit."
+    assert texts.granted_staff("Sam", midnight, now, cfg).endswith("jusqu'à minuit.")
+    # Midnight of another day, or another hour tomorrow, keeps its date.
+    later = datetime(2026, 3, 5, 9, 30, tzinfo=paris)
+    assert texts.granted("Inès", later, now, cfg).endswith("Jusqu'à demain à 9h30.")
