@@ -184,7 +184,6 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
     printer = laser = None
     if m.kind == "printer" and tele:
         raw_state = str(tele.get("state", ""))
-        file = tele.get("file")
         printer = PrinterInfo(
             state=_PRINTER_STATES.get(raw_state, raw_state.lower()),
             nozzle=_num(tele.get("nozzle_c")),
@@ -193,7 +192,9 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
             bed_target=_num(tele.get("bed_target_c")),
             progress=_num(tele.get("progress")),
             time_left_s=_num(tele.get("time_left_s")),
-            file=str(file) if isinstance(file, str) and file else None,
+            # An older edge may still publish the job's file name on tele/+; it can
+            # name a child, so the floor never takes it from telemetry.
+            file=None,
         )
     if m.kind == "laser" and tele:
         raw_state = str(tele.get("state", ""))

@@ -295,7 +295,7 @@ def test_the_report_page_and_its_csv(page: Any, floor: Floor) -> None:
     download = info.value
     assert re.match(r"fabrique-usage-machine_kind-\d{8}-\d{8}\.csv$", download.suggested_filename)
     content = Path(download.path()).read_text(encoding="utf-8-sig")
-    assert content.splitlines()[0].startswith("dimension;cle;libelle;heures")
+    assert content.splitlines()[0].startswith("site;du;au;type_machine;type_machine_libelle;")
     for name in NAMES:
         assert name not in content
     page.goto(f"{floor.url}/rapports?par=age_group")

@@ -106,7 +106,7 @@ def test_coordinators_and_animators_get_no_job_list(api: Api) -> None:
 def test_sessions_show_the_machine_run_time(api: Api) -> None:
     add_session(api, "cut", member_id=None, used_s=1200, run_s=340.5)
     add_session(api, "print", member_id=None, machine_id="printer-1", machine_kind="printer")
-    for role in (Role.ADMIN, Role.COORDINATOR):
+    for role in (Role.ADMIN, Role.FABMANAGER):
         items = {s["id"]: s for s in api.get("/api/sessions", role).json()["items"]}
         assert items["cut"]["run_s"] == 340.5
         assert items["print"]["run_s"] is None
