@@ -13,7 +13,10 @@ rows are the ledger's projection of the edge's own fault events):
   compromised; it is counted, logged (rate-limited) and raises one open
   ``foreign_machine`` alert;
 * **journal conflicts** (:meth:`EdgeAlerts.conflict`): one seq seen with two event ids,
-  or one event id under two seqs, is a cloned or restored edge (``journal_conflict``).
+  or one event id under two seqs, is a cloned or restored edge (``journal_conflict``);
+* **the ledger's defences** (:mod:`hub.ledger`, :mod:`hub.ledger_worker`): a poison
+  event quarantined (``journal_poison``), a gap that does not close (``journal_gap``),
+  used time clamped (``usage_clamped``), an epoch that went back (``epoch_reset``).
 
 Every edge alert is written from the ledger's single worker thread, so
 check-then-insert keeps it to one open alert per edge and kind. Methods taking a
@@ -41,6 +44,10 @@ _limited = RateLimitedLog(logger)
 FOREIGN_MACHINE = "foreign_machine"
 EDGE_OFFLINE = "edge_offline"
 JOURNAL_CONFLICT = "journal_conflict"
+JOURNAL_POISON = "journal_poison"
+JOURNAL_GAP = "journal_gap"
+USAGE_CLAMPED = "usage_clamped"
+EPOCH_RESET = "epoch_reset"
 
 
 def describe_foreign_machine(machine_id: str, owner: str | None) -> str:
@@ -86,6 +93,11 @@ class EdgeAlerts:
         )
         self._metrics.inc("alerts", kind)
         return True
+
+    def alert(self, kind: str, edge: str, detail: str, *, machine: str | None = None) -> bool:
+        """:meth:`open_alert` in a transaction of its own."""
+        with transaction(self._factory) as s:
+            return self.open_alert(s, kind, edge, detail, machine=machine)
 
     # ------------------------------------------------------------------ journal
 
@@ -157,6 +169,18 @@ class EdgeAlerts:
             elif previous != (False, status.epoch):
                 self._edge_offline(s, edge, status, at)
         return True
+
+    def reset_epoch(self, edge: str, status: EdgeStatus, now: datetime | None = None) -> int | None:
+        """Store ``status`` although its epoch is below the stored one (the journal
+        proved the edge, see :mod:`hub.ledger_worker`); the epoch it replaces."""
+        with transaction(self._factory) as s:
+            c = s.get(EdgeCursor, edge)
+            previous = c.epoch if c is not None else None
+            if c is not None:
+                c.epoch = status.epoch
+                c.last_seen = None  # then recorded as the edge's first status
+        self.record_status(edge, status, now)
+        return previous
 
     def _edge_offline(self, s: Session, edge: str, status: EdgeStatus, at: datetime) -> None:
         machines = s.scalars(

@@ -419,15 +419,18 @@ class LiveState:
 
     # ------------------------------------------------------------------ edges, machines
 
-    def edge_status(self, edge: str, status: EdgeStatus, now: datetime) -> bool:
+    def edge_status(
+        self, edge: str, status: EdgeStatus, now: datetime, *, force: bool = False
+    ) -> bool:
         """Apply an edge's status under the epoch rule; False when it is stale.
 
         A status whose epoch is lower than the last accepted one belongs to an
-        older connection (typically a late last will) and is ignored.
+        older connection (typically a late last will) and is ignored, unless
+        ``force`` (the edge's journal proved it, see :mod:`hub.ledger_worker`).
         """
         with self._lock:
             known = self._edges.get(edge)
-            if known is not None and status.epoch < known.epoch:
+            if known is not None and status.epoch < known.epoch and not force:
                 return False
             machines = status.machines or (known.machines if known else ())
             self._edges[edge] = EdgeLiveness(

@@ -38,7 +38,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.accesslog import AccessEntry, AccessLogWriter
 from hub.alerts import EdgeAlerts, describe_foreign_machine
+from hub.answered import AnsweredRequests
 from hub.db.engine import transaction
+from hub.db.errors import describe
 from hub.directory import load_directory, policy_config
 from hub.enrolment import (
     CODE_ALREADY_ENROLLED,
@@ -50,7 +52,7 @@ from hub.enrolment import (
     bind_badge,
     enrolled_message,
 )
-from hub.ledger import Ledger
+from hub.ledger import Ledger, LedgerLimits
 from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
@@ -97,6 +99,16 @@ DecideFn = Callable[[AccessQuery, Directory, LiveView, PolicyConfig], Decision]
 FOREIGN_ALERT_INTERVAL_S = 60.0
 
 INTERNAL_ERROR = "internal_error"
+
+
+def ledger_limits(settings: HubSettings) -> LedgerLimits:
+    """The ledger's bounds on what edges report, from the settings."""
+    return LedgerLimits(
+        journal_window=settings.journal_window,
+        future=timedelta(seconds=settings.event_future_s),
+        clock_allowance=timedelta(seconds=settings.usage_clock_allowance_s),
+        max_session=timedelta(hours=settings.session_max_h),
+    )
 
 
 class Hub:
@@ -148,7 +160,9 @@ class Hub:
             metrics=self.metrics,
         )
         self.alerts = EdgeAlerts(factory, self.metrics)
-        self.ledger = Ledger(factory, self._cfg, self.metrics, alerts=self.alerts)
+        self.ledger = Ledger(
+            factory, self._cfg, self.metrics, alerts=self.alerts, limits=ledger_limits(settings)
+        )
         self.accesslog = AccessLogWriter(
             factory,
             retention_days=settings.access_log_retention_days,
@@ -184,7 +198,10 @@ class Hub:
             metrics=self.metrics,
             ack_interval_s=settings.ack_interval_s,
             gap_replay_after_s=settings.gap_replay_after_s,
+            gap_replay_max_s=settings.gap_replay_max_s,
+            gap_alert_after=settings.gap_alert_after,
             on_session_ended=self._sessions_changed,
+            clock=clock,
         )
         # Pseudonymous time series (None unless influx_url is set): fed off every path.
         telemetry = build_telemetry(settings, factory, self.live, self._current, self.metrics)
@@ -196,6 +213,8 @@ class Hub:
         self._ids_lock = threading.Lock()
         self._access_topics: dict[str, str] = {}
         self._foreign_alerted: dict[str, float] = {}
+        # A QoS 1 duplicate of a request gets the same answer (one grant, one log row).
+        self._answered = AnsweredRequests(ttl_s=2 * settings.decision_ttl_s + 30.0)
         self.enrolments = Enrolments()
 
     # ------------------------------------------------------------------ lifecycle
@@ -268,7 +287,16 @@ class Hub:
         self.snapshots.republish()
 
     def on_access_request(self, edge: str, request: AccessRequest, received: float) -> None:
-        """Decide in memory and answer on ``cmd/access`` with the request's ``req_id``."""
+        """Decide in memory and answer on ``cmd/access`` with the request's ``req_id``.
+
+        A request already answered (a QoS 1 duplicate: same edge and ``req_id``) gets
+        the same answer again, and is neither decided nor logged a second time.
+        """
+        again = self._answered.get(edge, request.req_id)
+        if again is not None:
+            self.metrics.inc("duplicate_requests")
+            self.mqtt.publish(self._cmd_access_topic(edge), again, qos=1)
+            return
         now = self._clock()
         enrolment = self.enrolments.capture(request.machine, edge, request.badge, now)
         if enrolment is not None:
@@ -293,6 +321,7 @@ class Hub:
             decision = Decision(granted=False, code=INTERNAL_ERROR, message=texts.decision_failed())
             session_id = None
             answer = self._answer(request, decision, None, now)
+        self._answered.remember(edge, request.req_id, answer)
         self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=1)
         self.metrics.decision(time.perf_counter() - received, decision.granted, decision.code)
         machine = directory.machines.get(request.machine)
@@ -354,9 +383,9 @@ class Hub:
             threading.Thread(
                 target=self._bind_badge, args=(enrolment,), name="badge-enrolment", daemon=True
             ).start()
-        self.mqtt.publish(
-            self._cmd_access_topic(edge), self._answer(request, decision, None, now), qos=1
-        )
+        answer = self._answer(request, decision, None, now)
+        self._answered.remember(edge, request.req_id, answer)
+        self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=1)
         machine = self._directory.machines.get(request.machine)
         self.live.record_decision(  # the machine's kiosk shows the outcome
             badge=request.badge,
@@ -383,8 +412,8 @@ class Hub:
         try:
             with transaction(self._factory) as session:
                 result = bind_badge(session, enrolment)
-        except Exception:
-            logger.exception("binding an enrolled badge failed")
+        except Exception as err:  # the error text may quote the badge hash: not logged
+            logger.error("binding an enrolled badge failed: %s", describe(err))
             self.enrolments.resolve(enrolment.token, EnrolState.FAILED)
             return
         self.enrolments.resolve(
@@ -491,6 +520,8 @@ class Hub:
         if not self.live.edge_status(edge, status, now):
             self.metrics.inc("stale_status")
             logger.info("edge %s: ignoring stale status (epoch %d)", edge, status.epoch)
+            if status.online:  # not a late will: the edge may have lost its epoch
+                self.worker.submit_status(edge, status, now, stale=True)
             return
         logger.info(
             "edge %s %s (epoch %d)", edge, "online" if status.online else "offline", status.epoch

@@ -100,6 +100,21 @@ class HubSettings(BaseSettings):
     command_ttl_s: float = Field(default=30.0, gt=0, description="not_after of commands")
     gap_replay_after_s: float = Field(default=5.0, gt=0)
     ack_interval_s: float = Field(default=0.2, gt=0)
+    #: Longest wait between two replay requests for a gap that does not close (the
+    #: wait doubles from ``gap_replay_after_s`` after each unanswered request).
+    gap_replay_max_s: float = Field(default=300.0, gt=0)
+    #: Unanswered replay requests after which a gap raises a ``journal_gap`` alert.
+    gap_alert_after: int = Field(default=5, ge=1)
+    #: Journal events further ahead of an edge's acknowledged seq are quarantined
+    #: (a real edge is never a million events ahead; seq 2**63-1 is a poison).
+    journal_window: int = Field(default=1_000_000, ge=1000, le=2**62)
+    #: Journal events dated further than this after the hub's clock are quarantined.
+    event_future_s: float = Field(default=86_400.0, gt=0, le=31 * 86_400)
+    #: Used time may exceed a session's wall span by this much (edge clock estimates).
+    usage_clock_allowance_s: float = Field(default=60.0, ge=0, le=3600)
+    #: Longest a session can be on any machine (grants end with their slot or the
+    #: staff maximum; extensions add at most a day): used time beyond it is clamped.
+    session_max_h: float = Field(default=24.0, gt=0, le=7 * 24)
     snapshot_days: int = Field(default=7, ge=1, le=31)
     snapshot_validity_h: float = Field(default=36.0, gt=0)
     access_log_retention_days: int = Field(default=92, ge=1)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -35,6 +36,16 @@ SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD: Final = 64 * 1024
 #: Largest accepted policy snapshot (it lists every badge that may use an edge's machines).
 MAX_POLICY_PAYLOAD: Final = 8 * 1024 * 1024
+#: Largest journal sequence number (and snapshot version): a signed 64-bit integer,
+#: what the hub's store holds (``BIGINT``).
+MAX_SEQ: Final = 2**63 - 1
+#: Largest connection epoch: a signed 32-bit integer (an edge reconnecting every
+#: second would need 68 years to reach it).
+MAX_EPOCH: Final = 2**31 - 1
+#: Earliest and latest instant an edge may state (``[2000-01-01, 2100-01-01)`` UTC).
+#: The hub narrows the upper end to its own clock plus a day for journal events.
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class Message(BaseModel):
@@ -61,6 +72,26 @@ class Part(BaseModel):
     """A nested part of a message (event body, window…): frozen and strict, no version."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _bounded_time(value: datetime) -> datetime:
+    """An edge's instant, in UTC and within ``[EARLIEST, LATEST)``.
+
+    Converting first refuses an offset that overflows the calendar (year 1 at
+    +05:00, year 9999 at -05:00), which would otherwise raise ``OverflowError``
+    deep in the hub; the window refuses clocks nobody can mean.
+    """
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError) as err:
+        raise ValueError("time out of range") from err
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError("time must be between 2000-01-01 and 2100-01-01 UTC")
+    return utc
+
+
+#: An instant stated by an edge: timezone-aware, converted to UTC, bounded.
+EdgeTime = Annotated[AwareDatetime, AfterValidator(_bounded_time)]
 
 
 def utcnow() -> datetime:
@@ -90,10 +121,10 @@ class EdgeStatus(Message):
     """
 
     online: bool
-    epoch: int = Field(ge=0)
+    epoch: int = Field(ge=0, le=MAX_EPOCH)
     version: str = ""
     machines: tuple[Ident, ...] = ()
-    ts: AwareDatetime | None = None
+    ts: EdgeTime | None = None
     goodbye: bool = False
 
 
@@ -107,7 +138,7 @@ class AccessRequest(Message):
     edge: Ident
     machine: Ident
     badge: BadgeHash
-    ts: AwareDatetime
+    ts: EdgeTime
 
 
 class BreakRule(Part):
@@ -179,8 +210,8 @@ class SessionStartedBody(Part):
     badge: BadgeHash
     req_id: Token | None = None
     offline: bool = False
-    started_at: AwareDatetime
-    ends_at: AwareDatetime | None = None
+    started_at: EdgeTime
+    ends_at: EdgeTime | None = None
 
 
 class UsageTickBody(Part):
@@ -192,7 +223,7 @@ class UsageTickBody(Part):
 
     session_id: Token
     machine: Ident
-    minute: int = Field(ge=1)
+    minute: int = Field(ge=1, le=7 * 24 * 60)
     elapsed_s: float = Field(ge=0, le=7 * 24 * 3600)
 
 
@@ -203,7 +234,7 @@ class SessionEndedBody(Part):
     machine: Ident
     reason: EndReason
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
-    ended_at: AwareDatetime
+    ended_at: EdgeTime
     #: Time the machine really worked during the session, measured by its driver
     #: (a laser: time in ``Run`` with the beam on). ``None`` when nothing measures it.
     run_s: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
@@ -235,7 +266,7 @@ class JobEndedBody(Part):
     result: JobResult
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
     filament_mm: float | None = Field(default=None, ge=0, le=10_000_000)
-    ended_at: AwareDatetime
+    ended_at: EdgeTime
 
 
 class OfflineDecisionBody(Part):
@@ -247,8 +278,8 @@ class OfflineDecisionBody(Part):
     granted: bool
     code: str = Field(min_length=1, max_length=64)
     session_id: Token | None = None
-    ends_at: AwareDatetime | None = None
-    snapshot_version: int | None = None
+    ends_at: EdgeTime | None = None
+    snapshot_version: int | None = Field(default=None, ge=0, le=MAX_SEQ)
 
 
 class MachineFaultBody(Part):
@@ -261,10 +292,10 @@ class MachineFaultBody(Part):
 
 class _EventBase(Message):
     edge: Ident
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_SEQ)
     event_id: Token
-    epoch: int = Field(default=0, ge=0)
-    ts: AwareDatetime
+    epoch: int = Field(default=0, ge=0, le=MAX_EPOCH)
+    ts: EdgeTime
 
 
 class SessionStarted(_EventBase):
@@ -443,7 +474,7 @@ class MachineDetail(Part):
     reader: bool | None = None
     offline: bool = False
     staff: bool = False
-    ends_at: AwareDatetime | None = None
+    ends_at: EdgeTime | None = None
     job: bool = False
     cooling: bool = False
     faults: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=32)
@@ -456,14 +487,14 @@ class MachineState(Message):
     availability: Availability
     session_id: Token | None = None
     detail: MachineDetail | None = None
-    ts: AwareDatetime
+    ts: EdgeTime
 
 
 class Telemetry(Message):
     """On ``tele/{machine}``: temperatures, progress, power… never used for metering."""
 
     machine: Ident
-    ts: AwareDatetime
+    ts: EdgeTime
     values: dict[str, Scalar] = Field(default_factory=dict)
 
     @field_validator("values")

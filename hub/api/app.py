@@ -61,6 +61,7 @@ from hub.api.routes import (
 from hub.api.schemas import Health
 from hub.audit import AuditMiddleware, AuditTrail
 from hub.control import HubControl
+from hub.db.errors import describe
 from hub.directory import policy_config
 from hub.settings import HubSettings
 from hub.web import PUBLIC_PAGES, mount_web
@@ -222,7 +223,7 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, describe(exc))
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": "Base de données indisponible, réessayez dans un instant"},

@@ -390,6 +390,30 @@ class EdgeEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QuarantinedEvent(Base):
+    """A journal event the ledger could not apply (a poison event), kept for staff.
+
+    It holds its seq in the edge's journal (the cursor moves past it, so the journal
+    does not stall) unless its seq was out of the journal's window. The body is kept
+    without its badge hash and job file name: the ledger never applied it, and the
+    edge's own journal still has the full event while it retains it.
+    """
+
+    __tablename__ = "edge_quarantine"
+
+    edge_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    #: ``apply_failed``, ``future``, ``out_of_window``.
+    reason: Mapped[str] = mapped_column(String(32))
+    #: What failed, without values (an exception class, an SQLSTATE).
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[dict[str, Any]]
+    ts: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class EdgeCursor(Base):
     """Per-edge progress of the journal and liveness (epoch rule)."""
 
