@@ -25,7 +25,7 @@ class AnsweredRequests:
     def __init__(
         self,
         ttl_s: float,
-        max_entries: int = 20_000,
+        max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl = ttl_s
