@@ -157,6 +157,8 @@ def hub_settings(site: Site, broker: Broker, **overrides: Any) -> HubSettings:
         # Edges on a fake clock run hours ahead of the hub's real time in some tests.
         "decision_ttl_s": 3 * 86400.0,
         "command_ttl_s": 3 * 86400.0,
+        # ...so their journal events are dated that far after the hub's clock.
+        "event_future_s": 7 * 86400.0,
     }
     values.update(overrides)
     return HubSettings(**values)
