@@ -232,7 +232,7 @@ class LedgerWorker:
             if isinstance(item, _Status | _ForeignRequest) or item is None:
                 if run:
                     for applied in self._ledger.apply_many(run, self._clock()):
-                        self._after(applied)
+                        self._after_safely(applied)
                     run = []
                 if item is not None:
                     try:
@@ -298,6 +298,15 @@ class LedgerWorker:
             f"edge {edge}: its epoch went back from {previous} to {status.epoch} ({why}); "
             "a status with a forged epoch, or an edge that lost its state",
         )
+
+    def _after_safely(self, applied: Applied) -> None:
+        """:meth:`_after`, failing alone: the next events are still acknowledged."""
+        try:
+            self._after(applied)
+        except Exception as err:
+            self._note(applied.edge, applied.ack_through, applied.max_seen)
+            self._metrics.inc("ledger_errors", "after")
+            _limited.warning("after", "ledger failed after applying an event: %s", describe(err))
 
     def _after(self, applied: Applied) -> None:
         """Note the cursor, then tell live state and the snapshot refresher."""
