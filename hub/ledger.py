@@ -194,6 +194,8 @@ class Ledger:
         self._cfg = cfg
         self._metrics = metrics or Metrics()
         self._limits = limits or LedgerLimits()
+        #: Edges with quarantined events (loaded on first use).
+        self._quarantined: set[str] | None = None
         #: Where conflicts and foreign events raise their alerts (and edge liveness).
         self.alerts = alerts or EdgeAlerts(factory, self._metrics)
 
@@ -306,6 +308,9 @@ class Ledger:
             for key, blank in _WITHHELD.items():
                 if body.get(key):
                     body[key] = blank
+            self._has_quarantine(s, edge)
+            assert self._quarantined is not None
+            self._quarantined.add(edge)
             s.add(
                 QuarantinedEvent(
                     edge_id=edge,
@@ -352,7 +357,9 @@ class Ledger:
         if cursor is None:
             cursor = EdgeCursor(edge_id=edge, contiguous_through=0, max_seen=0, epoch=0)
             s.add(cursor)
-        existing = s.get(EdgeEvent, (edge, seq)) or s.get(QuarantinedEvent, (edge, seq))
+        existing: EdgeEvent | QuarantinedEvent | None = s.get(EdgeEvent, (edge, seq))
+        if existing is None and self._has_quarantine(s, edge):
+            existing = s.get(QuarantinedEvent, (edge, seq))
         if existing is not None:
             same = existing.event_id == event.event_id
             if not same:
@@ -419,10 +426,17 @@ class Ledger:
             proves_journal=extends and seq > 1,
         )
 
-    @staticmethod
-    def _advance(s: Session, edge: str, through: int) -> int:
+    def _has_quarantine(self, s: Session, edge: str) -> bool:
+        """Whether ``edge`` has quarantined events (known in memory: the ledger is the
+        one writer of the table, so the common case costs no query per event)."""
+        if self._quarantined is None:
+            self._quarantined = set(s.scalars(select(QuarantinedEvent.edge_id).distinct()))
+        return edge in self._quarantined
+
+    def _advance(self, s: Session, edge: str, through: int) -> int:
         """Highest n >= through such that every seq in (through, n] is stored or
         quarantined."""
+        tables = (EdgeEvent, QuarantinedEvent) if self._has_quarantine(s, edge) else (EdgeEvent,)
         while True:
             lists = [
                 s.scalars(
@@ -431,11 +445,11 @@ class Ledger:
                     .order_by(table.seq)
                     .limit(_ADVANCE_BATCH)
                 ).all()
-                for table in (EdgeEvent, QuarantinedEvent)
+                for table in tables
             ]
             full = [seqs[-1] for seqs in lists if len(seqs) == _ADVANCE_BATCH]
             bound = min(full) if full else None
-            for n in sorted({*lists[0], *lists[1]}):
+            for n in sorted({seq for seqs in lists for seq in seqs}):
                 if bound is not None and n > bound:
                     break
                 if n != through + 1:
