@@ -42,9 +42,12 @@ MAX_SEQ: Final = 2**63 - 1
 #: Largest connection epoch: a signed 32-bit integer (an edge reconnecting every
 #: second would need 68 years to reach it).
 MAX_EPOCH: Final = 2**31 - 1
-#: Earliest and latest instant an edge may state (``[2000-01-01, 2100-01-01)`` UTC).
-#: The hub narrows the upper end to its own clock plus a day for journal events.
-EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+#: Earliest and latest instant an edge may state (``[1970-01-01, 2100-01-01)`` UTC):
+#: the Unix epoch, where a Raspberry Pi without a real-time clock starts before its
+#: clock is synchronised (its events must still be journaled: their durations are
+#: monotonic), to a date no clock can mean. The hub narrows the upper end to its own
+#: clock plus a day for journal events.
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
 
 
@@ -86,7 +89,7 @@ def _bounded_time(value: datetime) -> datetime:
     except (OverflowError, ValueError) as err:
         raise ValueError("time out of range") from err
     if not EARLIEST <= utc < LATEST:
-        raise ValueError("time must be between 2000-01-01 and 2100-01-01 UTC")
+        raise ValueError("time must be between 1970-01-01 and 2100-01-01 UTC")
     return utc
 
 
