@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.engine import make_engine, transaction
 from hub.db.models import AccessLog, Alert, EdgeCursor, EdgeEvent, QuarantinedEvent, UsageSession
+from hub.ledger import Ledger
 from hub.service import Hub
 from protocol.errors import SchemaError
 from protocol.messages import MAX_EPOCH, MAX_SEQ, EdgeStatus, JournalCommand, decode, decode_event
@@ -192,6 +193,44 @@ def test_one_poison_event_loses_nothing_else_and_is_quarantined(
     assert "seq 5" in alert.detail
     assert ids.badge_alice not in caplog.text
     assert "parameters:" not in caplog.text
+
+
+def test_any_exception_in_a_projection_fails_alone(
+    mosquitto: Broker, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only store errors: whatever a projection raises (here the OverflowError a
+    date computation used to raise), the event is quarantined and the rest applied."""
+    db_url, factory, ids = store
+    real_tick = Ledger._tick
+
+    def overflowing(self: Ledger, s: Session, event: Any) -> Any:
+        if event.body.session_id == "s-boom":
+            raise OverflowError("date value out of range")
+        return real_tick(self, s, event)
+
+    monkeypatch.setattr(Ledger, "_tick", overflowing)
+    hub = start_hub(db_url, factory, mosquitto)
+    t = hub.topics
+    j = Journal("pi-fab")
+    events = j.session("s-boom", "printer-1", ids.badge_alice, NOW, 130.0)
+    events += j.session("s-fine", "laser-1", ids.badge_alice, NOW, 70.0)
+    edge = Probe(mosquitto.host, mosquitto.port, [t.cmd_journal("pi-fab")]).start()
+    try:
+        for e in events:
+            edge.publish(t.evt("pi-fab"), dumps(e))
+        acked(edge, t.cmd_journal("pi-fab"), j.seq)
+        assert hub.worker.drain()
+    finally:
+        edge.stop()
+        hub.stop()
+    with factory() as s:
+        quarantined = s.scalars(select(QuarantinedEvent.seq).order_by(QuarantinedEvent.seq))
+        assert list(quarantined) == [2, 3]  # the two ticks of s-boom
+        assert s.get(UsageSession, "s-fine") is not None
+        boom = s.get(UsageSession, "s-boom")
+    assert boom is not None
+    assert boom.used_s == 130.0  # its start and end were applied
+    assert hub.metrics.get("quarantined", "apply_failed") == 2
 
 
 def test_a_failed_sql_write_hides_its_parameters(store: Store) -> None:
