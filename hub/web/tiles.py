@@ -48,6 +48,9 @@ ALERT_LABELS = {
     "unbadged_use": "Machine utilisée sans badge",
     "journal_gap": "Journal incomplet",
     "journal_backlog": "Journal en retard",
+    "journal_poison": "Événement du journal mis de côté",
+    "usage_clamped": "Durée d’usage invraisemblable corrigée",
+    "epoch_reset": "Borne réinitialisée ou usurpée",
 }
 
 _PRINTER_STATES = {
