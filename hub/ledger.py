@@ -65,7 +65,6 @@ from hub.db.engine import transaction
 from hub.db.models import (
     STAFF_ROLES,
     AccessLog,
-    Alert,
     Badge,
     EdgeCursor,
     EdgeEvent,
@@ -81,6 +80,8 @@ from hub.policy.model import PolicyConfig, UsageView
 from protocol.messages import (
     Event,
     JobEnded,
+    JobStarted,
+    JobStartedBody,
     MachineFault,
     OfflineDecision,
     SessionEnded,
@@ -116,6 +117,9 @@ class Applied:
     ended: bool = False
     #: Stored and acknowledged but not applied: not about one of this edge's machines.
     foreign: bool = False
+    #: A job started (its record) or ended on ``job_machine`` (for the live state).
+    job_machine: str | None = None
+    job_started: JobStartedBody | None = None
 
     @property
     def gap(self) -> bool:
@@ -223,8 +227,11 @@ class Ledger:
             )
         )
         foreign = self._not_its_own(s, event)
+        job_machine: str | None = None
         if foreign is None:
             row, ended = self._project(s, event)
+            if isinstance(event, JobStarted | JobEnded):
+                job_machine = event.body.machine
         else:
             row, ended = None, False
             self.alerts.foreign_event(
@@ -244,6 +251,8 @@ class Ledger:
             session_edge=row.edge_id if row is not None else None,
             ended=ended,
             foreign=foreign is not None,
+            job_machine=job_machine,
+            job_started=event.body if isinstance(event, JobStarted) else None,
         )
 
     @staticmethod
@@ -306,8 +315,10 @@ class Ledger:
             case JobEnded():
                 self._job(s, event)
                 return None, False
+            case JobStarted():
+                return None, False  # stored as its edge_event row; the live state shows it
             case MachineFault():
-                self._fault(s, event)
+                self.alerts.machine_fault(s, event)
                 return None, False
             case _:
                 assert_never(event)
@@ -338,6 +349,8 @@ class Ledger:
             row.ended_at = end.ended_at
             row.end_reason = end.reason
         row.used_s = max(row.used_s or 0.0, end.duration_s)
+        if end.present_s is not None:
+            row.present_s = max(row.present_s or 0.0, end.present_s)
         if end.run_s is not None:
             row.run_s = max(row.run_s or 0.0, end.run_s)
         return row
@@ -356,19 +369,6 @@ class Ledger:
                 code=d.code,
                 offline=True,
                 session_id=d.session_id,
-            )
-        )
-
-    @staticmethod
-    def _fault(s: Session, event: MachineFault) -> None:
-        fault = event.body
-        s.add(
-            Alert(
-                ts=event.ts,
-                kind="machine_fault",
-                edge_id=event.edge,
-                machine_id=fault.machine,
-                detail=f"{fault.code}: {fault.detail}" if fault.detail else fault.code,
             )
         )
 
@@ -450,6 +450,7 @@ class Ledger:
                 result=job.result,
                 duration_s=job.duration_s,
                 filament_mm=job.filament_mm,
+                filament_estimated=job.filament_estimated,
                 ended_at=job.ended_at,
             )
         )

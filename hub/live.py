@@ -85,6 +85,16 @@ class _Pending:
     expires: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job running on a machine, from its ``job_started`` record (staff-only: the
+    file name may name a child)."""
+
+    file_name: str | None
+    session_id: str | None
+    started_at: datetime
+
+
 class LiveState:
     """Open sessions, recent sessions, machine and edge availability, staff, denials.
 
@@ -127,6 +137,10 @@ class LiveState:
         self._states: dict[str, MachineState] = {}
         self._state_edge: dict[str, str] = {}
         self._offline: frozenset[str] = frozenset()
+        #: Machines whose edge reports a job running without a session.
+        self._foreign: frozenset[str] = frozenset()
+        #: The job running on each machine, from its ``job_started`` record (staff only).
+        self._jobs: dict[str, RunningJob] = {}
         #: Latest raw telemetry payload per (edge, machine), decoded when read.
         self._telemetry: dict[tuple[str, str], bytes] = {}
         # people
@@ -263,6 +277,7 @@ class LiveState:
                 recent = len(denials)
             return LiveView(
                 machines_offline=self._offline,
+                machines_foreign=self._foreign,
                 open_sessions=self._effective,
                 staff_present=self._staff_now(now),
                 member_sessions=member_sessions,
@@ -485,6 +500,24 @@ class LiveState:
         if self._listeners:
             self._notify(machine, "telemetry")
 
+    def job_started(self, machine: str, job: RunningJob) -> None:
+        """A job started on ``machine`` (its ``job_started`` journal record)."""
+        with self._lock:
+            self._jobs[machine] = job
+        self._notify(machine, "state")
+
+    def job_ended(self, machine: str) -> None:
+        """The job on ``machine`` ended (its ``job_ended`` record)."""
+        with self._lock:
+            found = self._jobs.pop(machine, None)
+        if found is not None:
+            self._notify(machine, "state")
+
+    def running_jobs(self) -> dict[str, RunningJob]:
+        """The job running on each machine, as its ``job_started`` record said."""
+        with self._lock:
+            return dict(self._jobs)
+
     def _edge_of(self, machine: str) -> str | None:
         for edge, live in self._edges.items():
             if machine in live.machines:
@@ -504,6 +537,11 @@ class LiveState:
         offline.update(m for m, s in self._states.items() if s.availability in _UNAVAILABLE)
         if offline != self._offline:
             self._offline = frozenset(offline)
+        foreign = frozenset(
+            m for m, s in self._states.items() if s.detail is not None and s.detail.foreign_job
+        )
+        if foreign != self._foreign:
+            self._foreign = foreign
 
     # ------------------------------------------------------------------ readers
 

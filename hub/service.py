@@ -502,6 +502,8 @@ class Hub:
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         if not self.live.machine_state(edge, machine, state):
             self.metrics.inc("foreign_machine", "state")
+        elif state is not None:
+            self.worker.submit_machine_state(edge, machine, state)
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         self.live.telemetry(edge, machine, payload)

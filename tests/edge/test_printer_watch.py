@@ -93,7 +93,7 @@ def test_a_cancel_is_one_job_with_the_filament_used_so_far() -> None:
     w.snapshot(PRINTING, file_name="vase.gcode", filament_mm=2000.0, progress_pct=25.0)
     w.now += 600
     report = job(w.event(JobEventKind.PRINT_CANCELLED, file_name="vase.gcode", print_time_s=598))
-    assert report == JobReport("vase.gcode", JobResult.CANCELLED, 598.0, 500.0)
+    assert report == JobReport("vase.gcode", JobResult.CANCELLED, 598.0, 500.0, True)
     # OctoPrint then says PrintFailed(reason=cancelled) about the same job: not a second one.
     echo = w.event(
         JobEventKind.PRINT_FAILED, file_name="vase.gcode", print_time_s=598, reason="cancelled"
