@@ -601,6 +601,9 @@ class Hub:
     def machine_states(self) -> Mapping[str, MachineState]:
         return self.live.machine_states()
 
+    def running_job_files(self) -> Mapping[str, str | None]:
+        return {m: job.file_name for m, job in self.live.running_jobs().items()}
+
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return self.live.machine_telemetry()
 

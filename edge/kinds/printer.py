@@ -20,7 +20,12 @@ agent as soon as OctoPrint pushes them:
   *Finishing* its end script when the event arrives);
 * only new data releases the power: never the last known values republished when
   OctoPrint becomes unreachable, nor a snapshot within ``START_GRACE_S`` of a
-  ``PrintStarted`` whose end was not announced (it may predate the start);
+  ``PrintStarted`` whose end was not announced (it may predate the start), nor a
+  REST poll while the push link is down for a job whose end was not announced (the
+  follower's ``JobLost`` comes first once the link is back);
+* OctoPrint unreachable for ``UNREACHABLE_AFTER_S`` is the fault
+  ``printer_unreachable`` (badges refused; the power holds for the machine's
+  ``unreachable_hold_max_min`` at most, then the session machine cuts it);
 * the nozzle crossing ``cooldown_below_c`` → ``hot`` / ``cooled`` (last known
   while OctoPrint is unreachable: a hot printer stays hot).
 """
@@ -151,7 +156,13 @@ class PrinterWatch:
         """
         previous, self._snapshot = self._snapshot, snapshot
         fresh = previous is None or snapshot.last_update != previous.last_update
-        settled = self._ended or self._clock() - self._last_start >= START_GRACE_S
+        # A job whose end OctoPrint did not announce is released only by the live
+        # push link: a REST poll while the push link is down may come from an
+        # OctoPrint that restarted without the job, whose loss the follower reports
+        # (``JobLost``) once the link is back, just before that snapshot.
+        settled = self._ended or (
+            snapshot.connected and self._clock() - self._last_start >= START_GRACE_S
+        )
         if snapshot.job_active:
             self._job_snapshot = snapshot
             self._hold()

@@ -30,9 +30,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("present_s", sa.Float(), nullable=True))
     with op.batch_alter_table("machine_job", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "filament_estimated", sa.Boolean(), server_default=sa.false(), nullable=False
-            )
+            sa.Column("filament_estimated", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
 
 
