@@ -19,7 +19,7 @@ from sqlalchemy import select
 from devices.octoprint import OctoPrintClient, OctoPrintFollower
 from edge.agent import Agent
 from edge.session import FeedbackKind
-from hub.db.models import AccessLog, Alert, MachineJob
+from hub.db.models import AccessLog, MachineJob
 from protocol.messages import (
     Availability,
     EndReason,
@@ -43,7 +43,7 @@ from tests.edge.conftest import (
     state_of,
     wait_until,
 )
-from tests.edge.machines.conftest import hub_events, hub_state, journaled
+from tests.edge.machines.conftest import alerts_of, hub_events, hub_state, journaled, open_alerts
 from tests.edge.test_agent import Rig, actuator_of
 from tests.hub.hubkit import Probe
 
@@ -117,17 +117,6 @@ def hub_sees_free(r: Rig) -> None:
         return state is not None and state.availability is Availability.FREE
 
     wait_until(free, 5, "the hub sees the printer free")
-
-
-def alerts_of(hub: HubRunner, machine: str) -> list[tuple[str, bool]]:
-    """The machine's alert rows, oldest first: (kind, still open)."""
-    with hub.factory() as s:
-        rows = s.scalars(select(Alert).where(Alert.machine_id == machine).order_by(Alert.id))
-        return [(a.kind, a.resolved_at is None) for a in rows]
-
-
-def open_alerts(hub: HubRunner, machine: str) -> list[str]:
-    return [kind for kind, still_open in alerts_of(hub, machine) if still_open]
 
 
 def denied_codes(hub: HubRunner, machine: str) -> list[str]:
