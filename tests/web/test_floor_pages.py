@@ -148,3 +148,10 @@ def test_a_lasers_grbl_state_reads_in_french(web: Api, grbl: str, shown: str) ->
     assert f"<dt>Laser</dt><dd>{shown}</dd>" in tile
     assert f">{grbl}<" not in tile
     assert f">{grbl.lower()}<" not in tile
+
+
+def test_every_end_reason_has_a_french_label() -> None:
+    from hub.web.machine import END_REASONS
+    from protocol.messages import EndReason
+
+    assert set(END_REASONS) == {r.value for r in EndReason}
