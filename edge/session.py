@@ -1004,7 +1004,8 @@ class SessionMachine:
             effects.append(Feedback(FeedbackKind.WARN, _break_text(minutes)))
         else:
             self._state = State.IDLE
-            kind = FeedbackKind.WARN if reason is EndReason.FAULT else FeedbackKind.INFO
+            bad_news = reason in (EndReason.FAULT, EndReason.JOB_LOST)
+            kind = FeedbackKind.WARN if bad_news else FeedbackKind.INFO
             effects.append(Feedback(kind, _END_TEXTS.get(reason, "Session terminée.")))
         return effects
 

@@ -361,7 +361,7 @@ def test_octoprint_killed_mid_print_is_a_fault_and_the_lost_print_is_said_lost(
     wait_until(lambda: state_of(agent, PRINTER) == "idle", 15, "the lost print ends the session")
     (ended,) = journaled(agent, SessionEndedBody)
     assert ended.reason is EndReason.JOB_LOST  # never "job_done" for a lost print
-    said = [e.message for e in r.feedback(PRINTER, FeedbackKind.INFO)]
+    said = [e.message for e in r.events if e.machine == PRINTER]
     assert "Ton travail a été perdu par la machine : préviens un animateur." in said
     assert not any("Travail terminé" in m for m in said)
     assert act.history == [False, True, False]
