@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hub.db.models import EdgeCursor, StaffPresence, UsageSession
+from hub.db.models import EdgeCursor, EdgeEvent, StaffPresence, UsageSession
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.model import Decision, Directory, LiveView, UsageView
 from protocol.errors import PayloadError, SchemaError
@@ -41,6 +41,9 @@ _limited = RateLimitedLog(logger)
 
 #: How far back a member's sessions are kept in memory (weekly quotas need 7 days).
 HISTORY = timedelta(days=8)
+#: How many of an edge's latest journal events are searched, at start, for the jobs
+#: still running (two weeks of one session's minute ticks: longer than any print).
+JOB_LOOKBACK_EVENTS = 20_000
 
 _UNAVAILABLE = frozenset({Availability.OFFLINE, Availability.FAULT})
 
@@ -93,6 +96,36 @@ class RunningJob:
     file_name: str | None
     session_id: str | None
     started_at: datetime
+
+
+def _running_jobs(session: Session, cursors: Sequence[EdgeCursor]) -> dict[str, RunningJob]:
+    """The jobs still running after a hub restart: per machine, a ``job_started`` among
+    its edge's latest events with no ``job_ended`` after it (an index range per edge)."""
+    jobs: dict[str, RunningJob] = {}
+    for c in cursors:
+        rows = session.execute(
+            select(EdgeEvent.type, EdgeEvent.body, EdgeEvent.ts)
+            .where(
+                EdgeEvent.edge_id == c.edge_id,
+                EdgeEvent.seq > (c.max_seen or 0) - JOB_LOOKBACK_EVENTS,
+                EdgeEvent.type.in_(("job_started", "job_ended")),
+            )
+            .order_by(EdgeEvent.seq)
+        )
+        for type_, body, ts in rows:
+            machine = body.get("machine") if isinstance(body, dict) else None
+            if not isinstance(machine, str):
+                continue
+            if type_ == "job_started":
+                name, sid = body.get("file_name"), body.get("session_id")
+                jobs[machine] = RunningJob(
+                    name if isinstance(name, str) else None,
+                    sid if isinstance(sid, str) else None,
+                    ts,
+                )
+            else:
+                jobs.pop(machine, None)
+    return jobs
 
 
 class LiveState:
@@ -237,6 +270,9 @@ class LiveState:
                     seen_at=c.last_seen or now,
                 )
             self._recompute_offline()
+        jobs = _running_jobs(session, cursors)
+        with self._lock:
+            self._jobs = jobs
         logger.info(
             "live state loaded: %d open sessions, %d members with recent sessions, %d edges",
             len(open_map),

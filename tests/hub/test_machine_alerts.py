@@ -121,3 +121,30 @@ def test_the_live_state_refuses_a_machine_running_without_a_session_to_decisions
     assert live.view_for("b" * 64, None, NOW).machines_foreign == frozenset({"printer-1"})
     live.machine_state("pi-fab", "printer-1", state("printer-1"))
     assert live.view_for("b" * 64, None, NOW).machines_foreign == frozenset()
+
+
+def test_the_running_job_record_survives_a_hub_restart(
+    store: tuple[sessionmaker[Session], Seed],
+) -> None:
+    factory, ids = store
+    ledger = Ledger(factory, PolicyConfig())
+    j = Journal(ids.edge_fab)
+    started = {"machine": "printer-1", "session_id": None, "file_name": "vase.gcode"}
+    ledger.apply(decode_event(dumps(j.event("job_started", started))))
+
+    def loaded() -> dict[str, str | None]:
+        live = LiveState()
+        with factory() as s:
+            live.load(s, NOW)
+        return {m: job.file_name for m, job in live.running_jobs().items()}
+
+    assert loaded() == {"printer-1": "vase.gcode"}
+    ended = {
+        "machine": "printer-1",
+        "job": "vase.gcode",
+        "result": "cancelled",
+        "duration_s": 60.0,
+        "ended_at": NOW.isoformat(),
+    }
+    ledger.apply(decode_event(dumps(j.event("job_ended", ended))))
+    assert loaded() == {}
