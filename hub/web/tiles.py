@@ -54,6 +54,15 @@ ALERT_LABELS = {
     "journal_backlog": "Journal en retard",
 }
 
+#: The edge's fault sources in the floor's words (an unknown source shows as it is).
+FAULT_LABELS = {
+    "printer_unreachable": "OctoPrint ne répond plus",
+    "printer": "erreur signalée par l'imprimante",
+    "grbl": "contrôleur du laser (alarme, porte ou liaison)",
+    "actuator": "prise ou relais injoignable",
+    "journal": "journal de la borne en échec",
+}
+
 _PRINTER_STATES = {
     "Operational": "prête",
     "Printing": "impression",
@@ -240,7 +249,7 @@ def tile_of(m: LiveMachine, now: datetime, job_file: str | None = None) -> Tile:
         session_id=session.id if session is not None else None,
         ends_at=ends_at if in_session else None,
         maintenance_note=m.maintenance_note,
-        faults=", ".join(detail.faults) if detail is not None else "",
+        faults=", ".join(FAULT_LABELS.get(f, f) for f in detail.faults) if detail else "",
         printer=printer,
         laser=laser,
         job_running=detail.job if detail is not None else False,

@@ -155,3 +155,17 @@ def test_every_end_reason_has_a_french_label() -> None:
     from protocol.messages import EndReason
 
     assert set(END_REASONS) == {r.value for r in EndReason}
+
+
+def test_a_printer_whose_octoprint_is_gone_shows_it(web: Api) -> None:
+    web.control.states["printer-1"] = MachineState(
+        machine="printer-1",
+        availability=Availability.FAULT,
+        detail=MachineDetail(
+            kind="printer", state="active", job=True, faults=("printer_unreachable",)
+        ),
+        ts=datetime.now(UTC),
+    )
+    page = web.call("GET", "/plancher", Role.ANIMATOR).text
+    assert 'id="tile-printer-1" data-state="defaut"' in page
+    assert "<dd>OctoPrint ne répond plus</dd>" in page
