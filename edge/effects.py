@@ -109,12 +109,15 @@ class JobReport:
         result: done, failed, cancelled or lost.
         duration_s: the job's own duration (the controller's print time when known).
         filament_mm: filament used, ``None`` when unknown.
+        filament_estimated: ``filament_mm`` is scaled from progress (the job did
+            not finish).
     """
 
     name: str
     result: JobResult
     duration_s: float
     filament_mm: float | None = None
+    filament_estimated: bool = False
 
 
 #: Everything the machine may ask the agent to do.

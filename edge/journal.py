@@ -47,6 +47,8 @@ from protocol.messages import (
     Event,
     JobEnded,
     JobEndedBody,
+    JobStarted,
+    JobStartedBody,
     MachineFault,
     MachineFaultBody,
     OfflineDecision,
@@ -80,6 +82,7 @@ EventBody = (
     | OfflineDecisionBody
     | MachineFaultBody
     | JobEndedBody
+    | JobStartedBody
 )
 #: A complete journal event, as published on ``edge/{edge}/evt``.
 
@@ -90,6 +93,7 @@ _EVENT_FOR_BODY: Final[dict[type[EventBody], type[Event]]] = {
     OfflineDecisionBody: OfflineDecision,
     MachineFaultBody: MachineFault,
     JobEndedBody: JobEnded,
+    JobStartedBody: JobStarted,
 }
 
 SCHEMA_VERSION: Final = 1

@@ -252,7 +252,7 @@ class MachineUnit:
         match signal.kind:
             case "job_started":
                 self.job = True
-                return s.job_started(mono)
+                return s.job_started(mono, signal.detail)
             case "job_running":
                 self.job = True
                 return s.job_running(mono)
@@ -419,7 +419,7 @@ class MachineUnit:
             availability = Availability.MAINTENANCE
         elif session.faulted:
             availability = Availability.FAULT
-        elif session.state in (State.ACTIVE, State.ENDING):
+        elif session.state in (State.ACTIVE, State.ENDING) or session.foreign_job:
             availability = Availability.IN_USE
         else:
             availability = Availability.FREE

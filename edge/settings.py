@@ -206,6 +206,15 @@ class MachineSettings(_Part):
         le=120,
         description="printer: cut anyway after waiting this long to cool (0: never wait)",
     )
+    unreachable_hold_max_min: float = Field(
+        default=30.0,
+        ge=0,
+        le=24 * 60,
+        description=(
+            "printer: hold the power this long at most while OctoPrint is unreachable "
+            "or reports an error (it may still print from its buffer), then cut"
+        ),
+    )
     offline_break: BreakRule | None = Field(
         default=None, description="break rule of members' offline grants (gaming)"
     )

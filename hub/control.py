@@ -41,6 +41,10 @@ class HubControl(Protocol):
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         """Latest valid telemetry of every machine, by machine id (never for metering)."""
 
+    def running_job_files(self) -> Mapping[str, str | None]:
+        """The file name of the job running on each machine with one, from its
+        ``job_started`` record (staff only: a file name may name a child)."""
+
     def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
         """Call ``listener(machine_id, what)`` after each live change (see
         :meth:`hub.live.LiveState.subscribe`); returns the unsubscriber."""
@@ -89,6 +93,9 @@ class NullControl:
         return {}
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
+        return {}
+
+    def running_job_files(self) -> Mapping[str, str | None]:
         return {}
 
     def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:

@@ -86,7 +86,6 @@ from hub.db.errors import describe, transient
 from hub.db.models import (
     STAFF_ROLES,
     AccessLog,
-    Alert,
     Badge,
     EdgeCursor,
     EdgeEvent,
@@ -103,6 +102,8 @@ from hub.policy.model import PolicyConfig, UsageView
 from protocol.messages import (
     Event,
     JobEnded,
+    JobStarted,
+    JobStartedBody,
     MachineFault,
     OfflineDecision,
     SessionEnded,
@@ -169,6 +170,9 @@ class Applied:
     #: The event shows the edge holds the journal the hub has: a duplicate with the
     #: stored event id, or a new event that extends the acknowledged run.
     proves_journal: bool = False
+    #: A job started (its record) or ended on ``job_machine`` (for the live state).
+    job_machine: str | None = None
+    job_started: JobStartedBody | None = None
 
     @property
     def gap(self) -> bool:
@@ -398,11 +402,14 @@ class Ledger:
             )
         )
         foreign = self._not_its_own(s, event)
+        job_machine: str | None = None
         if foreign is None:
             claimed_at = self._claimed_at(s, event)
             row, ended = self._project(s, event)
             if row is not None:
                 self._bound_usage(s, row, event, received, claimed_at)
+            if isinstance(event, JobStarted | JobEnded):
+                job_machine = event.body.machine
         else:
             row, ended = None, False
             self.alerts.foreign_event(
@@ -424,6 +431,8 @@ class Ledger:
             ended=ended,
             foreign=foreign is not None,
             proves_journal=extends and seq > 1,
+            job_machine=job_machine,
+            job_started=event.body if isinstance(event, JobStarted) else None,
         )
 
     def _has_quarantine(self, s: Session, edge: str) -> bool:
@@ -501,8 +510,10 @@ class Ledger:
             case JobEnded():
                 self._job(s, event)
                 return None, False
+            case JobStarted():
+                return None, False  # stored as its edge_event row; the live state shows it
             case MachineFault():
-                self._fault(s, event)
+                self.alerts.machine_fault(s, event)
                 return None, False
             case _:
                 assert_never(event)
@@ -594,6 +605,8 @@ class Ledger:
             row.ended_at = end.ended_at
             row.end_reason = end.reason
         row.used_s = max(row.used_s or 0.0, end.duration_s)
+        if end.present_s is not None:
+            row.present_s = max(row.present_s or 0.0, end.present_s)
         if end.run_s is not None:
             row.run_s = max(row.run_s or 0.0, end.run_s)
         return row
@@ -612,19 +625,6 @@ class Ledger:
                 code=d.code,
                 offline=True,
                 session_id=d.session_id,
-            )
-        )
-
-    @staticmethod
-    def _fault(s: Session, event: MachineFault) -> None:
-        fault = event.body
-        s.add(
-            Alert(
-                ts=event.ts,
-                kind="machine_fault",
-                edge_id=event.edge,
-                machine_id=fault.machine,
-                detail=f"{fault.code}: {fault.detail}" if fault.detail else fault.code,
             )
         )
 
@@ -706,6 +706,7 @@ class Ledger:
                 result=job.result,
                 duration_s=job.duration_s,
                 filament_mm=job.filament_mm,
+                filament_estimated=job.filament_estimated,
                 ended_at=job.ended_at,
             )
         )

@@ -38,10 +38,10 @@ from datetime import datetime
 from hub.alerts import EPOCH_RESET, JOURNAL_GAP, EdgeAlerts
 from hub.db.errors import describe
 from hub.ledger import Applied, Ledger
-from hub.live import LiveState
+from hub.live import LiveState, RunningJob
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.model import UsageView
-from protocol.messages import EdgeStatus, Event, JournalCommand, utcnow
+from protocol.messages import EdgeStatus, Event, JournalCommand, MachineState, utcnow
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
@@ -65,8 +65,15 @@ class _ForeignRequest:
     what: str
 
 
+@dataclass(frozen=True, slots=True)
+class _MachineState:
+    edge: str
+    machine: str
+    state: MachineState
+
+
 #: What the worker's queue carries besides events (handled one at a time, in order).
-_Item = Event | _Status | _ForeignRequest
+_Item = Event | _Status | _ForeignRequest | _MachineState
 
 
 class LedgerWorker:
@@ -145,6 +152,11 @@ class LedgerWorker:
         """Queue the ``foreign_machine`` alert for a denied access request (see
         :meth:`EdgeAlerts.foreign_request`); the service throttles how often."""
         return self._put(_ForeignRequest(edge, machine, what))
+
+    def submit_machine_state(self, edge: str, machine: str, state: MachineState) -> bool:
+        """Queue a machine's accepted retained state for its alerts (running without a
+        session, faults resolved: :meth:`EdgeAlerts.machine_state`)."""
+        return self._put(_MachineState(edge, machine, state))
 
     def _put(self, item: _Item) -> bool:
         try:
@@ -229,7 +241,7 @@ class LedgerWorker:
         """
         run: list[Event] = []
         for item in [*items, None]:
-            if isinstance(item, _Status | _ForeignRequest) or item is None:
+            if isinstance(item, _Status | _ForeignRequest | _MachineState) or item is None:
                 if run:
                     for applied in self._ledger.apply_many(run, self._clock()):
                         self._after_safely(applied)
@@ -248,6 +260,9 @@ class LedgerWorker:
     def _process(self, item: _Item) -> None:
         if isinstance(item, _ForeignRequest):
             self._alerts.foreign_request(item.edge, item.machine, item.what)
+            return
+        if isinstance(item, _MachineState):
+            self._alerts.machine_state(item.edge, item.machine, item.state)
             return
         if isinstance(item, _Status):
             if item.stale:
@@ -316,6 +331,13 @@ class LedgerWorker:
             self._reset_epoch(stale, f"its journal continues at seq {applied.seq}")
         if applied.session is not None and self._live is not None:
             self._live.session_changed(applied.session, applied.session_edge or applied.edge)
+        if applied.job_machine is not None and self._live is not None:
+            started = applied.job_started
+            if started is not None:
+                job = RunningJob(started.file_name, started.session_id, utcnow())
+                self._live.job_started(applied.job_machine, job)
+            else:
+                self._live.job_ended(applied.job_machine)
         if (
             applied.ended
             and not applied.duplicate

@@ -533,6 +533,8 @@ class Hub:
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         if not self.live.machine_state(edge, machine, state):
             self.metrics.inc("foreign_machine", "state")
+        elif state is not None:
+            self.worker.submit_machine_state(edge, machine, state)
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         self.live.telemetry(edge, machine, payload)
@@ -629,6 +631,9 @@ class Hub:
 
     def machine_states(self) -> Mapping[str, MachineState]:
         return self.live.machine_states()
+
+    def running_job_files(self) -> Mapping[str, str | None]:
+        return {m: job.file_name for m, job in self.live.running_jobs().items()}
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return self.live.machine_telemetry()

@@ -203,6 +203,10 @@ class EndReason(enum.StrEnum):
     BREAK = "break"
     EDGE_RESTART = "edge_restart"
     REVOKED = "revoked"
+    #: the session's job vanished (the printer's controller came back without it)
+    JOB_LOST = "job_lost"
+    #: staff cancelled the session's job from the hub
+    STAFF_CANCEL = "staff_cancel"
 
 
 class SessionStartedBody(Part):
@@ -238,6 +242,10 @@ class SessionEndedBody(Part):
     reason: EndReason
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
     ended_at: EdgeTime
+    #: The member's presence: from the start until the session was asked to end
+    #: (badge-out, time up…), before any wait for a job or a cool-down; ``None``
+    #: from older edges (then ``duration_s`` is all there is).
+    present_s: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     #: Time the machine really worked during the session, measured by its driver
     #: (a laser: time in ``Run`` with the beam on). ``None`` when nothing measures it.
     run_s: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
@@ -269,7 +277,22 @@ class JobEndedBody(Part):
     result: JobResult
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
     filament_mm: float | None = Field(default=None, ge=0, le=10_000_000)
+    #: ``filament_mm`` is scaled from progress (a job that did not finish).
+    filament_estimated: bool = False
     ended_at: EdgeTime
+
+
+class JobStartedBody(Part):
+    """A job (a 3D print) started on a machine, with the session open then, if any.
+
+    ``session_id`` ``None`` is a job nobody badged for (started from OctoPrint's own
+    page): the machine runs without a session. ``file_name`` names the job for
+    staff: journaled to the hub only, never on ``tele/+`` or ``state/+``.
+    """
+
+    machine: Ident
+    session_id: Token | None = None
+    file_name: str | None = Field(default=None, max_length=200)
 
 
 class OfflineDecisionBody(Part):
@@ -331,8 +354,21 @@ class JobEnded(_EventBase):
     body: JobEndedBody
 
 
+class JobStarted(_EventBase):
+    type: Literal["job_started"] = "job_started"
+    body: JobStartedBody
+
+
 #: Every journal event, as a plain union (for ``isinstance`` and annotations).
-Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault | JobEnded
+Event = (
+    SessionStarted
+    | UsageTick
+    | SessionEnded
+    | OfflineDecision
+    | MachineFault
+    | JobEnded
+    | JobStarted
+)
 #: The same union, discriminated on ``type`` for decoding.
 JournalEvent = Annotated[Event, Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[JournalEvent] = TypeAdapter(JournalEvent)
@@ -469,6 +505,9 @@ class MachineDetail(Part):
         ends_at: when the running session ends (estimated wall time).
         job: a job holds the machine (a print, busy by power).
         cooling: the session ended; power waits for the machine to cool.
+        foreign_job: the job holding the machine was started with no session open
+            (from the printer's own page, a laser run or a plug drawing power with
+            nobody badged): the machine runs without a session.
         faults: active fault sources (``actuator``, ``grbl``, ``printer``…).
     """
 
@@ -480,6 +519,7 @@ class MachineDetail(Part):
     ends_at: EdgeTime | None = None
     job: bool = False
     cooling: bool = False
+    foreign_job: bool = False
     faults: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=32)
 
 

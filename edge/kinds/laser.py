@@ -116,14 +116,36 @@ class LaserFollower:
 def grbl_listener(
     machine: str, interlock: LaserInterlock, post: Post
 ) -> Callable[[GrblEvent], None]:
-    """A GRBL listener: trip the latch at once (driver thread), then tell the agent."""
-    from devices.grbl import AlarmRaised, Disconnected, DoorOpened, LaserInterlock
+    """A GRBL listener: trip the latch at once (driver thread), then tell the agent.
+
+    GRBL entering ``Run`` is a job running (``job_running``: with no session open, the
+    laser runs without one), leaving it a job done."""
+    from devices.grbl import (
+        AlarmRaised,
+        Disconnected,
+        DoorOpened,
+        GrblState,
+        LaserInterlock,
+        StateChanged,
+    )
 
     def listen(event: GrblEvent) -> None:
         interlock(event)
         if isinstance(event, AlarmRaised | DoorOpened | Disconnected):
             reason = LaserInterlock.reason(event) or "GRBL fault"
             post(DriverSignal(machine, "fault", GRBL_FAULT, reason))
+        if isinstance(event, StateChanged) and (event.previous is GrblState.RUN) != (
+            event.current is GrblState.RUN
+        ):
+            post(
+                DriverSignal(
+                    machine,
+                    "job_running" if event.current is GrblState.RUN else "job_done",
+                    GRBL_FAULT,
+                )
+            )
+        elif isinstance(event, Disconnected):
+            post(DriverSignal(machine, "job_done", GRBL_FAULT))
 
     return listen
 

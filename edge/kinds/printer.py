@@ -20,7 +20,12 @@ agent as soon as OctoPrint pushes them:
   *Finishing* its end script when the event arrives);
 * only new data releases the power: never the last known values republished when
   OctoPrint becomes unreachable, nor a snapshot within ``START_GRACE_S`` of a
-  ``PrintStarted`` whose end was not announced (it may predate the start);
+  ``PrintStarted`` whose end was not announced (it may predate the start), nor a
+  REST poll while the push link is down for a job whose end was not announced (the
+  follower's ``JobLost`` comes first once the link is back);
+* OctoPrint unreachable for ``UNREACHABLE_AFTER_S`` is the fault
+  ``printer_unreachable`` (badges refused; the power holds for the machine's
+  ``unreachable_hold_max_min`` at most, then the session machine cuts it);
 * the nozzle crossing ``cooldown_below_c`` → ``hot`` / ``cooled`` (last known
   while OctoPrint is unreachable: a hot printer stays hot).
 """
@@ -51,7 +56,9 @@ __all__ = [
     "PRINTER",
     "PRINTER_FAULT",
     "PRINTER_TELE_S",
+    "PRINTER_UNREACHABLE",
     "START_GRACE_S",
+    "UNREACHABLE_AFTER_S",
     "PrinterFollower",
     "PrinterWatch",
     "printer_telemetry",
@@ -62,6 +69,11 @@ logger = logging.getLogger(__name__)
 #: Telemetry period of a printer while OctoPrint is followed and the printer in use (s).
 PRINTER_TELE_S: Final = 1.0
 PRINTER_FAULT: Final = "printer"
+#: Fault source of a printer whose OctoPrint does not answer (killed, unplugged).
+PRINTER_UNREACHABLE: Final = "printer_unreachable"
+#: OctoPrint unreachable this long (s) is a fault: a reconnect is not, the floor
+#: and the hub know well within 15 s.
+UNREACHABLE_AFTER_S: Final = 5.0
 
 #: A snapshot showing no job this soon after a ``PrintStarted`` (and before the job's
 #: end event) does not release the power: it may have been built before the start
@@ -97,6 +109,9 @@ class PrinterWatch:
         self._post = post
         self._clock = clock
         self._snapshot: PrinterSnapshot | None = None
+        #: The last snapshot that showed the running job (its progress and filament
+        #: estimate a job that fails or is lost, after which the snapshot is empty).
+        self._job_snapshot: PrinterSnapshot | None = None
         #: What the agent was told last: a job holds the printer.
         self._job = False
         self._hot = False
@@ -131,6 +146,7 @@ class PrinterWatch:
             self._signal("job_ended", job=self._report(event))
             self._started = None
             self._ended = True
+            self._job_snapshot = None
 
     def on_snapshot(self, snapshot: PrinterSnapshot) -> None:
         """A new snapshot (push ``current``, safety poll, link change).
@@ -140,8 +156,15 @@ class PrinterWatch:
         """
         previous, self._snapshot = self._snapshot, snapshot
         fresh = previous is None or snapshot.last_update != previous.last_update
-        settled = self._ended or self._clock() - self._last_start >= START_GRACE_S
+        # A job whose end OctoPrint did not announce is released only by the live
+        # push link: a REST poll while the push link is down may come from an
+        # OctoPrint that restarted without the job, whose loss the follower reports
+        # (``JobLost``) once the link is back, just before that snapshot.
+        settled = self._ended or (
+            snapshot.connected and self._clock() - self._last_start >= START_GRACE_S
+        )
         if snapshot.job_active:
+            self._job_snapshot = snapshot
             self._hold()
         elif self._job and fresh and settled:
             self._job = False
@@ -168,6 +191,8 @@ class PrinterWatch:
             JobEventKind.PRINT_CANCELLED: JobResult.CANCELLED,
         }.get(event.kind, JobResult.LOST)
         snap = self._snapshot
+        if snap is None or not snap.job_active or snap.progress_pct is None:
+            snap = self._job_snapshot or snap  # the job's last figures
         started = self._started
         name = event.file_name or (snap.file_name if snap else None) or ""
         same_file = snap is not None and snap.file_name in (None, name)
@@ -180,12 +205,20 @@ class PrinterWatch:
         else:
             duration = 0.0
         filament = None
+        estimated = False
         if same_file and snap is not None and snap.filament_mm is not None:
             if result is JobResult.DONE:
                 filament = snap.filament_mm
             elif snap.progress_pct is not None:
                 filament = round(snap.filament_mm * min(100.0, snap.progress_pct) / 100, 1)
-        return JobReport(name=name, result=result, duration_s=duration, filament_mm=filament)
+                estimated = True
+        return JobReport(
+            name=name,
+            result=result,
+            duration_s=duration,
+            filament_mm=filament,
+            filament_estimated=estimated,
+        )
 
     def _signal(self, kind: SignalKind, *, detail: str = "", job: JobReport | None = None) -> None:
         self._post(DriverSignal(self.machine, kind, "printer", detail, job))
@@ -194,12 +227,21 @@ class PrinterWatch:
 class PrinterFollower:
     """Follows a printer through OctoPrint, if it has one (see the module docstring)."""
 
-    fault_sources: frozenset[str] = frozenset({PRINTER_FAULT})
+    fault_sources: frozenset[str] = frozenset({PRINTER_FAULT, PRINTER_UNREACHABLE})
 
     def __init__(
-        self, m: MachineSettings, ctx: DeviceContext, actuator: Actuator | None, post: Post
+        self,
+        m: MachineSettings,
+        ctx: DeviceContext,
+        actuator: Actuator | None,
+        post: Post,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.machine = m.id
+        self._clock = clock
+        #: Since when OctoPrint has been unreachable (``None``: it answers).
+        self._down_since: float | None = None
         self.printer: OctoPrintFollower | None = None
         if m.printer is not None:
             from devices.registry import build_printer
@@ -218,9 +260,20 @@ class PrinterFollower:
         return (self.printer,) if self.printer is not None else ()
 
     def faults(self) -> dict[str, str]:
-        """OctoPrint's error, or a printer state ``Error…``."""
+        """OctoPrint unreachable for ``UNREACHABLE_AFTER_S``, its error, or a printer
+        state ``Error…``."""
         if self.printer is None:
             return {}
+        if not self.printer.link_up:
+            now = self._clock()
+            if self._down_since is None:
+                self._down_since = now
+            if now - self._down_since >= UNREACHABLE_AFTER_S:
+                error = self.printer.last_error
+                why = f": {type(error).__name__}" if error is not None else ""
+                return {PRINTER_UNREACHABLE: f"OctoPrint unreachable{why}"[:200]}
+            return {}
+        self._down_since = None
         psnap = self.printer.snapshot
         if psnap.error or psnap.state.startswith("Error"):
             return {PRINTER_FAULT: (psnap.error or psnap.state)[:200]}
@@ -280,7 +333,11 @@ def printer_telemetry(snap: PrinterSnapshot) -> dict[str, Scalar]:
 
 
 def _cooldown(config: SessionConfig, m: MachineSettings) -> SessionConfig:
-    return replace(config, cooldown_s=m.cooldown_max_min * 60)
+    return replace(
+        config,
+        cooldown_s=m.cooldown_max_min * 60,
+        fault_hold_max_s=m.unreachable_hold_max_min * 60,
+    )
 
 
 PRINTER: Final = Kind(

@@ -629,7 +629,15 @@ class SessionPublic(Output):
     granted_until: datetime | None
     ended_at: datetime | None
     end_reason: EndReason | None
-    used_s: float
+    used_s: float = Field(
+        description="seconds the session held the machine (a print's end and its "
+        "cool-down after the member left included)"
+    )
+    present_s: float | None = Field(
+        default=None,
+        description="seconds the member was there (until badge-out, time up…); "
+        "null from edges that do not report it",
+    )
     run_s: float | None = Field(
         description="seconds the machine really worked (a laser's beam-on time); "
         "null when nothing measures it"
@@ -652,6 +660,9 @@ class JobPublic(Output):
     duration_s: float
     filament_mm: float | None
     filament_g: float | None = Field(description="estimated from the configured filament")
+    filament_estimated: bool = Field(
+        default=False, description="filament_mm is scaled from progress (an unfinished job)"
+    )
     ended_at: datetime
 
 
@@ -734,6 +745,24 @@ class UsageRow(Output):
     print_hours: float | None
     filament_m: float | None
     filament_g: float | None = Field(description="estimated from the configured filament")
+    machine_hours: float | None = Field(
+        default=None,
+        description=(
+            "hours the sessions held the machines: ``hours`` (people's presence, what "
+            "funders count) plus the wait for a print to end or a nozzle to cool after "
+            "the member left"
+        ),
+    )
+    unattributed_jobs: int | None = Field(
+        default=None, description="of ``jobs``, those nobody badged for (started at the printer)"
+    )
+    unattributed_print_hours: float | None = Field(
+        default=None, description="of ``print_hours``, those of jobs nobody badged for"
+    )
+    filament_estimated_m: float | None = Field(
+        default=None,
+        description="of ``filament_m``, the part estimated from progress (unfinished jobs)",
+    )
 
 
 class UsageTotals(Output):

@@ -467,8 +467,13 @@ class UsageSession(Base):
     granted_until: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     end_reason: Mapped[EndReason | None] = mapped_column(_enum(EndReason), default=None)
-    #: Seconds used: max of tick elapsed and the final monotonic duration.
+    #: Seconds the machine was held by the session: max of tick elapsed and the final
+    #: monotonic duration (a print's end and its cool-down after the member left count).
     used_s: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Seconds the member was there: from the start until the session was asked to
+    #: end (badge-out, time up…), without the wait for a job or a cool-down. None from
+    #: edges that do not report it (then ``used_s`` is all there is). Funders count it.
+    present_s: Mapped[float | None] = mapped_column(Float, default=None)
     last_minute: Mapped[int] = mapped_column(Integer, default=0)
     #: Seconds the machine really worked (a laser's beam-on time), as its driver measured
     #: it; None when nothing measures it. Max of what the edge reported, like ``used_s``.
@@ -501,6 +506,8 @@ class MachineJob(Base):
     result: Mapped[JobResult] = mapped_column(_enum(JobResult))
     duration_s: Mapped[float] = mapped_column(Float)
     filament_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    #: ``filament_mm`` is scaled from progress (a job that did not finish).
+    filament_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     ended_at: Mapped[datetime] = mapped_column(index=True)
 
 

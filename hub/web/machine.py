@@ -116,6 +116,8 @@ END_REASONS = {
     "break": "pause obligatoire",
     "edge_restart": "redémarrage de la borne",
     "revoked": "badge désactivé",
+    "job_lost": "impression perdue",
+    "staff_cancel": "impression annulée par l'équipe",
 }
 
 _DONE = {

@@ -42,8 +42,11 @@ def test_a_printers_progress_moves_on_the_floor(page: Any, floor: Floor) -> None
         timeout=20_000,
     )
     assert _progress(page) > first
-    # The job's file name can name a child: it is not on tele/+, so not on the floor.
-    expect(page.locator("#tile-printer-1")).not_to_contain_text("porte-cles")
+    # Nobody badged: the printer runs without a session, said live on the tile.
+    expect(page.locator("#tile-printer-1")).to_have_attribute("data-state", "sans-session")
+    # The file name is not on tele/+ (it can name a child): staff read it from the
+    # job's own record (job_started, journaled to the hub only).
+    expect(page.locator("#tile-printer-1 .file")).to_have_text("porte-cles.gcode")
     expect(page.locator("#tile-printer-1")).to_contain_text("°C")
 
 

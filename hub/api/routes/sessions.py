@@ -284,6 +284,10 @@ def usage_totals(
                 print_hours=r.print_hours,
                 filament_m=r.filament_m,
                 filament_g=r.filament_g,
+                machine_hours=r.machine_hours,
+                unattributed_jobs=r.unattributed_jobs,
+                unattributed_print_hours=r.unattributed_print_hours,
+                filament_estimated_m=r.filament_estimated_m,
             )
             for r in report.rows
         ],

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 
-from hub.db.models import EdgeEvent
+from hub.db.models import Alert, EdgeEvent
 from protocol.messages import MachineState
 from tests.devices.conftest import pty_port
 from tests.devices.test_shelly import shelly
@@ -28,9 +28,11 @@ from tests.edge.conftest import HubRunner
 from tests.edge.test_agent import rig
 
 __all__ = [
+    "alerts_of",
     "hub_events",
     "hub_state",
     "journaled",
+    "open_alerts",
     "pty_port",
     "rig",
     "shelly",
@@ -62,3 +64,14 @@ def hub_state(hub: HubRunner, machine: str) -> MachineState | None:
     """The machine's retained state as the hub holds it."""
     assert hub.hub is not None
     return hub.hub.machine_states().get(machine)
+
+
+def alerts_of(hub: HubRunner, machine: str) -> list[tuple[str, bool]]:
+    """The machine's alert rows, oldest first: (kind, still open)."""
+    with hub.factory() as s:
+        rows = s.scalars(select(Alert).where(Alert.machine_id == machine).order_by(Alert.id))
+        return [(a.kind, a.resolved_at is None) for a in rows]
+
+
+def open_alerts(hub: HubRunner, machine: str) -> list[str]:
+    return [kind for kind, still_open in alerts_of(hub, machine) if still_open]

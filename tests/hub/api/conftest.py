@@ -45,6 +45,7 @@ class RecordingControl(NullControl):
         self.states: dict[str, MachineState] = {}
         self.edges: dict[str, bool] = {}
         self.telemetry: dict[str, Telemetry] = {}
+        self.job_files: dict[str, str | None] = {}
 
     def end_session(self, session_id: str, message: str = "") -> bool:
         self.ended.append(session_id)
@@ -66,6 +67,9 @@ class RecordingControl(NullControl):
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return self.telemetry
+
+    def running_job_files(self) -> Mapping[str, str | None]:
+        return self.job_files
 
 
 @dataclass
