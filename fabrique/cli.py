@@ -410,6 +410,52 @@ def hub_purge(
     typer.echo(f"  clés de pseudonymes détruites : {result.keys_deleted}")
 
 
+@hub_app.command("edge-key")
+def hub_edge_key(
+    edge: Annotated[str, typer.Argument(help="Identifiant de la borne (edge_id).")],
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            dir_okay=False,
+            help="Écrit la clé dans ce fichier (0600) pour la borne, au lieu de l'afficher.",
+        ),
+    ] = None,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Remplace la clé existante par une nouvelle.")
+    ] = False,
+) -> None:
+    """Donne la clé propre d'une borne (créée si besoin), que le hub garde dans edge_keys_dir.
+
+    La borne la reçoit dans son edge_key_file : elle vérifie avec elle les instantanés
+    et les commandes du hub. Le hub prend une clé nouvelle ou changée en 10 s au plus.
+    """
+    settings = _load_hub_settings(config)
+    from hub.edgekeys import EdgeKeys
+    from protocol.files import write_private
+    from protocol.signing import key_to_text
+
+    keys = EdgeKeys(settings.edge_keys_dir)
+    try:
+        key, created = keys.provision(edge, rotate=rotate)
+    except ValueError:
+        _fail(f"Identifiant de borne invalide : {edge!r} (attendu [a-z0-9-]{{1,32}})", EXIT_CONFIG)
+    except OSError as err:
+        _fail(f"Clé non écrite dans {settings.edge_keys_dir} : {err.strerror or err}")
+    what = "nouvelle clé" if created else "clé existante"
+    if out is None:
+        typer.echo(key_to_text(key))
+        typer.echo(f"{edge} : {what} ({keys.path(edge)})", err=True)
+        return
+    try:
+        write_private(out, (key_to_text(key) + "\n").encode())
+    except OSError as err:
+        _fail(f"Fichier {out} non écrit : {err.strerror or err}")
+    typer.echo(f'{edge} : {what} écrite dans {out} (0600) ; edge_key_file = "{out.name}"')
+
+
 @hub_app.command("check-config")
 def hub_check_config(config: ConfigOption = None) -> None:
     """Vérifie la configuration du hub et la résume (sans rien démarrer)."""

@@ -19,14 +19,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hub.alerts import EdgeAlerts
 from hub.ledger import Applied, Ledger
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.model import UsageView
-from protocol.messages import EdgeStatus, Event, JournalCommand
+from protocol.messages import EdgeStatus, Event, JournalCommand, utcnow
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
@@ -73,6 +73,7 @@ class LedgerWorker:
         ack_interval_s: float = 0.2,
         gap_replay_after_s: float = 5.0,
         on_session_ended: Callable[[UsageView], None] | None = None,
+        not_after: Callable[[], datetime] | None = None,
         max_queue: int = 100_000,
         batch: int = 200,
     ) -> None:
@@ -80,6 +81,8 @@ class LedgerWorker:
         self._alerts = alerts or ledger.alerts
         self._batch = max(1, batch)
         self._publish = publish
+        #: The freshness bound of each journal command (the hub's clock + command TTL).
+        self._not_after = not_after or (lambda: utcnow() + timedelta(seconds=30))
         self._live = live
         self._metrics = metrics or Metrics()
         self._ack_interval = ack_interval_s
@@ -239,7 +242,9 @@ class LedgerWorker:
         for edge in list(self._ack_due):
             if force or now - self._last_ack.get(edge, 0.0) >= self._ack_interval:
                 through = self._ack_due.pop(edge)
-                self._publish(edge, JournalCommand(ack_through=through))
+                self._publish(
+                    edge, JournalCommand(ack_through=through, not_after=self._not_after())
+                )
                 self._last_ack[edge] = now
                 self._metrics.inc("acks_sent")
 
@@ -249,6 +254,8 @@ class LedgerWorker:
             if now - since >= self._gap_after:
                 first_missing = self._through.get(edge, 0) + 1
                 logger.info("edge %s: gap still open, asking replay from %d", edge, first_missing)
-                self._publish(edge, JournalCommand(replay_from=first_missing))
+                self._publish(
+                    edge, JournalCommand(replay_from=first_missing, not_after=self._not_after())
+                )
                 self._gaps[edge] = now
                 self._metrics.inc("replays_requested")

@@ -46,8 +46,8 @@ from hub.metrics import Metrics
 from hub.policy import snapshot
 from hub.policy.model import Directory, PolicyConfig, UsageView
 from hub.settings import HubSettings
-from protocol.messages import PolicySnapshot, decode, encode
-from protocol.signing import policy_key, sign_snapshot
+from protocol.messages import MAX_POLICY_PAYLOAD, PolicySnapshot, decode, encode
+from protocol.signing import sign_snapshot
 from protocol.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 CompileFn = Callable[..., PolicySnapshot]
 #: Publish one retained payload and wait for the broker (``HubMqtt.publish_paced``).
 PublishPaced = Callable[..., bool]
+#: An edge's own key (:class:`hub.edgekeys.EdgeKeys.key`), None when it has none.
+KeyFn = Callable[[str], bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,8 @@ class SnapshotJob:
     now: datetime
     days: int
     validity: timedelta
-    site_secret: bytes
+    #: edge -> its own key (:mod:`hub.edgekeys`); an edge missing here gets no snapshot.
+    keys: Mapping[str, bytes]
     #: edge -> (fingerprint, version, valid_until) of what is published now.
     previous: Mapping[str, tuple[str, int, datetime]]
     #: The first version number a new snapshot may take.
@@ -104,6 +107,10 @@ def compile_changed(
     memo = snapshot.SnapshotMemo()  # member entries shared by edges alike in shape
     for edge in job.edges:
         previous = job.previous.get(edge)
+        key = job.keys.get(edge)
+        if key is None:
+            errors[edge] = "no key for this edge (fabrique hub edge-key)"
+            continue
         try:
             candidate = compile_fn(
                 edge,
@@ -123,12 +130,12 @@ def compile_changed(
                 and previous[2] - job.now > job.validity / 2
             ):
                 continue
-            signed = sign_snapshot(
-                candidate.model_copy(update={"version": version}),
-                policy_key(job.site_secret, edge),
-            )
+            signed = sign_snapshot(candidate.model_copy(update={"version": version}), key)
+            payload = encode(signed)
+            if len(payload) > MAX_POLICY_PAYLOAD:  # the edge would refuse it unread
+                raise ValueError(f"{len(payload)} bytes exceed the bound {MAX_POLICY_PAYLOAD}")
             changed.append(
-                CompiledSnapshot(edge, fingerprint, version, signed.valid_until, encode(signed))
+                CompiledSnapshot(edge, fingerprint, version, signed.valid_until, payload)
             )
             version += 1
         except Exception as err:  # one edge's bad data must not block the others
@@ -196,6 +203,7 @@ class SnapshotPublisher:
         directory: Callable[[], Directory],
         live: LiveState,
         publish: PublishPaced,
+        keys: KeyFn,
         metrics: Metrics,
         compile_snapshot: CompileFn,
         clock: Callable[[], datetime],
@@ -209,6 +217,7 @@ class SnapshotPublisher:
         self._directory = directory
         self._live = live
         self._publish = publish
+        self._keys = keys
         self._metrics = metrics
         self._compile_fn = compile_snapshot
         self._clock = clock
@@ -322,7 +331,7 @@ class SnapshotPublisher:
             now=now,
             days=self.settings.snapshot_days,
             validity=timedelta(hours=self.settings.snapshot_validity_h),
-            site_secret=self.settings.site_secret_bytes,
+            keys={e: k for e in edges if (k := self._keys(e)) is not None},
             previous=previous,
             version_floor=floor,
         )

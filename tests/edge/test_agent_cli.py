@@ -83,6 +83,7 @@ def test_run_announces_itself_with_a_persisted_epoch_and_says_goodbye(
                 "site": site,
                 "edge_id": "pi-x",
                 "site_secret": SECRET,
+                "edge_key": "ab" * 32,
                 "drain_timeout_s": 0.0,
                 "mqtt": {"port": mosquitto.port},
                 "journal": {"path": "journal.db"},
