@@ -12,8 +12,9 @@ thread, before it reaches the agent's queue (:class:`Intake`, the link's handler
   captured genuine message is dropped once stale; within its lifetime the session
   machine ignores a command id it already executed, and a decision whose request is
   no longer pending);
-* a message the link could not decode on a hub→edge topic is dropped by the link and
-  counted here too.
+* a policy snapshot must carry a valid signature under the same key, for this edge;
+* a message the link could not decode on a hub→edge topic (too large: a snapshot over
+  1 MiB is refused before any parsing) is dropped by the link and counted here too.
 
 Each drop is counted by reason (:attr:`Intake.rejections`), logged at most every
 :data:`LOG_EVERY_S` per reason, and the total travels on the edge's retained status
@@ -42,7 +43,7 @@ from protocol.messages import (
     SessionCommand,
     Signed,
 )
-from protocol.signing import verify
+from protocol.signing import verify, verify_snapshot
 from protocol.topics import Kind
 
 __all__ = ["Intake", "LinkChange"]
@@ -151,7 +152,12 @@ class Intake(LinkHandler):
             self._post(command)
 
     def on_policy(self, snapshot: PolicySnapshot) -> None:
-        self._post(snapshot)  # the policy store verifies its signature
+        # Counted here; the policy store verifies again before it keeps one (cheap
+        # beside the decoding, and snapshots are rare).
+        if snapshot.edge != self.edge_id or not verify_snapshot(snapshot, self._key):
+            self.reject("signature", "a policy snapshot")
+            return
+        self._post(snapshot)
 
     def on_hub_status(self, status: HubStatus) -> None:
         self._post(status)

@@ -604,6 +604,12 @@ def edge_check_config(config: EdgeConfigOption, connect: ConnectOption = False) 
         typer.echo(f"{path} : configuration valide.")
         typer.echo(f"  Site {s.site}, borne {s.edge_id}, broker {s.mqtt.host}:{s.mqtt.port}")
         typer.echo(f"  Journal : {s.journal.path}")
+        try:
+            s.key_bytes()
+            where = s.edge_key_file or ("edge_key" if s.edge_key else "dérivée (démo seulement)")
+            typer.echo(f"  Clé propre : {where}")
+        except (OSError, ValueError) as err:  # the agent would refuse to start
+            typer.echo(f"  Attention : clé propre illisible ({s.edge_key_file}) : {err}")
         for m in s.machines:
             out = m.actuator or m.pc
             typer.echo(

@@ -146,7 +146,7 @@ def edge_configs(
     """
     configs: dict[str, dict[str, Any]] = {}
     edges_dir = (opts.workdir / "edges").resolve()
-    keys = EdgeKeys(hub.edge_keys_dir)
+    keys = provision_keys(hub)
     for edge_id, machines in data.edges().items():
         specs = [machine_spec(opts, m, octoprint) for m in machines]
         key_file = edges_dir / f"{edge_id}.key"
@@ -166,6 +166,14 @@ def edge_configs(
             "machines": specs,
         }
     return configs
+
+
+def provision_keys(hub: HubSettings) -> EdgeKeys:
+    """Give every demo edge its own key in the hub's ``edge_keys_dir`` (kept if there)."""
+    keys = EdgeKeys(hub.edge_keys_dir)
+    for edge_id in data.edges():
+        keys.provision(edge_id)
+    return keys
 
 
 def visitor_plan(
@@ -334,6 +342,7 @@ def _run_with_broker(
     settings = hub_settings(opts, broker)
     try:
         seeded = _seed(settings)
+        provision_keys(settings)  # before the hub signs anything with them
         # Snapshots compiled on a thread: the demo site is tiny, and a process pool's
         # workers would outlive a demo killed with SIGKILL (they do not die with it).
         server = HubServer(settings, run_migrations=False, snapshot_workers=0)

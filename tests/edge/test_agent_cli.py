@@ -34,6 +34,8 @@ def test_check_config_summarises_a_valid_file(
     assert result.exit_code == 0, result.output
     assert "configuration valide" in result.output
     assert "laser-1 (laser) : lecteur reader.rdm6300, sortie actuator.gpio" in result.output
+    # The example's key file is not on this machine: said, as the agent would refuse it.
+    assert "Attention : clé propre illisible (/etc/fabrique/edge.key)" in result.output
 
 
 def test_check_config_explains_errors_in_french(

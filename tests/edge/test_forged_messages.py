@@ -46,6 +46,7 @@ from protocol.signing import (
     key_to_text,
     policy_key,
     sign,
+    sign_snapshot,
     verify,
     verify_snapshot,
 )
@@ -312,7 +313,7 @@ def test_an_ack_through_beyond_the_journal_is_refused(site12: Callable[..., Site
 
 
 def test_an_oversized_snapshot_is_refused_before_parsing(site12: Callable[..., Site12]) -> None:
-    s = site12({"pi-a": 1})
+    s = site12({"pi-a": 1, "pi-b": 1})
     agent = s.agent("pi-a")
     version = agent.policy_version
     spy = attacker(s)
@@ -320,6 +321,20 @@ def test_an_oversized_snapshot_is_refused_before_parsing(site12: Callable[..., S
         # Not even JSON past the first byte: it is refused on its size alone.
         spy.publish(s.topics.policy("pi-a"), b"{" + b" " * MAX_POLICY_PAYLOAD)
         wait_until(lambda: rejected(agent, "oversized") == 1, 10, "oversized dropped")
+        assert agent.policy_version == version
+        # A newer snapshot signed with what the site secret gives (contract v1's key, the
+        # demo key) or with another edge's key is refused too.
+        current = agent.policy.snapshot
+        assert current is not None
+        assert version is not None
+        newer = current.model_copy(update={"version": version + 1, "signature": ""})
+        for key in (
+            policy_key(SECRET.encode(), "pi-a"),
+            demo_edge_key(SECRET.encode(), "pi-a"),
+            s.key("pi-b"),
+        ):
+            spy.publish(s.topics.policy("pi-a"), encode(sign_snapshot(newer, key)))
+        wait_until(lambda: rejected(agent, "signature") == 3, 10, "forged snapshots dropped")
         assert agent.policy_version == version
         # The edge keeps serving.
         present(agent, "m-01", member_uid(1))
