@@ -474,6 +474,13 @@ def hub_check_config(config: ConfigOption = None) -> None:
         if influx
         else "  Télémétrie : désactivée (influx_url)"
     )
+    from hub.edgekeys import EdgeKeys
+
+    keyed = EdgeKeys(settings.edge_keys_dir).edges()
+    typer.echo(
+        f"  Clés des bornes : {len(keyed)} dans {settings.edge_keys_dir}"
+        + ("" if keyed else " (fabrique hub edge-key BORNE pour chacune)")
+    )
     if settings.demo:
         typer.echo("  Attention : mode démo (secrets de démonstration acceptés).")
 

@@ -91,6 +91,14 @@ class EdgeKeys:
             logger.error("edge %s: key file %s is not a valid key", edge, self.path(edge))
             return None
 
+    def edges(self) -> list[str]:
+        """The edges that have a key file (sorted; empty when the folder is missing)."""
+        try:
+            names = [p.stem for p in self.directory.glob("*.key")]
+        except OSError:
+            return []
+        return sorted(n for n in names if is_ident(n))
+
     def provision(self, edge: str, *, rotate: bool = False) -> tuple[bytes, bool]:
         """``edge``'s key, created if missing (or replaced when ``rotate``).
 

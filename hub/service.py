@@ -224,6 +224,13 @@ class Hub:
         if self.telemetry is not None and self._influx is not None:
             self._influx.start()
             self.telemetry.start()
+        keyed = self.edge_keys.edges()
+        if not keyed and not self.settings.demo:
+            logger.warning(
+                "no edge key in %s: the hub sends nothing to an edge without one "
+                "(fabrique hub edge-key EDGE)",
+                self.settings.edge_keys_dir,
+            )
         self.snapshots.start()
         self.mqtt.start()
         self._started = True

@@ -144,3 +144,15 @@ def test_cli_refuses_a_bad_edge_id(tmp_path: Path) -> None:
     result = run("../x", "--config", hub_toml(tmp_path))
     assert result.exit_code == 2
     assert "Identifiant de borne invalide" in result.output
+
+
+def test_check_config_counts_the_edge_keys(tmp_path: Path) -> None:
+    config = hub_toml(tmp_path)
+    before = CliRunner().invoke(app, ["hub", "check-config", "--config", str(config)])
+    assert "Clés des bornes : 0" in before.output
+    assert "fabrique hub edge-key BORNE" in before.output
+    run("pi-a", "--config", config)
+    run("pi-b", "--config", config)
+    after = CliRunner().invoke(app, ["hub", "check-config", "--config", str(config)])
+    assert after.exit_code == 0, after.output
+    assert f"Clés des bornes : 2 dans {tmp_path / 'keys'}" in after.output
