@@ -141,6 +141,7 @@ def _edge_config(tmp_path: Path, port: int) -> Path:
                 "site": "cli-edge",
                 "edge_id": "pi-w",
                 "site_secret": SECRET,
+                "edge_key": "ab" * 32,
                 "drain_timeout_s": 0.0,
                 "mqtt": {"port": port},
                 "journal": {"path": "journal.db"},
