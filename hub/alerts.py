@@ -41,6 +41,9 @@ _limited = RateLimitedLog(logger)
 FOREIGN_MACHINE = "foreign_machine"
 EDGE_OFFLINE = "edge_offline"
 JOURNAL_CONFLICT = "journal_conflict"
+#: The edge reports hub→edge messages it dropped (bad MAC, stale, ack beyond its journal):
+#: someone publishes on its cmd/* topics, or hub and edge disagree on its key.
+FORGED_MESSAGES = "forged_messages"
 
 
 def describe_foreign_machine(machine_id: str, owner: str | None) -> str:
@@ -151,6 +154,16 @@ class EdgeAlerts:
             if status.version:
                 c.version = status.version[:64]
             c.last_seen = at
+            if status.rejected:
+                self.open_alert(
+                    s,
+                    FORGED_MESSAGES,
+                    edge,
+                    f"edge {edge} dropped {status.rejected} message(s) on its cmd/* or policy "
+                    "topics (bad MAC, stale, beyond its journal): forged, replayed, or signed "
+                    "with another key than its own",
+                    at=at,
+                )
             if status.online:
                 if previous is None or status.epoch > previous[1]:
                     self._edge_back(s, edge, at)

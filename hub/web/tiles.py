@@ -48,6 +48,7 @@ ALERT_LABELS = {
     "unbadged_use": "Machine utilisée sans badge",
     "journal_gap": "Journal incomplet",
     "journal_backlog": "Journal en retard",
+    "forged_messages": "Messages falsifiés refusés par la borne",
 }
 
 _PRINTER_STATES = {

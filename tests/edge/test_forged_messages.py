@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from devices.actuators import LatchedActuator, SimulatedActuator
 from edge.agent import Agent
 from edge.clock import FakeClock
 from edge.feedback import FeedbackEvent
 from edge.session import FeedbackKind
+from hub.alerts import FORGED_MESSAGES
+from hub.db.models import Alert
 from hub.edgekeys import EdgeKeys
 from hub.policy import engine
 from hub.policy.model import AccessQuery, Decision, Directory, LiveView, PolicyConfig
@@ -181,6 +184,19 @@ def rejected(agent: Agent, reason: str) -> int:
     return agent.intake.rejections.get(reason, 0)
 
 
+def forged_alerts(s: Site12, edge: str) -> list[str]:
+    with s.runner.factory() as session:
+        return list(
+            session.scalars(
+                select(Alert.detail).where(
+                    Alert.kind == FORGED_MESSAGES,
+                    Alert.edge_id == edge,
+                    Alert.resolved_at.is_(None),
+                )
+            )
+        )
+
+
 def forgeries(s: Site12, message: Any, edge: str, other: str | None = None) -> list[bytes]:
     """What an attacker can make of ``message``: unsigned, with keys it can derive from
     the site secret (the demo fallback, contract v1's snapshot key), with another edge's."""
@@ -231,6 +247,9 @@ def test_a_forged_grant_is_dropped_and_the_real_refusal_wins(
             status.wait_for(lambda m: decode(EdgeStatus, m.payload).rejected == len(payloads), 15)
         finally:
             status.stop()
+        # ...and staff get one open alert about it.
+        alert = wait_until(lambda: forged_alerts(s, "pi-a"), 10, "forged_messages alert")
+        assert f"dropped {len(payloads)} message(s)" in alert[0]
     finally:
         spy.stop()
 
