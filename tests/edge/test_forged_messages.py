@@ -23,6 +23,7 @@ from edge.agent import Agent
 from edge.clock import FakeClock
 from edge.feedback import FeedbackEvent
 from edge.session import FeedbackKind
+from hub import edgekeys, snapshots
 from hub.alerts import FORGED_MESSAGES
 from hub.db.models import Alert
 from hub.edgekeys import EdgeKeys
@@ -86,7 +87,13 @@ def actuator_of(agent: Agent, machine: str) -> SimulatedActuator:
 class Site12:
     """A hub holding per-edge keys, its agents, an attacker's client and a gate on decisions."""
 
-    def __init__(self, mosquitto: Broker, tmp_path: Path, edges: dict[str, int]) -> None:
+    def __init__(
+        self,
+        mosquitto: Broker,
+        tmp_path: Path,
+        edges: dict[str, int],
+        keyless: tuple[str, ...] = (),
+    ) -> None:
         self.broker = mosquitto
         self.tmp_path = tmp_path
         self.site: Site = seed_site(f"sqlite:///{tmp_path / 'hub.db'}", edges)
@@ -95,7 +102,8 @@ class Site12:
         self.keys_dir = tmp_path / "hub-keys"
         self.keys = EdgeKeys(self.keys_dir)
         for edge in edges:
-            self.keys.provision(edge)
+            if edge not in keyless:
+                self.keys.provision(edge)
         settings = hub_settings(
             self.site,
             mosquitto,
@@ -166,8 +174,8 @@ class Site12:
 def site12(mosquitto: Broker, tmp_path: Path) -> Iterator[Callable[..., Site12]]:
     made: list[Site12] = []
 
-    def make(edges: dict[str, int]) -> Site12:
-        s = Site12(mosquitto, tmp_path, edges)
+    def make(edges: dict[str, int], keyless: tuple[str, ...] = ()) -> Site12:
+        s = Site12(mosquitto, tmp_path, edges, keyless)
         made.append(s)
         return s
 
@@ -419,3 +427,18 @@ def test_one_edges_key_cannot_verify_another_edges_messages(
         assert actuator_of(a, "m-01").history == [False]
     finally:
         spy.stop()
+
+
+def test_an_edge_keyed_while_the_hub_runs_gets_its_snapshot_and_answers(
+    site12: Callable[..., Site12], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshots, "KEY_RETRY_S", 0.5)  # 15 s in production
+    monkeypatch.setattr(edgekeys, "CACHE_S", 0.0)  # 10 s in production
+    s = site12({"pi-a": 1, "pi-b": 1}, keyless=("pi-b",))
+    assert s.hub.snapshot_of("pi-a") is not None
+    assert s.hub.snapshot_of("pi-b") is None  # no key: nothing signed, nothing sent
+    s.keys.provision("pi-b")  # what `fabrique hub edge-key pi-b` does, the hub running
+    b = s.agent("pi-b")  # online, and its snapshot came without a restart
+    present(b, "m-02", member_uid(2))
+    wait_until(lambda: state_of(b, "m-02") == "active", 10, "granted online")
+    assert rejected(b, "mac") == 0
