@@ -43,7 +43,9 @@ publishes the machines offline and says goodbye on the link. An unexpected error
 in the agent thread switches everything off and ends the process with an error;
 a crash that runs no code at all is covered by the wiring (normally-open relays).
 
-Journal sending (DESIGN §3) is the :class:`~edge.outbox.Outbox`'s, and the policy
+Every hub→edge message passes the :class:`~edge.intake.Intake` first (its MAC under
+this edge's own key, its ``not_after``); what fails is dropped and counted on the
+edge's status. Journal sending (DESIGN §3) is the :class:`~edge.outbox.Outbox`'s, and the policy
 snapshot in use (verified, cached in a file) the :class:`~edge.policystore.PolicyStore`'s;
 both run on the agent thread, which keeps the order of effects: never act on what is
 not journaled.
@@ -68,6 +70,7 @@ from edge.feedback import (
     FeedbackSink,
     FeedbackStream,
 )
+from edge.intake import Intake, LinkChange
 from edge.journal import EventBody, Journal, JournalError
 from edge.kinds import DriverSignal, SignalKind
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
@@ -118,7 +121,6 @@ from protocol.messages import (
     SessionStartedBody,
     Telemetry,
 )
-from protocol.signing import policy_key
 
 __all__ = [
     "Agent",
@@ -187,6 +189,8 @@ class Link(Protocol):
 
     def publish_tele(self, tele: Telemetry) -> bool: ...
 
+    def refresh_status(self) -> None: ...
+
 
 #: Builds the link: (settings, handler, epoch source) -> link. Tests wrap the real one.
 LinkFactory = Callable[[LinkSettings, LinkHandler, Callable[[], int]], Link]
@@ -200,11 +204,6 @@ def _edge_link(settings: LinkSettings, handler: LinkHandler, epochs: Callable[[]
 
 
 @dataclass(frozen=True, slots=True)
-class _LinkChange:
-    up: bool
-
-
-@dataclass(frozen=True, slots=True)
 class _Tele:
     machine: str
     values: Mapping[str, Scalar]
@@ -215,37 +214,6 @@ class _Wake:
 
 
 _WAKE: Final = _Wake()
-
-
-class _Inbox(LinkHandler):
-    """Hands what the link hears to the agent's queue (runs on paho's thread)."""
-
-    def __init__(self, post: Callable[[object], None]) -> None:
-        self._post = post
-
-    def on_link_up(self) -> None:
-        self._post(_LinkChange(True))
-
-    def on_link_down(self) -> None:
-        self._post(_LinkChange(False))
-
-    def on_decision(self, decision: AccessDecision) -> None:
-        self._post(decision)
-
-    def on_journal(self, command: JournalCommand) -> None:
-        self._post(command)
-
-    def on_session_command(self, command: SessionCommand) -> None:
-        self._post(command)
-
-    def on_machine_command(self, command: MachineCommand) -> None:
-        self._post(command)
-
-    def on_policy(self, snapshot: PolicySnapshot) -> None:
-        self._post(snapshot)
-
-    def on_hub_status(self, status: HubStatus) -> None:
-        self._post(status)
 
 
 # --------------------------------------------------------------------------- the agent
@@ -287,7 +255,12 @@ class Agent:
         self._narrate = narrate
         self.journal = Journal(settings.journal.path, settings.edge_id, clock)
         self.stream = FeedbackStream(settings.feedback.history)
-        self._key = policy_key(settings.secret_bytes, settings.edge_id)
+        try:
+            self._key = settings.key_bytes()
+        except (OSError, ValueError) as err:
+            raise AgentError(f"edge key {settings.edge_key_file}: {err}") from err
+        #: Checks every hub→edge message (MAC, freshness) before it reaches the queue.
+        self.intake = Intake(settings.edge_id, self._key, self.clock.now, self.post)
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._units: dict[str, MachineUnit] = {}
         self._readers: list[ReaderThread] = []
@@ -431,7 +404,7 @@ class Agent:
         for reader in self._readers:
             reader.start()
         self._link = self._link_factory(
-            link_settings(s, self._units, VERSION), _Inbox(self.post), self.journal.next_epoch
+            link_settings(s, self._units, VERSION), self.intake, self.journal.next_epoch
         )
         self._publish_views()
         self._started = True
@@ -592,7 +565,8 @@ class Agent:
                     return
                 self._execute(unit, unit.session.decision(item, mono, wall))
             case JournalCommand():
-                self.outbox.on_command(item)
+                if not self.outbox.on_command(item):
+                    self.intake.reject("ack_beyond", "an ack_through beyond the journal")
             case SessionCommand():
                 for unit in self._units.values():
                     if unit.session.session_id == item.session_id:
@@ -612,7 +586,7 @@ class Agent:
             case HubStatus():
                 self._hub_status_online = item.online
                 self._hub_changed(mono)
-            case _LinkChange():
+            case LinkChange():
                 self._link_up = item.up
                 if item.up:
                     for unit in self._units.values():
@@ -763,6 +737,8 @@ class Agent:
         self._next_housekeeping = now + HOUSEKEEPING_S
         mono = self.clock.monotonic()
         self.outbox.housekeeping()
+        if self._link is not None:
+            self._link.refresh_status()  # the count of rejected hub messages, if it moved
         for unit in self._units.values():
             self._check_devices(unit, mono, now)
         self.reporter.telemetry(self._units.values(), self._link_if_up(), now, self._follow_power)
@@ -818,7 +794,7 @@ class Agent:
             item = self._inbox.get(timeout=wait_s)
         except queue.Empty:
             return
-        if isinstance(item, JournalCommand | HubStatus | _LinkChange):
+        if isinstance(item, JournalCommand | HubStatus | LinkChange):
             self._handle(item)
 
 

@@ -67,6 +67,9 @@ FAULT_HOLD_EXPIRED = "fault_hold_expired"
 RUNNING_WITHOUT_SESSION = "running_without_session"
 #: Fault alerts that resolve themselves when the machine reports healthy again.
 SELF_RESOLVING = (MACHINE_FAULT, PRINTER_UNREACHABLE)
+#: The edge reports hub→edge messages it dropped (bad MAC, stale, ack beyond its journal):
+#: someone publishes on its cmd/* topics, or hub and edge disagree on its key.
+FORGED_MESSAGES = "forged_messages"
 
 
 def describe_foreign_machine(machine_id: str, owner: str | None) -> str:
@@ -253,6 +256,16 @@ class EdgeAlerts:
             if status.version:
                 c.version = status.version[:64]
             c.last_seen = at
+            if status.rejected:
+                self.open_alert(
+                    s,
+                    FORGED_MESSAGES,
+                    edge,
+                    f"edge {edge} dropped {status.rejected} message(s) on its cmd/* or policy "
+                    "topics (bad MAC, stale, beyond its journal): forged, replayed, or signed "
+                    "with another key than its own",
+                    at=at,
+                )
             if status.online:
                 if previous is None or status.epoch > previous[1]:
                     self._edge_back(s, edge, at)

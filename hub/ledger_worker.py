@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from hub.alerts import EPOCH_RESET, JOURNAL_GAP, EdgeAlerts
 from hub.db.errors import describe
@@ -99,6 +99,7 @@ class LedgerWorker:
         gap_replay_max_s: float = 300.0,
         gap_alert_after: int = 5,
         on_session_ended: Callable[[UsageView], None] | None = None,
+        not_after: Callable[[], datetime] | None = None,
         max_queue: int = 100_000,
         batch: int = 200,
         clock: Callable[[], datetime] = utcnow,
@@ -109,6 +110,8 @@ class LedgerWorker:
         self._alerts = alerts or ledger.alerts
         self._batch = max(1, batch)
         self._publish = publish
+        #: The freshness bound of each journal command (the hub's clock + command TTL).
+        self._not_after = not_after or (lambda: utcnow() + timedelta(seconds=30))
         self._live = live
         self._metrics = metrics or Metrics()
         self._ack_interval = ack_interval_s
@@ -295,7 +298,7 @@ class LedgerWorker:
             item.status.epoch,
             through,
         )
-        self._publish(edge, JournalCommand(replay_from=through))
+        self._publish(edge, JournalCommand(replay_from=through, not_after=self._not_after()))
         self._metrics.inc("replays_requested", "epoch")
 
     def _reset_epoch(self, item: _Status, why: str) -> None:
@@ -360,7 +363,9 @@ class LedgerWorker:
         for edge in list(self._ack_due):
             if force or now - self._last_ack.get(edge, 0.0) >= self._ack_interval:
                 through = self._ack_due.pop(edge)
-                self._publish(edge, JournalCommand(ack_through=through))
+                self._publish(
+                    edge, JournalCommand(ack_through=through, not_after=self._not_after())
+                )
                 self._last_ack[edge] = now
                 self._metrics.inc("acks_sent")
 
@@ -379,7 +384,9 @@ class LedgerWorker:
                 first_missing,
                 tries,
             )
-            self._publish(edge, JournalCommand(replay_from=first_missing))
+            self._publish(
+                edge, JournalCommand(replay_from=first_missing, not_after=self._not_after())
+            )
             self._gaps[edge] = now + min(self._gap_after * 2**tries, self._gap_max)
             self._metrics.inc("replays_requested")
             if tries == self._gap_alert_after:

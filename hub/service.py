@@ -42,6 +42,8 @@ from hub.answered import AnsweredRequests
 from hub.db.engine import transaction
 from hub.db.errors import describe
 from hub.directory import load_directory, policy_config
+from hub.edgecmd import EdgeCommands
+from hub.edgekeys import EdgeKeys
 from hub.enrolment import (
     CODE_ALREADY_ENROLLED,
     CODE_ENROLLED,
@@ -177,12 +179,18 @@ class Hub:
             clock=clock,
         )
         self.mqtt = HubMqtt(settings, self, self.metrics, version=version)
+        self.edge_keys = EdgeKeys(
+            settings.edge_keys_dir,
+            demo_secret=settings.site_secret_bytes if settings.demo else None,
+        )
+        self.commands = EdgeCommands(self.mqtt, self.topics, self.edge_keys, self.metrics)
         self.snapshots = SnapshotPublisher(
             settings,
             self._cfg,
             directory=lambda: self._directory,
             live=self.live,
             publish=self.mqtt.publish_paced,
+            keys=self.edge_keys.key,
             metrics=self.metrics,
             compile_snapshot=compile_snapshot or snapshot.compile_snapshot,
             clock=clock,
@@ -202,6 +210,7 @@ class Hub:
             gap_alert_after=settings.gap_alert_after,
             on_session_ended=self._sessions_changed,
             clock=clock,
+            not_after=lambda: self._clock() + timedelta(seconds=settings.command_ttl_s),
         )
         # Pseudonymous time series (None unless influx_url is set): fed off every path.
         telemetry = build_telemetry(settings, factory, self.live, self._current, self.metrics)
@@ -211,7 +220,6 @@ class Hub:
         self._started = False
         self._ids = random.Random(secrets.randbits(128))
         self._ids_lock = threading.Lock()
-        self._access_topics: dict[str, str] = {}
         self._foreign_alerted: dict[str, float] = {}
         # A QoS 1 duplicate of a request gets the same answer (one grant, one log row).
         self._answered = AnsweredRequests(ttl_s=2 * settings.decision_ttl_s + 30.0)
@@ -235,6 +243,13 @@ class Hub:
         if self.telemetry is not None and self._influx is not None:
             self._influx.start()
             self.telemetry.start()
+        keyed = self.edge_keys.edges()
+        if not keyed and not self.settings.demo:
+            logger.warning(
+                "no edge key in %s: the hub sends nothing to an edge without one "
+                "(fabrique hub edge-key EDGE)",
+                self.settings.edge_keys_dir,
+            )
         self.snapshots.start()
         self.mqtt.start()
         self._started = True
@@ -295,7 +310,7 @@ class Hub:
         again = self._answered.get(edge, request.req_id)
         if again is not None:
             self.metrics.inc("duplicate_requests")
-            self.mqtt.publish(self._cmd_access_topic(edge), again, qos=1)
+            self.commands.send(edge, again)
             return
         now = self._clock()
         enrolment = self.enrolments.capture(request.machine, edge, request.badge, now)
@@ -322,7 +337,7 @@ class Hub:
             session_id = None
             answer = self._answer(request, decision, None, now)
         self._answered.remember(edge, request.req_id, answer)
-        self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=1)
+        self.commands.send(edge, answer)
         self.metrics.decision(time.perf_counter() - received, decision.granted, decision.code)
         machine = directory.machines.get(request.machine)
         if decision.code == engine.Code.UNKNOWN_MACHINE:
@@ -385,7 +400,7 @@ class Hub:
             ).start()
         answer = self._answer(request, decision, None, now)
         self._answered.remember(edge, request.req_id, answer)
-        self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=1)
+        self.commands.send(edge, answer)
         machine = self._directory.machines.get(request.machine)
         self.live.record_decision(  # the machine's kiosk shows the outcome
             badge=request.badge,
@@ -469,12 +484,6 @@ class Hub:
             bits = self._ids.getrandbits(128)
         return UUID(int=bits, version=4).hex
 
-    def _cmd_access_topic(self, edge: str) -> str:
-        topic = self._access_topics.get(edge)
-        if topic is None:
-            topic = self._access_topics[edge] = self.topics.cmd_access(edge)
-        return topic
-
     def _answer(
         self, request: AccessRequest, decision: Decision, session_id: str | None, now: datetime
     ) -> AccessDecision:
@@ -492,7 +501,8 @@ class Hub:
         if granted and (session_id is None or decision.ends_at is None):
             raise ValueError("a grant needs a session id and an end time")
         return AccessDecision.model_construct(
-            v=1,
+            v=2,
+            mac="",
             req_id=request.req_id,
             machine=request.machine,
             granted=granted,
@@ -526,6 +536,14 @@ class Hub:
         logger.info(
             "edge %s %s (epoch %d)", edge, "online" if status.online else "offline", status.epoch
         )
+        if status.rejected:
+            _limited.warning(
+                f"rejected:{edge}",
+                "edge %s dropped %d message(s) on its cmd/* topics: forged, stale, or signed "
+                "with another key than its own",
+                edge,
+                status.rejected,
+            )
         self.worker.submit_status(edge, status, now)
         if self.telemetry is not None:
             self.telemetry.edge_changed(edge, now)
@@ -542,7 +560,7 @@ class Hub:
             self.telemetry.telemetry(edge, machine, payload)
 
     def _publish_journal(self, edge: str, command: JournalCommand) -> None:
-        self.mqtt.publish(self.topics.cmd_journal(edge), command, qos=1)
+        self.commands.send(edge, command)
         if self.telemetry is not None and command.ack_through is not None:
             self.telemetry.acknowledged(edge, command.ack_through)
 
@@ -614,7 +632,7 @@ class Hub:
             message=message[:500],
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
         )
-        return self.mqtt.publish(self.topics.cmd_session(edge), command, qos=1)
+        return self.commands.send(edge, command)
 
     def machine_command(self, machine_id: str, action: MachineAction) -> bool:
         """Send a staff command to the machine's edge; False if the machine is unknown."""
@@ -627,7 +645,7 @@ class Hub:
             action=action,
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
         )
-        return self.mqtt.publish(self.topics.cmd_machine(machine.edge_id), command, qos=1)
+        return self.commands.send(machine.edge_id, command)
 
     def machine_states(self) -> Mapping[str, MachineState]:
         return self.live.machine_states()

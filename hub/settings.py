@@ -91,11 +91,15 @@ class HubSettings(BaseSettings):
     #: maps every route and parameter for an attacker (OWASP API8). See :attr:`docs_access`.
     api_docs: ApiDocs | None = None
 
-    #: Keys badge UIDs and signs policy snapshots; shared with this site's edges.
+    #: Keys badge UIDs; shared with this site's edges (and gaming PCs), so it signs
+    #: nothing: each edge has its own key (``edge_keys_dir``).
     site_secret: SecretStr = SecretStr(DEMO_SITE_SECRET)
     #: Signs nothing shared: only used to derive API token hashes.
     session_secret: SecretStr = SecretStr(DEMO_SESSION_SECRET)
 
+    #: One ``{edge}.key`` file (0600) per edge: the key that signs its snapshots and
+    #: commands (``fabrique hub edge-key EDGE``; see :mod:`hub.edgekeys`).
+    edge_keys_dir: Path = Path("/var/lib/fabrique/edge-keys")
     decision_ttl_s: float = Field(default=10.0, gt=0, description="not_after of decisions")
     command_ttl_s: float = Field(default=30.0, gt=0, description="not_after of commands")
     gap_replay_after_s: float = Field(default=5.0, gt=0)

@@ -58,7 +58,7 @@ from protocol.messages import (
     encode,
     utcnow,
 )
-from protocol.signing import policy_key, sign_snapshot, verify_snapshot
+from protocol.signing import policy_key, sign, sign_snapshot, verify, verify_snapshot
 from protocol.topics import Kind, ParsedTopic, Topics, parse_topic
 
 __all__ = [
@@ -120,7 +120,9 @@ __all__ = [
     "normalise_uid",
     "parse_topic",
     "policy_key",
+    "sign",
     "sign_snapshot",
     "utcnow",
+    "verify",
     "verify_snapshot",
 ]

@@ -3,7 +3,9 @@
 :mod:`protocol.topics` builds and parses the topic strings and :mod:`protocol.messages`
 defines the payloads; this table ties them together, so that the contract is written
 once in code. ``docs/protocol.md`` presents it and ``tests/protocol/test_contract_doc.py``
-fails when the page and this table (or the message models) disagree.
+fails when the page and this table (or the message models) disagree. The contract's
+version is :data:`~protocol.messages.SCHEMA_VERSION`; what changed between versions, and
+how a site migrates, is the page's "Versions and migration".
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Every message of the MQTT contract (DESIGN §3), defined once.
 
-Models are frozen pydantic models that forbid unknown fields and carry ``"v": 1``.
+Models are frozen pydantic models that forbid unknown fields and carry their format's
+version ``"v"``: 1 for what edges send, 2 (:data:`SCHEMA_VERSION`) for the hub's signed
+commands to an edge (:class:`Signed`: a MAC under the edge's own key, see
+:mod:`protocol.signing`).
 Decode untrusted bytes with :func:`decode` (or :func:`decode_event` for journal
 events): it never raises anything but a :class:`~protocol.errors.PayloadError`.
 Encode with :func:`encode`.
@@ -31,11 +34,16 @@ from pydantic import (
 from protocol.errors import MalformedPayload, PayloadError, SchemaError, UnsupportedVersion
 from protocol.ids import BadgeHash, Ident, Token
 
-SCHEMA_VERSION: Final = 1
+#: The contract's version: the highest ``v`` on the wire. Version 2 added the MAC of
+#: every hub→edge command (:class:`Signed`) and ``JournalCommand.not_after``; the
+#: messages an edge sends kept ``"v": 1``. See docs/protocol.md, "Versions".
+SCHEMA_VERSION: Final = 2
 #: Largest payload accepted for ordinary messages.
 MAX_PAYLOAD: Final = 64 * 1024
-#: Largest accepted policy snapshot (it lists every badge that may use an edge's machines).
-MAX_POLICY_PAYLOAD: Final = 8 * 1024 * 1024
+#: Largest accepted policy snapshot (it lists every badge that may use an edge's machines:
+#: about 200 bytes a member, so 1 MiB holds some 5,000). Checked on the raw bytes, before
+#: any parsing: a forged 6.9 MB snapshot cost an edge 121 MB and 671 ms of tap-in.
+MAX_POLICY_PAYLOAD: Final = 1024 * 1024
 #: Largest journal sequence number (and snapshot version): a signed 64-bit integer,
 #: what the hub's store holds (``BIGINT``).
 MAX_SEQ: Final = 2**63 - 1
@@ -69,6 +77,21 @@ class Message(BaseModel):
 
 
 _WIRE = {"wire": True}
+
+
+class Signed(Message):
+    """A hub→edge command, authenticated with the receiving edge's own key.
+
+    ``mac`` is an HMAC-SHA256 (hex) over the message's canonical bytes (every field but
+    ``mac``, see :func:`protocol.signing.canonical_bytes`), so a field or an action added
+    later is covered without more code. The edge drops a message whose MAC fails or
+    whose ``not_after`` has passed. Built by the hub with ``mac=""`` and signed just
+    before publishing (:func:`protocol.signing.sign`).
+    """
+
+    v: Literal[2] = 2  # type: ignore[assignment]
+    mac: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
+    not_after: AwareDatetime
 
 
 class Part(BaseModel):
@@ -129,6 +152,10 @@ class EdgeStatus(Message):
     machines: tuple[Ident, ...] = ()
     ts: EdgeTime | None = None
     goodbye: bool = False
+    #: Hub→edge messages this edge dropped since it started: bad or missing MAC, past
+    #: their ``not_after``, an ``ack_through`` beyond its journal (a forgery, a replay,
+    #: or a hub and edge that disagree on the edge's key).
+    rejected: int = Field(default=0, ge=0)
 
 
 # --------------------------------------------------------------------------- access
@@ -151,7 +178,7 @@ class BreakRule(Part):
     break_min: int = Field(gt=0, le=24 * 60)
 
 
-class AccessDecision(Message):
+class AccessDecision(Signed):
     """The hub's answer to one :class:`AccessRequest`, sent on ``cmd/access``.
 
     ``code`` is a stable machine-readable reason (see the hub's policy module),
@@ -178,7 +205,6 @@ class AccessDecision(Message):
     break_at: AwareDatetime | None = None
     staff: bool = False
     first_name: str | None = Field(default=None, max_length=64)
-    not_after: AwareDatetime
 
     @model_validator(mode="after")
     def _grant_is_complete(self) -> AccessDecision:
@@ -374,8 +400,12 @@ JournalEvent = Annotated[Event, Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[JournalEvent] = TypeAdapter(JournalEvent)
 
 
-class JournalCommand(Message):
-    """Hub to edge on ``cmd/journal``: exactly one of ``ack_through`` / ``replay_from``."""
+class JournalCommand(Signed):
+    """Hub to edge on ``cmd/journal``: exactly one of ``ack_through`` / ``replay_from``.
+
+    The edge refuses an ``ack_through`` beyond the last event it journaled (and so
+    could have sent): it would stop sending its journal.
+    """
 
     ack_through: int | None = Field(default=None, ge=0)
     replay_from: int | None = Field(default=None, ge=1)
@@ -397,7 +427,7 @@ class SessionAction(enum.StrEnum):
     BREAK = "break"
 
 
-class SessionCommand(Message):
+class SessionCommand(Signed):
     """Staff or hub command about a running session, on ``cmd/session``."""
 
     cmd_id: Token
@@ -405,7 +435,6 @@ class SessionCommand(Message):
     action: SessionAction
     minutes: int | None = Field(default=None, gt=0, le=24 * 60)
     message: str = Field(default="", max_length=500)
-    not_after: AwareDatetime
 
 
 class MachineAction(enum.StrEnum):
@@ -416,13 +445,12 @@ class MachineAction(enum.StrEnum):
     CANCEL = "cancel"
 
 
-class MachineCommand(Message):
+class MachineCommand(Signed):
     """Staff command about a machine, on ``cmd/machine``."""
 
     cmd_id: Token
     machine: Ident
     action: MachineAction
-    not_after: AwareDatetime
 
 
 # --------------------------------------------------------------------------- policy

@@ -55,6 +55,7 @@ ALERT_LABELS = {
     "journal_poison": "Événement du journal mis de côté",
     "usage_clamped": "Durée d’usage invraisemblable corrigée",
     "epoch_reset": "Borne réinitialisée ou usurpée",
+    "forged_messages": "Messages falsifiés refusés par la borne",
 }
 
 #: The edge's fault sources in the floor's words (an unknown source shows as it is).

@@ -145,6 +145,7 @@ def test_check_config_connect_says_why_in_french(
         f"""site = "{SITE}"
 edge_id = "{EDGE}"
 site_secret = "{secrets.token_hex(32)}"
+edge_key = "{secrets.token_hex(32)}"
 [mqtt]
 host = "localhost"
 port = {broker.tls_port}

@@ -32,6 +32,7 @@ from fabrique.pcagent import build_pc_agent, load_pc_settings
 from hub.db.engine import make_engine, make_sessionmaker, transaction
 from hub.db.models import Badge, EdgeEvent, Machine, MachineKind, Member, Quota, Slot, Zone
 from protocol.messages import EndReason, OfflineRule, SessionEnded
+from protocol.signing import demo_edge_key
 from tests.conftest import Broker
 from tests.edge._pc_recorder import LockRecorder
 from tests.edge.conftest import (
@@ -198,6 +199,7 @@ def pc_rig(
                     "site": site.site,
                     "edge_id": PC,
                     "site_secret": SECRET,
+                    "edge_key": demo_edge_key(SECRET.encode(), PC).hex(),
                     "drain_timeout_s": 3.0,
                     "mqtt": {
                         "port": proxy.port if proxy else mosquitto.port,

@@ -55,6 +55,7 @@ def pc_toml(path: Path, *machines: dict[str, Any], **top: Any) -> Path:
         "site": "s-pc",
         "edge_id": "pc-07",
         "site_secret": SECRET,
+        "edge_key": "ab" * 32,
         **top,
         "machines": list(machines) or [{"id": "pc-07", "reader": {"kind": "reader.stdin"}}],
     }
@@ -161,7 +162,12 @@ def test_a_journal_path_from_the_environment_is_not_overridden() -> None:
 def test_anything_but_one_gaming_pc_is_refused(
     runner: CliRunner, tmp_path: Path, machines: list[dict[str, Any]], problem: str
 ) -> None:
-    values: dict[str, Any] = {"site": "s-pc", "edge_id": "pc-07", "site_secret": SECRET}
+    values: dict[str, Any] = {
+        "site": "s-pc",
+        "edge_id": "pc-07",
+        "site_secret": SECRET,
+        "edge_key": "ab" * 32,
+    }
     if machines:
         values["machines"] = machines
     config = tmp_path / "pc.toml"
