@@ -12,12 +12,13 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from protocol.messages import JobResult, MachineAction
+from protocol.messages import JobResult, MachineAction, Outcome
 
 if TYPE_CHECKING:
     from edge.journal import EventBody
 
 __all__ = [
+    "Answer",
     "Append",
     "DecideOffline",
     "DriverCommand",
@@ -95,9 +96,27 @@ class DecideOffline:
 
 @dataclass(frozen=True, slots=True)
 class DriverCommand:
-    """Forward a staff command (pause, resume, cancel a print) to the machine driver."""
+    """Forward a staff command (pause, resume, cancel, re-arm) to the machine driver.
 
+    The driver's kind answers it (:class:`Answer`), at once or when the driver has.
+    """
+
+    cmd_id: str
     action: MachineAction
+    by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Tell the hub what became of command ``cmd_id`` (a ``CommandOutcome``).
+
+    ``code`` is stable (docs/machines.md lists them), ``reason`` French, for staff.
+    """
+
+    cmd_id: str
+    outcome: Outcome
+    code: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +138,8 @@ class JobReport:
 
 #: Everything the machine may ask the agent to do.
 Effect = (
-    Append
+    Answer
+    | Append
     | PowerOn
     | PowerOff
     | Lock

@@ -49,6 +49,8 @@ from protocol.messages import (
     JobEndedBody,
     MachineFault,
     MachineFaultBody,
+    MachineRearmed,
+    MachineRearmedBody,
     OfflineDecision,
     OfflineDecisionBody,
     SessionEnded,
@@ -79,6 +81,7 @@ EventBody = (
     | SessionEndedBody
     | OfflineDecisionBody
     | MachineFaultBody
+    | MachineRearmedBody
     | JobEndedBody
 )
 #: A complete journal event, as published on ``edge/{edge}/evt``.
@@ -89,6 +92,7 @@ _EVENT_FOR_BODY: Final[dict[type[EventBody], type[Event]]] = {
     SessionEndedBody: SessionEnded,
     OfflineDecisionBody: OfflineDecision,
     MachineFaultBody: MachineFault,
+    MachineRearmedBody: MachineRearmed,
     JobEndedBody: JobEnded,
 }
 

@@ -65,7 +65,9 @@ from hub.db.engine import transaction
 from hub.db.models import (
     STAFF_ROLES,
     AccessLog,
+    Account,
     Alert,
+    AuditEvent,
     Badge,
     EdgeCursor,
     EdgeEvent,
@@ -82,6 +84,7 @@ from protocol.messages import (
     Event,
     JobEnded,
     MachineFault,
+    MachineRearmed,
     OfflineDecision,
     SessionEnded,
     SessionStarted,
@@ -273,7 +276,9 @@ class Ledger:
         """
         edge, machine_id = event.edge, event.body.machine
         session_id = (
-            None if isinstance(event, OfflineDecision | MachineFault) else event.body.session_id
+            None
+            if isinstance(event, OfflineDecision | MachineFault | MachineRearmed)
+            else event.body.session_id
         )
         if session_id is not None:
             row = s.get(UsageSession, session_id)
@@ -308,6 +313,9 @@ class Ledger:
                 return None, False
             case MachineFault():
                 self._fault(s, event)
+                return None, False
+            case MachineRearmed():
+                self._rearmed(s, event)
                 return None, False
             case _:
                 assert_never(event)
@@ -369,6 +377,27 @@ class Ledger:
                 edge_id=event.edge,
                 machine_id=fault.machine,
                 detail=f"{fault.code}: {fault.detail}" if fault.detail else fault.code,
+            )
+        )
+
+    @staticmethod
+    def _rearmed(s: Session, event: MachineRearmed) -> None:
+        """Into the audit trail: who re-armed the machine (the command's staff account)."""
+        body = event.body
+        actor = role = None
+        if body.by is not None:
+            account = s.get(Account, body.by)
+            actor = account.username if account is not None else f"account {body.by}"
+            role = account.role.value if account is not None else None
+        s.add(
+            AuditEvent(
+                at=event.ts,
+                actor=actor,
+                actor_role=role,
+                action="machine_rearmed",
+                target=f"machine_id={body.machine}",
+                outcome="applied",
+                detail=f"edge {event.edge}, command {body.cmd_id}"[:256],
             )
         )
 
