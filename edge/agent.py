@@ -73,6 +73,7 @@ from edge.kinds import DriverSignal, SignalKind
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
+    NOTIFY_TITLE,
     AsyncDrivers,
     BadgeRead,
     CommandDone,
@@ -776,10 +777,10 @@ class Agent:
             self._execute(unit, unit.session.fault(ACTUATOR_FAULT, detail, mono), depth + 1)
 
     def _show(self, unit: MachineUnit, kind: FeedbackKind, message: str) -> None:
+        if kind in unit.notices:  # its kind's desktop notifications (a gaming PC)
+            unit.notify(NOTIFY_TITLE, message)
         if self._feedback is not None:
             self._feedback.show(unit.id, kind, message, self.clock.now(), unit.session.session_id)
-        if kind is FeedbackKind.WARN:
-            unit.notify("fabrique", message)
 
     def _request(self, unit: MachineUnit, effect: RequestAccess) -> None:
         link = self._link

@@ -37,7 +37,7 @@ from devices.actuators import Actuator, LatchedActuator
 from devices.errors import DeviceError
 from devices.pc import SessionLock
 from devices.readers import BadgeReader
-from edge.effects import DriverCommand, Effect
+from edge.effects import DriverCommand, Effect, FeedbackKind
 from edge.kinds import DriverSignal, Follower, SignalKind
 from edge.kinds.base import Deferred
 from edge.outcomes import Refusal, applied, refused
@@ -48,6 +48,7 @@ from protocol.messages import Availability, Scalar
 
 __all__ = [
     "ACTUATOR_FAULT",
+    "NOTIFY_TITLE",
     "AsyncDrivers",
     "BadgeRead",
     "CommandDone",
@@ -61,6 +62,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Title of every desktop notification.
+NOTIFY_TITLE: Final = "fabrique"
 
 #: Fault source of a machine whose output device fails (the agent clears it itself).
 ACTUATOR_FAULT: Final = "actuator"
@@ -313,6 +317,8 @@ class MachineUnit:
     next_power: float = 0.0
     #: The driver's run-time meter when the open session started (lasers).
     run_mark: float | None = None
+    #: Messages also shown as desktop notifications (its kind's ``notify``).
+    notices: frozenset[FeedbackKind] = frozenset()
 
     @property
     def id(self) -> str:
@@ -424,7 +430,8 @@ class MachineUnit:
         return None
 
     def notify(self, title: str, message: str) -> None:
-        """Show a desktop notification on a gaming PC (best effort)."""
+        """Show a desktop notification on a gaming PC (best effort, titled
+        :data:`NOTIFY_TITLE`)."""
         if self.lock is None:
             return
         try:

@@ -67,6 +67,7 @@ def build_units(settings: EdgeSettings, ctx: DeviceContext, post: Post) -> dict[
             actuator=actuator,
             lock=m.pc.build_session_lock(ctx) if m.pc else None,
             power_watch=watch,
+            notices=kind.notify,
         )
     return units
 

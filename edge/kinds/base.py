@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from devices.actuators import Actuator
 from devices.registry import DeviceContext
-from edge.effects import JobReport
+from edge.effects import FeedbackKind, JobReport
 from edge.outcomes import Refusal
 from edge.sessionconfig import SessionConfig
 from protocol.messages import MachineAction, Scalar
@@ -215,6 +215,9 @@ class Kind:
             (wrapped in a :class:`~devices.actuators.LatchedActuator`: lasers).
         tune: adjusts the preset from the machine's settings (a printer's cool-down).
         summary: one line for the docs and error messages.
+        notify: the messages also shown as desktop notifications on the machine
+            itself, through its session lock (a gaming PC has no LED or buzzer:
+            grants, refusals, warnings, ends), whatever runs the agent.
     """
 
     name: str
@@ -225,3 +228,4 @@ class Kind:
     latched: bool = False
     tune: Callable[[SessionConfig, MachineSettings], SessionConfig] | None = None
     summary: str = ""
+    notify: frozenset[FeedbackKind] = frozenset()
