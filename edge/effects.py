@@ -9,7 +9,7 @@ journaled). :class:`JobReport` is the input a driver gives when a job ends.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from protocol.messages import JobResult, MachineAction, Outcome
@@ -128,12 +128,14 @@ class JobReport:
         result: done, failed, cancelled or lost.
         duration_s: the job's own duration (the controller's print time when known).
         filament_mm: filament used, ``None`` when unknown.
+        user: the controller's user who started it (OctoPrint's), when it says.
     """
 
     name: str
     result: JobResult
     duration_s: float
     filament_mm: float | None = None
+    user: str | None = field(default=None, repr=False)
 
 
 #: Everything the machine may ask the agent to do.

@@ -609,6 +609,7 @@ class SessionMachine:
             duration_s=min(max(0.0, report.duration_s), 7 * 24 * 3600),
             filament_mm=report.filament_mm,
             ended_at=wall,
+            user=report.user,
         )
         logger.info(
             "%s: job %r %s after %.0f s (session %s)",

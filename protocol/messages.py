@@ -236,6 +236,9 @@ class JobEndedBody(Part):
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
     filament_mm: float | None = Field(default=None, ge=0, le=10_000_000)
     ended_at: AwareDatetime
+    #: The controller's user who started the job (OctoPrint's login, e.g. staff who
+    #: started it from OctoPrint's own page). Staff-only on the hub; never on ``tele/+``.
+    user: str | None = Field(default=None, max_length=64, repr=False)
 
 
 class OfflineDecisionBody(Part):

@@ -11,6 +11,8 @@ A printer's signals (:class:`PrinterWatch`, on the driver loop's thread) reach t
 agent as soon as OctoPrint pushes them:
 
 * ``PrintStarted`` → ``job_started`` (the job belongs to the session open now);
+  OctoPrint's ``user`` on its job events goes into the job's report (the
+  staff-only job record), never into telemetry or logs;
   a snapshot that shows a job nobody announced (the agent started mid-print, the
   start happened while OctoPrint was unreachable) → ``job_running``;
 * ``PrintDone``/``PrintFailed``/``PrintCancelled``/``JobLost`` → ``job_ended`` with a
@@ -106,6 +108,8 @@ class PrinterWatch:
         self._last_start = -math.inf
         #: OctoPrint said the last job ended (the next snapshot without one is trusted).
         self._ended = True
+        #: OctoPrint's user who started the running job (for the job record only).
+        self._user: str | None = None
 
     def attach(self, follower: OctoPrintFollower) -> None:
         """Listen to ``follower`` (before it is entered)."""
@@ -120,6 +124,7 @@ class PrinterWatch:
             if self._started is not None:
                 logger.warning("%s: a job started while another was running", self.machine)
             self._started = (event.file_name, event.monotonic_s)
+            self._user = event.user
             self._last_start = self._clock()
             self._ended = False
             self._job = True
@@ -131,6 +136,7 @@ class PrinterWatch:
                 return  # OctoPrint's echo of the PrintCancelled just before: same job
             self._signal("job_ended", job=self._report(event))
             self._started = None
+            self._user = None
             self._ended = True
 
     def on_snapshot(self, snapshot: PrinterSnapshot) -> None:
@@ -186,7 +192,13 @@ class PrinterWatch:
                 filament = snap.filament_mm
             elif snap.progress_pct is not None:
                 filament = round(snap.filament_mm * min(100.0, snap.progress_pct) / 100, 1)
-        return JobReport(name=name, result=result, duration_s=duration, filament_mm=filament)
+        return JobReport(
+            name=name,
+            result=result,
+            duration_s=duration,
+            filament_mm=filament,
+            user=event.user or self._user,
+        )
 
     def _signal(self, kind: SignalKind, *, detail: str = "", job: JobReport | None = None) -> None:
         self._post(DriverSignal(self.machine, kind, "printer", detail, job))
