@@ -46,8 +46,11 @@ def demo_env(octoprint: Path | None) -> dict[str, str]:
     return {**os.environ, "FABRIQUE_DEMO_OCTOPRINT": str(octoprint) if octoprint else "none"}
 
 
-def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> None:
-    """Start the demo, use its API while it runs, then check the store after it exits."""
+def run_demo_and_check(
+    tmp_path: Path, broker: str, octoprint: Path | None, extra_env: dict[str, str] | None = None
+) -> str:
+    """Start the demo, use its API while it runs, then check the store after it exits;
+    its standard output."""
     port = free_port()
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with out_path.open("wb") as out, err_path.open("wb") as err:
@@ -58,7 +61,7 @@ def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> N
                 "--broker", broker, "--seed", "4",
             ],
             cwd=tmp_path, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-            env=demo_env(octoprint),
+            env={**demo_env(octoprint), **(extra_env or {})},
         )  # fmt: skip
     children: set[int] = set()
     try:
@@ -82,6 +85,7 @@ def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> N
                 return all(m["edge_online"] for m in machines)
 
             _wait_for(edges_online, 60, "every simulated edge online")
+            _wait_for(lambda: _floor_moves(api, headers), 20, "a moving floor (issue 10)")
         rc = proc.wait(DURATION_S + 40)
     finally:
         if proc.poll() is None:
@@ -101,6 +105,24 @@ def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> N
     assert not alive, f"processes left behind: {alive}"
 
     _check_store(tmp_path / ".fabrique-demo")
+    return stdout
+
+
+def _floor_moves(api: httpx.Client, headers: dict[str, str]) -> bool:
+    """What a fresh demo shows at once: a printer heating or printing, the laser in a
+    session, a game counting down, and a refusal on some machine's kiosk."""
+    machines = api.get("/api/live/machines", headers=headers).json()
+
+    def busy(kind: str) -> list[dict[str, Any]]:
+        return [m for m in machines if m["kind"] == kind and m["session"] is not None]
+
+    heating = any(
+        (m["telemetry"].get("nozzle_target_c") or 0) > 0 for m in machines if m["kind"] == "printer"
+    )
+    if not (heating and busy("laser") and busy("gaming_pc")):
+        return False
+    screens = [api.get(f"/kiosk/{m['id']}").text for m in machines]  # unpaired: no names
+    return any('data-state="refuse"' in screen for screen in screens)
 
 
 def demo_children(proc: subprocess.Popen[bytes], broker: str, octoprint: Path | None) -> set[int]:
