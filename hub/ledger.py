@@ -480,6 +480,7 @@ class Ledger:
                 duration_s=job.duration_s,
                 filament_mm=job.filament_mm,
                 ended_at=job.ended_at,
+                controller_user=job.user,
             )
         )
 

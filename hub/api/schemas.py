@@ -663,6 +663,10 @@ class JobPublic(Output):
     filament_mm: float | None
     filament_g: float | None = Field(description="estimated from the configured filament")
     ended_at: datetime
+    controller_user: str | None = Field(
+        default=None,
+        description="the controller's user who started it (OctoPrint's login); staff only",
+    )
 
 
 class LiveSession(Output):

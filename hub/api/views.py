@@ -167,4 +167,5 @@ def job_public(
             else None
         ),
         ended_at=row.ended_at,
+        controller_user=row.controller_user if role in STAFF_VIEW_ROLES else None,
     )

@@ -478,6 +478,8 @@ class MachineJob(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     filament_mm: Mapped[float | None] = mapped_column(Float, default=None)
     ended_at: Mapped[datetime] = mapped_column(index=True)
+    #: The controller's user who started it (OctoPrint's login): staff-only.
+    controller_user: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class AccessLog(Base):

@@ -51,7 +51,8 @@ B = TypeVar("B")
 
 @dataclass
 class StaffApi:
-    """The REST API in front of the running hub (its real HubControl), as one animator."""
+    """The REST API in front of the running hub (its real HubControl), as one staff
+    member (an animator unless told)."""
 
     client: TestClient
     account_id: int
@@ -70,15 +71,13 @@ class StaffApi:
         )
 
 
-def staff_api(hub: HubRunner, username: str = "anim") -> StaffApi:
-    """An animator's API client on ``hub`` (which must be running)."""
+def staff_api(hub: HubRunner, username: str = "anim", role: Role = Role.ANIMATOR) -> StaffApi:
+    """A staff member's API client on ``hub`` (which must be running)."""
     assert hub.hub is not None
     hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     app = create_app(hub.settings, hub.factory, hub.hub, password_hasher=hasher)
     with hub.factory() as s:
-        account = create_account(
-            s, username, "correct horse battery", Role.ANIMATOR, None, hasher=hasher
-        )
+        account = create_account(s, username, "correct horse battery", role, None, hasher=hasher)
         token, _ = issue_token(s, hub.settings, account)
         account_id = account.id
         s.commit()
