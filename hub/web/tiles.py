@@ -50,6 +50,12 @@ ALERT_LABELS = {
     "journal_backlog": "Journal en retard",
 }
 
+#: Fault sources an edge reports, as staff read them (others are shown as sent).
+FAULT_LABELS = {
+    "rearm": "à réarmer par l'équipe (après une butée ou un arrêt d'urgence)",
+    "grbl": "contrôleur du laser",
+}
+
 _PRINTER_STATES = {
     "Operational": "prête",
     "Printing": "impression",
@@ -232,7 +238,7 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
         session_id=session.id if session is not None else None,
         ends_at=ends_at if in_session else None,
         maintenance_note=m.maintenance_note,
-        faults=", ".join(detail.faults) if detail is not None else "",
+        faults=", ".join(FAULT_LABELS.get(f, f) for f in detail.faults) if detail else "",
         printer=printer,
         laser=laser,
         job_running=detail.job if detail is not None else False,
