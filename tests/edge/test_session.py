@@ -657,6 +657,7 @@ def test_a_job_is_journaled_for_the_session_open_when_it_started() -> None:
         "duration_s": 1520.5,
         "filament_mm": 812.4,
         "ended_at": rig.clock.now(),
+        "user": None,  # not started from OctoPrint's page by a known user
     }
     assert rig.state() is State.ENDING
     assert only_ended(job_done(rig)).reason is EndReason.BADGE_OUT
