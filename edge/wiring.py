@@ -41,6 +41,7 @@ def device_context(
         mqtt_publish=ctx.mqtt_publish or publish_raw,
         gpio_pin_factory=pin_factory,
         http_transport=ctx.http_transport,
+        state_dir=ctx.state_dir or settings.journal.path.parent,
     )
 
 

@@ -13,7 +13,9 @@ the head moved) the laser must be re-armed by staff before any new session: the
 follower reports the ``rearm`` fault source (the machine is faulted, badges are
 refused, the hub shows it) until the staff command ``rearm`` ran GRBL's unlock
 ``$X``, then the homing cycle ``$H`` when the controller has homing enabled
-(``$22=1``). Power-cycling the controller clears GRBL's alarm, not this.
+(``$22=1``). Power-cycling the controller clears GRBL's alarm, not this, and
+neither does restarting the edge (a mark file ``rearm-{machine}`` in the journal's
+directory keeps it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from devices.actuators import Actuator, LatchedActuator
@@ -65,8 +68,12 @@ class LaserFollower:
     ) -> None:
         self.machine = m.id
         self.laser: GrblLaser | None = m.laser.build_laser(ctx) if m.laser else None
+        #: Kept across restarts (a power cut takes the edge and the laser down together).
+        self._mark: Path | None = (
+            ctx.state_dir / f"rearm-{m.id}" if ctx.state_dir is not None else None
+        )
         #: Why the laser waits for a re-arm (set on the driver's thread), ``None``: armed.
-        self.must_rearm: str | None = None
+        self.must_rearm: str | None = self._read_mark()
         if self.laser is not None:
             self.laser.add_listener(self._watch_alarms)
             if isinstance(actuator, LatchedActuator):
@@ -83,6 +90,7 @@ class LaserFollower:
                     "%s: GRBL alarm %s: waits for a staff re-arm", self.machine, event.code
                 )
             self.must_rearm = f"alarm {event.code}: {event.meaning}"
+            self._write_mark(self.must_rearm)
 
     def open(self) -> None:
         """Connect to the controller (it reconnects by itself)."""
@@ -183,6 +191,33 @@ class LaserFollower:
             raise Refusal("driver_unreachable", _UNREACHABLE) from err
         logger.warning("%s: re-armed (was: %s)", self.machine, self.must_rearm or "armed")
         self.must_rearm = None
+        self._write_mark(None)
+
+    def _read_mark(self) -> str | None:
+        if self._mark is None:
+            return None
+        try:
+            reason = self._mark.read_text(encoding="utf-8").strip()[:200]
+        except FileNotFoundError:
+            return None
+        except OSError as err:  # unreadable: safer to wait for a re-arm
+            logger.error("%s: re-arm mark unreadable (%s): waits for a re-arm", self.machine, err)
+            return "re-arm mark unreadable"
+        logger.warning("%s: still waits for a staff re-arm (%s)", self.machine, reason)
+        return reason or "waits for a re-arm"
+
+    def _write_mark(self, reason: str | None) -> None:
+        """Best effort: the fault holds in memory whatever the disk says."""
+        if self._mark is None:
+            return
+        try:
+            if reason is None:
+                self._mark.unlink(missing_ok=True)
+            else:
+                self._mark.parent.mkdir(parents=True, exist_ok=True)
+                self._mark.write_text(reason + "\n", encoding="utf-8")
+        except OSError as err:
+            logger.error("%s: re-arm mark not saved: %s", self.machine, err)
 
     def run_time_s(self) -> float | None:
         """The controller's cumulative beam-on time."""

@@ -3,14 +3,15 @@
 The real GRBL driver on a pty with the scripted GRBL 1.1 peer, Mosquitto, the hub and
 its REST API. The alarm cuts the session; once the controller looks fine again (its
 alarm cleared by a power cycle) the edge still refuses every badge, and says why on
-``state/+`` (fault ``rearm``), until an animator sends "réarmer": GRBL's ``$X``, then
-``$H`` when homing is enabled (``$22=1``). The edge journals who did it and the hub
-writes it to the audit trail.
+``state/+`` (fault ``rearm``), until an animator sends "réarmer" (an edge restart
+does not forget it): GRBL's ``$X``, then ``$H`` when homing is enabled (``$22=1``).
+The edge journals who did it and the hub writes it to the audit trail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -45,7 +46,11 @@ def peer(pty_port: PtyPort, case: tuple[int, bool]) -> Iterator[GrblPeer]:
 
 
 def test_a_laser_is_granted_again_only_once_staff_re_armed_it(
-    rig: Callable[..., Rig], pty_port: PtyPort, peer: GrblPeer, case: tuple[int, bool]
+    rig: Callable[..., Rig],
+    pty_port: PtyPort,
+    peer: GrblPeer,
+    case: tuple[int, bool],
+    tmp_path: Path,
 ) -> None:
     alarm, homing = case
     r = rig({"pi-a": 0}, laser_edge="pi-a")
@@ -90,6 +95,14 @@ def test_a_laser_is_granted_again_only_once_staff_re_armed_it(
         10,
         "the hub sees why",
     )
+    # Restarting the edge (a power cut takes the Pi and the laser together) keeps it.
+    agent.stop()
+    agent = r.online(r.agent("pi-a", [machine]))
+    driver = agent.unit(LASER).follower.laser
+    assert driver is not None
+    wait_laser(driver, lambda s: s.connected and s.state is GrblState.IDLE)
+    wait_until(lambda: set(agent.unit(LASER).faults) == {"rearm"}, 5, "still waits")
+    act = actuator_of(agent, LASER)
     on_before = act.history.count(True)
     present(agent, LASER, STAFF_UID)
     wait_until(lambda: r.feedback(LASER, FeedbackKind.DENY), 5, "refused until re-armed")
@@ -105,6 +118,7 @@ def test_a_laser_is_granted_again_only_once_staff_re_armed_it(
     )
     (record,) = journaled(agent, MachineRearmedBody)
     assert (record.machine, record.by) == (LASER, api.account_id)
+    assert not list(tmp_path.rglob(f"rearm-{LASER}"))  # the mark is gone with the re-arm
     wait_until(lambda: agent.view(LASER).availability is Availability.FREE, 5, "armed again")
     present(agent, LASER, STAFF_UID)
     wait_until(lambda: act.history[-1] is True, 5, "granted once re-armed")
