@@ -76,8 +76,10 @@ from edge.kinds import DriverSignal, SignalKind
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
+    NOTIFY_TITLE,
     AsyncDrivers,
     BadgeRead,
+    CommandDone,
     MachineUnit,
     MachineView,
     ReaderThread,
@@ -85,10 +87,12 @@ from edge.machines import (
 )
 from edge.offline import decide_offline
 from edge.outbox import Outbox
+from edge.outcomes import CMD_EXPIRED, applied, refused
 from edge.policystore import PolicyStore
 from edge.reporter import Reporter
 from edge.sdnotify import SystemdNotifier
 from edge.session import (
+    Answer,
     Append,
     DecideOffline,
     DriverCommand,
@@ -108,12 +112,16 @@ from protocol.ids import badge_hash
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
+    CommandOutcome,
     EndReason,
     HubStatus,
     JournalCommand,
+    MachineAction,
     MachineCommand,
+    MachineRearmedBody,
     MachineState,
     Message,
+    Outcome,
     PolicySnapshot,
     Scalar,
     SessionCommand,
@@ -184,6 +192,8 @@ class Link(Protocol):
     def request_access(self, request: AccessRequest) -> bool: ...
 
     def send_event(self, event: Message) -> bool: ...
+
+    def send_outcome(self, outcome: CommandOutcome) -> bool: ...
 
     def publish_state(self, state: MachineState) -> bool: ...
 
@@ -575,12 +585,22 @@ class Agent:
                 logger.info(
                     "command %s for session %s not running here", item.cmd_id, item.session_id
                 )
+                self._answer(
+                    Answer(item.cmd_id, Outcome.EXPIRED, "expired", CMD_EXPIRED)
+                    if wall > item.not_after
+                    else refused(item.cmd_id, "unknown_session")
+                )
             case MachineCommand():
                 unit = self._units.get(item.machine)
                 if unit is None:
                     logger.warning("command %s for unknown machine %s", item.cmd_id, item.machine)
+                    self._answer(refused(item.cmd_id, "unknown_machine"))
                     return
                 self._execute(unit, unit.session.machine_command(item, mono, wall))
+            case CommandDone():
+                unit = self._units.get(item.machine)
+                if unit is not None:
+                    self._execute(unit, self._command_done(item))
             case PolicySnapshot():
                 self.policy.accept(item)
             case HubStatus():
@@ -695,7 +715,38 @@ class Agent:
                     follow = unit.session.offline_verdict(effect.req_id, verdict, mono, wall)
                     self._execute(unit, follow, depth + 1)
                 case DriverCommand():
-                    unit.driver_command(effect.action, self._drivers)
+                    answer = unit.driver_command(effect, self._drivers, self.post)
+                    self._execute(unit, answer, depth + 1)
+                case Answer():
+                    self._answer(effect)
+
+    def _command_done(self, done: CommandDone) -> list[Effect]:
+        """A driver command ended off this thread: journal a re-arm (who did it), answer."""
+        command = done.command
+        if done.refusal is not None:
+            logger.info(
+                "%s: %s refused (%s)", done.machine, command.action.value, done.refusal.code
+            )
+            return [refused(command.cmd_id, done.refusal.code, done.refusal.reason)]
+        effects: list[Effect] = []
+        if command.action is MachineAction.REARM:
+            body = MachineRearmedBody(machine=done.machine, cmd_id=command.cmd_id, by=command.by)
+            effects.append(Append(body))
+        return [*effects, applied(command.cmd_id)]
+
+    def _answer(self, answer: Answer) -> None:
+        """Tell the hub what became of a command (lost with the link: the hub times out)."""
+        outcome = CommandOutcome(
+            cmd_id=answer.cmd_id,
+            outcome=answer.outcome,
+            code=answer.code,
+            reason=answer.reason[:300],
+            ts=self.clock.now(),
+        )
+        logger.info("command %s: %s %s", answer.cmd_id, answer.outcome.value, answer.code)
+        link = self._link
+        if link is None or not link.send_outcome(outcome):
+            logger.info("command %s: outcome not sent (link down)", answer.cmd_id)
 
     def _device_failed(
         self, unit: MachineUnit, error: DeviceError, mono: float, depth: int
@@ -709,10 +760,10 @@ class Agent:
             self._execute(unit, unit.session.fault(ACTUATOR_FAULT, detail, mono), depth + 1)
 
     def _show(self, unit: MachineUnit, kind: FeedbackKind, message: str) -> None:
+        if kind in unit.notices:  # its kind's desktop notifications (a gaming PC)
+            unit.notify(NOTIFY_TITLE, message)
         if self._feedback is not None:
             self._feedback.show(unit.id, kind, message, self.clock.now(), unit.session.session_id)
-        if kind is FeedbackKind.WARN:
-            unit.notify("fabrique", message)
 
     def _request(self, unit: MachineUnit, effect: RequestAccess) -> None:
         link = self._link

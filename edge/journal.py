@@ -51,6 +51,8 @@ from protocol.messages import (
     JobStartedBody,
     MachineFault,
     MachineFaultBody,
+    MachineRearmed,
+    MachineRearmedBody,
     OfflineDecision,
     OfflineDecisionBody,
     SessionEnded,
@@ -81,6 +83,7 @@ EventBody = (
     | SessionEndedBody
     | OfflineDecisionBody
     | MachineFaultBody
+    | MachineRearmedBody
     | JobEndedBody
     | JobStartedBody
 )
@@ -92,6 +95,7 @@ _EVENT_FOR_BODY: Final[dict[type[EventBody], type[Event]]] = {
     SessionEndedBody: SessionEnded,
     OfflineDecisionBody: OfflineDecision,
     MachineFaultBody: MachineFault,
+    MachineRearmedBody: MachineRearmed,
     JobEndedBody: JobEnded,
     JobStartedBody: JobStarted,
 }

@@ -48,6 +48,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
+    CommandOutcome,
     EdgeStatus,
     HubStatus,
     JournalCommand,
@@ -284,6 +285,10 @@ class EdgeLink:
         The caller's journal keeps the event until the hub's ``ack_through`` covers it.
         """
         return self._publish(self._topics.evt(self.edge), event, qos=1)
+
+    def send_outcome(self, outcome: CommandOutcome) -> bool:
+        """Answer a hub command on ``outcome`` (QoS 1); False when the link is down."""
+        return self._publish(self._topics.outcome(self.edge), outcome, qos=1)
 
     def publish_state(self, state: MachineState) -> bool:
         """Publish a machine's retained availability snapshot (QoS 1)."""

@@ -56,6 +56,7 @@ from typing import Final
 
 from edge.clock import mono_deadline, wall_estimate
 from edge.effects import (
+    Answer,
     Append,
     DecideOffline,
     DriverCommand,
@@ -70,6 +71,7 @@ from edge.effects import (
     Unlock,
 )
 from edge.offline import OfflineVerdict
+from edge.outcomes import CMD_EXPIRED, refused
 from edge.sessionconfig import Actuation, SessionConfig, SessionStatus, State
 from protocol.messages import (
     AccessDecision,
@@ -82,6 +84,7 @@ from protocol.messages import (
     MachineCommand,
     MachineFaultBody,
     OfflineDecisionBody,
+    Outcome,
     SessionAction,
     SessionCommand,
     SessionEndedBody,
@@ -93,6 +96,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Actuation",
+    "Answer",
     "Append",
     "DecideOffline",
     "DriverCommand",
@@ -565,54 +569,61 @@ class SessionMachine:
         return effects
 
     def session_command(self, cmd: SessionCommand, mono: float, wall: datetime) -> list[Effect]:
-        """Staff or hub command about the running session (end, extend, warn, break)."""
-        if not self._accept_command(cmd.cmd_id, cmd.not_after, wall):
-            return []
+        """Staff or hub command about the running session (end, extend, warn, break).
+
+        Every command is answered (:class:`Answer`), except a duplicate delivery."""
+        early = self._accept_command(cmd.cmd_id, cmd.not_after, wall)
+        if early is not None:
+            return early
         s = self._session
         if s is None or cmd.session_id != s.session_id:
             logger.info(
-                "%s: command %s for session %s not running here: ignored",
+                "%s: command %s for session %s not running here: refused",
                 self.machine,
                 cmd.cmd_id,
                 cmd.session_id,
             )
-            return []
+            return [refused(cmd.cmd_id, "unknown_session")]
         if self._state is not State.ACTIVE:
-            return []
+            return [refused(cmd.cmd_id, "not_active")]
+        done = Answer(cmd.cmd_id, Outcome.APPLIED)
         if cmd.action is SessionAction.END:
-            return self._end(EndReason.STAFF, mono)
+            return [*self._end(EndReason.STAFF, mono), done]
         if cmd.action is SessionAction.WARN:
-            return [Feedback(FeedbackKind.WARN, cmd.message or _STAFF_WARN)]
+            return [Feedback(FeedbackKind.WARN, cmd.message or _STAFF_WARN), done]
         if cmd.action is SessionAction.BREAK:
             rule_min = s.break_rule.break_min if s.break_rule else self.config.default_break_min
             s.break_min = cmd.minutes or rule_min
-            return self._end(EndReason.BREAK, mono)
+            return [*self._end(EndReason.BREAK, mono), done]
         # EXTEND
         if cmd.minutes is None:
             logger.warning(
-                "%s: extend command %s without minutes: ignored", self.machine, cmd.cmd_id
+                "%s: extend command %s without minutes: refused", self.machine, cmd.cmd_id
             )
-            return []
+            return [refused(cmd.cmd_id, "bad_command")]
         s.deadline += cmd.minutes * 60
         self._plan(s, mono, hub_warnings=None)
-        return [Feedback(FeedbackKind.INFO, f"Session prolongée de {_minutes(cmd.minutes)}.")]
+        return [Feedback(FeedbackKind.INFO, f"Session prolongée de {_minutes(cmd.minutes)}."), done]
 
     def machine_command(self, cmd: MachineCommand, mono: float, wall: datetime) -> list[Effect]:
-        """Staff command about the machine (maintenance, pause/resume/cancel a print)."""
+        """Staff command about the machine (maintenance here; pause, resume, cancel and
+        re-arm go to the driver, whose kind answers them)."""
         if cmd.machine != self.machine:
             logger.warning(
                 "%s: command %s for machine %s: ignored", self.machine, cmd.cmd_id, cmd.machine
             )
-            return []
-        if not self._accept_command(cmd.cmd_id, cmd.not_after, wall):
-            return []
+            return [refused(cmd.cmd_id, "unknown_machine")]
+        early = self._accept_command(cmd.cmd_id, cmd.not_after, wall)
+        if early is not None:
+            return early
+        done = Answer(cmd.cmd_id, Outcome.APPLIED)
         if cmd.action is MachineAction.MAINTENANCE_ON:
-            return self.maintenance(True, mono)
+            return [*self.maintenance(True, mono), done]
         if cmd.action is MachineAction.MAINTENANCE_OFF:
-            return self.maintenance(False, mono)
+            return [*self.maintenance(False, mono), done]
         if cmd.action is MachineAction.CANCEL and self._job_running:
             self._cancel_asked = True
-        return [DriverCommand(cmd.action)]
+        return [DriverCommand(cmd.cmd_id, cmd.action, cmd.by)]
 
     def maintenance(self, on: bool, mono: float) -> list[Effect]:
         """Put the machine in or out of maintenance; a running session ends first (staff)."""
@@ -686,6 +697,7 @@ class SessionMachine:
             filament_mm=report.filament_mm,
             filament_estimated=report.filament_estimated and report.filament_mm is not None,
             ended_at=wall,
+            user=report.user,
         )
         logger.info(
             "%s: job %r %s after %.0f s (session %s)",
@@ -1009,16 +1021,20 @@ class SessionMachine:
             effects.append(Feedback(kind, _END_TEXTS.get(reason, "Session terminée.")))
         return effects
 
-    def _accept_command(self, cmd_id: str, not_after: datetime, wall: datetime) -> bool:
+    def _accept_command(
+        self, cmd_id: str, not_after: datetime, wall: datetime
+    ) -> list[Effect] | None:
+        """``None``: carry the command out; else what to do instead (nothing for a
+        duplicate delivery, which was answered the first time; ``expired`` for a late one)."""
         if not self._seen_cmds.add(cmd_id):
             logger.debug("%s: duplicate command %s ignored", self.machine, cmd_id)
-            return False
+            return []
         if wall > not_after:
             logger.warning(
                 "%s: command %s arrived after its not_after: ignored", self.machine, cmd_id
             )
-            return False
-        return True
+            return [Answer(cmd_id, Outcome.EXPIRED, "expired", CMD_EXPIRED)]
+        return None
 
     def _link_cut_applies(self, s: _Session) -> bool:
         return self.config.cut_on_link_loss and not self._hub_online and not (s.offline or s.staff)

@@ -86,6 +86,8 @@ from hub.db.errors import describe, transient
 from hub.db.models import (
     STAFF_ROLES,
     AccessLog,
+    Account,
+    AuditEvent,
     Badge,
     EdgeCursor,
     EdgeEvent,
@@ -105,6 +107,7 @@ from protocol.messages import (
     JobStarted,
     JobStartedBody,
     MachineFault,
+    MachineRearmed,
     OfflineDecision,
     SessionEnded,
     SessionStarted,
@@ -477,7 +480,9 @@ class Ledger:
         """
         edge, machine_id = event.edge, event.body.machine
         session_id = (
-            None if isinstance(event, OfflineDecision | MachineFault) else event.body.session_id
+            None
+            if isinstance(event, OfflineDecision | MachineFault | MachineRearmed)
+            else event.body.session_id
         )
         if session_id is not None:
             row = s.get(UsageSession, session_id)
@@ -514,6 +519,9 @@ class Ledger:
                 return None, False  # stored as its edge_event row; the live state shows it
             case MachineFault():
                 self.alerts.machine_fault(s, event)
+                return None, False
+            case MachineRearmed():
+                self._rearmed(s, event)
                 return None, False
             case _:
                 assert_never(event)
@@ -629,6 +637,28 @@ class Ledger:
         )
 
     @staticmethod
+    @staticmethod
+    def _rearmed(s: Session, event: MachineRearmed) -> None:
+        """Into the audit trail: who re-armed the machine (the command's staff account)."""
+        body = event.body
+        actor = role = None
+        if body.by is not None:
+            account = s.get(Account, body.by)
+            actor = account.username if account is not None else f"account {body.by}"
+            role = account.role.value if account is not None else None
+        s.add(
+            AuditEvent(
+                at=event.ts,
+                actor=actor,
+                actor_role=role,
+                action="machine_rearmed",
+                target=f"machine_id={body.machine}",
+                outcome="applied",
+                detail=f"edge {event.edge}, command {body.cmd_id}"[:256],
+            )
+        )
+
+    @staticmethod
     def _member_of(s: Session, badge: str) -> int | None:
         return s.scalar(select(Badge.member_id).where(Badge.hash == badge))
 
@@ -708,6 +738,7 @@ class Ledger:
                 filament_mm=job.filament_mm,
                 filament_estimated=job.filament_estimated,
                 ended_at=job.ended_at,
+                controller_user=job.user,
             )
         )
 

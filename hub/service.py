@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.accesslog import AccessEntry, AccessLogWriter
 from hub.alerts import EdgeAlerts, describe_foreign_machine
 from hub.answered import AnsweredRequests
+from hub.commands import CommandWaiters, PendingCommand
 from hub.db.engine import transaction
 from hub.db.errors import describe
 from hub.directory import load_directory, policy_config
@@ -77,6 +78,7 @@ from protocol.messages import (
     AccessDecision,
     AccessRequest,
     BreakRule,
+    CommandOutcome,
     EdgeStatus,
     Event,
     JournalCommand,
@@ -147,6 +149,7 @@ class Hub:
         self.settings = settings
         self.topics = Topics(settings.site)
         self.metrics = Metrics()
+        self.waiters = CommandWaiters(settings.command_outcome_wait_s)
         self._factory = factory
         self._decide: DecideFn = decide or engine.decide
         self._clock = clock
@@ -554,6 +557,14 @@ class Hub:
         elif state is not None:
             self.worker.submit_machine_state(edge, machine, state)
 
+    def on_command_outcome(self, edge: str, outcome: CommandOutcome) -> None:
+        """An edge answered a command: wake whoever waits for it."""
+        if not self.waiters.resolve(edge, outcome):
+            # Late (after the wait), unasked (the demo's own re-arms), or not this
+            # edge's to answer: counted, not logged above debug.
+            self.metrics.inc("stray_outcomes")
+            logger.debug("edge %s: outcome for command %s nobody waits for", edge, outcome.cmd_id)
+
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         self.live.telemetry(edge, machine, payload)
         if self.telemetry is not None:
@@ -607,22 +618,25 @@ class Hub:
 
     # ------------------------------------------------------------------ commands (HubControl)
 
-    def end_session(self, session_id: str, message: str = "") -> bool:
-        """Ask the session's edge to end it; False if the session is not open."""
+    def end_session(self, session_id: str, message: str = "") -> PendingCommand | None:
+        """Ask the session's edge to end it; ``None`` if the session is not open or the
+        command could not be sent. :meth:`PendingCommand.wait` gives the edge's answer."""
         return self._session_command(session_id, SessionAction.END, message=message)
 
-    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
-        """Ask the session's edge to give it ``minutes`` more; False if it is not open."""
+    def extend_session(
+        self, session_id: str, minutes: int, message: str = ""
+    ) -> PendingCommand | None:
+        """Ask the session's edge to give it ``minutes`` more (see :meth:`end_session`)."""
         return self._session_command(
             session_id, SessionAction.EXTEND, minutes=minutes, message=message
         )
 
     def _session_command(
         self, session_id: str, action: SessionAction, *, minutes: int | None = None, message: str
-    ) -> bool:
+    ) -> PendingCommand | None:
         found = self.live.open_session(session_id)
         if found is None:
-            return False
+            return None
         _view, edge = found
         command = SessionCommand(
             cmd_id=uuid4().hex,
@@ -632,20 +646,31 @@ class Hub:
             message=message[:500],
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
         )
-        return self.commands.send(edge, command)
+        return self._send(edge, command)
 
-    def machine_command(self, machine_id: str, action: MachineAction) -> bool:
-        """Send a staff command to the machine's edge; False if the machine is unknown."""
+    def machine_command(
+        self, machine_id: str, action: MachineAction, by: int | None = None
+    ) -> PendingCommand | None:
+        """Send a staff command (``by``: the staff account) to the machine's edge;
+        ``None`` if the machine is unknown or the command could not be sent."""
         machine = self._directory.machines.get(machine_id)
         if machine is None:
-            return False
+            return None
         command = MachineCommand(
             cmd_id=uuid4().hex,
             machine=machine_id,
             action=action,
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
+            by=by,
         )
-        return self.commands.send(machine.edge_id, command)
+        return self._send(machine.edge_id, command)
+
+    def _send(self, edge: str, command: SessionCommand | MachineCommand) -> PendingCommand | None:
+        pending = self.waiters.expect(command.cmd_id, edge)  # before: it may answer at once
+        if not self.commands.send(edge, command):
+            self.waiters.forget(command.cmd_id)
+            return None
+        return pending
 
     def machine_states(self) -> Mapping[str, MachineState]:
         return self.live.machine_states()

@@ -102,6 +102,12 @@ class HubSettings(BaseSettings):
     edge_keys_dir: Path = Path("/var/lib/fabrique/edge-keys")
     decision_ttl_s: float = Field(default=10.0, gt=0, description="not_after of decisions")
     command_ttl_s: float = Field(default=30.0, gt=0, description="not_after of commands")
+    command_outcome_wait_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="how long an API call waits for the edge's answer to a command",
+    )
     gap_replay_after_s: float = Field(default=5.0, gt=0)
     ack_interval_s: float = Field(default=0.2, gt=0)
     #: Longest wait between two replay requests for a gap that does not close (the

@@ -306,6 +306,9 @@ class JobEndedBody(Part):
     #: ``filament_mm`` is scaled from progress (a job that did not finish).
     filament_estimated: bool = False
     ended_at: EdgeTime
+    #: The controller's user who started the job (OctoPrint's login, e.g. staff who
+    #: started it from OctoPrint's own page). Staff-only on the hub; never on ``tele/+``.
+    user: str | None = Field(default=None, max_length=64, repr=False)
 
 
 class JobStartedBody(Part):
@@ -340,6 +343,18 @@ class MachineFaultBody(Part):
     machine: Ident
     code: str = Field(min_length=1, max_length=64)
     detail: str = Field(default="", max_length=500)
+
+
+class MachineRearmedBody(Part):
+    """Staff re-armed a machine (a laser after a hard limit or an abort).
+
+    ``by`` is the staff account that sent the command (``None``: the hub's own);
+    ``cmd_id`` the command that did it.
+    """
+
+    machine: Ident
+    cmd_id: Token
+    by: int | None = Field(default=None, ge=1)
 
 
 class _EventBase(Message):
@@ -385,6 +400,11 @@ class JobStarted(_EventBase):
     body: JobStartedBody
 
 
+class MachineRearmed(_EventBase):
+    type: Literal["machine_rearmed"] = "machine_rearmed"
+    body: MachineRearmedBody
+
+
 #: Every journal event, as a plain union (for ``isinstance`` and annotations).
 Event = (
     SessionStarted
@@ -394,6 +414,7 @@ Event = (
     | MachineFault
     | JobEnded
     | JobStarted
+    | MachineRearmed
 )
 #: The same union, discriminated on ``type`` for decoding.
 JournalEvent = Annotated[Event, Field(discriminator="type")]
@@ -443,14 +464,45 @@ class MachineAction(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CANCEL = "cancel"
+    #: clear a laser's alarm: GRBL unlock ``$X``, and homing ``$H`` when ``$22=1``
+    REARM = "rearm"
 
 
 class MachineCommand(Signed):
-    """Staff command about a machine, on ``cmd/machine``."""
+    """Staff command about a machine, on ``cmd/machine``.
+
+    ``by`` is the staff account that sent it (journaled by the edge with what it
+    did, e.g. a re-arm); ``None`` for the hub's own commands.
+    """
 
     cmd_id: Token
     machine: Ident
     action: MachineAction
+    by: int | None = Field(default=None, ge=1)
+
+
+class Outcome(enum.StrEnum):
+    """What became of a ``cmd/session`` or ``cmd/machine`` command on the edge."""
+
+    APPLIED = "applied"
+    REFUSED = "refused"
+    #: it arrived after its ``not_after``: nothing was done
+    EXPIRED = "expired"
+
+
+class CommandOutcome(Message):
+    """Edge to hub on ``outcome``: the answer to one command (``cmd_id``).
+
+    ``code`` is stable, for programs (``no_job``, ``unsupported``, ``driver_refused``…,
+    see docs/machines.md); ``reason`` is French, for the staff member who sent it.
+    Sent once per command (a duplicate delivery is not answered again).
+    """
+
+    cmd_id: Token
+    outcome: Outcome
+    code: str = Field(default="", max_length=32, pattern=r"^[a-z0-9_]*$")
+    reason: str = Field(default="", max_length=300)
+    ts: AwareDatetime
 
 
 # --------------------------------------------------------------------------- policy

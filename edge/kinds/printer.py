@@ -11,6 +11,8 @@ A printer's signals (:class:`PrinterWatch`, on the driver loop's thread) reach t
 agent as soon as OctoPrint pushes them:
 
 * ``PrintStarted`` → ``job_started`` (the job belongs to the session open now);
+  OctoPrint's ``user`` on its job events goes into the job's report (the
+  staff-only job record), never into telemetry or logs;
   a snapshot that shows a job nobody announced (the agent started mid-print, the
   start happened while OctoPrint was unreachable) → ``job_running``;
 * ``PrintDone``/``PrintFailed``/``PrintCancelled``/``JobLost`` → ``job_ended`` with a
@@ -43,7 +45,8 @@ from typing import TYPE_CHECKING, Any, Final
 from devices.actuators import Actuator
 from devices.registry import DeviceContext
 from edge.effects import JobReport
-from edge.kinds.base import DriverSignal, Kind, Post, SignalKind, Submit
+from edge.kinds.base import CommandVerdict, DriverSignal, Kind, Post, Run, SignalKind
+from edge.outcomes import Refusal
 from edge.sessionconfig import SessionConfig
 from protocol.kinds import MachineKind
 from protocol.messages import JobResult, MachineAction, Scalar
@@ -120,6 +123,8 @@ class PrinterWatch:
         self._last_start = -math.inf
         #: OctoPrint said the last job ended (the next snapshot without one is trusted).
         self._ended = True
+        #: OctoPrint's user who started the running job (for the job record only).
+        self._user: str | None = None
 
     def attach(self, follower: OctoPrintFollower) -> None:
         """Listen to ``follower`` (before it is entered)."""
@@ -134,6 +139,7 @@ class PrinterWatch:
             if self._started is not None:
                 logger.warning("%s: a job started while another was running", self.machine)
             self._started = (event.file_name, event.monotonic_s)
+            self._user = event.user
             self._last_start = self._clock()
             self._ended = False
             self._job = True
@@ -145,6 +151,7 @@ class PrinterWatch:
                 return  # OctoPrint's echo of the PrintCancelled just before: same job
             self._signal("job_ended", job=self._report(event))
             self._started = None
+            self._user = None
             self._ended = True
             self._job_snapshot = None
 
@@ -218,6 +225,7 @@ class PrinterWatch:
             duration_s=duration,
             filament_mm=filament,
             filament_estimated=estimated,
+            user=event.user or self._user,
         )
 
     def _signal(self, kind: SignalKind, *, detail: str = "", job: JobReport | None = None) -> None:
@@ -291,24 +299,62 @@ class PrinterFollower:
             return default
         return min(default, PRINTER_TELE_S)
 
-    def command(self, action: MachineAction, submit: Submit) -> bool:
-        """Pause, resume and cancel the print."""
+    def command(self, action: MachineAction, run: Run) -> CommandVerdict:
+        """Pause, resume and cancel the print; OctoPrint's refusal is the answer.
+
+        Nothing is checked here first: the last snapshot may be a second old, and
+        OctoPrint knows. Its refusal (HTTP 409) is told apart by the snapshot after it
+        (no job: ``no_job``; a job that is not paused, for resume: ``not_paused``)."""
         if self.printer is None:
-            return False
-        commands = {
-            MachineAction.PAUSE: self.printer.pause,
-            MachineAction.RESUME: self.printer.resume,
-            MachineAction.CANCEL: self.printer.cancel,
-        }
-        command = commands.get(action)
-        if command is None:
-            return False
-        submit(command(), f"{self.machine}: {action.value}")
-        return True
+            return Refusal("no_driver")
+        if action not in _PRINT_COMMANDS:
+            return Refusal("unsupported", _UNSUPPORTED.get(action, ""))
+        return run.coroutine(self._command(action), f"{self.machine}: {action.value}")
+
+    async def _command(self, action: MachineAction) -> None:
+        from devices.errors import DeviceError, DeviceUnavailable
+        from devices.octoprint import CommandRefused
+
+        printer = self.printer
+        assert printer is not None
+        call = {
+            MachineAction.PAUSE: printer.pause,
+            MachineAction.RESUME: printer.resume,
+            MachineAction.CANCEL: printer.cancel,
+        }[action]
+        try:
+            await call()
+        except CommandRefused as err:
+            snap = printer.snapshot
+            detail = (err.detail or str(err))[:200]
+            logger.info("%s: OctoPrint refused %s: %s", self.machine, action.value, detail)
+            if not snap.job_active:
+                raise Refusal("no_job", _NO_JOB[action]) from err
+            if action is MachineAction.RESUME and not snap.flags.paused:
+                raise Refusal("not_paused") from err
+            raise Refusal("driver_refused", f"OctoPrint refuse la commande : {detail}") from err
+        except DeviceUnavailable as err:
+            raise Refusal("driver_unreachable", _UNREACHABLE) from err
+        except DeviceError as err:
+            raise Refusal("driver_error", f"OctoPrint a répondu une erreur : {err}"[:300]) from err
 
     def run_time_s(self) -> float | None:
         """Print time is journaled per job (``job_ended``), not per session."""
         return None
+
+
+_PRINT_COMMANDS: Final = frozenset(
+    {MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL}
+)
+_UNSUPPORTED: Final = {
+    MachineAction.REARM: "Une imprimante ne se réarme pas : c'est une commande de laser.",
+}
+_NO_JOB: Final = {
+    MachineAction.PAUSE: "Aucune impression en cours : rien à mettre en pause.",
+    MachineAction.RESUME: "Aucune impression en cours : rien à reprendre.",
+    MachineAction.CANCEL: "Aucune impression en cours : rien à annuler.",
+}
+_UNREACHABLE: Final = "OctoPrint ne répond pas : rien n'a été fait sur l'imprimante."
 
 
 def printer_telemetry(snap: PrinterSnapshot) -> dict[str, Scalar]:

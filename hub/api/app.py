@@ -43,6 +43,7 @@ from hub.api.auth import Capability, LoginThrottle, PasswordChecker, pi_password
 from hub.api.deps import SessionDep, allow, guard_of
 from hub.api.headers import SecurityHeaders
 from hub.api.limits import AuthGate, BodyLimit
+from hub.api.outcomes import error_body
 from hub.api.proxy import ForwardedHeaders, TrustedProxies
 from hub.api.routes import (
     accounts,
@@ -210,7 +211,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if detail == "There was an error parsing the body":  # FastAPI's, e.g. a non-UTF-8 body
         detail = "Corps de la requête illisible"
     return JSONResponse(
-        status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
+        status_code=exc.status_code, content=error_body(exc, detail), headers=exc.headers
     )
 
 

@@ -35,6 +35,7 @@ from protocol.messages import (
     MachineAction,
     MachineDetail,
     OfflineRule,
+    Outcome,
     utcnow,
 )
 
@@ -296,15 +297,24 @@ class MaintenanceRequest(Input):
 
 
 class CommandRequest(Input):
-    """A print command; maintenance has its own endpoint because it also changes the store."""
+    """A job command, or re-arming a laser; maintenance has its own endpoint because it
+    also changes the store."""
 
-    action: Literal[MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL]
+    action: Literal[
+        MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL, MachineAction.REARM
+    ]
 
 
 class CommandResult(Output):
+    """What the machine's edge answered (``outcome``: ``None`` when it did not answer
+    in time, or the command could not be sent: ``delivered`` false)."""
+
     machine_id: str
     action: MachineAction
     delivered: bool
+    outcome: Outcome | None = None
+    code: str = ""
+    reason: str = ""
 
 
 # --------------------------------------------------------------------------- members
@@ -664,6 +674,10 @@ class JobPublic(Output):
         default=False, description="filament_mm is scaled from progress (an unfinished job)"
     )
     ended_at: datetime
+    controller_user: str | None = Field(
+        default=None,
+        description="the controller's user who started it (OctoPrint's login); staff only",
+    )
 
 
 class LiveSession(Output):

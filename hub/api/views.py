@@ -169,4 +169,5 @@ def job_public(
         ),
         filament_estimated=row.filament_estimated,
         ended_at=row.ended_at,
+        controller_user=row.controller_user if role in STAFF_VIEW_ROLES else None,
     )

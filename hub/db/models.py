@@ -509,6 +509,8 @@ class MachineJob(Base):
     #: ``filament_mm`` is scaled from progress (a job that did not finish).
     filament_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     ended_at: Mapped[datetime] = mapped_column(index=True)
+    #: The controller's user who started it (OctoPrint's login): staff-only.
+    controller_user: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class AccessLog(Base):

@@ -65,6 +65,7 @@ FAULT_LABELS = {
     "grbl": "contrôleur du laser (alarme, porte ou liaison)",
     "actuator": "prise ou relais injoignable",
     "journal": "journal de la borne en échec",
+    "rearm": "à réarmer par l'équipe (après une butée ou un arrêt d'urgence)",
 }
 
 _PRINTER_STATES = {

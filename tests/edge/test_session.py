@@ -15,7 +15,9 @@ from edge.kinds.gaming_pc import GAMING_PC
 from edge.kinds.laser import LASER
 from edge.kinds.printer import PRINTER
 from edge.offline import OfflineCode, OfflineVerdict
+from edge.outcomes import CMD_EXPIRED, applied, refused
 from edge.session import (
+    Answer,
     Append,
     DecideOffline,
     DriverCommand,
@@ -43,6 +45,7 @@ from protocol.messages import (
     MachineCommand,
     MachineFaultBody,
     OfflineDecisionBody,
+    Outcome,
     SessionAction,
     SessionCommand,
     SessionEndedBody,
@@ -601,7 +604,7 @@ def test_temperature_changes_while_printing_change_nothing() -> None:
 def test_maintenance_asked_while_cooling_follows_the_cool_down() -> None:
     rig = printer(hot=True)
     rig.badge()
-    assert rig.machine_cmd(MachineAction.MAINTENANCE_ON, "c-m") == []
+    assert rig.machine_cmd(MachineAction.MAINTENANCE_ON, "c-m") == [applied("c-m")]
     assert rig.state() is State.ENDING
     effects = heat(rig, False)
     assert only_ended(effects).reason is EndReason.BADGE_OUT
@@ -659,6 +662,7 @@ def test_a_job_is_journaled_for_the_session_open_when_it_started() -> None:
         "filament_mm": 812.4,
         "filament_estimated": False,
         "ended_at": rig.clock.now(),
+        "user": None,  # not started from OctoPrint's page by a known user
     }
     assert rig.state() is State.ENDING
     assert only_ended(job_done(rig)).reason is EndReason.BADGE_OUT
@@ -918,24 +922,33 @@ def test_staff_extend_is_deduplicated_by_cmd_id() -> None:
     assert warn_times == [start + 20 * 60, start + 35 * 60, start + 43 * 60]
 
 
-def test_staff_end_is_deduplicated_and_stale_commands_are_ignored() -> None:
+def test_staff_end_is_deduplicated_and_stale_commands_are_answered() -> None:
     rig = Rig()
     rig.start()
     rig.advance(120)
     now = rig.clock.now()
-    assert rig.session_cmd(SessionAction.END, "c-0", not_after=now - timedelta(seconds=1)) == []
-    assert rig.session_cmd(SessionAction.END, "c-1", session_id="other") == []
+    stale = rig.session_cmd(SessionAction.END, "c-0", not_after=now - timedelta(seconds=1))
+    assert stale == [Answer("c-0", Outcome.EXPIRED, "expired", CMD_EXPIRED)]
+    (other,) = rig.session_cmd(SessionAction.END, "c-1", session_id="other")
+    assert isinstance(other, Answer)
+    assert (other.outcome, other.code) == (Outcome.REFUSED, "unknown_session")
+    assert other.reason == "Cette session n'est pas (ou plus) en cours sur cette machine."
     effects = rig.session_cmd(SessionAction.END, "c-2")
     assert only_ended(effects).reason is EndReason.STAFF
-    assert rig.session_cmd(SessionAction.END, "c-2") == []
+    assert effects[-1] == applied("c-2")  # answered after the journal and the power cut
+    assert rig.session_cmd(SessionAction.END, "c-2") == []  # a duplicate is not answered
     assert len(bodies(rig.all(), SessionEndedBody)) == 1
+    # The session is over: a further command is refused, with why.
+    (late,) = rig.session_cmd(SessionAction.EXTEND, "c-3", minutes=5)
+    assert isinstance(late, Answer)
+    assert (late.outcome, late.code) == (Outcome.REFUSED, "unknown_session")
 
 
 def test_staff_warning_shows_their_message() -> None:
     rig = Rig()
     rig.start()
     effects = rig.session_cmd(SessionAction.WARN, "c-1", message="On range dans 5 minutes !")
-    assert effects == [Feedback(FeedbackKind.WARN, "On range dans 5 minutes !")]
+    assert effects == [Feedback(FeedbackKind.WARN, "On range dans 5 minutes !"), applied("c-1")]
 
 
 def test_maintenance_ends_the_session_and_refuses_badges_until_lifted() -> None:
@@ -961,9 +974,9 @@ def test_maintenance_ends_the_session_and_refuses_badges_until_lifted() -> None:
 )
 def test_print_commands_go_to_the_driver(action: MachineAction) -> None:
     rig = Rig(PRINTER.preset)
-    assert rig.machine_cmd(action, "c-1") == [DriverCommand(action)]
+    assert rig.machine_cmd(action, "c-1", by=7) == [DriverCommand("c-1", action, 7)]
     assert rig.machine_cmd(action, "c-1") == []
-    assert rig.machine_cmd(action, "c-2", machine="m-2") == []
+    assert rig.machine_cmd(action, "c-2", machine="m-2") == [refused("c-2", "unknown_machine")]
 
 
 def test_idle_timeout_ends_the_session() -> None:

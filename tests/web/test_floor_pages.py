@@ -10,7 +10,7 @@ import pytest
 
 from hub.db.models import Alert, Machine, MachineKind, Role, Zone
 from hub.web.core import csrf_token
-from protocol.messages import Availability, MachineDetail, MachineState, Telemetry
+from protocol.messages import Availability, MachineAction, MachineDetail, MachineState, Telemetry
 from tests.hub.api.conftest import Api, add_session, build_api
 
 
@@ -169,3 +169,41 @@ def test_a_printer_whose_octoprint_is_gone_shows_it(web: Api) -> None:
     page = web.call("GET", "/plancher", Role.ANIMATOR).text
     assert 'id="tile-printer-1" data-state="defaut"' in page
     assert "<dd>OctoPrint ne répond plus</dd>" in page
+
+
+def test_a_laser_waiting_for_a_re_arm_offers_staff_the_re_arm(web: Api) -> None:
+    with web.db() as s:
+        s.add(
+            Machine(
+                id="laser-1", name="Trotec", kind=MachineKind.LASER, zone_id="fablab", edge_id="e1"
+            )
+        )
+        s.commit()
+    web.control.states["laser-1"] = MachineState(
+        machine="laser-1",
+        availability=Availability.FAULT,
+        detail=MachineDetail(kind="laser", state="idle", faults=("rearm",)),
+        ts=datetime.now(UTC),
+    )
+    page = web.call("GET", "/machines/laser-1", Role.ANIMATOR).text
+    assert "à réarmer par l&#39;équipe" in page or "à réarmer par l'équipe" in page
+    assert "Réarmer le laser" in page
+    # The command goes to the API's route (and its edge's answer is shown).
+    form = web.call("GET", "/machines/laser-1/confirmer?action=rearm", Role.ANIMATOR).text
+    assert "Vérifie d&#39;abord la machine" in form or "Vérifie d'abord la machine" in form
+    csrf = form.split('name="csrf" value="')[1].split('"')[0]
+    done = web.call(
+        "POST",
+        "/machines/laser-1/commande",
+        Role.ANIMATOR,
+        data={"csrf": csrf, "action": "rearm"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert web.control.commands[-1] == ("laser-1", MachineAction.REARM)
+    assert web.control.by[-1] == web.accounts[Role.ANIMATOR]
+    # A free laser offers no re-arm.
+    web.control.states["laser-1"] = MachineState(
+        machine="laser-1", availability=Availability.FREE, ts=datetime.now(UTC)
+    )
+    assert "Réarmer le laser" not in web.call("GET", "/machines/laser-1", Role.ANIMATOR).text
