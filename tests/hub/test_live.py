@@ -99,8 +99,21 @@ def test_staff_presence_lasts_its_configured_time() -> None:
     assert live.view_for("x", None, NOW + timedelta(hours=4)).staff_present == {}
 
 
+def _site(*machines: tuple[str, str]) -> Directory:
+    return Directory(
+        members={},
+        badges={},
+        machines={mid: _machine(mid, edge) for mid, edge in machines},
+        zones={},
+        slots=(),
+        exceptions=(),
+        quotas={},
+    )
+
+
 def test_epoch_rule_and_machines_follow_their_edge() -> None:
     live = LiveState()
+    live.set_directory(_site(("laser-1", "pi-fab"), ("printer-1", "pi-fab")))
     up = EdgeStatus(online=True, epoch=3, machines=("laser-1", "printer-1"))
     assert live.edge_status("pi-fab", up, NOW)
     assert not live.edge_status("pi-fab", EdgeStatus(online=False, epoch=2), NOW)
@@ -160,6 +173,7 @@ def test_an_edge_cannot_speak_for_another_edges_machine() -> None:
 
 def test_a_print_finishing_after_its_member_left_is_not_counted_as_attended() -> None:
     live = LiveState()
+    live.set_directory(_site(("laser-1", "pi-fab"), ("printer-1", "pi-fab")))
     live.session_changed(session("s1", "printer-1", 7), "pi-fab")
     live.session_changed(session("s2", "laser-1", 8), "pi-fab")
 
