@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from hub.metrics import LATENCY_BUCKETS, Metrics
+from protocol.messages import EdgeHealth
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,19 @@ class Gauges:
     backlog: Mapping[str, int] = field(default_factory=dict)
     #: Items waiting in each writer's queue (ledger, access log, telemetry).
     queues: Mapping[str, int] = field(default_factory=dict)
+    #: The health counters each online edge last reported on its status.
+    edge_health: Mapping[str, EdgeHealth] = field(default_factory=dict)
+
+
+#: (field of :class:`~protocol.messages.EdgeHealth`, help) exported as
+#: ``fabrique_edge_{field}{edge=...}``.
+EDGE_HEALTH: tuple[tuple[str, str], ...] = (
+    ("uptime_s", "Seconds since the edge's process started (as it reported)."),
+    ("connects", "Connections the edge made since it started (more than 1: reconnects)."),
+    ("journal_backlog", "Journal events the edge holds that the hub has not acknowledged."),
+    ("bad_messages", "Messages from the hub the edge dropped as invalid."),
+    ("handler_errors", "Handler failures on the edge on received messages."),
+)
 
 
 class HubCollector(Collector):
@@ -130,6 +144,11 @@ class HubCollector(Collector):
         yield GaugeMetricFamily(
             PREFIX + "uptime_seconds", "Seconds since the hub started.", value=m.uptime()
         )
+        for attr, doc in EDGE_HEALTH:
+            edge_family = GaugeMetricFamily(f"fabrique_edge_{attr}", doc, labels=["edge"])
+            for edge, health in sorted(g.edge_health.items()):
+                edge_family.add_metric([edge], getattr(health, attr))
+            yield edge_family
 
 
 def registry_for(metrics: Metrics, gauges: Callable[[], Gauges]) -> CollectorRegistry:

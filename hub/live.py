@@ -34,7 +34,7 @@ from hub.db.models import EdgeCursor, StaffPresence, UsageSession
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.model import Decision, Directory, LiveView, UsageView
 from protocol.errors import PayloadError, SchemaError
-from protocol.messages import Availability, EdgeStatus, MachineState, Telemetry, decode
+from protocol.messages import Availability, EdgeHealth, EdgeStatus, MachineState, Telemetry, decode
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
@@ -70,6 +70,8 @@ class EdgeLiveness:
     version: str
     machines: tuple[str, ...]
     seen_at: datetime
+    #: The health counters of its last online status (None: none sent yet).
+    health: EdgeHealth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +461,7 @@ class LiveState:
                 version=status.version or (known.version if known else ""),
                 machines=tuple(machines),
                 seen_at=now,
+                health=status.health if status.online else None,
             )
             self._recompute_offline()
         self._notify("", "edge")
@@ -592,6 +595,11 @@ class LiveState:
     def edges_online(self) -> dict[str, bool]:
         with self._lock:
             return {e: live.online for e, live in self._edges.items()}
+
+    def edge_health(self) -> dict[str, EdgeHealth]:
+        """The health counters each online edge last reported."""
+        with self._lock:
+            return {e: live.health for e, live in self._edges.items() if live.health is not None}
 
     def edges(self) -> dict[str, EdgeLiveness]:
         with self._lock:

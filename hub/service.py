@@ -551,13 +551,19 @@ class Hub:
     def on_edge_status(self, edge: str, status: EdgeStatus) -> None:
         """Apply the epoch rule; persist accepted statuses through the ledger worker."""
         now = self._clock()
+        was_online = self.live.edges_online().get(edge)
+        previous_epoch = self.live.edge_epoch(edge)
         if not self.live.edge_status(edge, status, now):
             self.metrics.inc("stale_status")
             logger.info("edge %s: ignoring stale status (epoch %d)", edge, status.epoch)
             return
-        logger.info(
-            "edge %s %s (epoch %d)", edge, "online" if status.online else "offline", status.epoch
-        )
+        if was_online != status.online or previous_epoch != status.epoch:  # not a refresh
+            logger.info(
+                "edge %s %s (epoch %d)",
+                edge,
+                "online" if status.online else "offline",
+                status.epoch,
+            )
         self.worker.submit_status(edge, status, now)
         if self.telemetry is not None:
             self.telemetry.edge_changed(edge, now)
@@ -700,6 +706,7 @@ class Hub:
             readers_cooling=self.readers.cooling_readers(),
             backlog=self.worker.backlog(),
             queues=queues,
+            edge_health=self.live.edge_health(),
         )
 
     def metrics_snapshot(self) -> dict[str, Any]:

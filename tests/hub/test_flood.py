@@ -230,3 +230,37 @@ def test_metrics_are_served_on_loopback_with_every_documented_family(make_site: 
         base = name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count")
         base = base.removesuffix("_sum").removesuffix("_created")
         assert f"`{base}`" in doc or f"`{base}_total`" in doc, name
+
+
+def test_an_edges_health_counters_reach_the_hub_metrics(make_site: Any) -> None:
+    """A real EdgeLink reports its health on its status; the hub exports it per edge."""
+    from edge.link import EdgeLink, LinkHandler, LinkSettings
+
+    site = make_site()
+    hub = site.hub
+    s = hub.settings
+    link = EdgeLink(
+        LinkSettings(site=s.site, edge="pi-fab", host=s.mqtt_host, port=s.mqtt_port),
+        LinkHandler(),
+    )
+    link.start()
+    try:
+        assert link.wait_up(10)
+        wait_until(lambda: "pi-fab" in hub.live.edge_health(), timeout=10, what="health")
+        # A bad command to the edge is dropped and counted, then reported.
+        site.edge.publish(hub.topics.cmd_machine("pi-fab"), b"{not json")
+        wait_until(lambda: link.health().bad_messages == 1, timeout=10, what="edge counted")
+        assert link.publish_health(journal_backlog=7)
+        wait_until(
+            lambda: hub.live.edge_health()["pi-fab"].journal_backlog == 7,
+            timeout=10,
+            what="refreshed health",
+        )
+        figures = site.scrape()
+    finally:
+        link.stop()
+    assert figures["fabrique_edge_connects{edge=pi-fab}"] == 1
+    assert figures["fabrique_edge_bad_messages{edge=pi-fab}"] == 1
+    assert figures["fabrique_edge_journal_backlog{edge=pi-fab}"] == 7
+    # An offline edge reports no health: its gauges go away rather than freeze.
+    wait_until(lambda: "pi-fab" not in hub.live.edge_health(), timeout=10, what="offline")
