@@ -84,6 +84,7 @@ from edge.offline import decide_offline
 from edge.outbox import Outbox
 from edge.policystore import PolicyStore
 from edge.reporter import Reporter
+from edge.sdnotify import SystemdNotifier
 from edge.session import (
     Append,
     DecideOffline,
@@ -300,6 +301,7 @@ class Agent:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._beat = time.monotonic()
         self._started = False
         self.reporter = Reporter(self.clock, self._speed, settings.tele_interval_s)
         self.outbox = Outbox(self.journal, settings.edge_id, settings.journal)
@@ -349,6 +351,12 @@ class Agent:
     def stopped(self) -> bool:
         """The agent thread has ended (stopped, or failed: see :attr:`failed`)."""
         return self._stopped.is_set()
+
+    @property
+    def heartbeat(self) -> float:
+        """``time.monotonic()`` when the agent thread last went round its loop (it does
+        at least every :data:`MAX_SLEEP_S`); a stuck thread stops the systemd pings."""
+        return self._beat
 
     @property
     def policy_version(self) -> int | None:
@@ -528,6 +536,7 @@ class Agent:
             self._stopped.set()
 
     def _step(self) -> None:
+        self._beat = time.monotonic()
         try:
             item: object | None = self._inbox.get(timeout=self._sleep_for())
         except queue.Empty:
@@ -832,16 +841,24 @@ class Companion(Protocol):
 
 
 def run_agents(
-    agents: list[Agent], stop: threading.Event, companions: Iterable[Companion] = ()
+    agents: list[Agent],
+    stop: threading.Event,
+    companions: Iterable[Companion] = (),
+    notifier: SystemdNotifier | None = None,
 ) -> None:
     """Start every agent (then the companions), serve until ``stop`` is set or an agent
     fails, then stop everything in reverse order.
+
+    Under systemd (``Type=notify``) the process says ``READY=1`` once everything has
+    started, pings the watchdog while every agent thread is alive, and says
+    ``STOPPING=1`` on the way out (:mod:`edge.sdnotify`).
 
     Raises:
         AgentError: an agent could not start or failed.
     """
     started: list[Agent] = []
     running: list[Companion] = []
+    systemd = notifier or SystemdNotifier()
     try:
         for agent in agents:
             agent.start()
@@ -849,9 +866,21 @@ def run_agents(
         for companion in companions:
             companion.start()
             running.append(companion)
+        systemd.ready()
+        period = systemd.watchdog_s
+        poll = 0.5 if period is None else min(0.5, period / 4)
         while not stop.is_set() and not any(a.stopped for a in started):
-            stop.wait(0.5)
+            # Ping only while every agent thread goes round its loop: a wedged
+            # thread (a driver call that never returns) gets the unit restarted.
+            stale = period is None or any(
+                time.monotonic() - a.heartbeat > max(period / 2, 2 * MAX_SLEEP_S)
+                for a in started
+            )
+            if not stale:
+                systemd.ping()
+            stop.wait(poll)
     finally:
+        systemd.stopping()
         for companion in reversed(running):
             companion.stop()
         for agent in reversed(started):

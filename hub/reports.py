@@ -52,6 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from hub.db.models import Gender, Machine, MachineJob, Member, Programme, Role, UsageSession, Zone
+from hub.policy.calendar import MONTHS_FR
 from hub.retention import first_visits, month_end, month_of
 
 #: Smallest group a non-identifying role (coordinator) may see figures for.
@@ -72,20 +73,6 @@ GENDER_LABELS = {
     Gender.AUTRE.value: "Autre",
     Gender.NON_DECLARE.value: "Non déclaré",
 }
-_MONTHS = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-]
 _NONE = "(aucun)"
 
 
@@ -698,7 +685,7 @@ class _MonthLabels(dict[str, str]):
     def get(self, key: str, default: Any = None) -> Any:
         try:
             year, month = key.split("-")
-            return f"{_MONTHS[int(month) - 1]} {year}"
+            return f"{MONTHS_FR[int(month) - 1]} {year}"
         except (ValueError, IndexError):
             return default
 

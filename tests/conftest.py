@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -32,6 +33,28 @@ pytest_plugins = ["tests.devices.octoprint.server"]
 PG_ADMIN_URL = os.environ.get(
     "FABRIQUE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """Each test gets back the root logger as it found it.
+
+    The CLI under test configures logging like a real process does (it replaces the
+    root handlers with one on its stderr, which CliRunner closes afterwards): left
+    alone, every later log record of the session would hit a closed stream (a
+    "--- Logging error ---" traceback each) and pytest's capture handlers would be
+    gone for the following tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 def free_port() -> int:

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,15 +38,15 @@ from hub.api.schemas import (
 )
 from hub.api.writes import ReferenceWrite
 from hub.db.models import ExceptionKind, Programme, Quota, Slot, SlotException, Zone
+from hub.policy.calendar import WEEKDAYS_FR
 from hub.policy.model import PolicyConfig
 from hub.web.core import CsrfChecked, PageNotFound, PageUser, page, render
-from hub.web.forms import Errors, api_errors, checked, validate
+from hub.web.forms import Errors, checked, save
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
-DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 RESULTS = {
     "creneau-ajoute": "Créneau ajouté.",
     "creneau-modifie": "Créneau modifié.",
@@ -175,7 +174,7 @@ def week_grid(
             for e in exceptions
             if e.day == day and e.zone_id in (None, zone.id)
         ]
-        days.append((DAYS[d], day, " · ".join(notes)))
+        days.append((WEEKDAYS_FR[d], day, " · ".join(notes)))
     return WeekGrid(zone, first, last, blocks, days, slots, hour_h)
 
 
@@ -293,7 +292,7 @@ def _choices(db: Session, cfg: PolicyConfig) -> dict[str, Any]:
         "zones": list(db.execute(select(Zone.id, Zone.name).order_by(Zone.name))),
         "programmes": list(db.execute(select(Programme.id, Programme.name).order_by(Programme.id))),
         "bands": [band.name for band in cfg.age_bands],
-        "days": list(enumerate(DAYS)),
+        "days": list(enumerate(WEEKDAYS_FR)),
         "kinds": [
             (ExceptionKind.CLOSURE.value, "Fermeture"),
             (ExceptionKind.OPENING.value, "Ouverture exceptionnelle"),
@@ -359,15 +358,6 @@ def _redirect(target: str) -> RedirectResponse:
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
-def _submit(call: Any, *args: Any, whole: str) -> Errors:
-    """Run an API route function; its refusal as field errors (empty: done)."""
-    try:
-        call(*args)
-    except HTTPException as err:
-        return api_errors(err, whole=whole)
-    return {}
-
-
 # --------------------------------------------------------------------------- pages
 
 
@@ -414,10 +404,6 @@ def _read_slot(
     )
 
 
-def _validated(model: type[BaseModel], data: dict[str, Any], whole: str) -> tuple[Any, Errors]:
-    return validate(model, data, whole=whole)
-
-
 @router.post("/creneaux/creneaux", dependencies=[page(Capability.REFERENCE_WRITE), CsrfChecked])
 def slot_create(
     request: Request,
@@ -437,13 +423,12 @@ def slot_create(
     form = _read_slot(
         zone_id, weekday, start, end, label, age_groups, programmes, animator_required
     )
-    body, errors = _validated(SlotCreate, form.body(), whole="end")
-    if body is not None:
-        errors = _submit(
-            api_calendar.create_slot, body, ReferenceWrite(db, control), cfg, whole="end"
-        )
-        if not errors:
-            return _redirect("/creneaux?resultat=creneau-ajoute")
+    write = ReferenceWrite(db, control)
+    errors = save(
+        SlotCreate, form.body(), lambda b: api_calendar.create_slot(b, write, cfg), whole="end"
+    )
+    if not errors:
+        return _redirect("/creneaux?resultat=creneau-ajoute")
     db.rollback()
     return _calendar_page(
         request,
@@ -514,13 +499,15 @@ def slot_update(
         zone_id, weekday, start, end, label, age_groups, programmes, animator_required
     )
     # Validate as a whole slot (every field is on the form), then apply as a patch.
-    full, errors = _validated(SlotCreate, form.body(), whole="end")
-    if full is not None:
+    write = ReferenceWrite(db, control)
+
+    def apply(full: SlotCreate) -> None:
         patch = SlotUpdate.model_validate(full.model_dump())
-        write = ReferenceWrite(db, control)
-        errors = _submit(api_calendar.update_slot, slot_id, patch, write, cfg, whole="end")
-        if not errors:
-            return _redirect("/creneaux?resultat=creneau-modifie")
+        api_calendar.update_slot(slot_id, patch, write, cfg)
+
+    errors = save(SlotCreate, form.body(), apply, whole="end")
+    if not errors:
+        return _redirect("/creneaux?resultat=creneau-modifie")
     db.rollback()
     slot = _slot(db, slot_id)
     return _slot_page(
@@ -558,12 +545,15 @@ def exception_create(
     form = ExceptionForm(
         zone_id.strip(), day.strip(), kind.strip(), start.strip(), end.strip(), label.strip()
     )
-    body, errors = _validated(ExceptionCreate, form.body(), whole="start")
-    if body is not None:
-        write = ReferenceWrite(db, control)
-        errors = _submit(api_calendar.create_exception, body, write, cfg, whole="start")
-        if not errors:
-            return _redirect("/creneaux?resultat=exception-ajoutee#exceptions")
+    write = ReferenceWrite(db, control)
+    errors = save(
+        ExceptionCreate,
+        form.body(),
+        lambda b: api_calendar.create_exception(b, write, cfg),
+        whole="start",
+    )
+    if not errors:
+        return _redirect("/creneaux?resultat=exception-ajoutee#exceptions")
     db.rollback()
     return _calendar_page(
         request,
@@ -611,12 +601,16 @@ def quota_create(
         break_min.strip(),
     )
     data = {"zone_id": form.zone_id, "age_group": form.age_group, **form.limits()}
-    body, errors = _validated(QuotaCreate, data, whole="break_min")
-    if body is not None:
-        write = ReferenceWrite(db, control)
-        errors = _submit(api_calendar.create_quota, body, write, cfg, whole="age_group")
-        if not errors:
-            return _redirect("/creneaux?resultat=quota-enregistre#quotas")
+    write = ReferenceWrite(db, control)
+    errors = save(
+        QuotaCreate,
+        data,
+        lambda b: api_calendar.create_quota(b, write, cfg),
+        whole="break_min",
+        refused_whole="age_group",
+    )
+    if not errors:
+        return _redirect("/creneaux?resultat=quota-enregistre#quotas")
     db.rollback()
     return _calendar_page(
         request,
@@ -654,12 +648,15 @@ def quota_update(
         break_after_min.strip(),
         break_min.strip(),
     )
-    body, errors = _validated(QuotaUpdate, form.limits(), whole="break_min")
-    if body is not None:
-        write = ReferenceWrite(db, control)
-        errors = _submit(api_calendar.update_quota, quota_id, body, write, whole="break_min")
-        if not errors:
-            return _redirect("/creneaux?resultat=quota-enregistre#quotas")
+    write = ReferenceWrite(db, control)
+    errors = save(
+        QuotaUpdate,
+        form.limits(),
+        lambda b: api_calendar.update_quota(quota_id, b, write),
+        whole="break_min",
+    )
+    if not errors:
+        return _redirect("/creneaux?resultat=quota-enregistre#quotas")
     db.rollback()
     return _calendar_page(
         request,

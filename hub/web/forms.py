@@ -16,7 +16,7 @@ The page then re-renders its template with the typed values and ``errors``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import HTTPException
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 FORM = "_form"
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 Errors = dict[str, str]
 
@@ -63,6 +64,32 @@ def api_errors(err: HTTPException, whole: str = FORM) -> Errors:
                 errors.setdefault(_field(item.get("loc"), whole), str(item.get("msg", "")))
         return errors or {whole: "Valeur refusée"}
     return {whole: str(detail)}
+
+
+def submit(call: Callable[[], R], whole: str = FORM) -> tuple[R | None, Errors]:
+    """Run an API route function: its result, or None and its refusal by field."""
+    try:
+        return call(), {}
+    except HTTPException as err:
+        return None, api_errors(err, whole=whole)
+
+
+def save(
+    model: type[M],
+    data: Mapping[str, Any],
+    apply: Callable[[M], object],
+    *,
+    whole: str,
+    refused_whole: str | None = None,
+) -> Errors:
+    """Validate ``data`` as ``model``, then ``apply`` it (an API route function).
+
+    The French messages by field of whichever refused (empty: saved); a refusal of
+    the route as a whole goes to ``refused_whole`` (default ``whole``)."""
+    body, errors = validate(model, data, whole=whole)
+    if body is None:
+        return errors
+    return submit(lambda: apply(body), whole=refused_whole or whole)[1]
 
 
 def checked(values: list[str]) -> list[str]:

@@ -56,29 +56,16 @@ from hub.db.models import (
     UsageSession,
 )
 from hub.enrolment import EnrolState, already_enrolled_message
+from hub.policy.calendar import MONTHS_FR
 from hub.policy.model import PolicyConfig
 from hub.web.core import CsrfChecked, PageNotFound, PageUser, page, render
-from hub.web.forms import Errors, api_errors, checked, validate
+from hub.web.forms import Errors, checked, submit, validate
 from protocol.messages import utcnow
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
-MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 ROLE_NAMES = {
     Role.MEMBER: "Membre",
     Role.ANIMATOR: "Animateur·rice",
@@ -168,7 +155,7 @@ def _form_context(db: Session, form: MemberForm, errors: Errors) -> dict[str, An
     return {
         "form": form,
         "errors": errors,
-        "months": list(enumerate(MONTHS, start=1)),
+        "months": list(enumerate(MONTHS_FR, start=1)),
         "programmes": list(db.execute(select(Programme.id, Programme.name).order_by(Programme.id))),
         "roles": list(ROLE_NAMES.items()),
         "statuses": list(STATUS_NAMES.items()),
@@ -271,11 +258,8 @@ def member_create(
     body, model_errors = validate(MemberCreate, form.body(), whole="birth_month")
     errors = {**model_errors, **errors}
     if body is not None and not errors:
-        try:
-            created = api_members.create_member(body, db, control, cfg, user)
-        except HTTPException as err:
-            errors = api_errors(err)
-        else:
+        created, errors = submit(lambda: api_members.create_member(body, db, control, cfg, user))
+        if created is not None:
             if body.consent_at is not None:
                 _record_consent(db, created.id, user)
             log.info("member %d created from the web by account %d", created.id, user.account_id)
@@ -336,7 +320,7 @@ def _detail_context(
         "machines": machines,
         "role_name": ROLE_NAMES.get(member.role, member.role),
         "status_name": STATUS_NAMES.get(member.status, member.status),
-        "month_name": MONTHS[member.birth_month - 1],
+        "month_name": MONTHS_FR[member.birth_month - 1],
         "training_errors": training_errors or {},
         "badge_errors": badge_errors or {},
         **_form_context(db, form or MemberForm.of(member), errors or {}),
@@ -384,11 +368,10 @@ def member_update(
     body, model_errors = validate(MemberUpdate, form.body(), whole="birth_month")
     errors = {**model_errors, **errors}
     if body is not None and not errors:
-        try:
-            api_members.update_member(member_id, body, db, control, cfg, user)
-        except HTTPException as err:
-            errors = api_errors(err)
-        else:
+        _, errors = submit(
+            lambda: api_members.update_member(member_id, body, db, control, cfg, user)
+        )
+        if not errors:
             if member.consent_at != before:
                 _record_consent(db, member_id, user)
             return _redirect(f"/membres/{member_id}?resultat=modifie")
@@ -425,11 +408,13 @@ def member_grant(
     grant, grant_errors = validate(TrainingGrant, {"granted_on": granted_on.strip() or None})
     errors.update(grant_errors)
     if grant is not None and not errors:
-        try:
-            api_members.grant_training(member_id, training_id, db, control, user, cfg, grant)
-        except HTTPException as err:
-            errors = api_errors(err, whole="granted_on")
-        else:
+        _, errors = submit(
+            lambda: api_members.grant_training(
+                member_id, training_id, db, control, user, cfg, grant
+            ),
+            whole="granted_on",
+        )
+        if not errors:
             return _redirect(f"/membres/{member_id}?resultat=formation#formations")
     db.refresh(member)
     return render(

@@ -32,11 +32,11 @@ from hub.api.deps import PolicyDep, SessionDep, SettingsDep
 from hub.api.routes import sessions as report_routes
 from hub.api.schemas import UsageDimension, UsageTotals
 from hub.db.models import UsageSession
+from hub.policy.calendar import MONTHS_FR
 from hub.policy.model import PolicyConfig
 from hub.reports import MIN_GROUP_SIZE, ReportFilters
 from hub.settings import HubSettings
 from hub.web.core import PageUser, page, render
-from hub.web.members import MONTHS
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def _label(by: str, key: str, label: str) -> str:
         return KIND_NAMES.get(key, label)
     if by == "month" and len(key) == 7:
         year, month = key.split("-")
-        return f"{MONTHS[int(month) - 1]} {year}"
+        return f"{MONTHS_FR[int(month) - 1]} {year}"
     if by == "age_group" and key:
         return f"{key} ans"
     return label

@@ -441,13 +441,17 @@ def write_hub_config(path: Path, site: Site, broker: Broker) -> Path:
     return path
 
 
-def spawn_module(module: str, args: list[str], log: Path, **kwargs: Any) -> Any:
-    """``python -m MODULE ARGS`` from the repository root, output in ``log``, no FABRIQUE_*."""
+def spawn_module(
+    module: str, args: list[str], log: Path, extra_env: dict[str, str] | None = None, **kwargs: Any
+) -> Any:
+    """``python -m MODULE ARGS`` from the repository root, output in ``log``, no FABRIQUE_*
+    (but ``extra_env``)."""
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FABRIQUE_")}
+    env.update(extra_env or {})
     root = Path(__file__).resolve().parents[2]
     with log.open("ab") as out:
         return subprocess.Popen(

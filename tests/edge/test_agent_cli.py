@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socket
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from edge.agent import run_agents
+from edge.sdnotify import SystemdNotifier
 from fabrique.cli import app
 from fabrique.demo.runner import to_toml
 from protocol.messages import EdgeStatus, decode
@@ -123,3 +128,108 @@ def test_run_announces_itself_with_a_persisted_epoch_and_says_goodbye(
         probe.publish(topic, b"", retain=True)
         probe.stop()
     assert "Traceback" not in (tmp_path / "log").read_text()
+
+
+def _edge_config(tmp_path: Path, port: int) -> Path:
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        to_toml(
+            {
+                "site": "cli-edge",
+                "edge_id": "pi-w",
+                "site_secret": SECRET,
+                "drain_timeout_s": 0.0,
+                "mqtt": {"port": port},
+                "journal": {"path": "journal.db"},
+                "machines": [
+                    {
+                        "id": "m-1",
+                        "reader": {"kind": "reader.sim"},
+                        "actuator": {"kind": "actuator.sim"},
+                    }
+                ],
+            }
+        )
+    )
+    return config
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[str, socket.socket]]:
+    """A datagram socket standing where systemd's NOTIFY_SOCKET would be."""
+    folder = tempfile.mkdtemp(prefix="sdn-")  # short: AF_UNIX paths are 108 bytes at most
+    path = str(Path(folder) / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    yield path, sock
+    sock.close()
+    Path(path).unlink(missing_ok=True)
+    Path(folder).rmdir()
+
+
+@pytest.mark.broker
+def test_run_tells_systemd_it_is_ready_pings_the_watchdog_and_says_stopping(
+    mosquitto: Broker,
+    tmp_path: Path,
+    procs: list[Any],
+    notify_socket: tuple[str, socket.socket],
+) -> None:
+    path, sock = notify_socket
+    config = _edge_config(tmp_path, mosquitto.port)
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}  # WatchdogSec=2
+    proc = spawn_module("fabrique", ["edge", "run", "-c", str(config)], tmp_path / "log", env)
+    procs.append(proc)
+    assert sock.recv(64) == b"READY=1"
+    assert [sock.recv(64) for _ in range(3)] == [b"WATCHDOG=1"] * 3
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    lines = []
+    while (line := sock.recv(64)) != b"STOPPING=1":
+        lines.append(line)
+    assert set(lines) <= {b"WATCHDOG=1"}
+
+
+class _WedgedAgent:
+    """An agent whose thread went round its loop once, long ago, then hung."""
+
+    edge_id = "pi-wedged"
+    failed = None
+    stopped = False
+    heartbeat = -1e9
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_wedged_agent_thread_gets_no_watchdog_pings(
+    notify_socket: tuple[str, socket.socket],
+) -> None:
+    path, sock = notify_socket
+    sock.settimeout(1.0)
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    stop = threading.Event()
+    runner = threading.Thread(target=run_agents, args=([_WedgedAgent()], stop, (), notifier))
+    runner.start()
+    try:
+        assert sock.recv(64) == b"READY=1"
+        with pytest.raises(TimeoutError):  # four periods of silence: systemd restarts it
+            sock.recv(64)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert sock.recv(64) == b"STOPPING=1"
+
+
+def test_without_systemd_the_notifier_is_silent() -> None:
+    quiet = SystemdNotifier({})
+    assert not quiet.enabled
+    assert quiet.watchdog_s is None
+    assert not quiet.ready()
+    other = SystemdNotifier(
+        {"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"}
+    )
+    assert other.watchdog_s is None  # the period is for another process of the unit

@@ -46,8 +46,11 @@ def demo_env(octoprint: Path | None) -> dict[str, str]:
     return {**os.environ, "FABRIQUE_DEMO_OCTOPRINT": str(octoprint) if octoprint else "none"}
 
 
-def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> None:
-    """Start the demo, use its API while it runs, then check the store after it exits."""
+def run_demo_and_check(
+    tmp_path: Path, broker: str, octoprint: Path | None, extra_env: dict[str, str] | None = None
+) -> str:
+    """Start the demo, use its API while it runs, then check the store after it exits;
+    its standard output."""
     port = free_port()
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with out_path.open("wb") as out, err_path.open("wb") as err:
@@ -58,7 +61,7 @@ def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> N
                 "--broker", broker, "--seed", "4",
             ],
             cwd=tmp_path, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-            env=demo_env(octoprint),
+            env={**demo_env(octoprint), **(extra_env or {})},
         )  # fmt: skip
     children: set[int] = set()
     try:
@@ -101,6 +104,7 @@ def run_demo_and_check(tmp_path: Path, broker: str, octoprint: Path | None) -> N
     assert not alive, f"processes left behind: {alive}"
 
     _check_store(tmp_path / ".fabrique-demo")
+    return stdout
 
 
 def demo_children(proc: subprocess.Popen[bytes], broker: str, octoprint: Path | None) -> set[int]:

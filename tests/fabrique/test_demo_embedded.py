@@ -1,15 +1,13 @@
-"""``fabrique demo`` end to end with the embedded amqtt broker and simulated printers."""
+"""``fabrique demo`` with the embedded amqtt broker killed outright.
+
+Its whole run is in test_demo_telemetry.py (one demo run checks both)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from tests.fabrique._demo import gone, run_demo_and_check, start_demo
-
-
-def test_demo_with_embedded_broker_and_simulated_printers(tmp_path: Path) -> None:
-    run_demo_and_check(tmp_path, "embedded", octoprint=None)
+from tests.fabrique._demo import gone, start_demo
 
 
 def test_a_killed_demo_leaves_no_orphans(tmp_path: Path, octoprint_exe: Path) -> None:

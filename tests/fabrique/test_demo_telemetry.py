@@ -5,11 +5,8 @@ file name; every line follows the schema."""
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +15,7 @@ from typing import Any
 
 from fabrique.demo import data
 from protocol.telemetry_schema import MEASUREMENTS
-from tests.conftest import free_port
+from tests.fabrique._demo import run_demo_and_check
 from tests.tsdb import VictoriaMetrics
 
 LINE = re.compile(r"^([a-z_]+)((?:,[a-z_]+=[^, ]+)*) (\S+) (\d+)$")
@@ -56,27 +53,18 @@ class Recorder:
         self._server.server_close()
 
 
-def test_a_demo_run_writes_only_pseudonymous_points(
+def test_demo_with_embedded_broker_simulated_printers_and_pseudonymous_points(
     tmp_path: Path, victoria: VictoriaMetrics
 ) -> None:
+    """The embedded-broker demo end to end (as the Mosquitto one), writing telemetry:
+    one run serves both checks (a demo run is the suite's longest kind of test)."""
     recorder = Recorder(victoria.url)
-    env = {
-        **os.environ,
-        "FABRIQUE_DEMO_OCTOPRINT": "none",
-        "FABRIQUE_INFLUX_URL": recorder.url,
-        "FABRIQUE_INFLUX_BUCKET": "demo",
-    }
+    influx = {"FABRIQUE_INFLUX_URL": recorder.url, "FABRIQUE_INFLUX_BUCKET": "demo"}
     try:
-        out = subprocess.run(
-            [
-                sys.executable, "-m", "fabrique", "demo", "--duration", "45", "--speed", "60",
-                "--port", str(free_port()), "--broker", "embedded", "--seed", "4", "--quiet",
-            ],
-            cwd=tmp_path, env=env, capture_output=True, timeout=240, check=True, text=True,
-        )  # fmt: skip
+        stdout = run_demo_and_check(tmp_path, "embedded", octoprint=None, extra_env=influx)
     finally:
         recorder.close()
-    assert f"Télémétrie : InfluxDB {recorder.url}" in out.stdout
+    assert f"Télémétrie : InfluxDB {recorder.url}" in stdout
 
     db = sqlite3.connect(tmp_path / ".fabrique-demo" / "hub.db")
     badges = [row[0] for row in db.execute("SELECT hash FROM badge")]
