@@ -290,6 +290,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--edges", type=int, default=20, help="honest edges (besides the flooder)")
     p.add_argument("--rate", type=float, default=5.0, help="requests per honest edge per second")
     p.add_argument("--floods", default=",".join(FLOODS), help="comma-separated, in order")
+    p.add_argument(
+        "--broker-inflight", type=int, default=50,
+        help="Mosquitto max_inflight_messages (50: ansible's mosquitto role; 0 = unlimited)",
+    )  # fmt: skip
     p.add_argument("--qos", type=int, default=1, choices=(0, 1), help="the flooder's QoS")
     p.add_argument("--idle", type=float, default=5.0, help="seconds of the idle phase")
     p.add_argument("--tail", type=float, default=4.0, help="seconds measured after a flood")
@@ -352,6 +356,7 @@ def phase_figures(
     rtts = [rtt for sent, rtt in samples if t0 <= sent <= t1]
     answered = [r * 1000 for r in rtts if r != float("inf")]
     in_window = rss.between(t0, t1) or [rss.rss()]
+    slow = [sent - t0 for sent, rtt in samples if t0 <= sent <= t1 and rtt > GOAL_P99_MS / 1000]
     return {
         "phase": name,
         "seconds": round(t1 - t0, 2),
@@ -363,6 +368,9 @@ def phase_figures(
         "rss_peak_above_idle_mb": round((max(in_window) - idle_rss) / 2**20, 1),
         "rss_end_above_idle_mb": round((in_window[-1] - idle_rss) / 2**20, 1),
         "hub_cpu_pct": round(100 * cpu_s / max(t1 - t0, 1e-9), 1),
+        #: When the requests slower than the goal were sent, from the phase's start.
+        "slow": len(slow),
+        "slow_sent_s": [round(min(slow), 2), round(max(slow), 2)] if slow else None,
         **extra,
     }
 
@@ -385,9 +393,11 @@ def scrape(port: int) -> dict[str, float]:
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"flood benchmark: {report['edges']} honest edges at {report['rate']}/s, "
-        f"flooder QoS {report['qos']}, idle RSS {report['idle_rss_mb']} MB",
+        f"flooder QoS {report['qos']}, broker inflight {report['broker_inflight']}, "
+        f"idle RSS {report['idle_rss_mb']} MB",
         f"{'phase':<10} {'s':>5} {'reqs':>5} {'t/o':>4} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'max ms':>7} {'RSS+pk':>7} {'RSS+end':>7} {'CPU%':>6} {'throttled':>9}  goals",
+        f"{'max ms':>7} {'RSS+pk':>7} {'RSS+end':>7} {'CPU%':>6} {'brk%':>5} {'send s':>6} "
+        f"{'throttled':>9}  goals",
     ]
     for ph in report["phases"]:
         ok = ph["p99_ms"] < GOAL_P99_MS and ph["timeouts"] == 0
@@ -396,7 +406,8 @@ def render(report: dict[str, Any]) -> str:
             f"{ph['phase']:<10} {ph['seconds']:>5} {ph['requests']:>5} {ph['timeouts']:>4} "
             f"{ph['p50_ms']:>7} {ph['p99_ms']:>7} {ph['max_ms']:>7} "
             f"{ph['rss_peak_above_idle_mb']:>7} {ph['rss_end_above_idle_mb']:>7} "
-            f"{ph['hub_cpu_pct']:>6} {ph.get('throttled', 0):>9}  "
+            f"{ph['hub_cpu_pct']:>6} {ph.get('broker_cpu_pct', ''):>5} "
+            f"{ph.get('send_s', ''):>6} {ph.get('throttled', 0):>9}  "
             f"{'met' if ok or ph['phase'] == 'idle' else 'MISSED'}"
         )
     lines.append(
@@ -421,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             import shutil
 
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        broker, port = start_mosquitto(workdir)
+        broker, port = start_mosquitto(workdir, inflight=args.broker_inflight)
         stack.callback(broker.stop)
         db_url = f"sqlite:///{workdir / 'hub.db'}"
         pop = seed_database(
@@ -472,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             f_conn.send(kind)
             expect(f_conn, "built", 300)
             time.sleep(args.settle)
-            c0 = cpu_seconds(hub.pid)
+            c0, b0 = cpu_seconds(hub.pid), cpu_seconds(broker.pid)
             f_conn.send("go")
             if not f_conn.poll(600):
                 raise RuntimeError(f"the {kind} flood did not end")
@@ -490,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
                 "sent": sent,
                 "send_s": round(end - start, 2),
                 "throttled": int(throttled),
+                "broker_cpu_pct": round(
+                    100 * (cpu_seconds(broker.pid) - b0) / max(stop - start, 1e-9), 1
+                ),
             }
             windows.append((kind, (start, stop), cpu_seconds(hub.pid) - c0, extra_figs))
         p_conn.send("stop")
@@ -500,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             "edges": len(honest),
             "rate": args.rate,
             "qos": args.qos,
+            "broker_inflight": args.broker_inflight,
             "idle_rss_mb": round(idle_rss / 2**20, 1),
             "phases": [
                 phase_figures(name, win, samples, rss, idle_rss, cpu, ex)

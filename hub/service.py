@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -219,6 +220,8 @@ class Hub:
         """Load the directory and live state, start the workers, connect to the broker."""
         if self._started:
             return
+        # The badge answers' thread must not wait behind the ledger's for the GIL.
+        sys.setswitchinterval(self.settings.gil_switch_interval_s)
         now = self._clock()
         with transaction(self._factory) as session:
             self._directory = load_directory(session, version=1)

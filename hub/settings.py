@@ -129,8 +129,9 @@ class HubSettings(BaseSettings):
     #: badge taps, a journal replayed one 200-event window at a time).
     throttle_requests_per_s: float = Field(default=50.0, gt=0)
     throttle_requests_burst: float = Field(default=200.0, ge=1)
-    throttle_events_per_s: float = Field(default=300.0, gt=0)
-    throttle_events_burst: float = Field(default=600.0, ge=1)
+    #: Each event costs the ledger milliseconds: one edge may use a third of it at most.
+    throttle_events_per_s: float = Field(default=100.0, gt=0)
+    throttle_events_burst: float = Field(default=400.0, ge=1)
     throttle_states_per_s: float = Field(default=20.0, gt=0)
     throttle_states_burst: float = Field(default=200.0, ge=1)
     throttle_telemetry_per_s: float = Field(default=50.0, gt=0)
@@ -148,6 +149,11 @@ class HubSettings(BaseSettings):
     enumeration_cooldown_s: float = Field(default=60.0, gt=0)
     #: Badges whose recent denials are remembered at most (the oldest are forgotten).
     denials_max: int = Field(default=10_000, ge=100)
+    #: Python's GIL switch interval in the hub process (seconds; Python's default is
+    #: 0.005). While the ledger worker applies a run of events, paho's network thread
+    #: waits up to one interval for the GIL after each socket read: at the default,
+    #: a flood of journal events delays every edge's badge answers by hundreds of ms.
+    gil_switch_interval_s: float = Field(default=0.001, gt=0, le=0.1)
     #: Prometheus metrics (hub.exposition) on http://127.0.0.1:PORT/metrics, loopback
     #: only (scrape locally, or through an SSH tunnel or an authenticating proxy);
     #: None: not served; 0: any free port (tests).
