@@ -54,7 +54,9 @@ COUNTERS: tuple[tuple[str, str, str, str | None], ...] = (
     ("ledger_dropped", "Items the ledger queue refused (full), by reason.",
      "ledger_dropped", "reason"),
     ("quarantined_events", "Journal events quarantined as poison (kept, acknowledged, "
-     "not applied).", "quarantined_events", None),
+     "not applied).", "quarantined", None),
+    ("quarantined_events_by_reason", "Journal events quarantined, by reason.",
+     "quarantined", "reason"),
     ("alerts", "Alerts raised about edges, by kind.", "alerts", "kind"),
     ("publish_failed", "Publishes paho refused, by reason.", "publish_failed", "reason"),
     ("mqtt_disconnects", "Losses of the broker connection.", "mqtt_disconnects", None),
