@@ -873,8 +873,7 @@ def run_agents(
             # Ping only while every agent thread goes round its loop: a wedged
             # thread (a driver call that never returns) gets the unit restarted.
             stale = period is None or any(
-                time.monotonic() - a.heartbeat > max(period / 2, 2 * MAX_SLEEP_S)
-                for a in started
+                time.monotonic() - a.heartbeat > max(period / 2, 2 * MAX_SLEEP_S) for a in started
             )
             if not stale:
                 systemd.ping()

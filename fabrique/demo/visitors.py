@@ -74,6 +74,8 @@ STAY_MIN: dict[str, tuple[float, float]] = {
     "gaming_pc": (8.0, 50.0),
     "generic": (5.0, 30.0),
 }
+#: Real seconds over which the first badge of each machine comes (a busy floor at once).
+FIRST_ARRIVALS_REAL_S = 6.0
 #: Simulated minutes a demo print takes once the printer is hot.
 PRINT_MIN = (3.0, 10.0)
 #: Simulated minutes of one cut, and of the pause between two cuts.
@@ -248,7 +250,8 @@ class Visitors:
                     logger.warning("%s has no simulated reader: no visitors there", machine)
                     continue
                 now = agent.clock.monotonic()
-                spot = _Spot(machine, agent, plan, inner, next_arrival=now + self._first_arrival())
+                first = self._first_arrival(agent.settings.time_scale)
+                spot = _Spot(machine, agent, plan, inner, next_arrival=now + first)
                 lock = agent.unit(machine).lock
                 if isinstance(lock, SimulatedSessionLock):
                     spot.lock_seen = (len(lock.history), len(lock.notifications))
@@ -557,9 +560,14 @@ class Visitors:
     def _interarrival(self) -> float:
         return self._rng.expovariate(1.0 / (self._plan.mean_arrival_min * 60.0))
 
-    def _first_arrival(self) -> float:
-        # Spread the first badges over the first mean interval so the demo starts busy.
-        return self._rng.uniform(1.0, self._plan.mean_arrival_min * 60.0)
+    def _first_arrival(self, scale: float) -> float:
+        """When the first badge comes to a machine (simulated seconds from now).
+
+        Within the first few real seconds (or the first mean interval, when shorter),
+        so that a fresh demo shows a busy floor at once: printers heating, the laser
+        cutting, a game counting down, a refusal on a kiosk."""
+        spread = min(self._plan.mean_arrival_min * 60.0, FIRST_ARRIVALS_REAL_S * scale)
+        return self._rng.uniform(min(1.0, spread), spread)
 
 
 def _of(name: str) -> str:

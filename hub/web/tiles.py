@@ -61,6 +61,20 @@ _PRINTER_STATES = {
     "Error": "erreur",
 }
 
+#: GRBL's status words as the floor says them (``Door:1``, ``Alarm``… by their head).
+_LASER_STATES = {
+    "idle": "au repos",
+    "run": "en marche",
+    "hold": "en pause",
+    "jog": "déplacement",
+    "alarm": "alarme",
+    "door": "capot ouvert",
+    "check": "vérification",
+    "home": "prise d'origine",
+    "sleep": "en veille",
+    "unknown": "inconnu",
+}
+
 
 def _num(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -198,12 +212,13 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
         )
     if m.kind == "laser" and tele:
         raw_state = str(tele.get("state", ""))
+        head = raw_state.split(":", 1)[0].lower()
         laser = LaserInfo(
-            state=raw_state,
+            state=_LASER_STATES.get(head, head),
             firing=bool(tele.get("firing")),
             run_time_s=_num(tele.get("run_time_s")),
-            door_open=raw_state.lower().startswith("door"),
-            alarm=raw_state.lower().startswith("alarm"),
+            door_open=head == "door",
+            alarm=head == "alarm",
         )
     return Tile(
         id=m.id,

@@ -85,6 +85,7 @@ def run_demo_and_check(
                 return all(m["edge_online"] for m in machines)
 
             _wait_for(edges_online, 60, "every simulated edge online")
+            _wait_for(lambda: _floor_moves(api, headers), 20, "a moving floor (issue 10)")
         rc = proc.wait(DURATION_S + 40)
     finally:
         if proc.poll() is None:
@@ -105,6 +106,23 @@ def run_demo_and_check(
 
     _check_store(tmp_path / ".fabrique-demo")
     return stdout
+
+
+def _floor_moves(api: httpx.Client, headers: dict[str, str]) -> bool:
+    """What a fresh demo shows at once: a printer heating or printing, the laser in a
+    session, a game counting down, and a refusal on some machine's kiosk."""
+    machines = api.get("/api/live/machines", headers=headers).json()
+
+    def busy(kind: str) -> list[dict[str, Any]]:
+        return [m for m in machines if m["kind"] == kind and m["session"] is not None]
+
+    heating = any(
+        (m["telemetry"].get("nozzle_target_c") or 0) > 0 for m in machines if m["kind"] == "printer"
+    )
+    if not (heating and busy("laser") and busy("gaming_pc")):
+        return False
+    screens = [api.get(f"/kiosk/{m['id']}").text for m in machines]  # unpaired: no names
+    return any('data-state="refuse"' in screen for screen in screens)
 
 
 def demo_children(proc: subprocess.Popen[bytes], broker: str, octoprint: Path | None) -> set[int]:

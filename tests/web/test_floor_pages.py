@@ -101,3 +101,29 @@ def test_an_alert_is_seen_then_resolved(web: Api) -> None:
         assert alert is not None
         assert alert.resolved_at is not None
     assert "Machine en défaut" not in web.call("GET", "/plancher", Role.FABMANAGER).text
+
+
+@pytest.mark.parametrize(
+    ("grbl", "shown"), [("Idle", "au repos"), ("Door:1", "capot ouvert"), ("Alarm", "alarme")]
+)
+def test_a_lasers_grbl_state_reads_in_french(web: Api, grbl: str, shown: str) -> None:
+    with web.db() as s:
+        s.add(
+            Machine(
+                id="laser-1", name="Trotec", kind=MachineKind.LASER, zone_id="fablab", edge_id="e1"
+            )
+        )
+        s.commit()
+    now = datetime.now(UTC)
+    web.control.states["laser-1"] = MachineState(
+        machine="laser-1", availability=Availability.FREE, ts=now
+    )
+    web.control.telemetry["laser-1"] = Telemetry(
+        machine="laser-1", ts=now, values={"state": grbl, "firing": False, "run_time_s": 12.0}
+    )
+    page = web.call("GET", "/plancher", Role.FABMANAGER).text
+    tile = page[page.index('id="tile-laser-1"') :]
+    tile = tile[: tile.index("</article>")]
+    assert f"<dt>Laser</dt><dd>{shown}</dd>" in tile
+    assert f">{grbl}<" not in tile
+    assert f">{grbl.lower()}<" not in tile
