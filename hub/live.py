@@ -246,7 +246,8 @@ class LiveState:
             for machine in [m for m, e in self._state_edge.items() if mapping.get(m) != e]:
                 self._states.pop(machine, None)
                 self._state_edge.pop(machine, None)
-            for key in [k for k in self._telemetry if mapping.get(k[1]) != k[0]]:
+            # (list() first: paho's thread may store telemetry meanwhile, without the lock)
+            for key in [k for k in list(self._telemetry) if mapping.get(k[1]) != k[0]]:
                 self._telemetry.pop(key, None)
             for machine in [m for m in self._last_decision if m not in mapping]:
                 self._last_decision.pop(machine, None)

@@ -196,3 +196,21 @@ def test_a_print_finishing_after_its_member_left_is_not_counted_as_attended() ->
     live.session_changed(session("s1", "printer-1", 7, ended=True), "pi-fab")
     live.session_changed(session("s3", "printer-1", 9), "pi-fab")
     assert live.unattended_sessions() == frozenset()
+
+
+def test_a_new_directory_forgets_what_was_kept_about_machines_it_no_longer_has() -> None:
+    live = LiveState()
+    live.set_directory(_site(("laser-1", "pi-fab"), ("printer-1", "pi-fab")))
+    fault = MachineState(machine="laser-1", availability=Availability.FAULT, ts=NOW)
+    assert live.machine_state("pi-fab", "laser-1", fault)
+    assert live.telemetry("pi-fab", "printer-1", b"{}")
+    assert not live.telemetry("pi-fab", "ghost", b"{}")  # never kept
+    live.record_decision(
+        badge="b", machine_id="laser-1", zone_id="", decision=DENY, session_id=None, now=NOW
+    )
+    assert live.last_decision("laser-1") is not None
+    live.set_directory(_site(("printer-1", "pi-game")))  # laser gone, printer moved
+    assert live.machine_states() == {}
+    assert live._telemetry == {}
+    assert live.last_decision("laser-1") is None
+    assert live.machines_offline() == frozenset()
