@@ -162,8 +162,15 @@ def prober_main(
 # --------------------------------------------------------------------------- flooder
 
 
-def flood_payloads(kind: str, edge: str, machine: str) -> list[tuple[str, bytes]]:
-    """The (topic, payload) of one flood, built before it starts."""
+def flood_payloads(
+    kind: str, edge: str, machine: str, scale: float = 1.0
+) -> list[tuple[str, bytes]]:
+    """The (topic, payload) of one flood, built before it starts (``scale``: its size
+    relative to the issue's, for the smoke test)."""
+
+    def n(count: int) -> int:
+        return max(1, round(count * scale))
+
     from protocol.messages import (
         EndReason,
         SessionEnded,
@@ -178,7 +185,7 @@ def flood_payloads(kind: str, edge: str, machine: str) -> list[tuple[str, bytes]
     now = datetime.now(UTC)
     out: list[tuple[str, bytes]] = []
     if kind == "requests":
-        for _ in range(10_000):
+        for _ in range(n(10_000)):
             payload = (
                 f'{{"v":1,"req_id":"{secrets.token_hex(16)}","edge":"{edge}",'
                 f'"machine":"{machine}","badge":"{unknown_badge()}","ts":"{now.isoformat()}"}}'
@@ -186,7 +193,7 @@ def flood_payloads(kind: str, edge: str, machine: str) -> list[tuple[str, bytes]
             out.append((t.req_access(edge), payload.encode()))
     elif kind == "events":
         seq = 0
-        for i in range(5_000):
+        for i in range(n(5_000)):
             sid = secrets.token_hex(16)
             seq += 1
             started = SessionStarted(
@@ -222,7 +229,7 @@ def flood_payloads(kind: str, edge: str, machine: str) -> list[tuple[str, bytes]
             out += [(t.evt(edge), encode(started)), (t.evt(edge), encode(ended))]
     elif kind == "telemetry":
         filler = "x" * 60_000
-        for i in range(2_000):
+        for i in range(n(2_000)):
             ghost = f"ghost-{i:05d}"
             payload = (
                 f'{{"v":1,"machine":"{ghost}","ts":"{now.isoformat()}",'
@@ -230,7 +237,7 @@ def flood_payloads(kind: str, edge: str, machine: str) -> list[tuple[str, bytes]
             )
             out.append((t.tele(edge, ghost), payload.encode()))
     elif kind == "states":
-        for i in range(10_000):
+        for i in range(n(10_000)):
             ghost = f"ghost-{i:05d}"
             payload = (
                 f'{{"v":1,"machine":"{ghost}","availability":"free","ts":"{now.isoformat()}"}}'
@@ -241,7 +248,9 @@ def flood_payloads(kind: str, edge: str, machine: str) -> list[tuple[str, bytes]
     return out
 
 
-def flooder_main(conn: Connection, port: int, edge: str, machine: str, qos: int) -> None:
+def flooder_main(
+    conn: Connection, port: int, edge: str, machine: str, qos: int, scale: float
+) -> None:
     """The mad edge: announces itself, then sends each flood asked, paced over 1 s."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -262,7 +271,7 @@ def flooder_main(conn: Connection, port: int, edge: str, machine: str, qos: int)
         kind = conn.recv()
         if kind is None:
             break
-        payloads = flood_payloads(kind, edge, machine)
+        payloads = flood_payloads(kind, edge, machine, scale)
         conn.send("built")
         conn.recv()  # go
         t0 = time.monotonic()
@@ -295,6 +304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Mosquitto max_inflight_messages (50: ansible's mosquitto role; 0 = unlimited)",
     )  # fmt: skip
     p.add_argument("--qos", type=int, default=1, choices=(0, 1), help="the flooder's QoS")
+    p.add_argument("--scale", type=float, default=1.0, help="flood sizes x this (smoke test)")
     p.add_argument("--idle", type=float, default=5.0, help="seconds of the idle phase")
     p.add_argument("--tail", type=float, default=4.0, help="seconds measured after a flood")
     p.add_argument("--settle", type=float, default=3.0, help="seconds between floods")
@@ -457,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         f_conn, f_child = ctx.Pipe()
         flooder = ctx.Process(
             target=flooder_main,
-            args=(f_child, port, flooder_edge, flooder_machine, args.qos),
+            args=(f_child, port, flooder_edge, flooder_machine, args.qos, args.scale),
             daemon=True,
         )
         prober.start()
@@ -468,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         expect(f_conn, "ready", 30)
         rss = RssProbe(hub.pid)
         rss.start()
-        time.sleep(2.0)  # warm-up: first decisions, snapshot compilation
+        time.sleep(min(2.0, args.idle))  # warm-up: first decisions, snapshot compilation
 
         windows: list[tuple[str, tuple[float, float], float, dict[str, Any]]] = []
         t0 = time.monotonic()
