@@ -249,7 +249,7 @@ def floor(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 # --------------------------------------------------------------------------- Chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium is not installed at {CHROMIUM}: run scripts/test (it installs it)")
