@@ -147,6 +147,8 @@ VERSION: Final = "edge-0.1"
 MAX_SLEEP_S: Final = 1.0
 #: Housekeeping period (real seconds): resend timer, device checks, driver polls.
 HOUSEKEEPING_S: Final = 1.0
+#: How often the online status is republished with fresh health counters (seconds).
+HEALTH_S: Final = 60.0
 #: Delay before reopening an output device that failed (real seconds).
 OUTPUT_RETRY_S: Final = 5.0
 #: Fault source of a machine whose journal writes fail.
@@ -200,6 +202,7 @@ class Link(Protocol):
     def publish_tele(self, tele: Telemetry) -> bool: ...
 
     def refresh_status(self) -> None: ...
+    def publish_health(self, journal_backlog: int) -> bool: ...
 
 
 #: Builds the link: (settings, handler, epoch source) -> link. Tests wrap the real one.
@@ -292,6 +295,7 @@ class Agent:
         self._hub_status_online = False
         self._hub_online = False
         self._next_housekeeping = 0.0
+        self._next_health = time.monotonic() + HEALTH_S
         #: Set when the agent thread died of an unexpected error.
         self.failed: BaseException | None = None
 
@@ -790,6 +794,11 @@ class Agent:
         self.outbox.housekeeping()
         if self._link is not None:
             self._link.refresh_status()  # the count of rejected hub messages, if it moved
+        if now >= self._next_health:
+            self._next_health = now + HEALTH_S
+            link = self._link_if_up()
+            if link is not None:
+                link.publish_health(self.outbox.pending())
         for unit in self._units.values():
             self._check_devices(unit, mono, now)
         self.reporter.telemetry(self._units.values(), self._link_if_up(), now, self._follow_power)

@@ -70,6 +70,10 @@ SELF_RESOLVING = (MACHINE_FAULT, PRINTER_UNREACHABLE)
 #: The edge reports hub→edge messages it dropped (bad MAC, stale, ack beyond its journal):
 #: someone publishes on its cmd/* topics, or hub and edge disagree on its key.
 FORGED_MESSAGES = "forged_messages"
+#: An edge sent more than its token buckets allow (:mod:`hub.throttle`).
+EDGE_THROTTLED = "edge_throttled"
+#: Many unknown badges on one reader in a few seconds (:class:`hub.throttle.ReaderGuard`).
+BADGE_ENUMERATION = "badge_enumeration"
 
 
 def describe_foreign_machine(machine_id: str, owner: str | None) -> str:
@@ -229,6 +233,12 @@ class EdgeAlerts:
                     if alert.kind in SELF_RESOLVING and alert.ts <= state.ts:
                         alert.resolved_at = state.ts
                         logger.info("%s: healthy again: %s alert resolved", machine, alert.kind)
+
+    def flood(self, kind: str, edge: str, detail: str, machine: str | None = None) -> None:
+        """Raise ``edge_throttled`` or ``badge_enumeration`` (once open per edge); the
+        service decides how often this is called, from the ledger's worker thread."""
+        with transaction(self._factory) as s:
+            self.open_alert(s, kind, edge, detail, machine=machine)
 
     # ------------------------------------------------------------------ liveness
 

@@ -16,6 +16,7 @@ from hub.live import LiveState
 from hub.policy.model import PolicyConfig
 from protocol.messages import Availability, MachineDetail, MachineState, decode_event
 from tests.hub.hubkit import NOW, Journal, Seed, dumps, migrated, seed
+from tests.hub.test_live import _site
 
 
 @pytest.fixture
@@ -117,6 +118,7 @@ def test_running_without_a_session_opens_one_alert_per_machine_until_it_stops(
 
 def test_the_live_state_refuses_a_machine_running_without_a_session_to_decisions() -> None:
     live = LiveState()
+    live.set_directory(_site(("printer-1", "pi-fab")))  # states of unknown machines are dropped
     assert live.machine_state("pi-fab", "printer-1", state("printer-1", foreign=True))
     assert live.view_for("b" * 64, None, NOW).machines_foreign == frozenset({"printer-1"})
     live.machine_state("pi-fab", "printer-1", state("printer-1"))

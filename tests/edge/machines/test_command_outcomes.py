@@ -68,7 +68,9 @@ def test_printer_commands_answer_what_octoprint_did(
     # The session is over on the edge: extending it is refused there (or by the ledger).
     late = api.post(f"/api/sessions/{session_id}/extend?minutes=10")
     assert late.status_code == 409, late.text
-    wait_until(lambda: r.hub.sessions()[session_id].end_reason == EndReason.STAFF_CANCEL, 10, "closed")
+    wait_until(
+        lambda: r.hub.sessions()[session_id].end_reason == EndReason.STAFF_CANCEL, 10, "closed"
+    )
 
 
 def test_a_plug_answers_maintenance_and_refuses_print_commands(
