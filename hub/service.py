@@ -69,6 +69,7 @@ from hub.settings import HubSettings
 from hub.snapshots import CompileFn, SnapshotPublisher, settle_heap
 from hub.telemetry import InfluxWriter, TelemetryFeed
 from hub.telemetry import build as build_telemetry
+from protocol.contract import spec
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
@@ -85,7 +86,7 @@ from protocol.messages import (
     Telemetry,
     utcnow,
 )
-from protocol.topics import Topics
+from protocol.topics import Kind, Topics
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
@@ -97,6 +98,9 @@ DecideFn = Callable[[AccessQuery, Directory, LiveView, PolicyConfig], Decision]
 FOREIGN_ALERT_INTERVAL_S = 60.0
 
 INTERNAL_ERROR = "internal_error"
+
+#: QoS of the answers on ``cmd/access`` (0: a decision expires, see docs/protocol.md).
+ACCESS_QOS = spec(Kind.CMD_ACCESS).qos
 
 
 class Hub:
@@ -293,7 +297,7 @@ class Hub:
             decision = Decision(granted=False, code=INTERNAL_ERROR, message=texts.decision_failed())
             session_id = None
             answer = self._answer(request, decision, None, now)
-        self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=1)
+        self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=ACCESS_QOS)
         self.metrics.decision(time.perf_counter() - received, decision.granted, decision.code)
         machine = directory.machines.get(request.machine)
         if decision.code == engine.Code.UNKNOWN_MACHINE:
@@ -355,7 +359,9 @@ class Hub:
                 target=self._bind_badge, args=(enrolment,), name="badge-enrolment", daemon=True
             ).start()
         self.mqtt.publish(
-            self._cmd_access_topic(edge), self._answer(request, decision, None, now), qos=1
+            self._cmd_access_topic(edge),
+            self._answer(request, decision, None, now),
+            qos=ACCESS_QOS,
         )
         machine = self._directory.machines.get(request.machine)
         self.live.record_decision(  # the machine's kiosk shows the outcome
