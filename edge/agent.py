@@ -137,6 +137,8 @@ VERSION: Final = "edge-0.1"
 MAX_SLEEP_S: Final = 1.0
 #: Housekeeping period (real seconds): resend timer, device checks, driver polls.
 HOUSEKEEPING_S: Final = 1.0
+#: How often the online status is republished with fresh health counters (seconds).
+HEALTH_S: Final = 60.0
 #: Delay before reopening an output device that failed (real seconds).
 OUTPUT_RETRY_S: Final = 5.0
 #: Fault source of a machine whose journal writes fail.
@@ -186,6 +188,8 @@ class Link(Protocol):
     def publish_state(self, state: MachineState) -> bool: ...
 
     def publish_tele(self, tele: Telemetry) -> bool: ...
+
+    def publish_health(self, journal_backlog: int) -> bool: ...
 
 
 #: Builds the link: (settings, handler, epoch source) -> link. Tests wrap the real one.
@@ -309,6 +313,7 @@ class Agent:
         self._hub_status_online = False
         self._hub_online = False
         self._next_housekeeping = 0.0
+        self._next_health = time.monotonic() + HEALTH_S
         #: Set when the agent thread died of an unexpected error.
         self.failed: BaseException | None = None
 
@@ -763,6 +768,11 @@ class Agent:
         self._next_housekeeping = now + HOUSEKEEPING_S
         mono = self.clock.monotonic()
         self.outbox.housekeeping()
+        if now >= self._next_health:
+            self._next_health = now + HEALTH_S
+            link = self._link_if_up()
+            if link is not None:
+                link.publish_health(self.outbox.pending())
         for unit in self._units.values():
             self._check_devices(unit, mono, now)
         self.reporter.telemetry(self._units.values(), self._link_if_up(), now, self._follow_power)

@@ -32,6 +32,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,6 +45,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
+    EdgeHealth,
     EdgeStatus,
     HubStatus,
     JournalCommand,
@@ -161,6 +163,12 @@ class EdgeLink:
         self._epoch = 0
         self._sub_mid: int | None = None
         self._up = threading.Event()
+        # Health counters (EdgeHealth on the online status); written on paho's thread.
+        self._started = time.monotonic()
+        self._connects = 0
+        self._bad_messages = 0
+        self._handler_errors = 0
+        self._backlog = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -298,6 +306,24 @@ class EdgeLink:
 
     # ------------------------------------------------------------------ paho callbacks
 
+    def health(self) -> EdgeHealth:
+        """This edge's health counters now (sent on its online status)."""
+        return EdgeHealth(
+            uptime_s=int(time.monotonic() - self._started),
+            connects=self._connects,
+            journal_backlog=self._backlog,
+            bad_messages=self._bad_messages,
+            handler_errors=self._handler_errors,
+        )
+
+    def publish_health(self, journal_backlog: int) -> bool:
+        """Republish the retained online status with fresh health counters (the agent
+        calls this about once a minute); False when the link is down."""
+        self._backlog = max(0, journal_backlog)
+        return self._publish(
+            self._topics.edge_status(self.edge), self._status(online=True), qos=1, retain=True
+        )
+
     def _status(self, *, online: bool, goodbye: bool = False) -> EdgeStatus:
         s = self._settings
         return EdgeStatus(
@@ -307,6 +333,7 @@ class EdgeLink:
             machines=s.machines,
             ts=utcnow(),
             goodbye=goodbye,
+            health=self.health() if online else None,
         )
 
     def _on_pre_connect(self, client: mqtt.Client, _userdata: Any) -> None:
@@ -376,6 +403,7 @@ class EdgeLink:
         refused = [r for r in reasons if r.is_failure]
         if refused:
             logger.error("edge %s: subscriptions refused by the broker: %s", self.edge, refused)
+        self._connects += 1
         client.publish(
             self._topics.edge_status(self.edge),
             encode(self._status(online=True)),
@@ -425,6 +453,7 @@ class EdgeLink:
                 case _:
                     raise ProtocolError(f"edges do not read {parsed.kind.value} topics")
         except ProtocolError as err:
+            self._bad_messages += 1
             logger.warning("edge %s: dropped message on %s: %s", self.edge, msg.topic, err)
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
@@ -432,4 +461,5 @@ class EdgeLink:
         try:
             fn(*args)
         except Exception:
+            self._handler_errors += 1
             logger.exception("edge %s: handler %s failed", self.edge, fn.__name__)

@@ -112,6 +112,10 @@ class AccessLogWriter:
 
     # ------------------------------------------------------------------ producers
 
+    def queued(self) -> int:
+        """Rows waiting to be written."""
+        return len(self._items)
+
     def record(self, entry: AccessEntry | StaffMark) -> bool:
         """Queue one row; False (and counted) when the backlog is full."""
         if len(self._items) >= self._max_queue:

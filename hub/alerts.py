@@ -41,6 +41,10 @@ _limited = RateLimitedLog(logger)
 FOREIGN_MACHINE = "foreign_machine"
 EDGE_OFFLINE = "edge_offline"
 JOURNAL_CONFLICT = "journal_conflict"
+#: An edge sent more than its token buckets allow (:mod:`hub.throttle`).
+EDGE_THROTTLED = "edge_throttled"
+#: Many unknown badges on one reader in a few seconds (:class:`hub.throttle.ReaderGuard`).
+BADGE_ENUMERATION = "badge_enumeration"
 
 
 def describe_foreign_machine(machine_id: str, owner: str | None) -> str:
@@ -124,6 +128,12 @@ class EdgeAlerts:
                 f"edge {edge}: access request for {what}; denied",
                 machine=machine,
             )
+
+    def flood(self, kind: str, edge: str, detail: str, machine: str | None = None) -> None:
+        """Raise ``edge_throttled`` or ``badge_enumeration`` (once open per edge); the
+        service decides how often this is called, from the ledger's worker thread."""
+        with transaction(self._factory) as s:
+            self.open_alert(s, kind, edge, detail, machine=machine)
 
     # ------------------------------------------------------------------ liveness
 

@@ -48,8 +48,16 @@ class _ForeignRequest:
     what: str
 
 
+@dataclass(frozen=True, slots=True)
+class _FloodAlert:
+    kind: str
+    edge: str
+    detail: str
+    machine: str | None
+
+
 #: What the worker's queue carries besides events (handled one at a time, in order).
-_Item = Event | _Status | _ForeignRequest
+_Item = Event | _Status | _ForeignRequest | _FloodAlert
 
 
 class LedgerWorker:
@@ -91,6 +99,7 @@ class LedgerWorker:
         self._last_ack: dict[str, float] = {}
         self._gaps: dict[str, float] = {}
         self._through: dict[str, int] = {}
+        self._max_seen: dict[str, int] = {}
         self._done = threading.Condition()
         self._enqueued = 0
         self._finished = 0
@@ -113,6 +122,13 @@ class LedgerWorker:
         :meth:`EdgeAlerts.foreign_request`); the service throttles how often."""
         return self._put(_ForeignRequest(edge, machine, what))
 
+    def submit_flood_alert(
+        self, kind: str, edge: str, detail: str, machine: str | None = None
+    ) -> bool:
+        """Queue an ``edge_throttled`` / ``badge_enumeration`` alert (see
+        :meth:`EdgeAlerts.flood`); the service rate-limits how often."""
+        return self._put(_FloodAlert(kind, edge, detail, machine))
+
     def _put(self, item: _Item) -> bool:
         try:
             self._queue.put_nowait(item)
@@ -123,6 +139,15 @@ class LedgerWorker:
         with self._done:
             self._enqueued += 1
         return True
+
+    def queued(self) -> int:
+        """Items waiting for the worker (events, statuses, alerts)."""
+        return self._queue.qsize()
+
+    def backlog(self) -> dict[str, int]:
+        """Per edge, events seen beyond its acknowledged point (a gap awaiting replay)."""
+        through, seen = dict(self._through), dict(self._max_seen)
+        return {edge: max(0, seen.get(edge, t) - t) for edge, t in through.items()}
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted before this call has been processed."""
@@ -192,7 +217,7 @@ class LedgerWorker:
         """Statuses one at a time, runs of consecutive events in one transaction."""
         run: list[Event] = []
         for item in [*items, None]:
-            if isinstance(item, _Status | _ForeignRequest) or item is None:
+            if isinstance(item, _Status | _ForeignRequest | _FloodAlert) or item is None:
                 if run:
                     for applied in self._ledger.apply_many(run):
                         self._after(applied)
@@ -203,6 +228,9 @@ class LedgerWorker:
                 run.append(item)
 
     def _process(self, item: _Item) -> None:
+        if isinstance(item, _FloodAlert):
+            self._alerts.flood(item.kind, item.edge, item.detail, item.machine)
+            return
         if isinstance(item, _ForeignRequest):
             self._alerts.foreign_request(item.edge, item.machine, item.what)
             return
@@ -229,6 +257,7 @@ class LedgerWorker:
     def _note(self, edge: str, through: int, max_seen: int) -> None:
         self._ack_due[edge] = through
         self._through[edge] = through
+        self._max_seen[edge] = max_seen
         if max_seen > through:
             self._gaps.setdefault(edge, time.monotonic())
         else:

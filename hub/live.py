@@ -34,13 +34,16 @@ from hub.db.models import EdgeCursor, StaffPresence, UsageSession
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.model import Decision, Directory, LiveView, UsageView
 from protocol.errors import PayloadError, SchemaError
-from protocol.messages import Availability, EdgeStatus, MachineState, Telemetry, decode
+from protocol.messages import Availability, EdgeHealth, EdgeStatus, MachineState, Telemetry, decode
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
 
 #: How far back a member's sessions are kept in memory (weekly quotas need 7 days).
 HISTORY = timedelta(days=8)
+
+#: Denials remembered per badge (far above any attempt limit: only the count matters).
+_DENIALS_PER_BADGE = 64
 
 _UNAVAILABLE = frozenset({Availability.OFFLINE, Availability.FAULT})
 
@@ -67,6 +70,8 @@ class EdgeLiveness:
     version: str
     machines: tuple[str, ...]
     seen_at: datetime
+    #: The health counters of its last online status (None: none sent yet).
+    health: EdgeHealth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +110,10 @@ class LiveState:
         pending_ttl: timedelta = timedelta(seconds=15),
         history: timedelta = HISTORY,
         metrics: Metrics | None = None,
+        max_denials: int = 10_000,
     ) -> None:
         self._metrics = metrics
+        self._max_denials = max(1, max_denials)
         self._lock = threading.Lock()
         self._window = timedelta(seconds=attempt_window_s)
         self._presence = staff_presence
@@ -235,6 +242,15 @@ class LiveState:
         mapping = {m.id: m.edge_id for m in directory.machines.values()}
         with self._lock:
             self._dir_machine_edge = mapping
+            # Forget what was kept about machines the site no longer gives to that edge.
+            for machine in [m for m, e in self._state_edge.items() if mapping.get(m) != e]:
+                self._states.pop(machine, None)
+                self._state_edge.pop(machine, None)
+            # (list() first: paho's thread may store telemetry meanwhile, without the lock)
+            for key in [k for k in list(self._telemetry) if mapping.get(k[1]) != k[0]]:
+                self._telemetry.pop(key, None)
+            for machine in [m for m in self._last_decision if m not in mapping]:
+                self._last_decision.pop(machine, None)
             self._recompute_offline()
 
     # ------------------------------------------------------------------ hot path
@@ -319,7 +335,8 @@ class LiveState:
 
         Returns the staff presence to persist, if any.
         """
-        self._last_decision[machine_id] = (now, decision)
+        if machine_id in self._dir_machine_edge:  # nothing kept for unknown machines
+            self._last_decision[machine_id] = (now, decision)
         try:
             return self._record_decision(badge, machine_id, zone_id, decision, session_id, now)
         finally:
@@ -336,7 +353,16 @@ class LiveState:
     ) -> StaffMark | None:
         with self._lock:
             if not decision.granted:
-                self._denials.setdefault(badge, deque()).append(now)
+                denials = self._denials.get(badge)
+                if denials is None:
+                    if len(self._denials) >= self._max_denials:
+                        # Bounded whatever a flood of made-up badges does: forget the
+                        # badge denied first (dicts keep insertion order).
+                        del self._denials[next(iter(self._denials))]
+                        if self._metrics is not None:
+                            self._metrics.inc("denials_forgotten")
+                    denials = self._denials[badge] = deque(maxlen=_DENIALS_PER_BADGE)
+                denials.append(now)
                 return None
             zone = zone_id
             if session_id is not None:
@@ -436,6 +462,7 @@ class LiveState:
                 version=status.version or (known.version if known else ""),
                 machines=tuple(machines),
                 seen_at=now,
+                health=status.health if status.online else None,
             )
             self._recompute_offline()
         self._notify("", "edge")
@@ -450,13 +477,25 @@ class LiveState:
     def machine_state(self, edge: str, machine: str, state: MachineState | None) -> bool:
         """Record a machine's retained state (None: the retained state was cleared).
 
-        A state about a machine the site gives to another edge is ignored (False): a
-        misconfigured or hostile edge must not show another edge's machine as free,
-        in use or offline.
+        A state about a machine the site gives to another edge, or does not know, is
+        ignored (False): a misconfigured or hostile edge must not show another edge's
+        machine as free, in use or offline, nor fill the hub with made-up machines.
         """
         with self._lock:
             owner = self._dir_machine_edge.get(machine)
-            if owner is not None and owner != edge:
+            if owner is None:
+                # Nothing is kept for a machine the site does not know: a flood of
+                # made-up ids must neither grow the hub nor slow every edge's states.
+                if self._metrics is not None:
+                    self._metrics.inc("unknown_machine", "state")
+                _limited.warning(
+                    f"unknown-state:{edge}",
+                    "edge %s published the state of %s, a machine this site does not know: ignored",
+                    edge,
+                    machine[:64],
+                )
+                return False
+            if owner != edge:
                 _limited.warning(
                     f"foreign-state:{edge}",
                     "edge %s published the state of %s, a machine of edge %s: ignored",
@@ -475,15 +514,22 @@ class LiveState:
         self._notify(machine, "state")
         return True
 
-    def telemetry(self, edge: str, machine: str, payload: bytes) -> None:
-        """Keep the latest raw telemetry of a machine (metering never uses it).
+    def telemetry(self, edge: str, machine: str, payload: bytes) -> bool:
+        """Keep the latest raw telemetry of a machine (metering never uses it); False
+        (nothing kept) unless the site gives ``machine`` to ``edge``.
 
         A dict store under the GIL, no lock and no decoding: this runs for every
-        telemetry message on the network thread.
+        telemetry message on the network thread. Only known machines are kept, so
+        the map holds at most one payload per machine of the site.
         """
+        if self._dir_machine_edge.get(machine) != edge:
+            if self._metrics is not None:
+                self._metrics.inc("unknown_machine", "tele")
+            return False
         self._telemetry[(edge, machine)] = payload
         if self._listeners:
             self._notify(machine, "telemetry")
+        return True
 
     def _edge_of(self, machine: str) -> str | None:
         for edge, live in self._edges.items():
@@ -550,6 +596,11 @@ class LiveState:
     def edges_online(self) -> dict[str, bool]:
         with self._lock:
             return {e: live.online for e, live in self._edges.items()}
+
+    def edge_health(self) -> dict[str, EdgeHealth]:
+        """The health counters each online edge last reported."""
+        with self._lock:
+            return {e: live.health for e, live in self._edges.items() if live.health is not None}
 
     def edges(self) -> dict[str, EdgeLiveness]:
         with self._lock:

@@ -98,6 +98,16 @@ class Metrics:
                     return bound
             return LATENCY_BUCKETS[-1]  # pragma: no cover - unreachable
 
+    def latency_histogram(self) -> tuple[list[int], float]:
+        """Decision latency per bucket of :data:`LATENCY_BUCKETS` (not cumulative), and
+        the sum of every latency (seconds), for the Prometheus histogram."""
+        with self._lock:
+            return list(self._latency), self._latency_sum
+
+    def uptime(self) -> float:
+        """Seconds since these counters were created (the hub's start)."""
+        return time.monotonic() - self._started
+
     def labelled(self, name: str) -> dict[str, int]:
         """Every label of counter ``name`` with its value, e.g. bad messages by reason."""
         prefix = f"{name}:"

@@ -15,6 +15,9 @@ connection) and turns the broker's traffic into typed calls on a
 * **TCP_NODELAY** on the socket as soon as paho opens it: badge replies are small
   packets, and Nagle's algorithm would hold each one back 40-80 ms waiting for the
   broker's delayed ACK (the broker needs ``set_tcp_nodelay true`` as well);
+* **flood control**: each edge's messages go through its token bucket for their kind
+  (:class:`hub.throttle.EdgeThrottle`) before they are decoded; what finds the bucket
+  empty is dropped and counted (``throttled``);
 * **bad input never stops the loop**: every payload goes through
   :func:`protocol.decode` / :func:`protocol.decode_event`; any
   :class:`~protocol.errors.ProtocolError` or handler exception is counted by reason
@@ -42,6 +45,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hub.metrics import Metrics, RateLimitedLog
 from hub.settings import HubSettings
+from hub.throttle import EdgeThrottle
 from protocol.contract import CONTRACT, Direction, spec
 from protocol.errors import MalformedPayload, ProtocolError
 from protocol.ids import is_ident
@@ -69,6 +73,16 @@ _limited = RateLimitedLog(logger)
 SUBSCRIPTIONS: tuple[tuple[Kind, int], ...] = tuple(
     (row.kind, row.qos) for row in CONTRACT if row.direction is Direction.EDGE_TO_HUB
 )
+
+
+#: The token bucket (:data:`hub.throttle.KINDS`) of each kind of topic an edge sends.
+_BUCKETS: dict[Kind, str] = {
+    Kind.REQ_ACCESS: "req",
+    Kind.EVT: "evt",
+    Kind.EDGE_STATUS: "status",
+    Kind.STATE: "state",
+    Kind.TELE: "tele",
+}
 
 
 class MismatchError(ProtocolError):
@@ -191,8 +205,10 @@ class HubMqtt:
         metrics: Metrics | None = None,
         *,
         version: str = "",
+        throttle: EdgeThrottle | None = None,
     ) -> None:
         self.settings = settings
+        self._throttle = throttle
         self.topics = Topics(settings.site)
         self._edge_prefix = f"{self.topics.root}/edge/"
         self.metrics = metrics or Metrics()
@@ -506,11 +522,21 @@ class HubMqtt:
                 exc_info=True,
             )
 
+    def _allow(self, edge: str, kind: str) -> bool:
+        """The edge's token bucket for ``kind`` (:mod:`hub.throttle`); False: drop it."""
+        throttle = self._throttle
+        if throttle is None or throttle.allow(edge, kind):
+            return True
+        self.metrics.inc("throttled", kind)
+        return False
+
     def _dispatch(self, topic: str, payload: bytes, received: float) -> None:
         if topic.startswith(self._edge_prefix):  # the hot telemetry path: no full parse
             parts = topic[len(self._edge_prefix) :].split("/")
             if len(parts) == 3 and parts[1] == "tele" and is_ident(parts[0]) and is_ident(parts[2]):
                 self.metrics.inc("messages", "tele")
+                if not self._allow(parts[0], "tele"):
+                    return
                 if len(payload) > MAX_PAYLOAD:
                     raise MalformedPayload(
                         f"telemetry of {len(payload)} bytes exceeds {MAX_PAYLOAD}"
@@ -525,6 +551,9 @@ class HubMqtt:
             )
         kind = parsed.kind
         self.metrics.inc("messages", kind.value)
+        bucket = _BUCKETS.get(kind)
+        if bucket is not None and not self._allow(edge, bucket):
+            return
         h = self._handlers
         if kind is Kind.REQ_ACCESS:
             request = decode(AccessRequest, payload)

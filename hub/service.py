@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +38,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.accesslog import AccessEntry, AccessLogWriter
-from hub.alerts import EdgeAlerts, describe_foreign_machine
+from hub.alerts import BADGE_ENUMERATION, EDGE_THROTTLED, EdgeAlerts, describe_foreign_machine
 from hub.db.engine import transaction
 from hub.directory import load_directory, policy_config
 from hub.enrolment import (
@@ -50,6 +51,7 @@ from hub.enrolment import (
     bind_badge,
     enrolled_message,
 )
+from hub.exposition import Gauges, MetricsServer, registry_for
 from hub.ledger import Ledger
 from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
@@ -69,6 +71,7 @@ from hub.settings import HubSettings
 from hub.snapshots import CompileFn, SnapshotPublisher, settle_heap
 from hub.telemetry import InfluxWriter, TelemetryFeed
 from hub.telemetry import build as build_telemetry
+from hub.throttle import ReaderGuard, edge_throttle
 from protocol.contract import spec
 from protocol.messages import (
     AccessDecision,
@@ -150,6 +153,7 @@ class Hub:
             staff_presence=timedelta(hours=settings.staff_presence_h),
             pending_ttl=timedelta(seconds=settings.decision_ttl_s + 5.0),
             metrics=self.metrics,
+            max_denials=settings.denials_max,
         )
         self.alerts = EdgeAlerts(factory, self.metrics)
         self.ledger = Ledger(factory, self._cfg, self.metrics, alerts=self.alerts)
@@ -166,7 +170,13 @@ class Hub:
             interval_s=settings.retention_interval_s,
             clock=clock,
         )
-        self.mqtt = HubMqtt(settings, self, self.metrics, version=version)
+        self.throttle = edge_throttle(settings, on_throttled=self._throttled)
+        self.readers = ReaderGuard(
+            limit=settings.enumeration_limit,
+            window_s=settings.enumeration_window_s,
+            cooldown_s=settings.enumeration_cooldown_s,
+        )
+        self.mqtt = HubMqtt(settings, self, self.metrics, version=version, throttle=self.throttle)
         self.snapshots = SnapshotPublisher(
             settings,
             self._cfg,
@@ -201,6 +211,12 @@ class Hub:
         self._access_topics: dict[str, str] = {}
         self._foreign_alerted: dict[str, float] = {}
         self.enrolments = Enrolments()
+        self.registry = registry_for(self.metrics, self.gauges)
+        self.metrics_server = (
+            MetricsServer(self.registry, settings.metrics_port)
+            if settings.metrics_port is not None
+            else None
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -208,6 +224,8 @@ class Hub:
         """Load the directory and live state, start the workers, connect to the broker."""
         if self._started:
             return
+        # The badge answers' thread must not wait behind the ledger's for the GIL.
+        sys.setswitchinterval(self.settings.gil_switch_interval_s)
         now = self._clock()
         with transaction(self._factory) as session:
             self._directory = load_directory(session, version=1)
@@ -222,6 +240,8 @@ class Hub:
             self.telemetry.start()
         self.snapshots.start()
         self.mqtt.start()
+        if self.metrics_server is not None:
+            self.metrics_server.start()
         self._started = True
         logger.info(
             "hub %s started: %d machines, %d members",
@@ -234,6 +254,8 @@ class Hub:
         """Stop refreshing, apply and acknowledge queued events, announce offline, flush logs."""
         if not self._started:
             return
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.snapshots.stop()
         self.retention.stop()
         self.worker.stop()
@@ -284,9 +306,16 @@ class Hub:
         query = AccessQuery(badge=request.badge, machine_id=request.machine, edge_id=edge, now=now)
         session_id: str | None = None
         try:
-            decision = self._decide(
-                query, directory, self.live.view_for(request.badge, member_id, now), self._cfg
-            )
+            if self.readers.cooling(request.machine):
+                decision = Decision(
+                    granted=False,
+                    code=engine.Code.TOO_MANY_ATTEMPTS,
+                    message=texts.reader_cooldown(),
+                )
+            else:
+                decision = self._decide(
+                    query, directory, self.live.view_for(request.badge, member_id, now), self._cfg
+                )
             if decision.granted:
                 session_id = self._new_session_id()
             answer = self._answer(request, decision, session_id, now)
@@ -302,6 +331,12 @@ class Hub:
         machine = directory.machines.get(request.machine)
         if decision.code == engine.Code.UNKNOWN_MACHINE:
             self._foreign_request(edge, request.machine, machine.edge_id if machine else None)
+        elif (
+            decision.code == engine.Code.UNKNOWN_BADGE
+            and machine is not None
+            and self.readers.unknown_badge(request.machine)
+        ):
+            self._enumeration(edge, request.machine)
         if self.telemetry is not None:
             self.telemetry.access(
                 now,
@@ -434,6 +469,37 @@ class Hub:
             self._foreign_alerted[edge] = now
             self.worker.submit_foreign_request(edge, machine_id, what)
 
+    def _throttled(self, edge: str, kind: str) -> None:
+        """``edge`` overran its ``kind`` bucket (called at most once per alert interval
+        per edge by :class:`hub.throttle.EdgeThrottle`): log and raise ``edge_throttled``."""
+        self.metrics.inc("throttle_alerts", kind)
+        _limited.warning(
+            f"throttled:{edge}", "edge %s sends too many %s messages: throttled", edge, kind
+        )
+        self.worker.submit_flood_alert(
+            EDGE_THROTTLED,
+            edge,
+            f"edge {edge} sent more {kind} messages than its limit; the excess was dropped",
+        )
+
+    def _enumeration(self, edge: str, machine: str) -> None:
+        """Many unknown badges on one reader: it cools down; one alert per cool-down."""
+        self.metrics.inc("reader_cooldowns")
+        _limited.warning(
+            f"enumeration:{machine}",
+            "reader of %s (edge %s): too many unknown badges, cooling down",
+            machine,
+            edge,
+        )
+        self.worker.submit_flood_alert(
+            BADGE_ENUMERATION,
+            edge,
+            f"{self.settings.enumeration_limit} unknown badges or more on the reader of "
+            f"{machine} within {self.settings.enumeration_window_s:g} s; refused for "
+            f"{self.settings.enumeration_cooldown_s:g} s",
+            machine=machine,
+        )
+
     def _new_session_id(self) -> str:
         """A fresh random id in uuid4 hex form.
 
@@ -494,13 +560,19 @@ class Hub:
     def on_edge_status(self, edge: str, status: EdgeStatus) -> None:
         """Apply the epoch rule; persist accepted statuses through the ledger worker."""
         now = self._clock()
+        was_online = self.live.edges_online().get(edge)
+        previous_epoch = self.live.edge_epoch(edge)
         if not self.live.edge_status(edge, status, now):
             self.metrics.inc("stale_status")
             logger.info("edge %s: ignoring stale status (epoch %d)", edge, status.epoch)
             return
-        logger.info(
-            "edge %s %s (epoch %d)", edge, "online" if status.online else "offline", status.epoch
-        )
+        if was_online != status.online or previous_epoch != status.epoch:  # not a refresh
+            logger.info(
+                "edge %s %s (epoch %d)",
+                edge,
+                "online" if status.online else "offline",
+                status.epoch,
+            )
         self.worker.submit_status(edge, status, now)
         if self.telemetry is not None:
             self.telemetry.edge_changed(edge, now)
@@ -510,7 +582,8 @@ class Hub:
             self.metrics.inc("foreign_machine", "state")
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
-        self.live.telemetry(edge, machine, payload)
+        if not self.live.telemetry(edge, machine, payload):
+            return  # not a machine the site gives to this edge: nothing kept, nothing fed
         if self.telemetry is not None:
             self.telemetry.telemetry(edge, machine, payload)
 
@@ -628,6 +701,21 @@ class Hub:
             decisions=self.metrics.get("decisions"),
             rejected=self.metrics.get("bad_messages"),
             unattended=unattended,
+        )
+
+    def gauges(self) -> Gauges:
+        """What the hub holds now, for the Prometheus collector (:mod:`hub.exposition`)."""
+        queues = {"ledger": self.worker.queued(), "accesslog": self.accesslog.queued()}
+        if self.telemetry is not None:
+            queues["telemetry"] = self.telemetry.queued()
+        return Gauges(
+            edges_online=sum(1 for up in self.live.edges_online().values() if up),
+            open_sessions=len(self.live.open_sessions()),
+            throttled_edges=self.throttle.throttled_edges(),
+            readers_cooling=self.readers.cooling_readers(),
+            backlog=self.worker.backlog(),
+            queues=queues,
+            edge_health=self.live.edge_health(),
         )
 
     def metrics_snapshot(self) -> dict[str, Any]:

@@ -129,6 +129,41 @@ class HubSettings(BaseSettings):
     #: How long audit events (logins, staff actions) are kept (CNIL: 6 to 12 months).
     audit_retention_days: int = Field(default=365, ge=1, le=3660)
 
+    #: Flood control (hub.throttle): per-edge token buckets on what each edge sends,
+    #: sustained messages/s and burst. Generous for a real edge (a few machines, human
+    #: badge taps, a journal replayed one 200-event window at a time).
+    throttle_requests_per_s: float = Field(default=50.0, gt=0)
+    throttle_requests_burst: float = Field(default=200.0, ge=1)
+    #: Each event costs the ledger milliseconds: one edge may use a third of it at most.
+    throttle_events_per_s: float = Field(default=100.0, gt=0)
+    throttle_events_burst: float = Field(default=400.0, ge=1)
+    throttle_states_per_s: float = Field(default=20.0, gt=0)
+    throttle_states_burst: float = Field(default=200.0, ge=1)
+    throttle_telemetry_per_s: float = Field(default=50.0, gt=0)
+    throttle_telemetry_burst: float = Field(default=200.0, ge=1)
+    throttle_status_per_s: float = Field(default=1.0, gt=0)
+    throttle_status_burst: float = Field(default=20.0, ge=1)
+    #: Edge ids with buckets of their own; more share one overflow bucket.
+    throttle_max_edges: int = Field(default=1024, ge=1, le=100_000)
+    #: At most one ``edge_throttled`` alert write per edge this often (seconds).
+    throttle_alert_interval_s: float = Field(default=300.0, gt=0)
+    #: Badge enumeration: this many unknown badges on one reader within the window put
+    #: it in a cool-down (every badge refused ``too_many_attempts``) and raise an alert.
+    enumeration_limit: int = Field(default=10, ge=1)
+    enumeration_window_s: float = Field(default=30.0, gt=0)
+    enumeration_cooldown_s: float = Field(default=60.0, gt=0)
+    #: Badges whose recent denials are remembered at most (the oldest are forgotten).
+    denials_max: int = Field(default=10_000, ge=100)
+    #: Python's GIL switch interval in the hub process (seconds; Python's default is
+    #: 0.005). While the ledger worker applies a run of events, paho's network thread
+    #: waits up to one interval for the GIL after each socket read: at the default,
+    #: a flood of journal events delays every edge's badge answers by hundreds of ms.
+    gil_switch_interval_s: float = Field(default=0.001, gt=0, le=0.1)
+    #: Prometheus metrics (hub.exposition) on http://127.0.0.1:PORT/metrics, loopback
+    #: only (scrape locally, or through an SSH tunnel or an authenticating proxy);
+    #: None: not served; 0: any free port (tests).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
     #: Recommended gaming quotas per age group (TOML table ``[gaming_defaults."9-15"]``);
     #: a table given in the file replaces the defaults as a whole.
     gaming_defaults: dict[str, GamingQuota] = Field(

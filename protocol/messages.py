@@ -79,6 +79,29 @@ class HubStatus(Message):
     version: str = ""
 
 
+#: A health counter: a non-negative integer, bounded so that a hostile value stays small.
+HealthCount = Annotated[int, Field(ge=0, le=2**53)]
+
+
+class EdgeHealth(Part):
+    """An edge's health counters since its process started, on its online status.
+
+    Small and typed on purpose (no free-form map): the hub exports each field as a
+    Prometheus gauge per edge (``docs/metrics.md``). Republished with the status
+    about once a minute, and at every connection.
+    """
+
+    uptime_s: HealthCount = 0
+    #: Connections made (the first one included): more than one means reconnects.
+    connects: HealthCount = 0
+    #: Journal events not yet acknowledged by the hub.
+    journal_backlog: HealthCount = 0
+    #: Messages from the hub dropped as invalid (bad topic, payload or schema).
+    bad_messages: HealthCount = 0
+    #: Handler failures on received messages (a bug, logged by the edge).
+    handler_errors: HealthCount = 0
+
+
 class EdgeStatus(Message):
     """Retained on ``edge/{edge}/status``.
 
@@ -95,6 +118,8 @@ class EdgeStatus(Message):
     machines: tuple[Ident, ...] = ()
     ts: AwareDatetime | None = None
     goodbye: bool = False
+    #: The edge's health counters (online statuses only; None from older edges).
+    health: EdgeHealth | None = None
 
 
 # --------------------------------------------------------------------------- access

@@ -36,6 +36,13 @@ def too_many_attempts() -> str:
     )
 
 
+def reader_cooldown() -> str:
+    return (
+        "Trop de badges inconnus sur ce lecteur : attends une minute. "
+        "Si ça bloque encore, demande à un animateur."
+    )
+
+
 def unknown_machine() -> str:
     return "Cette machine n'est pas reconnue : préviens un animateur."
 

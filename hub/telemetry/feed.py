@@ -143,6 +143,10 @@ class TelemetryFeed:
 
     # ------------------------------------------------------------------ producers (hub threads)
 
+    def queued(self) -> int:
+        """Facts waiting for the feed's thread."""
+        return len(self._queue)
+
     def _put(self, item: tuple[object, ...]) -> None:
         if len(self._queue) >= self._capacity:
             self._metrics.inc("telemetry_dropped", "queue_full")

@@ -99,8 +99,21 @@ def test_staff_presence_lasts_its_configured_time() -> None:
     assert live.view_for("x", None, NOW + timedelta(hours=4)).staff_present == {}
 
 
+def _site(*machines: tuple[str, str]) -> Directory:
+    return Directory(
+        members={},
+        badges={},
+        machines={mid: _machine(mid, edge) for mid, edge in machines},
+        zones={},
+        slots=(),
+        exceptions=(),
+        quotas={},
+    )
+
+
 def test_epoch_rule_and_machines_follow_their_edge() -> None:
     live = LiveState()
+    live.set_directory(_site(("laser-1", "pi-fab"), ("printer-1", "pi-fab")))
     up = EdgeStatus(online=True, epoch=3, machines=("laser-1", "printer-1"))
     assert live.edge_status("pi-fab", up, NOW)
     assert not live.edge_status("pi-fab", EdgeStatus(online=False, epoch=2), NOW)
@@ -160,6 +173,7 @@ def test_an_edge_cannot_speak_for_another_edges_machine() -> None:
 
 def test_a_print_finishing_after_its_member_left_is_not_counted_as_attended() -> None:
     live = LiveState()
+    live.set_directory(_site(("laser-1", "pi-fab"), ("printer-1", "pi-fab")))
     live.session_changed(session("s1", "printer-1", 7), "pi-fab")
     live.session_changed(session("s2", "laser-1", 8), "pi-fab")
 
@@ -182,3 +196,21 @@ def test_a_print_finishing_after_its_member_left_is_not_counted_as_attended() ->
     live.session_changed(session("s1", "printer-1", 7, ended=True), "pi-fab")
     live.session_changed(session("s3", "printer-1", 9), "pi-fab")
     assert live.unattended_sessions() == frozenset()
+
+
+def test_a_new_directory_forgets_what_was_kept_about_machines_it_no_longer_has() -> None:
+    live = LiveState()
+    live.set_directory(_site(("laser-1", "pi-fab"), ("printer-1", "pi-fab")))
+    fault = MachineState(machine="laser-1", availability=Availability.FAULT, ts=NOW)
+    assert live.machine_state("pi-fab", "laser-1", fault)
+    assert live.telemetry("pi-fab", "printer-1", b"{}")
+    assert not live.telemetry("pi-fab", "ghost", b"{}")  # never kept
+    live.record_decision(
+        badge="b", machine_id="laser-1", zone_id="", decision=DENY, session_id=None, now=NOW
+    )
+    assert live.last_decision("laser-1") is not None
+    live.set_directory(_site(("printer-1", "pi-game")))  # laser gone, printer moved
+    assert live.machine_states() == {}
+    assert live._telemetry == {}
+    assert live.last_decision("laser-1") is None
+    assert live.machines_offline() == frozenset()

@@ -205,10 +205,11 @@ def test_machine_state_and_telemetry_are_tracked(site: Site) -> None:
 
     assert hub.machine_states()["laser-1"].availability == "fault"
     assert hub.live.latest_telemetry()[("pi-fab", "printer-1")].values == {"nozzle": 210.5}
-    # Another edge speaking for printer-1 is not shown as its telemetry.
+    # Another edge speaking for printer-1 is neither kept nor shown as its telemetry.
     rogue = {**tele, "values": {"nozzle": 20.0}}
     edge.publish(t.tele("pi-rogue", "printer-1"), dumps(rogue), qos=0)
-    wait_until(lambda: ("pi-rogue", "printer-1") in hub.live.latest_telemetry(), what="rogue")
+    wait_until(lambda: hub.metrics.get("unknown_machine", "tele") >= 1, what="rogue")
+    assert ("pi-rogue", "printer-1") not in hub.live.latest_telemetry()
     assert hub.machine_telemetry()["printer-1"].values == {"nozzle": 210.5}
     assert site.ask(ids.badge_sam, "laser-1").code == "machine_offline"
     edge.publish(t.state("pi-fab", "laser-1"), b"", retain=True)  # cleared
@@ -222,10 +223,10 @@ def test_bad_telemetry_is_dropped_and_counted_when_read(site: Site) -> None:
     hub, ids, edge = site.hub, site.ids, site.edge
     t = hub.topics
     good = {"v": 1, "machine": "printer-1", "ts": NOW.isoformat(), "values": {"bed": 60}}
-    foreign = {**good, "machine": "laser-1"}  # names another machine than its topic
+    foreign = {**good, "machine": "printer-1"}  # names another machine than its topic
     edge.publish(t.tele("pi-fab", "printer-1"), dumps(good), qos=0)
-    edge.publish(t.tele("pi-fab", "laser-1"), b"\xff not json", qos=0)
-    edge.publish(t.tele("pi-fab", "pc-1"), dumps(foreign), qos=0)
+    edge.publish(t.tele("pi-game", "pc-1"), b"\xff not json", qos=0)
+    edge.publish(t.tele("pi-fab", "laser-1"), dumps(foreign), qos=0)
     edge.publish(t.tele("pi-fab", "big"), b"{" + b" " * 70_000 + b"}", qos=0)
     wait_until(lambda: hub.metrics.get("bad_messages", "malformed") >= 1, what="size refused")
     wait_until(lambda: len(hub.live._telemetry) >= 3, what="telemetry stored")
