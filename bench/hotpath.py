@@ -10,9 +10,10 @@ Each round runs ``bench/decisions.py`` (one run each: private Mosquitto, seeded 
 200 edges at 1 badge/s, 2,000 telemetry msg/s, then the saturated phase) three times,
 interleaved so that a noisy neighbour hits all three alike:
 
-* **today**: the hub of ``--baseline`` (a git revision, default :data:`BASELINE`),
-  extracted with ``git archive`` into a temporary directory and started from there with
-  this virtualenv (``bench/_hub_proc.py``, no web server);
+* **today**: the hub of ``--baseline`` (a git revision; by default where this branch
+  left ``main``), extracted with ``git archive`` into a temporary directory and started
+  from there with this virtualenv (``bench/_hub_proc.py``, no web server; settings it
+  does not know yet, such as newer flood limits, are dropped from its configuration);
 * **new**: the hub of this checkout (copied at start, so editing during a run changes
   nothing), started the same way;
 * **echo**: ``bench/_echo_proc.py``, a trivial responder (reads ``req/access``, answers
@@ -40,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Today's decision path when issue 15 started (main at 9daa0b7).
-BASELINE = "9daa0b7"
+#: Today's decision path: where this branch left main (9daa0b7 when issue 15 started).
+BASELINE = "merge-base"
 VARIANTS = ("today", "new", "echo")
 
 
@@ -62,6 +63,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
     return p.parse_args(argv), extra
+
+
+def resolve(rev: str) -> str:
+    """``merge-base`` (this branch's fork point from main) or any git revision, as a hash."""
+    if rev == "merge-base":
+        argv = ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"]
+    else:
+        argv = ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"]
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def extract(rev: str, into: Path) -> Path:
@@ -91,8 +101,31 @@ def snapshot(into: Path) -> Path:
 def hub_cmd(variant: str, baseline: Path, new: Path) -> str:
     py = shlex.quote(sys.executable)
     src = baseline if variant == "today" else new
+    if variant == "today":  # an older hub refuses settings it does not know yet
+        me = shlex.quote(str(Path(__file__).resolve()))
+        return f"env PYTHONPATH={shlex.quote(str(src))} {py} {me} --hub-from {src} {{config}}"
     script = src / "bench/_echo_proc.py" if variant == "echo" else src / "bench/_hub_proc.py"
     return f"env PYTHONPATH={shlex.quote(str(src))} {py} {shlex.quote(str(script))} {{config}}"
+
+
+def hub_from(src: Path, config: Path) -> None:
+    """Run ``src``'s hub launcher on ``config`` without the settings ``src`` lacks."""
+    import os
+    import tomllib
+
+    sys.path.insert(0, str(src))
+    from hub.settings import HubSettings
+
+    values = tomllib.loads(config.read_text())
+    known = set(HubSettings.model_fields)
+    dropped = sorted(k for k in values if k not in known)
+    lines = [ln for ln in config.read_text().splitlines() if ln.split("=", 1)[0].strip() in known]
+    kept = config.with_name("hub-today.toml")
+    kept.write_text("\n".join(lines) + "\n")
+    if dropped:
+        print(f"hotpath: settings unknown to today's hub, dropped: {dropped}", flush=True)
+    launcher = str(src / "bench/_hub_proc.py")
+    os.execv(sys.executable, [sys.executable, launcher, str(kept)])  # noqa: S606
 
 
 def run_one(
@@ -150,7 +183,11 @@ def peak(runs: list[dict[str, Any]]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["--hub-from"]:
+        hub_from(Path(raw[1]), Path(raw[2]))
     args, extra = parse_args(argv)
+    args.baseline = resolve(args.baseline)
     variants = [v for v in args.variants.split(",") if v]
     tmp = Path(tempfile.mkdtemp(prefix="fabrique-hotpath-"))
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
