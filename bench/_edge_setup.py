@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._setup import Proc, hub_config, spawn, start_hub, start_mosquitto
 from protocol.ids import badge_hash
+from protocol.signing import demo_edge_key
 
 SITE = "bench"
 EDGE = "e-000"
@@ -124,6 +125,7 @@ def edge_values(r: Rig, machines: list[dict[str, Any]], **extra: Any) -> dict[st
         "site": SITE,
         "edge_id": EDGE,
         "site_secret": SECRET,
+        "edge_key": demo_edge_key(SECRET.encode(), EDGE).hex(),
         "mqtt": {"host": "127.0.0.1", "port": r.port},
         "journal": {"path": str(r.workdir / "edge" / "journal.db")},
         "feedback": {"console": False},

@@ -365,11 +365,14 @@ class DeviceContext:
         mqtt_publish: sends one MQTT message through the edge's link (Tasmota).
         gpio_pin_factory: a gpiozero pin factory (``MockFactory`` in tests/demo).
         http_transport: an httpx transport for HTTP devices (tests).
+        state_dir: where a machine's follower keeps what must survive a restart
+            (a laser waiting for its re-arm); the edge's journal directory.
     """
 
     mqtt_publish: Publish | None = None
     gpio_pin_factory: object | None = None
     http_transport: httpx.BaseTransport | None = None
+    state_dir: Path | None = None
 
 
 ConfigT = TypeVar("ConfigT", bound=DeviceConfig)

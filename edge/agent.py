@@ -43,7 +43,9 @@ publishes the machines offline and says goodbye on the link. An unexpected error
 in the agent thread switches everything off and ends the process with an error;
 a crash that runs no code at all is covered by the wiring (normally-open relays).
 
-Journal sending (DESIGN §3) is the :class:`~edge.outbox.Outbox`'s, and the policy
+Every hub→edge message passes the :class:`~edge.intake.Intake` first (its MAC under
+this edge's own key, its ``not_after``); what fails is dropped and counted on the
+edge's status. Journal sending (DESIGN §3) is the :class:`~edge.outbox.Outbox`'s, and the policy
 snapshot in use (verified, cached in a file) the :class:`~edge.policystore.PolicyStore`'s;
 both run on the agent thread, which keeps the order of effects: never act on what is
 not journaled.
@@ -68,13 +70,16 @@ from edge.feedback import (
     FeedbackSink,
     FeedbackStream,
 )
+from edge.intake import Intake, LinkChange
 from edge.journal import EventBody, Journal, JournalError
 from edge.kinds import DriverSignal, SignalKind
 from edge.link import EdgeLink, LinkError, LinkHandler, LinkSettings
 from edge.machines import (
     ACTUATOR_FAULT,
+    NOTIFY_TITLE,
     AsyncDrivers,
     BadgeRead,
+    CommandDone,
     MachineUnit,
     MachineView,
     ReaderThread,
@@ -82,10 +87,12 @@ from edge.machines import (
 )
 from edge.offline import decide_offline
 from edge.outbox import Outbox
+from edge.outcomes import CMD_EXPIRED, applied, refused
 from edge.policystore import PolicyStore
 from edge.reporter import Reporter
 from edge.sdnotify import SystemdNotifier
 from edge.session import (
+    Answer,
     Append,
     DecideOffline,
     DriverCommand,
@@ -105,12 +112,16 @@ from protocol.ids import badge_hash
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
+    CommandOutcome,
     EndReason,
     HubStatus,
     JournalCommand,
+    MachineAction,
     MachineCommand,
+    MachineRearmedBody,
     MachineState,
     Message,
+    Outcome,
     PolicySnapshot,
     Scalar,
     SessionCommand,
@@ -118,7 +129,6 @@ from protocol.messages import (
     SessionStartedBody,
     Telemetry,
 )
-from protocol.signing import policy_key
 
 __all__ = [
     "Agent",
@@ -185,10 +195,13 @@ class Link(Protocol):
 
     def send_event(self, event: Message) -> bool: ...
 
+    def send_outcome(self, outcome: CommandOutcome) -> bool: ...
+
     def publish_state(self, state: MachineState) -> bool: ...
 
     def publish_tele(self, tele: Telemetry) -> bool: ...
 
+    def refresh_status(self) -> None: ...
     def publish_health(self, journal_backlog: int) -> bool: ...
 
 
@@ -204,11 +217,6 @@ def _edge_link(settings: LinkSettings, handler: LinkHandler, epochs: Callable[[]
 
 
 @dataclass(frozen=True, slots=True)
-class _LinkChange:
-    up: bool
-
-
-@dataclass(frozen=True, slots=True)
 class _Tele:
     machine: str
     values: Mapping[str, Scalar]
@@ -219,37 +227,6 @@ class _Wake:
 
 
 _WAKE: Final = _Wake()
-
-
-class _Inbox(LinkHandler):
-    """Hands what the link hears to the agent's queue (runs on paho's thread)."""
-
-    def __init__(self, post: Callable[[object], None]) -> None:
-        self._post = post
-
-    def on_link_up(self) -> None:
-        self._post(_LinkChange(True))
-
-    def on_link_down(self) -> None:
-        self._post(_LinkChange(False))
-
-    def on_decision(self, decision: AccessDecision) -> None:
-        self._post(decision)
-
-    def on_journal(self, command: JournalCommand) -> None:
-        self._post(command)
-
-    def on_session_command(self, command: SessionCommand) -> None:
-        self._post(command)
-
-    def on_machine_command(self, command: MachineCommand) -> None:
-        self._post(command)
-
-    def on_policy(self, snapshot: PolicySnapshot) -> None:
-        self._post(snapshot)
-
-    def on_hub_status(self, status: HubStatus) -> None:
-        self._post(status)
 
 
 # --------------------------------------------------------------------------- the agent
@@ -291,7 +268,12 @@ class Agent:
         self._narrate = narrate
         self.journal = Journal(settings.journal.path, settings.edge_id, clock)
         self.stream = FeedbackStream(settings.feedback.history)
-        self._key = policy_key(settings.secret_bytes, settings.edge_id)
+        try:
+            self._key = settings.key_bytes()
+        except (OSError, ValueError) as err:
+            raise AgentError(f"edge key {settings.edge_key_file}: {err}") from err
+        #: Checks every hub→edge message (MAC, freshness) before it reaches the queue.
+        self.intake = Intake(settings.edge_id, self._key, self.clock.now, self.post)
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._units: dict[str, MachineUnit] = {}
         self._readers: list[ReaderThread] = []
@@ -436,7 +418,7 @@ class Agent:
         for reader in self._readers:
             reader.start()
         self._link = self._link_factory(
-            link_settings(s, self._units, VERSION), _Inbox(self.post), self.journal.next_epoch
+            link_settings(s, self._units, VERSION), self.intake, self.journal.next_epoch
         )
         self._publish_views()
         self._started = True
@@ -597,7 +579,8 @@ class Agent:
                     return
                 self._execute(unit, unit.session.decision(item, mono, wall))
             case JournalCommand():
-                self.outbox.on_command(item)
+                if not self.outbox.on_command(item):
+                    self.intake.reject("ack_beyond", "an ack_through beyond the journal")
             case SessionCommand():
                 for unit in self._units.values():
                     if unit.session.session_id == item.session_id:
@@ -606,18 +589,28 @@ class Agent:
                 logger.info(
                     "command %s for session %s not running here", item.cmd_id, item.session_id
                 )
+                self._answer(
+                    Answer(item.cmd_id, Outcome.EXPIRED, "expired", CMD_EXPIRED)
+                    if wall > item.not_after
+                    else refused(item.cmd_id, "unknown_session")
+                )
             case MachineCommand():
                 unit = self._units.get(item.machine)
                 if unit is None:
                     logger.warning("command %s for unknown machine %s", item.cmd_id, item.machine)
+                    self._answer(refused(item.cmd_id, "unknown_machine"))
                     return
                 self._execute(unit, unit.session.machine_command(item, mono, wall))
+            case CommandDone():
+                unit = self._units.get(item.machine)
+                if unit is not None:
+                    self._execute(unit, self._command_done(item))
             case PolicySnapshot():
                 self.policy.accept(item)
             case HubStatus():
                 self._hub_status_online = item.online
                 self._hub_changed(mono)
-            case _LinkChange():
+            case LinkChange():
                 self._link_up = item.up
                 if item.up:
                     for unit in self._units.values():
@@ -726,7 +719,38 @@ class Agent:
                     follow = unit.session.offline_verdict(effect.req_id, verdict, mono, wall)
                     self._execute(unit, follow, depth + 1)
                 case DriverCommand():
-                    unit.driver_command(effect.action, self._drivers)
+                    answer = unit.driver_command(effect, self._drivers, self.post)
+                    self._execute(unit, answer, depth + 1)
+                case Answer():
+                    self._answer(effect)
+
+    def _command_done(self, done: CommandDone) -> list[Effect]:
+        """A driver command ended off this thread: journal a re-arm (who did it), answer."""
+        command = done.command
+        if done.refusal is not None:
+            logger.info(
+                "%s: %s refused (%s)", done.machine, command.action.value, done.refusal.code
+            )
+            return [refused(command.cmd_id, done.refusal.code, done.refusal.reason)]
+        effects: list[Effect] = []
+        if command.action is MachineAction.REARM:
+            body = MachineRearmedBody(machine=done.machine, cmd_id=command.cmd_id, by=command.by)
+            effects.append(Append(body))
+        return [*effects, applied(command.cmd_id)]
+
+    def _answer(self, answer: Answer) -> None:
+        """Tell the hub what became of a command (lost with the link: the hub times out)."""
+        outcome = CommandOutcome(
+            cmd_id=answer.cmd_id,
+            outcome=answer.outcome,
+            code=answer.code,
+            reason=answer.reason[:300],
+            ts=self.clock.now(),
+        )
+        logger.info("command %s: %s %s", answer.cmd_id, answer.outcome.value, answer.code)
+        link = self._link
+        if link is None or not link.send_outcome(outcome):
+            logger.info("command %s: outcome not sent (link down)", answer.cmd_id)
 
     def _device_failed(
         self, unit: MachineUnit, error: DeviceError, mono: float, depth: int
@@ -740,10 +764,10 @@ class Agent:
             self._execute(unit, unit.session.fault(ACTUATOR_FAULT, detail, mono), depth + 1)
 
     def _show(self, unit: MachineUnit, kind: FeedbackKind, message: str) -> None:
+        if kind in unit.notices:  # its kind's desktop notifications (a gaming PC)
+            unit.notify(NOTIFY_TITLE, message)
         if self._feedback is not None:
             self._feedback.show(unit.id, kind, message, self.clock.now(), unit.session.session_id)
-        if kind is FeedbackKind.WARN:
-            unit.notify("fabrique", message)
 
     def _request(self, unit: MachineUnit, effect: RequestAccess) -> None:
         link = self._link
@@ -768,6 +792,8 @@ class Agent:
         self._next_housekeeping = now + HOUSEKEEPING_S
         mono = self.clock.monotonic()
         self.outbox.housekeeping()
+        if self._link is not None:
+            self._link.refresh_status()  # the count of rejected hub messages, if it moved
         if now >= self._next_health:
             self._next_health = now + HEALTH_S
             link = self._link_if_up()
@@ -828,7 +854,7 @@ class Agent:
             item = self._inbox.get(timeout=wait_s)
         except queue.Empty:
             return
-        if isinstance(item, JournalCommand | HubStatus | _LinkChange):
+        if isinstance(item, JournalCommand | HubStatus | LinkChange):
             self._handle(item)
 
 

@@ -9,15 +9,16 @@ journaled). :class:`JobReport` is the input a driver gives when a job ends.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from protocol.messages import JobResult, MachineAction
+from protocol.messages import JobResult, MachineAction, Outcome
 
 if TYPE_CHECKING:
     from edge.journal import EventBody
 
 __all__ = [
+    "Answer",
     "Append",
     "DecideOffline",
     "DriverCommand",
@@ -95,9 +96,27 @@ class DecideOffline:
 
 @dataclass(frozen=True, slots=True)
 class DriverCommand:
-    """Forward a staff command (pause, resume, cancel a print) to the machine driver."""
+    """Forward a staff command (pause, resume, cancel, re-arm) to the machine driver.
 
+    The driver's kind answers it (:class:`Answer`), at once or when the driver has.
+    """
+
+    cmd_id: str
     action: MachineAction
+    by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Tell the hub what became of command ``cmd_id`` (a ``CommandOutcome``).
+
+    ``code`` is stable (docs/machines.md lists them), ``reason`` French, for staff.
+    """
+
+    cmd_id: str
+    outcome: Outcome
+    code: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +128,23 @@ class JobReport:
         result: done, failed, cancelled or lost.
         duration_s: the job's own duration (the controller's print time when known).
         filament_mm: filament used, ``None`` when unknown.
+        filament_estimated: ``filament_mm`` is scaled from progress (the job did
+            not finish).
+        user: the controller's user who started it (OctoPrint's), when it says.
     """
 
     name: str
     result: JobResult
     duration_s: float
     filament_mm: float | None = None
+    filament_estimated: bool = False
+    user: str | None = field(default=None, repr=False)
 
 
 #: Everything the machine may ask the agent to do.
 Effect = (
-    Append
+    Answer
+    | Append
     | PowerOn
     | PowerOff
     | Lock

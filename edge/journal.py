@@ -47,8 +47,12 @@ from protocol.messages import (
     Event,
     JobEnded,
     JobEndedBody,
+    JobStarted,
+    JobStartedBody,
     MachineFault,
     MachineFaultBody,
+    MachineRearmed,
+    MachineRearmedBody,
     OfflineDecision,
     OfflineDecisionBody,
     SessionEnded,
@@ -79,7 +83,9 @@ EventBody = (
     | SessionEndedBody
     | OfflineDecisionBody
     | MachineFaultBody
+    | MachineRearmedBody
     | JobEndedBody
+    | JobStartedBody
 )
 #: A complete journal event, as published on ``edge/{edge}/evt``.
 
@@ -89,7 +95,9 @@ _EVENT_FOR_BODY: Final[dict[type[EventBody], type[Event]]] = {
     SessionEndedBody: SessionEnded,
     OfflineDecisionBody: OfflineDecision,
     MachineFaultBody: MachineFault,
+    MachineRearmedBody: MachineRearmed,
     JobEndedBody: JobEnded,
+    JobStartedBody: JobStarted,
 }
 
 SCHEMA_VERSION: Final = 1

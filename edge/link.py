@@ -11,8 +11,11 @@ DESIGN §3 from the edge's side:
   the broker acknowledged the subscriptions publishes ``EdgeStatus(online=True)``
   (retained) and calls :meth:`LinkHandler.on_link_up`: the hub never answers an edge
   that cannot hear it yet;
-* incoming payloads are decoded into protocol messages and handed to the handler;
-  anything outside the contract is logged and dropped;
+* incoming payloads are decoded into protocol messages and handed to the handler
+  (the agent's :class:`~edge.intake.Intake`, which checks each command's MAC and
+  freshness); anything outside the contract is dropped and reported to the handler
+  (:meth:`LinkHandler.on_bad_message`), whose count of rejected messages the status
+  carries (republished when it moves: :meth:`EdgeLink.refresh_status`);
 * paho reconnects by itself (``reconnect_min_s`` … ``reconnect_max_s``); the link
   publishes nothing while disconnected: the caller's journal resends events after
   :meth:`LinkHandler.on_link_up`, and stale access requests are worthless anyway.
@@ -45,6 +48,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
+    CommandOutcome,
     EdgeHealth,
     EdgeStatus,
     HubStatus,
@@ -64,6 +68,8 @@ from protocol.topics import Kind, Topics, parse_topic
 logger = logging.getLogger(__name__)
 
 MqttProtocol = Literal["3.1.1", "5"]
+#: Shortest time between two status republications for a changed rejection count (s).
+STATUS_REFRESH_S = 5.0
 
 
 class LinkError(Exception):
@@ -122,6 +128,14 @@ class LinkHandler:
     def on_hub_status(self, status: HubStatus) -> None:
         """The hub went online or offline."""
 
+    def on_bad_message(self, kind: Kind, error: ProtocolError) -> None:
+        """A payload on one of this edge's topics was dropped undecoded (too large, not
+        the contract)."""
+
+    def rejected_count(self) -> int:
+        """Hub→edge messages dropped so far, announced on the edge's status."""
+        return 0
+
 
 def _counter_from(start: int) -> Callable[[], int]:
     counter = itertools.count(start)
@@ -163,6 +177,8 @@ class EdgeLink:
         self._epoch = 0
         self._sub_mid: int | None = None
         self._up = threading.Event()
+        self._status_rejected = 0
+        self._status_at = 0.0
         # Health counters (EdgeHealth on the online status); written on paho's thread.
         self._started = time.monotonic()
         self._connects = 0
@@ -277,6 +293,10 @@ class EdgeLink:
         """
         return self._publish(self._topics.evt(self.edge), event, qos=1)
 
+    def send_outcome(self, outcome: CommandOutcome) -> bool:
+        """Answer a hub command on ``outcome`` (QoS 1); False when the link is down."""
+        return self._publish(self._topics.outcome(self.edge), outcome, qos=1)
+
     def publish_state(self, state: MachineState) -> bool:
         """Publish a machine's retained availability snapshot (QoS 1)."""
         return self._publish(
@@ -296,6 +316,24 @@ class EdgeLink:
         if client is None or not self._up.is_set():
             return False
         return client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_SUCCESS
+
+    def refresh_status(self) -> None:
+        """Publish the online status again if the count of rejected hub messages moved
+        since the last one (at most every :data:`STATUS_REFRESH_S`; call it often)."""
+        client = self._client
+        if client is None or not self._up.is_set():
+            return
+        now = time.monotonic()
+        if now - self._status_at < STATUS_REFRESH_S:
+            return
+        if self._handler.rejected_count() == self._status_rejected:
+            return
+        client.publish(
+            self._topics.edge_status(self.edge),
+            encode(self._status(online=True)),
+            qos=1,
+            retain=True,
+        )
 
     def _publish(self, topic: str, message: Message, *, qos: int, retain: bool = False) -> bool:
         client = self._client
@@ -326,7 +364,10 @@ class EdgeLink:
 
     def _status(self, *, online: bool, goodbye: bool = False) -> EdgeStatus:
         s = self._settings
+        self._status_rejected = self._handler.rejected_count()
+        self._status_at = time.monotonic()
         return EdgeStatus(
+            rejected=self._status_rejected,
             online=online,
             epoch=self._epoch,
             version=s.version,
@@ -433,6 +474,7 @@ class EdgeLink:
             return  # a cleared retained message
         h = self._handler
         payload = bytes(msg.payload)
+        parsed = None
         try:
             parsed = parse_topic(msg.topic)
             if parsed.kind is not Kind.HUB_STATUS and parsed.edge != self.edge:
@@ -454,7 +496,10 @@ class EdgeLink:
                     raise ProtocolError(f"edges do not read {parsed.kind.value} topics")
         except ProtocolError as err:
             self._bad_messages += 1
-            logger.warning("edge %s: dropped message on %s: %s", self.edge, msg.topic, err)
+            if parsed is not None and parsed.edge == self.edge:
+                self._call(h.on_bad_message, parsed.kind, err)
+            else:
+                logger.warning("edge %s: dropped message on %s: %s", self.edge, msg.topic, err)
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
         # A handler bug must never kill paho's network thread.

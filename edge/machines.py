@@ -37,17 +37,22 @@ from devices.actuators import Actuator, LatchedActuator
 from devices.errors import DeviceError
 from devices.pc import SessionLock
 from devices.readers import BadgeReader
-from edge.effects import Effect
+from edge.effects import DriverCommand, Effect, FeedbackKind
 from edge.kinds import DriverSignal, Follower, SignalKind
+from edge.kinds.base import Deferred
+from edge.outcomes import Refusal, applied, refused
 from edge.power import PowerWatch
 from edge.session import SessionMachine, SessionStatus, State
 from edge.settings import MachineSettings
-from protocol.messages import Availability, MachineAction, Scalar
+from protocol.messages import Availability, Scalar
 
 __all__ = [
     "ACTUATOR_FAULT",
+    "NOTIFY_TITLE",
     "AsyncDrivers",
     "BadgeRead",
+    "CommandDone",
+    "CommandRun",
     "DriverSignal",
     "MachineUnit",
     "MachineView",
@@ -57,6 +62,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Title of every desktop notification.
+NOTIFY_TITLE: Final = "fabrique"
 
 #: Fault source of a machine whose output device fails (the agent clears it itself).
 ACTUATOR_FAULT: Final = "actuator"
@@ -170,18 +178,30 @@ class AsyncDrivers:
 
         asyncio.run_coroutine_threadsafe(enter(), loop).result(timeout)
 
-    def submit(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
-        """Run ``coro`` on the loop; its failure is logged."""
+    def submit(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        what: str,
+        on_done: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """Run ``coro`` on the loop; ``on_done`` gets its error (``None``: it returned),
+        on the loop's thread. Without ``on_done`` a failure is logged."""
         loop = self._loop
         if loop is None:
             coro.close()
             logger.warning("%s: no driver loop running", what)
+            if on_done is not None:
+                on_done(Refusal("driver_unreachable"))
             return
         future = asyncio.run_coroutine_threadsafe(coro, loop)
 
         def done(f: concurrent.futures.Future[Any]) -> None:
-            error = f.exception()
-            if error is not None:
+            error: BaseException | None = (
+                Refusal("driver_error") if f.cancelled() else f.exception()
+            )
+            if on_done is not None:
+                on_done(error)
+            elif error is not None:
                 logger.error("%s failed: %s", what, error)
 
         future.add_done_callback(done)
@@ -200,6 +220,65 @@ class AsyncDrivers:
             self._thread.join(timeout)
             self._thread = None
         loop.close()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDone:
+    """A driver command handed off the agent thread ended (posted to the agent's queue).
+
+    ``refusal`` is ``None`` when it was carried out."""
+
+    machine: str
+    command: DriverCommand
+    refusal: Refusal | None
+
+
+class CommandRun:
+    """The :class:`~edge.kinds.base.Run` of one driver command: its end is posted back
+    to the agent as a :class:`CommandDone` (the agent answers the hub from its thread)."""
+
+    def __init__(
+        self,
+        machine: str,
+        command: DriverCommand,
+        drivers: AsyncDrivers,
+        post: Callable[[object], None],
+    ) -> None:
+        self.machine = machine
+        self.command = command
+        self._drivers = drivers
+        self._post = post
+
+    def coroutine(self, coro: Coroutine[Any, Any, Any], what: str) -> Deferred:
+        """On the drivers' asyncio loop."""
+        self._drivers.submit(coro, what, lambda error: self._done(error, what))
+        return Deferred()
+
+    def blocking(self, call: Callable[[], Any], what: str) -> Deferred:
+        """On a short-lived thread of its own."""
+
+        def work() -> None:
+            try:
+                call()
+            except BaseException as err:
+                self._done(err, what)
+            else:
+                self._done(None, what)
+
+        threading.Thread(target=work, name=f"cmd-{self.machine}", daemon=True).start()
+        return Deferred()
+
+    def _done(self, error: BaseException | None, what: str) -> None:
+        refusal: Refusal | None = None
+        if isinstance(error, Refusal):
+            refusal = error
+        elif error is not None:
+            logger.error("%s failed: %s", what, error)
+            refusal = Refusal("driver_error")
+        self._post(CommandDone(self.machine, self.command, refusal))
 
 
 # --------------------------------------------------------------------------- the unit
@@ -238,6 +317,8 @@ class MachineUnit:
     next_power: float = 0.0
     #: The driver's run-time meter when the open session started (lasers).
     run_mark: float | None = None
+    #: Messages also shown as desktop notifications (its kind's ``notify``).
+    notices: frozenset[FeedbackKind] = frozenset()
 
     @property
     def id(self) -> str:
@@ -252,7 +333,7 @@ class MachineUnit:
         match signal.kind:
             case "job_started":
                 self.job = True
-                return s.job_started(mono)
+                return s.job_started(mono, signal.detail)
             case "job_running":
                 self.job = True
                 return s.job_running(mono)
@@ -349,7 +430,8 @@ class MachineUnit:
         return None
 
     def notify(self, title: str, message: str) -> None:
-        """Show a desktop notification on a gaming PC (best effort)."""
+        """Show a desktop notification on a gaming PC (best effort, titled
+        :data:`NOTIFY_TITLE`)."""
         if self.lock is None:
             return
         try:
@@ -379,10 +461,19 @@ class MachineUnit:
 
     # ------------------------------------------------------------------ drivers
 
-    def driver_command(self, action: MachineAction, drivers: AsyncDrivers) -> None:
-        """Forward a staff command (pause, resume, cancel a print) to the driver."""
-        if not self.follower.command(action, drivers.submit):
-            logger.info("%s: %s has no driver here: ignored", self.id, action.value)
+    def driver_command(
+        self, command: DriverCommand, drivers: AsyncDrivers, post: Callable[[object], None]
+    ) -> list[Effect]:
+        """Forward a staff command (pause, resume, cancel, re-arm) to the driver; its
+        answer now, or nothing when the kind deferred it (a :class:`CommandDone` follows)."""
+        run = CommandRun(self.id, command, drivers, post)
+        verdict = self.follower.command(command.action, run)
+        if isinstance(verdict, Deferred):
+            return []
+        if isinstance(verdict, Refusal):
+            logger.info("%s: %s refused (%s)", self.id, command.action.value, verdict.code)
+            return [refused(command.cmd_id, verdict.code, verdict.reason)]
+        return [applied(command.cmd_id)]
 
     def driver_faults(self) -> dict[str, str]:
         """Fault sources the driver reports right now (polled by the agent)."""
@@ -419,7 +510,7 @@ class MachineUnit:
             availability = Availability.MAINTENANCE
         elif session.faulted:
             availability = Availability.FAULT
-        elif session.state in (State.ACTIVE, State.ENDING):
+        elif session.state in (State.ACTIVE, State.ENDING) or session.foreign_job:
             availability = Availability.IN_USE
         else:
             availability = Availability.FREE

@@ -72,6 +72,8 @@ class Outbox:
         self._monotonic = monotonic
         self._acked = 0
         self._sent_through = 0
+        #: The highest seq ever handed to the link (what the hub may acknowledge).
+        self._sent_max = 0
         self._resends = 0
         self._online = False
         self._last_progress = 0.0
@@ -106,6 +108,8 @@ class Outbox:
         first = self.journal.unacked(1)
         self._acked = first[0].seq - 1 if first else self.journal.last_seq()
         self._sent_through = self._acked
+        # Whatever was journaled before this start may have been sent by the last run.
+        self._sent_max = self.journal.last_seq()
 
     def online(self, online: bool) -> None:
         """The hub can (or cannot) hear this edge now; back online, resend what is pending."""
@@ -113,16 +117,28 @@ class Outbox:
             self._sent_through = min(self._sent_through, self._acked)
         self._online = online
 
-    def on_command(self, command: JournalCommand) -> None:
-        """The hub's ``ack_through`` or ``replay_from``."""
+    def on_command(self, command: JournalCommand) -> bool:
+        """The hub's ``ack_through`` or ``replay_from``; False when refused.
+
+        An ``ack_through`` beyond the last event this edge ever sent is refused (logged):
+        believed, it would make the edge stop sending its journal until restarted.
+        """
         if command.ack_through is not None:
             through = command.ack_through
+            if through > self._sent_max:
+                logger.warning(
+                    "edge %s: refused ack_through %d beyond the last seq sent (%d)",
+                    self.edge_id,
+                    through,
+                    self._sent_max,
+                )
+                return False
             if through > self._acked:
                 try:
                     self.journal.ack_through(through)
                 except JournalError as err:
                     logger.error("cannot record the acknowledgement: %s", err)
-                    return
+                    return True
                 self._acked = through
                 self._sent_through = max(self._sent_through, through)
                 self._last_progress = self._monotonic()
@@ -131,6 +147,7 @@ class Outbox:
             self._sent_through = min(self._sent_through, command.replay_from - 1)
             self._resends += 1
             self._last_progress = self._monotonic()
+        return True
 
     # ------------------------------------------------------------------ sending
 
@@ -156,6 +173,7 @@ class Outbox:
                 if not link.send_event(event):
                     return
                 self._sent_through = event.seq
+                self._sent_max = max(self._sent_max, event.seq)
             if len(events) < BATCH:
                 return
 

@@ -76,6 +76,7 @@ class Reporter:
                 v.session.state,
                 v.session.job_running,
                 v.session.cooling,
+                v.session.foreign_job,
                 v.reader_connected,
                 v.faults,
                 deadline,
@@ -100,6 +101,7 @@ class Reporter:
             ends_at=ends_at,
             job=v.session.job_running,
             cooling=v.session.cooling,
+            foreign_job=v.session.foreign_job,
             faults=v.faults,
         )
         return MachineState(

@@ -56,6 +56,7 @@ from typing import Final
 
 from edge.clock import mono_deadline, wall_estimate
 from edge.effects import (
+    Answer,
     Append,
     DecideOffline,
     DriverCommand,
@@ -70,16 +71,20 @@ from edge.effects import (
     Unlock,
 )
 from edge.offline import OfflineVerdict
+from edge.outcomes import CMD_EXPIRED, refused
 from edge.sessionconfig import Actuation, SessionConfig, SessionStatus, State
 from protocol.messages import (
     AccessDecision,
     BreakRule,
     EndReason,
     JobEndedBody,
+    JobResult,
+    JobStartedBody,
     MachineAction,
     MachineCommand,
     MachineFaultBody,
     OfflineDecisionBody,
+    Outcome,
     SessionAction,
     SessionCommand,
     SessionEndedBody,
@@ -91,6 +96,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Actuation",
+    "Answer",
     "Append",
     "DecideOffline",
     "DriverCommand",
@@ -165,6 +171,8 @@ class _Session:
     ending: EndReason | None = None
     #: While ``ending`` and cooling: when power goes off even if still hot.
     cool_until: float | None = None
+    #: The member's presence (s): from the start until the session was asked to end.
+    present_s: float | None = None
 
 
 def _new_id() -> str:
@@ -196,6 +204,10 @@ _STILL_COOLING: Final = "La machine refroidit : elle s'éteindra dans quelques m
 _BREAK_OVER: Final = "La pause est finie : tu peux badger à nouveau."
 _STAFF_WARN: Final = "Un animateur te demande de terminer bientôt : pense à sauvegarder."
 _FAULT_HOLD: Final = "Un défaut est signalé sur cette machine : préviens un animateur."
+_FOREIGN: Final = (
+    "Un travail tourne sur cette machine sans session : demande à un fabmanager de s'en occuper."
+)
+_THEN_COOLING: Final = " La machine refroidit, elle s'éteindra ensuite."
 
 _END_TEXTS: Final[dict[EndReason, str]] = {
     EndReason.BADGE_OUT: "Session terminée. À bientôt !",
@@ -205,6 +217,17 @@ _END_TEXTS: Final[dict[EndReason, str]] = {
     EndReason.IDLE: "Machine inutilisée depuis un moment : ta session est terminée.",
     EndReason.FAULT: "Défaut machine : la machine est coupée. Préviens un animateur.",
     EndReason.LINK_LOST: "Connexion au serveur perdue : la machine est coupée par sécurité.",
+    EndReason.JOB_LOST: "Ton travail a été perdu par la machine : préviens un animateur.",
+    EndReason.STAFF_CANCEL: "Un animateur a annulé ton travail : ta session est terminée.",
+}
+
+#: How the end of the session's own job ends it (a print that did not finish is
+#: never "Travail terminé").
+_JOB_END_REASONS: Final[dict[JobResult, EndReason]] = {
+    JobResult.DONE: EndReason.JOB_DONE,
+    JobResult.CANCELLED: EndReason.JOB_DONE,  # cancelled at the machine by its user
+    JobResult.FAILED: EndReason.FAULT,
+    JobResult.LOST: EndReason.JOB_LOST,
 }
 
 
@@ -246,7 +269,19 @@ class SessionMachine:
         self._hot = False
         #: Session open when the running job started (``None``: none, or not seen).
         self._job_session: str | None = None
+        #: Session the running job belongs to, until the machine is idle (job_done).
+        self._job_owner: str | None = None
+        #: The running job was started (or found running) with no session open.
+        self._job_foreign = False
+        #: How the running job ended (set by ``job_ended``, used at ``job_done``).
+        self._job_end: EndReason | None = None
+        #: Staff asked to cancel the running job.
+        self._cancel_asked = False
         self._faulted = False
+        #: When the current fault episode started (monotonic), and whether its hold
+        #: (``fault_hold_max_s``) already ran out.
+        self._faulted_since: float | None = None
+        self._hold_expired = False
         self._maintenance_after = False
         self._hub_online = False
         self._link_down_since: float | None = None
@@ -283,7 +318,13 @@ class SessionMachine:
             job_running=self._job_running,
             faulted=self._faulted,
             cooling=s is not None and self._state is State.ENDING and s.cool_until is not None,
+            foreign_job=self.foreign_job,
         )
+
+    @property
+    def foreign_job(self) -> bool:
+        """A job holds the machine that was started with no session open."""
+        return self._job_running and self._job_foreign
 
     def next_wakeup(self) -> float | None:
         """The monotonic time of the next timed transition, so the agent can sleep."""
@@ -298,6 +339,9 @@ class SessionMachine:
         if s is None:
             return None
         times = [s.started_mono + (s.minutes + 1) * cfg.tick_s]
+        hold_until = self._fault_hold_until()
+        if hold_until is not None:
+            times.append(hold_until)
         if self._state is State.ACTIVE:
             times.append(s.deadline)
             if s.break_at is not None:
@@ -384,6 +428,9 @@ class SessionMachine:
         if self._faulted:
             self._state = self._rest_state(mono)
             return [Feedback(FeedbackKind.DENY, _FAULTED)]
+        if self.foreign_job and not decision.staff:
+            self._state = self._rest_state(mono)
+            return [Feedback(FeedbackKind.DENY, _FOREIGN)]
         assert decision.session_id is not None
         assert decision.ends_at is not None
         return self._start(
@@ -411,8 +458,18 @@ class SessionMachine:
             return []
         self._pending = None
         refused_by_fault = verdict.granted and self._faulted
-        granted = verdict.granted and verdict.ends_at is not None and not refused_by_fault
-        code = "offline_machine_fault" if refused_by_fault else str(verdict.code)
+        refused_by_job = verdict.granted and self.foreign_job and not verdict.staff
+        granted = (
+            verdict.granted
+            and verdict.ends_at is not None
+            and not refused_by_fault
+            and not refused_by_job
+        )
+        code = str(verdict.code)
+        if refused_by_fault:
+            code = "offline_machine_fault"
+        elif refused_by_job:
+            code = "offline_running_without_session"
         session_id = self._new_id() if granted else None
         record = Append(
             OfflineDecisionBody(
@@ -428,7 +485,11 @@ class SessionMachine:
         )
         if not granted:
             self._state = self._rest_state(mono)
-            message = _FAULTED if refused_by_fault else verdict.message
+            message = verdict.message
+            if refused_by_fault:
+                message = _FAULTED
+            elif refused_by_job:
+                message = _FOREIGN
             return [record, Feedback(FeedbackKind.DENY, message)]
         assert session_id is not None
         assert verdict.ends_at is not None
@@ -479,6 +540,9 @@ class SessionMachine:
         if s is None:
             return []
         effects: list[Effect] = self._usage_ticks(s, mono)
+        hold_until = self._fault_hold_until()
+        if hold_until is not None and mono >= hold_until:
+            return effects + self._fault_hold_expired(s, mono)
         if self._state is State.ENDING and s.cool_until is not None and mono >= s.cool_until:
             logger.warning(
                 "%s: still hot %.0f s after the session ended: power cut anyway",
@@ -505,52 +569,61 @@ class SessionMachine:
         return effects
 
     def session_command(self, cmd: SessionCommand, mono: float, wall: datetime) -> list[Effect]:
-        """Staff or hub command about the running session (end, extend, warn, break)."""
-        if not self._accept_command(cmd.cmd_id, cmd.not_after, wall):
-            return []
+        """Staff or hub command about the running session (end, extend, warn, break).
+
+        Every command is answered (:class:`Answer`), except a duplicate delivery."""
+        early = self._accept_command(cmd.cmd_id, cmd.not_after, wall)
+        if early is not None:
+            return early
         s = self._session
         if s is None or cmd.session_id != s.session_id:
             logger.info(
-                "%s: command %s for session %s not running here: ignored",
+                "%s: command %s for session %s not running here: refused",
                 self.machine,
                 cmd.cmd_id,
                 cmd.session_id,
             )
-            return []
+            return [refused(cmd.cmd_id, "unknown_session")]
         if self._state is not State.ACTIVE:
-            return []
+            return [refused(cmd.cmd_id, "not_active")]
+        done = Answer(cmd.cmd_id, Outcome.APPLIED)
         if cmd.action is SessionAction.END:
-            return self._end(EndReason.STAFF, mono)
+            return [*self._end(EndReason.STAFF, mono), done]
         if cmd.action is SessionAction.WARN:
-            return [Feedback(FeedbackKind.WARN, cmd.message or _STAFF_WARN)]
+            return [Feedback(FeedbackKind.WARN, cmd.message or _STAFF_WARN), done]
         if cmd.action is SessionAction.BREAK:
             rule_min = s.break_rule.break_min if s.break_rule else self.config.default_break_min
             s.break_min = cmd.minutes or rule_min
-            return self._end(EndReason.BREAK, mono)
+            return [*self._end(EndReason.BREAK, mono), done]
         # EXTEND
         if cmd.minutes is None:
             logger.warning(
-                "%s: extend command %s without minutes: ignored", self.machine, cmd.cmd_id
+                "%s: extend command %s without minutes: refused", self.machine, cmd.cmd_id
             )
-            return []
+            return [refused(cmd.cmd_id, "bad_command")]
         s.deadline += cmd.minutes * 60
         self._plan(s, mono, hub_warnings=None)
-        return [Feedback(FeedbackKind.INFO, f"Session prolongée de {_minutes(cmd.minutes)}.")]
+        return [Feedback(FeedbackKind.INFO, f"Session prolongée de {_minutes(cmd.minutes)}."), done]
 
     def machine_command(self, cmd: MachineCommand, mono: float, wall: datetime) -> list[Effect]:
-        """Staff command about the machine (maintenance, pause/resume/cancel a print)."""
+        """Staff command about the machine (maintenance here; pause, resume, cancel and
+        re-arm go to the driver, whose kind answers them)."""
         if cmd.machine != self.machine:
             logger.warning(
                 "%s: command %s for machine %s: ignored", self.machine, cmd.cmd_id, cmd.machine
             )
-            return []
-        if not self._accept_command(cmd.cmd_id, cmd.not_after, wall):
-            return []
+            return [refused(cmd.cmd_id, "unknown_machine")]
+        early = self._accept_command(cmd.cmd_id, cmd.not_after, wall)
+        if early is not None:
+            return early
+        done = Answer(cmd.cmd_id, Outcome.APPLIED)
         if cmd.action is MachineAction.MAINTENANCE_ON:
-            return self.maintenance(True, mono)
+            return [*self.maintenance(True, mono), done]
         if cmd.action is MachineAction.MAINTENANCE_OFF:
-            return self.maintenance(False, mono)
-        return [DriverCommand(cmd.action)]
+            return [*self.maintenance(False, mono), done]
+        if cmd.action is MachineAction.CANCEL and self._job_running:
+            self._cancel_asked = True
+        return [DriverCommand(cmd.cmd_id, cmd.action, cmd.by)]
 
     def maintenance(self, on: bool, mono: float) -> list[Effect]:
         """Put the machine in or out of maintenance; a running session ends first (staff)."""
@@ -572,16 +645,37 @@ class SessionMachine:
         return self._cut()
 
     def job_running(self, mono: float) -> list[Effect]:
-        """The driver reports a job (a print) in progress: hold the power."""
+        """The driver reports a job (a print, a laser run, a plug drawing power) in
+        progress: hold the power. A job found running with no session open runs
+        without a session (:attr:`foreign_job`); one found during a session is
+        taken as the session's."""
+        if not self._job_running:
+            self._job_owner = self.session_id
+            self._job_foreign = self._job_owner is None
         self._job_running = True
         if self._session is not None:
             self._session.cool_until = None  # a new job holds; cooling starts after it
         return []
 
-    def job_started(self, mono: float) -> list[Effect]:
-        """A job started now: it belongs to the session open now (if any), and runs."""
-        self._job_session = self.session_id
-        return self.job_running(mono)
+    def job_started(self, mono: float, file_name: str = "") -> list[Effect]:
+        """A job started now: it belongs to the session open now (if any), and runs.
+
+        Journaled (``job_started``, with the file name for staff) before anything
+        acts on it; with no session open the machine runs without a session.
+        """
+        self._job_session = self._job_owner = self.session_id
+        self._job_foreign = self._job_owner is None
+        self._job_end = None
+        self._cancel_asked = False
+        self._job_running = True
+        if self._session is not None:
+            self._session.cool_until = None
+        if self._job_foreign:
+            logger.warning("%s: a job started with no session open", self.machine)
+        body = JobStartedBody(
+            machine=self.machine, session_id=self._job_owner, file_name=file_name[:200] or None
+        )
+        return [Append(body)]
 
     def job_ended(self, report: JobReport, mono: float, wall: datetime) -> list[Effect]:
         """A job ended (done, failed, cancelled, lost): journal it for its session.
@@ -590,6 +684,10 @@ class SessionMachine:
         machine is idle (a printer finishing its end script still holds).
         """
         session_id, self._job_session = self._job_session, None
+        reason = _JOB_END_REASONS.get(report.result, EndReason.JOB_DONE)
+        if report.result is JobResult.CANCELLED and self._cancel_asked:
+            reason = EndReason.STAFF_CANCEL
+        self._job_end = reason
         body = JobEndedBody(
             session_id=session_id,
             machine=self.machine,
@@ -597,7 +695,9 @@ class SessionMachine:
             result=report.result,
             duration_s=min(max(0.0, report.duration_s), 7 * 24 * 3600),
             filament_mm=report.filament_mm,
+            filament_estimated=report.filament_estimated and report.filament_mm is not None,
             ended_at=wall,
+            user=report.user,
         )
         logger.info(
             "%s: job %r %s after %.0f s (session %s)",
@@ -610,15 +710,26 @@ class SessionMachine:
         return [Append(body)]
 
     def job_done(self, mono: float) -> list[Effect]:
-        """The driver reports no job any more and the machine idle: power may go."""
-        self._job_running = False
+        """The driver reports no job any more and the machine idle: power may go.
+
+        Only the session's own job ends it (``end_on_job_done``): a job started
+        with no session (or in an earlier one) never ends a session granted since.
+        """
+        owner, reason = self._job_owner, self._job_end or EndReason.JOB_DONE
+        self._job_running = self._job_foreign = self._cancel_asked = False
+        self._job_owner = self._job_end = None
         s = self._session
         if s is None:
             return []
         if self._state is State.ENDING:
             return self._after_job(s, mono)
-        if self._state is State.ACTIVE and self.config.end_on_job_done:
-            return self._end(EndReason.JOB_DONE, mono)
+        if (
+            self._state is State.ACTIVE
+            and self.config.end_on_job_done
+            and owner is not None
+            and owner == s.session_id
+        ):
+            return self._end(reason, mono)
         return []
 
     def heat(self, hot: bool, mono: float) -> list[Effect]:
@@ -651,6 +762,7 @@ class SessionMachine:
         if self._faulted:
             return [self._off()] if self.config.cut_on_fault else []
         self._faulted = True
+        self._faulted_since, self._hold_expired = mono, False
         record = Append(
             MachineFaultBody(machine=self.machine, code=(code or "fault")[:64], detail=detail[:500])
         )
@@ -669,6 +781,7 @@ class SessionMachine:
     def fault_cleared(self, mono: float) -> list[Effect]:
         """The fault is gone; the machine may be granted again (it stays off)."""
         self._faulted = False
+        self._faulted_since, self._hold_expired = None, False
         return []
 
     def shutdown(self, mono: float) -> list[Effect]:
@@ -685,6 +798,37 @@ class SessionMachine:
         return [self._off()]
 
     # ------------------------------------------------------------------ internals
+
+    def _fault_hold_until(self) -> float | None:
+        """When a fault that holds the power stops holding it (``fault_hold_max_s``)."""
+        limit = self.config.fault_hold_max_s
+        if (
+            limit is None
+            or self.config.cut_on_fault
+            or self._faulted_since is None
+            or self._hold_expired
+            or self._session is None
+        ):
+            return None
+        return self._faulted_since + limit
+
+    def _fault_hold_expired(self, s: _Session, mono: float) -> list[Effect]:
+        """A fault lasted ``fault_hold_max_s``: journal it (an alert), cut, end the session."""
+        self._hold_expired = True
+        limit = self.config.fault_hold_max_s or 0.0
+        logger.warning("%s: fault still there after %.0f s: power cut anyway", self.machine, limit)
+        record = Append(
+            MachineFaultBody(
+                machine=self.machine,
+                code="fault_hold_expired",
+                detail=f"fault still there after {round(limit / 60)} min: power cut",
+            )
+        )
+        # The job (if any) can no longer hold the power; its end, if the driver ever
+        # reports it, is still journaled for its session.
+        self._job_running = False
+        reason = s.ending if self._state is State.ENDING and s.ending else EndReason.FAULT
+        return [record, *self._finish(reason, mono)]
 
     def _request(self, badge: str, mono: float) -> list[Effect]:
         if self._faulted:
@@ -808,13 +952,20 @@ class SessionMachine:
             logger.info(
                 "%s: session %s ends (%s) once the job is done", self.machine, s.session_id, reason
             )
+            s.present_s = mono - s.started_mono
             return [*self._usage_ticks(s, mono), Feedback(FeedbackKind.INFO, _ENDING)]
         if self._must_cool():
             s.ending = reason
             self._state = State.ENDING
             s.cool_until = mono + self.config.cooldown_s
+            s.present_s = mono - s.started_mono
             logger.info("%s: session %s ends (%s) once cooled", self.machine, s.session_id, reason)
-            text = _JOB_DONE_COOLING if reason is EndReason.JOB_DONE else _COOLING
+            if reason is EndReason.JOB_DONE:
+                text = _JOB_DONE_COOLING
+            elif reason in (EndReason.JOB_LOST, EndReason.STAFF_CANCEL, EndReason.FAULT):
+                text = _END_TEXTS[reason] + _THEN_COOLING
+            else:
+                text = _COOLING
             return [*self._usage_ticks(s, mono), Feedback(FeedbackKind.INFO, text)]
         return self._finish(reason, mono)
 
@@ -836,6 +987,7 @@ class SessionMachine:
         effects = self._usage_ticks(s, mono)
         self._session = None
         duration = mono - s.started_mono
+        present = duration if s.present_s is None else min(s.present_s, duration)
         effects.append(
             Append(
                 SessionEndedBody(
@@ -843,6 +995,7 @@ class SessionMachine:
                     machine=self.machine,
                     reason=reason,
                     duration_s=duration,
+                    present_s=present,
                     ended_at=wall_estimate(mono, s.started_mono, s.started_wall),
                 )
             )
@@ -863,20 +1016,25 @@ class SessionMachine:
             effects.append(Feedback(FeedbackKind.WARN, _break_text(minutes)))
         else:
             self._state = State.IDLE
-            kind = FeedbackKind.WARN if reason is EndReason.FAULT else FeedbackKind.INFO
+            bad_news = reason in (EndReason.FAULT, EndReason.JOB_LOST)
+            kind = FeedbackKind.WARN if bad_news else FeedbackKind.INFO
             effects.append(Feedback(kind, _END_TEXTS.get(reason, "Session terminée.")))
         return effects
 
-    def _accept_command(self, cmd_id: str, not_after: datetime, wall: datetime) -> bool:
+    def _accept_command(
+        self, cmd_id: str, not_after: datetime, wall: datetime
+    ) -> list[Effect] | None:
+        """``None``: carry the command out; else what to do instead (nothing for a
+        duplicate delivery, which was answered the first time; ``expired`` for a late one)."""
         if not self._seen_cmds.add(cmd_id):
             logger.debug("%s: duplicate command %s ignored", self.machine, cmd_id)
-            return False
+            return []
         if wall > not_after:
             logger.warning(
                 "%s: command %s arrived after its not_after: ignored", self.machine, cmd_id
             )
-            return False
-        return True
+            return [Answer(cmd_id, Outcome.EXPIRED, "expired", CMD_EXPIRED)]
+        return None
 
     def _link_cut_applies(self, s: _Session) -> bool:
         return self.config.cut_on_link_loss and not self._hub_online and not (s.offline or s.staff)

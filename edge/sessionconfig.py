@@ -57,6 +57,10 @@ class SessionConfig:
         cooldown_s: longest wait, once a session ends, for a machine the agent
             reports hot (:meth:`SessionMachine.heat`) to cool before power is cut;
             0 cuts at once whatever the temperature.
+        fault_hold_max_s: on a machine that holds on a fault (``cut_on_fault``
+            false), the longest a fault may last before power is cut anyway (a
+            printer whose OctoPrint is gone may still print from its own buffer,
+            but not for ever); ``None``: no limit.
     """
 
     actuation: Actuation = Actuation.POWER
@@ -72,6 +76,7 @@ class SessionConfig:
     offline_break_rule: BreakRule | None = None
     default_break_min: int = 10
     cooldown_s: float = 0.0
+    fault_hold_max_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +94,5 @@ class SessionStatus:
     faulted: bool = False
     #: The session has ended but waits for the machine to cool before power off.
     cooling: bool = False
+    #: The running job was started with no session open (nobody badged for it).
+    foreign_job: bool = False

@@ -6,7 +6,8 @@ in a pin number or a Shelly address stops the agent at start with a clear messag
 rather than at the first badge:
 
 * the broker (address, credentials, TLS) and the identity of the edge (site, edge id);
-* the site secret, which hashes badge UIDs and verifies policy snapshots;
+* the site secret, which hashes badge UIDs, and the edge's own key (``edge_key_file``,
+  provisioned by the hub), which verifies the hub's snapshots and commands;
 * the journal (path, retention, resend and window) and the offline rules;
 * the feedback (console log, GPIO LED and buzzer per machine);
 * every machine: its kind (a row of :mod:`edge.kinds`: ``generic``, ``laser``,
@@ -50,6 +51,7 @@ from protocol.ids import Ident
 from protocol.kinds import MachineKind
 from protocol.messages import BreakRule
 from protocol.secretrules import secret_problem
+from protocol.signing import EdgeKeyError, demo_edge_key, key_from_text
 
 __all__ = [
     "EdgeSettings",
@@ -206,6 +208,15 @@ class MachineSettings(_Part):
         le=120,
         description="printer: cut anyway after waiting this long to cool (0: never wait)",
     )
+    unreachable_hold_max_min: float = Field(
+        default=30.0,
+        ge=0,
+        le=24 * 60,
+        description=(
+            "printer: hold the power this long at most while OctoPrint is unreachable "
+            "or reports an error (it may still print from its buffer), then cut"
+        ),
+    )
     offline_break: BreakRule | None = Field(
         default=None, description="break rule of members' offline grants (gaming)"
     )
@@ -250,8 +261,14 @@ class EdgeSettings(BaseSettings):
 
     site: Ident = Field(description="this site's id (the topic root)")
     edge_id: Ident = Field(description="this edge's id (its MQTT user and topics)")
-    site_secret: SecretStr = Field(
-        description="keys badge hashes and snapshot signatures; the hub's value"
+    site_secret: SecretStr = Field(description="keys badge hashes; the hub's value")
+    edge_key_file: Path | None = Field(
+        default=None,
+        description="this edge's own key (0600, from `fabrique hub edge-key EDGE`): "
+        "verifies the hub's snapshots and commands",
+    )
+    edge_key: SecretStr | None = Field(
+        default=None, description="the same key inline (64 hex characters), or in the environment"
     )
     demo: bool = Field(default=False, description="accept placeholder secrets (demo only)")
     mqtt: MqttSettings = MqttSettings()
@@ -287,6 +304,16 @@ class EdgeSettings(BaseSettings):
             problem = secret_problem("site_secret", secret, "FABRIQUE_EDGE_SITE_SECRET")
             if problem:  # the same secret as the hub's: same rules (protocol.secretrules)
                 raise ValueError(problem)
+        if self.edge_key is not None:
+            try:
+                key_from_text(self.edge_key.get_secret_value())
+            except EdgeKeyError as err:
+                raise ValueError(f"edge_key : {err}") from err
+        if not self.demo and self.edge_key is None and self.edge_key_file is None:
+            raise ValueError(
+                "edge_key_file manquant : la clé propre de cette borne, donnée par "
+                f"`fabrique hub edge-key {self.edge_id}` sur le hub"
+            )
         if self.time_scale != 1.0 and not self.demo:
             raise ValueError("time_scale est réservé à la démo (demo = true)")
         return self
@@ -295,6 +322,20 @@ class EdgeSettings(BaseSettings):
     def secret_bytes(self) -> bytes:
         """The site secret as bytes (HMAC key)."""
         return self.site_secret.get_secret_value().encode()
+
+    def key_bytes(self) -> bytes:
+        """This edge's own key: ``edge_key``, else ``edge_key_file``, else (demo only) the
+        key derived from the site secret (:func:`protocol.signing.demo_edge_key`).
+
+        Raises:
+            OSError: the key file cannot be read.
+            EdgeKeyError: it holds no valid key.
+        """
+        if self.edge_key is not None:
+            return key_from_text(self.edge_key.get_secret_value())
+        if self.edge_key_file is not None:
+            return key_from_text(self.edge_key_file.read_text(encoding="ascii"))
+        return demo_edge_key(self.secret_bytes, self.edge_id)
 
     @property
     def policy_cache_path(self) -> Path:
@@ -334,6 +375,8 @@ def load_edge_settings(path: Path, **overrides: Any) -> EdgeSettings:
     journal = settings.journal
     if not journal.path.is_absolute():
         journal = journal.model_copy(update={"path": base / journal.path})
+    if settings.edge_key_file is not None and not settings.edge_key_file.is_absolute():
+        settings = settings.model_copy(update={"edge_key_file": base / settings.edge_key_file})
     offline = settings.offline
     if offline.policy_cache is not None and not offline.policy_cache.is_absolute():
         offline = offline.model_copy(update={"policy_cache": base / offline.policy_cache})

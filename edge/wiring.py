@@ -41,6 +41,7 @@ def device_context(
         mqtt_publish=ctx.mqtt_publish or publish_raw,
         gpio_pin_factory=pin_factory,
         http_transport=ctx.http_transport,
+        state_dir=ctx.state_dir or settings.journal.path.parent,
     )
 
 
@@ -67,6 +68,7 @@ def build_units(settings: EdgeSettings, ctx: DeviceContext, post: Post) -> dict[
             actuator=actuator,
             lock=m.pc.build_session_lock(ctx) if m.pc else None,
             power_watch=watch,
+            notices=kind.notify,
         )
     return units
 

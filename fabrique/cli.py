@@ -410,6 +410,52 @@ def hub_purge(
     typer.echo(f"  clés de pseudonymes détruites : {result.keys_deleted}")
 
 
+@hub_app.command("edge-key")
+def hub_edge_key(
+    edge: Annotated[str, typer.Argument(help="Identifiant de la borne (edge_id).")],
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            dir_okay=False,
+            help="Écrit la clé dans ce fichier (0600) pour la borne, au lieu de l'afficher.",
+        ),
+    ] = None,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Remplace la clé existante par une nouvelle.")
+    ] = False,
+) -> None:
+    """Donne la clé propre d'une borne (créée si besoin), que le hub garde dans edge_keys_dir.
+
+    La borne la reçoit dans son edge_key_file : elle vérifie avec elle les instantanés
+    et les commandes du hub. Le hub prend une clé nouvelle ou changée en 10 s au plus.
+    """
+    settings = _load_hub_settings(config)
+    from hub.edgekeys import EdgeKeys
+    from protocol.files import write_private
+    from protocol.signing import key_to_text
+
+    keys = EdgeKeys(settings.edge_keys_dir)
+    try:
+        key, created = keys.provision(edge, rotate=rotate)
+    except ValueError:
+        _fail(f"Identifiant de borne invalide : {edge!r} (attendu [a-z0-9-]{{1,32}})", EXIT_CONFIG)
+    except OSError as err:
+        _fail(f"Clé non écrite dans {settings.edge_keys_dir} : {err.strerror or err}")
+    what = "nouvelle clé" if created else "clé existante"
+    if out is None:
+        typer.echo(key_to_text(key))
+        typer.echo(f"{edge} : {what} ({keys.path(edge)})", err=True)
+        return
+    try:
+        write_private(out, (key_to_text(key) + "\n").encode())
+    except OSError as err:
+        _fail(f"Fichier {out} non écrit : {err.strerror or err}")
+    typer.echo(f'{edge} : {what} écrite dans {out} (0600) ; edge_key_file = "{out.name}"')
+
+
 @hub_app.command("check-config")
 def hub_check_config(config: ConfigOption = None) -> None:
     """Vérifie la configuration du hub et la résume (sans rien démarrer)."""
@@ -427,6 +473,13 @@ def hub_check_config(config: ConfigOption = None) -> None:
         f"  Télémétrie : InfluxDB {influx[0]} (bucket {influx[3]})"
         if influx
         else "  Télémétrie : désactivée (influx_url)"
+    )
+    from hub.edgekeys import EdgeKeys
+
+    keyed = EdgeKeys(settings.edge_keys_dir).edges()
+    typer.echo(
+        f"  Clés des bornes : {len(keyed)} dans {settings.edge_keys_dir}"
+        + ("" if keyed else " (fabrique hub edge-key BORNE pour chacune)")
     )
     if settings.demo:
         typer.echo("  Attention : mode démo (secrets de démonstration acceptés).")
@@ -558,6 +611,12 @@ def edge_check_config(config: EdgeConfigOption, connect: ConnectOption = False) 
         typer.echo(f"{path} : configuration valide.")
         typer.echo(f"  Site {s.site}, borne {s.edge_id}, broker {s.mqtt.host}:{s.mqtt.port}")
         typer.echo(f"  Journal : {s.journal.path}")
+        try:
+            s.key_bytes()
+            where = s.edge_key_file or ("edge_key" if s.edge_key else "dérivée (démo seulement)")
+            typer.echo(f"  Clé propre : {where}")
+        except (OSError, ValueError) as err:  # the agent would refuse to start
+            typer.echo(f"  Attention : clé propre illisible ({s.edge_key_file}) : {err}")
         for m in s.machines:
             out = m.actuator or m.pc
             typer.echo(

@@ -24,11 +24,10 @@ what makes sense only on the PC:
   A value in the file (or, for the journal, in ``FABRIQUE_EDGE_JOURNAL__PATH``)
   always wins over these defaults.
 
-* **every message on the screen**: the agent itself notifies the player of its
-  warnings (10 and 2 minutes before the end or a forced break); :class:`PcNotices`
-  adds the other messages (grant with its end time, refusals with the hub's
-  reason, end of session, end of a break) as desktop notifications, since a gaming
-  PC has no LED or buzzer at its reader.
+* nothing about messages: every message for the player (grant with its end time,
+  refusals with the hub's reason, warnings, end of session or break) is a desktop
+  notification because the machine is a ``gaming_pc`` (its kind's ``notify``, see
+  :mod:`edge.kinds.gaming_pc`): the same when ``fabrique edge run`` serves the PC.
 
 The time rules themselves (daily caps per age group, forced breaks, warnings) come
 from the hub with each grant and are enforced by the session machine on the
@@ -41,14 +40,12 @@ import logging
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from devices.errors import DeviceConfigError
 from devices.pc import auto_backend
-from edge.feedback import FeedbackEvent
-from edge.session import FeedbackKind
 from edge.settings import EdgeSettings, MachineSettings, load_edge_settings
 
 if TYPE_CHECKING:
@@ -57,10 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTO_LOCK",
     "DEFAULT_OFFLINE_BREAK",
-    "NOTIFY_TITLE",
     "PC_KIND",
     "PcConfigError",
-    "PcNotices",
     "build_pc_agent",
     "check_lock",
     "default_journal_path",
@@ -76,8 +71,6 @@ PC_KIND: Final = "gaming_pc"
 AUTO_LOCK: Final = "pc.auto"
 #: Forced break of offline grants when the file sets none (minutes).
 DEFAULT_OFFLINE_BREAK: Final = {"play_min": 50, "break_min": 10}
-#: Title of every desktop notification (the agent's own warnings use it too).
-NOTIFY_TITLE: Final = "fabrique"
 _JOURNAL_ENV: Final = ("FABRIQUE_EDGE_JOURNAL__PATH", "FABRIQUE_EDGE_JOURNAL")
 
 
@@ -181,46 +174,12 @@ def check_lock(settings: EdgeSettings) -> str:
     return f"{AUTO_LOCK} → {auto_backend()}" if spec.kind == AUTO_LOCK else spec.kind
 
 
-class PcNotices:
-    """A feedback sink showing the player, as desktop notifications, what the agent
-    does not already notify (it notifies warnings itself): grants, refusals, ends.
-
-    ``notify(title, message)`` is called on the agent's thread, the owner of the
-    session lock, and must not raise (:meth:`edge.machines.MachineUnit.notify`).
-    """
-
-    KINDS: Final = frozenset({FeedbackKind.GRANT, FeedbackKind.DENY, FeedbackKind.INFO})
-
-    def __init__(self, notify: Callable[[str, str], None], machine: str) -> None:
-        self._notify = notify
-        self._machine = machine
-
-    def open(self) -> None:
-        """Nothing to acquire."""
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def show(self, event: FeedbackEvent) -> None:
-        """Notify ``event`` if it is one of :attr:`KINDS` for this PC."""
-        if event.machine == self._machine and event.kind in self.KINDS:
-            self._notify(NOTIFY_TITLE, event.message)
-
-
 def build_pc_agent(settings: EdgeSettings, **kwargs: Any) -> Agent:
-    """The agent of one gaming PC, its messages shown as desktop notifications.
+    """The agent of one gaming PC (the ordinary agent: its kind notifies the player).
 
-    ``kwargs`` go to :class:`~edge.agent.Agent` (a fake clock in tests); extra
-    ``sinks`` are kept.
+    ``kwargs`` go to :class:`~edge.agent.Agent` (a fake clock in tests).
     """
     from edge.agent import Agent  # paho and the drivers: only for a process that runs
 
-    machine = pc_machine(settings).id
-    agent: Agent
-
-    def notify(title: str, message: str) -> None:
-        agent.unit(machine).notify(title, message)
-
-    sinks = [PcNotices(notify, machine), *kwargs.pop("sinks", ())]
-    agent = Agent(settings, sinks=sinks, **kwargs)
-    return agent
+    pc_machine(settings)  # exactly one gaming PC
+    return Agent(settings, **kwargs)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.engine import transaction
+from hub.db.errors import describe
 from hub.db.models import AccessLog, Member, StaffPresence, Zone
 from hub.live import StaffMark
 from hub.metrics import Metrics, RateLimitedLog
@@ -186,8 +187,8 @@ class AccessLogWriter:
                 next_purge = time.monotonic() + self._purge_interval
                 try:
                     self.purge()
-                except SQLAlchemyError:
-                    logger.warning("access log purge failed; retrying later", exc_info=True)
+                except SQLAlchemyError as err:
+                    logger.warning("access log purge failed; retrying later: %s", describe(err))
 
     def _write_pending(self) -> None:
         """Write everything queued so far in batches; release flush markers in order."""
@@ -228,13 +229,19 @@ class AccessLogWriter:
                 # the log line without the dangling reference rather than lose the batch.
                 _limited.warning("integrity", "access log rows refer to deleted rows; cleaning")
                 logs, marks = self._without_dangling(logs, marks)
-            except SQLAlchemyError:
+            except SQLAlchemyError as err:
+                # Never the error itself: its text may quote a badge hash or a name.
                 if delay is None:
-                    logger.exception("dropping %d access-log rows after retries", len(batch))
+                    logger.error(
+                        "dropping %d access-log rows after retries: %s", len(batch), describe(err)
+                    )
                     self._metrics.inc("accesslog_dropped", "store", len(batch))
                     return
                 _limited.warning(
-                    "write", "access log write failed (attempt %d)", attempt + 1, exc_info=True
+                    "write",
+                    "access log write failed (attempt %d): %s",
+                    attempt + 1,
+                    describe(err),
                 )
                 time.sleep(delay)
             else:

@@ -13,7 +13,22 @@ rows are the ledger's projection of the edge's own fault events):
   compromised; it is counted, logged (rate-limited) and raises one open
   ``foreign_machine`` alert;
 * **journal conflicts** (:meth:`EdgeAlerts.conflict`): one seq seen with two event ids,
-  or one event id under two seqs, is a cloned or restored edge (``journal_conflict``).
+  or one event id under two seqs, is a cloned or restored edge (``journal_conflict``);
+* **the ledger's defences** (:mod:`hub.ledger`, :mod:`hub.ledger_worker`): a poison
+  event quarantined (``journal_poison``), a gap that does not close (``journal_gap``),
+  used time clamped (``usage_clamped``), an epoch that went back (``epoch_reset``).
+
+And the alerts about machines, one open per machine and kind:
+
+* **faults** (:meth:`EdgeAlerts.machine_fault`, from the edge's ``machine_fault``
+  journal events): ``printer_unreachable`` (OctoPrint gone), ``fault_hold_expired``
+  (a fault held a printer's power for its limit, then the edge cut it) or
+  ``machine_fault`` (anything else). ``machine_fault`` and ``printer_unreachable``
+  resolve themselves when the edge reports the machine healthy again
+  (:meth:`EdgeAlerts.machine_state`: a retained state with no fault); the row stays,
+  ``resolved_at`` set. ``fault_hold_expired`` says the power was cut: staff resolve it.
+* **running without a session** (:meth:`EdgeAlerts.machine_state`): the edge reports a
+  job nobody badged for (``MachineDetail.foreign_job``); resolved when it stops.
 
 Every edge alert is written from the ledger's single worker thread, so
 check-then-insert keeps it to one open alert per edge and kind. Methods taking a
@@ -32,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.db.engine import transaction
 from hub.db.models import Alert, EdgeCursor, Machine
 from hub.metrics import Metrics, RateLimitedLog
-from protocol.messages import EdgeStatus, utcnow
+from protocol.messages import Availability, EdgeStatus, MachineFault, MachineState, utcnow
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
@@ -41,6 +56,20 @@ _limited = RateLimitedLog(logger)
 FOREIGN_MACHINE = "foreign_machine"
 EDGE_OFFLINE = "edge_offline"
 JOURNAL_CONFLICT = "journal_conflict"
+JOURNAL_POISON = "journal_poison"
+JOURNAL_GAP = "journal_gap"
+USAGE_CLAMPED = "usage_clamped"
+EPOCH_RESET = "epoch_reset"
+#: Alert kinds raised about machines, one open alert per machine each.
+MACHINE_FAULT = "machine_fault"
+PRINTER_UNREACHABLE = "printer_unreachable"
+FAULT_HOLD_EXPIRED = "fault_hold_expired"
+RUNNING_WITHOUT_SESSION = "running_without_session"
+#: Fault alerts that resolve themselves when the machine reports healthy again.
+SELF_RESOLVING = (MACHINE_FAULT, PRINTER_UNREACHABLE)
+#: The edge reports hub→edge messages it dropped (bad MAC, stale, ack beyond its journal):
+#: someone publishes on its cmd/* topics, or hub and edge disagree on its key.
+FORGED_MESSAGES = "forged_messages"
 #: An edge sent more than its token buckets allow (:mod:`hub.throttle`).
 EDGE_THROTTLED = "edge_throttled"
 #: Many unknown badges on one reader in a few seconds (:class:`hub.throttle.ReaderGuard`).
@@ -60,6 +89,9 @@ class EdgeAlerts:
     def __init__(self, factory: sessionmaker[Session], metrics: Metrics | None = None) -> None:
         self._factory = factory
         self._metrics = metrics or Metrics()
+        #: Edge time of each machine's latest healthy state (no fault): a fault event
+        #: older than it (it came late, through a replay) is recorded resolved.
+        self._healthy_at: dict[str, datetime] = {}
 
     def open_alert(
         self,
@@ -90,6 +122,11 @@ class EdgeAlerts:
         )
         self._metrics.inc("alerts", kind)
         return True
+
+    def alert(self, kind: str, edge: str, detail: str, *, machine: str | None = None) -> bool:
+        """:meth:`open_alert` in a transaction of its own."""
+        with transaction(self._factory) as s:
+            return self.open_alert(s, kind, edge, detail, machine=machine)
 
     # ------------------------------------------------------------------ journal
 
@@ -129,6 +166,74 @@ class EdgeAlerts:
                 machine=machine,
             )
 
+    # ------------------------------------------------------------------ machines
+
+    def machine_fault(self, s: Session, event: MachineFault) -> None:
+        """A machine's ``machine_fault`` journal event: one alert row per episode.
+
+        An episode the machine already recovered from (its healthy state arrived
+        before this late event) is recorded resolved at that time.
+        """
+        fault = event.body
+        kind = fault.code if fault.code in (PRINTER_UNREACHABLE, FAULT_HOLD_EXPIRED) else None
+        kind = kind or MACHINE_FAULT
+        healthy_at = self._healthy_at.get(fault.machine)
+        resolved = (
+            healthy_at if kind in SELF_RESOLVING and healthy_at and healthy_at > event.ts else None
+        )
+        s.add(
+            Alert(
+                ts=event.ts,
+                kind=kind,
+                edge_id=event.edge,
+                machine_id=fault.machine,
+                detail=f"{fault.code}: {fault.detail}" if fault.detail else fault.code,
+                resolved_at=resolved,
+            )
+        )
+        self._metrics.inc("alerts", kind)
+
+    def machine_state(self, edge: str, machine: str, state: MachineState) -> None:
+        """A machine's retained state: running without a session opens (or resolves)
+        its alert; a healthy machine resolves its open fault alerts."""
+        detail = state.detail
+        if detail is None or detail.state is None or state.availability is Availability.OFFLINE:
+            return  # the edge is going offline: it says nothing about the machine
+        healthy = not detail.faults and state.availability is not Availability.FAULT
+        if healthy:
+            self._healthy_at[machine] = state.ts
+        else:
+            self._healthy_at.pop(machine, None)
+        with transaction(self._factory) as s:
+            open_rows = s.scalars(
+                select(Alert).where(
+                    Alert.machine_id == machine,
+                    Alert.resolved_at.is_(None),
+                    Alert.kind.in_((*SELF_RESOLVING, RUNNING_WITHOUT_SESSION)),
+                )
+            ).all()
+            foreign_open = [a for a in open_rows if a.kind == RUNNING_WITHOUT_SESSION]
+            if detail.foreign_job and not foreign_open:
+                logger.warning("%s: a job runs with no session", machine)
+                s.add(
+                    Alert(
+                        ts=state.ts,
+                        kind=RUNNING_WITHOUT_SESSION,
+                        edge_id=edge,
+                        machine_id=machine,
+                        detail=f"{machine}: a job runs with nobody badged (started at the machine)",
+                    )
+                )
+                self._metrics.inc("alerts", RUNNING_WITHOUT_SESSION)
+            elif not detail.foreign_job:
+                for alert in foreign_open:
+                    alert.resolved_at = state.ts
+            if healthy:
+                for alert in open_rows:
+                    if alert.kind in SELF_RESOLVING and alert.ts <= state.ts:
+                        alert.resolved_at = state.ts
+                        logger.info("%s: healthy again: %s alert resolved", machine, alert.kind)
+
     def flood(self, kind: str, edge: str, detail: str, machine: str | None = None) -> None:
         """Raise ``edge_throttled`` or ``badge_enumeration`` (once open per edge); the
         service decides how often this is called, from the ledger's worker thread."""
@@ -161,12 +266,34 @@ class EdgeAlerts:
             if status.version:
                 c.version = status.version[:64]
             c.last_seen = at
+            if status.rejected:
+                self.open_alert(
+                    s,
+                    FORGED_MESSAGES,
+                    edge,
+                    f"edge {edge} dropped {status.rejected} message(s) on its cmd/* or policy "
+                    "topics (bad MAC, stale, beyond its journal): forged, replayed, or signed "
+                    "with another key than its own",
+                    at=at,
+                )
             if status.online:
                 if previous is None or status.epoch > previous[1]:
                     self._edge_back(s, edge, at)
             elif previous != (False, status.epoch):
                 self._edge_offline(s, edge, status, at)
         return True
+
+    def reset_epoch(self, edge: str, status: EdgeStatus, now: datetime | None = None) -> int | None:
+        """Store ``status`` although its epoch is below the stored one (the journal
+        proved the edge, see :mod:`hub.ledger_worker`); the epoch it replaces."""
+        with transaction(self._factory) as s:
+            c = s.get(EdgeCursor, edge)
+            previous = c.epoch if c is not None else None
+            if c is not None:
+                c.epoch = status.epoch
+                c.last_seen = None  # then recorded as the edge's first status
+        self.record_status(edge, status, now)
+        return previous
 
     def _edge_offline(self, s: Session, edge: str, status: EdgeStatus, at: datetime) -> None:
         machines = s.scalars(

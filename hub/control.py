@@ -14,7 +14,15 @@ from typing import Protocol
 
 from hub.enrolment import Enrolment, Enrolments
 from hub.policy.model import Decision
-from protocol.messages import MachineAction, MachineState, Telemetry, utcnow
+from protocol.messages import CommandOutcome, MachineAction, MachineState, Telemetry, utcnow
+
+
+class CommandWait(Protocol):
+    """A command sent to an edge (:class:`hub.commands.PendingCommand`)."""
+
+    def wait(self, timeout: float | None = None) -> CommandOutcome | None:
+        """The edge's outcome, ``None`` when it did not answer in time."""
+        ...
 
 
 class HubControl(Protocol):
@@ -23,14 +31,20 @@ class HubControl(Protocol):
     def reference_changed(self) -> None:
         """Reference data changed in the store: reload it and republish snapshots."""
 
-    def end_session(self, session_id: str, message: str = "") -> bool:
-        """Ask the session's edge to end it; False if the session is not open."""
+    def end_session(self, session_id: str, message: str = "") -> CommandWait | None:
+        """Ask the session's edge to end it; None if the session is not open or the
+        command was not sent."""
 
-    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
-        """Ask the session's edge to give it ``minutes`` more; False if it is not open."""
+    def extend_session(
+        self, session_id: str, minutes: int, message: str = ""
+    ) -> CommandWait | None:
+        """Ask the session's edge to give it ``minutes`` more; None if not sent."""
 
-    def machine_command(self, machine_id: str, action: MachineAction) -> bool:
-        """Send a staff command to the machine's edge; False if the machine is unknown."""
+    def machine_command(
+        self, machine_id: str, action: MachineAction, by: int | None = None
+    ) -> CommandWait | None:
+        """Send a staff command (``by``: the staff account) to the machine's edge; None
+        if the machine is unknown or the command was not sent."""
 
     def machine_states(self) -> Mapping[str, MachineState]:
         """Latest retained state of every machine, by machine id."""
@@ -40,6 +54,10 @@ class HubControl(Protocol):
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         """Latest valid telemetry of every machine, by machine id (never for metering)."""
+
+    def running_job_files(self) -> Mapping[str, str | None]:
+        """The file name of the job running on each machine with one, from its
+        ``job_started`` record (staff only: a file name may name a child)."""
 
     def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
         """Call ``listener(machine_id, what)`` after each live change (see
@@ -73,14 +91,18 @@ class NullControl:
     def reference_changed(self) -> None:
         self.changes += 1
 
-    def end_session(self, session_id: str, message: str = "") -> bool:
-        return False
+    def end_session(self, session_id: str, message: str = "") -> CommandWait | None:
+        return None
 
-    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
-        return False
+    def extend_session(
+        self, session_id: str, minutes: int, message: str = ""
+    ) -> CommandWait | None:
+        return None
 
-    def machine_command(self, machine_id: str, action: MachineAction) -> bool:
-        return False
+    def machine_command(
+        self, machine_id: str, action: MachineAction, by: int | None = None
+    ) -> CommandWait | None:
+        return None
 
     def machine_states(self) -> Mapping[str, MachineState]:
         return {}
@@ -89,6 +111,9 @@ class NullControl:
         return {}
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
+        return {}
+
+    def running_job_files(self) -> Mapping[str, str | None]:
         return {}
 
     def subscribe_changes(self, listener: Callable[[str, str], None]) -> Callable[[], None]:

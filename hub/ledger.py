@@ -36,6 +36,26 @@ to get placeholder sessions with no zone and no kind, which only polluted report
 hub never grants a machine it does not know, and a snapshot names only the edge's
 machines.)
 
+**No poison, no stall.** An event is applied in its own failure domain: whatever
+it raises (a value the store refuses, a bug in a projection), it is *quarantined*
+(``edge_quarantine``, kept without badge hash or file name, counted
+``quarantined{reason}``, one open ``journal_poison`` alert per edge naming the seq) and
+its seq counts as present, so the cursor moves past it, it is acknowledged and the
+edge's journal does not stall; the other events of its batch are applied as if it had
+not been there. Only the store being unavailable (:func:`hub.db.errors.transient`)
+leaves events unapplied and unacknowledged, for the edge to replay. Two checks
+quarantine an event before it is applied: dated more than ``event_future_s`` after
+the hub's clock (``future``), or a seq more than ``journal_window`` beyond the edge's
+acknowledged seq (``out_of_window``: such an event never counts as seen, so a seq of
+2**63-1 cannot open a gap that never closes).
+
+**Bounded usage.** A session's ``used_s`` (and ``run_s``) never exceeds its wall
+span (start to end, or to the hub's clock while it is open) plus
+``usage_clock_allowance_s``, nor ``session_max_h``: what a tick or an end claims beyond
+that is clamped, counted (``usage_clamped``) and raises one open ``usage_clamped``
+alert per edge. The bound is re-applied when a session's real start replaces the
+estimate of a placeholder.
+
 The alerts about edges (foreign machines, journal conflicts) and edge liveness
 belong to :mod:`hub.alerts`; the worker thread that calls the ledger and publishes
 acknowledgements is :mod:`hub.ledger_worker`; totals of the ledger are
@@ -54,24 +74,27 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import assert_never
+from typing import Any, assert_never
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.alerts import EdgeAlerts, describe_foreign_machine
+from hub.alerts import JOURNAL_POISON, USAGE_CLAMPED, EdgeAlerts, describe_foreign_machine
 from hub.db.engine import transaction
+from hub.db.errors import describe, transient
 from hub.db.models import (
     STAFF_ROLES,
     AccessLog,
-    Alert,
+    Account,
+    AuditEvent,
     Badge,
     EdgeCursor,
     EdgeEvent,
     Machine,
     MachineJob,
     Member,
+    QuarantinedEvent,
     UsageSession,
 )
 from hub.live import usage_view
@@ -81,7 +104,10 @@ from hub.policy.model import PolicyConfig, UsageView
 from protocol.messages import (
     Event,
     JobEnded,
+    JobStarted,
+    JobStartedBody,
     MachineFault,
+    MachineRearmed,
     OfflineDecision,
     SessionEnded,
     SessionStarted,
@@ -95,6 +121,32 @@ _limited = RateLimitedLog(logger)
 
 #: Most seqs looked at in one go when advancing a cursor past a filled gap.
 _ADVANCE_BATCH = 5000
+
+#: Body fields a quarantined event is kept without (personal data).
+_WITHHELD = {"badge": "", "job": ""}
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLimits:
+    """Bounds the ledger holds edges to (from :class:`hub.settings.HubSettings`)."""
+
+    #: Events further ahead of the acknowledged seq are quarantined.
+    journal_window: int = 1_000_000
+    #: Events dated later than the hub's clock plus this are quarantined.
+    future: timedelta = timedelta(days=1)
+    #: Used time may exceed the session's wall span by this much.
+    clock_allowance: timedelta = timedelta(seconds=60)
+    #: No session is longer than this.
+    max_session: timedelta = timedelta(hours=24)
+
+
+class Poison(Exception):
+    """An event refused before it is applied; it is quarantined with ``reason``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +168,14 @@ class Applied:
     ended: bool = False
     #: Stored and acknowledged but not applied: not about one of this edge's machines.
     foreign: bool = False
+    #: Quarantined (not applied); its seq counts as present unless out of the window.
+    quarantined: bool = False
+    #: The event shows the edge holds the journal the hub has: a duplicate with the
+    #: stored event id, or a new event that extends the acknowledged run.
+    proves_journal: bool = False
+    #: A job started (its record) or ended on ``job_machine`` (for the live state).
+    job_machine: str | None = None
+    job_started: JobStartedBody | None = None
 
     @property
     def gap(self) -> bool:
@@ -135,10 +195,14 @@ class Ledger:
         metrics: Metrics | None = None,
         *,
         alerts: EdgeAlerts | None = None,
+        limits: LedgerLimits | None = None,
     ) -> None:
         self._factory = factory
         self._cfg = cfg
         self._metrics = metrics or Metrics()
+        self._limits = limits or LedgerLimits()
+        #: Edges with quarantined events (loaded on first use).
+        self._quarantined: set[str] | None = None
         #: Where conflicts and foreign events raise their alerts (and edge liveness).
         self.alerts = alerts or EdgeAlerts(factory, self._metrics)
 
@@ -147,20 +211,30 @@ class Ledger:
     def apply(self, event: Event, now: datetime | None = None) -> Applied:
         """Insert ``event`` once and apply it; duplicates change nothing.
 
+        Whatever applying it raises, the event is quarantined instead (see the module
+        docstring), except when the store is unavailable.
+
         Raises:
-            sqlalchemy.exc.SQLAlchemyError: the store failed; nothing was applied
-                (the edge will replay the event since it is not acknowledged).
+            sqlalchemy.exc.SQLAlchemyError: the store is unavailable
+                (:func:`hub.db.errors.transient`); nothing was applied (the edge will
+                replay the event since it is not acknowledged).
         """
         received = now or utcnow()
         for attempt in (1, 2):
             try:
                 with transaction(self._factory) as session:
                     result = self._apply_in(session, event, received)
-            except IntegrityError:
+            except Poison as poison:
+                return self._quarantine(event, received, poison.reason, poison.detail)
+            except IntegrityError as err:
                 if attempt == 2:
-                    raise
+                    return self._quarantine(event, received, "apply_failed", describe(err))
                 logger.info("concurrent insert of %s#%d; retrying", event.edge, event.seq)
                 continue
+            except Exception as err:
+                if transient(err):
+                    raise
+                return self._quarantine(event, received, "apply_failed", describe(err))
             self._metrics.inc("events", "duplicate" if result.duplicate else event.type)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -170,9 +244,11 @@ class Ledger:
 
         Under a burst (an edge draining its journal after an outage, hundreds of
         edges ticking in the same second) per-event commits are what limits the
-        ledger. Should the batch fail as a whole (a constraint race, a bad row),
-        the events are applied one by one so that one bad event cannot hold back
-        the others; either way each is applied once.
+        ledger. Should the batch fail as a whole, whatever the exception (a
+        constraint race, a poison event), the events are applied one by one so that
+        one bad event cannot hold back the others; either way each is applied once.
+        When the store is unavailable the events from the first that could not be
+        applied on are left out of the result (unacknowledged, the edges replay them).
         """
         if len(events) == 1:
             return [self.apply(events[0], now)]
@@ -180,12 +256,107 @@ class Ledger:
         try:
             with transaction(self._factory) as session:
                 results = [self._apply_in(session, e, received) for e in events]
-        except SQLAlchemyError:
+        except Exception as err:
+            if transient(err):
+                self._metrics.inc("ledger_errors", "store")
+                _limited.warning("store", "ledger store unavailable: %s", describe(err))
+                return []
             logger.info("batch of %d events failed; applying them one by one", len(events))
-            return [self.apply(e, received) for e in events]
+            done: list[Applied] = []
+            for event in events:
+                try:
+                    done.append(self.apply(event, received))
+                except Exception as one:
+                    self._metrics.inc("ledger_errors", "store")
+                    _limited.warning("store", "ledger store unavailable: %s", describe(one))
+                    break
+            return done
         for event, result in zip(events, results, strict=True):
             self._metrics.inc("events", "duplicate" if result.duplicate else event.type)
         return results
+
+    # ------------------------------------------------------------------ quarantine
+
+    def _check(self, cursor: EdgeCursor, event: Event, received: datetime) -> None:
+        """Refuse (:class:`Poison`) what the contract cannot bound without the hub's
+        clock and the edge's cursor."""
+        if event.seq > cursor.contiguous_through + self._limits.journal_window:
+            raise Poison(
+                "out_of_window",
+                f"seq {event.seq} is more than {self._limits.journal_window} "
+                f"beyond acknowledged seq {cursor.contiguous_through}",
+            )
+        latest = received + self._limits.future
+        body = event.body
+        stated = [event.ts]
+        for name in ("started_at", "ended_at"):
+            value = getattr(body, name, None)
+            if isinstance(value, datetime):
+                stated.append(value)
+        if max(stated) > latest:
+            raise Poison("future", f"dated {max(stated).isoformat()}, after {latest.isoformat()}")
+
+    def _quarantine(self, event: Event, received: datetime, reason: str, detail: str) -> Applied:
+        """Keep ``event`` aside, count and alert, and let the cursor move past it."""
+        edge, seq = event.edge, event.seq
+        with transaction(self._factory) as s:
+            cursor = s.get(EdgeCursor, edge)
+            if cursor is None:
+                cursor = EdgeCursor(edge_id=edge, contiguous_through=0, max_seen=0, epoch=0)
+                s.add(cursor)
+            if s.get(QuarantinedEvent, (edge, seq)) is not None or (
+                s.get(EdgeEvent, (edge, seq)) is not None
+            ):
+                self._metrics.inc("events", "duplicate")
+                return Applied(
+                    edge, seq, True, cursor.contiguous_through, cursor.max_seen, quarantined=True
+                )
+            body: dict[str, Any] = event.body.model_dump(mode="json")
+            for key, blank in _WITHHELD.items():
+                if body.get(key):
+                    body[key] = blank
+            self._has_quarantine(s, edge)
+            assert self._quarantined is not None
+            self._quarantined.add(edge)
+            s.add(
+                QuarantinedEvent(
+                    edge_id=edge,
+                    seq=seq,
+                    event_id=event.event_id,
+                    type=event.type,
+                    reason=reason,
+                    detail=detail[:200],
+                    body=body,
+                    ts=event.ts,
+                    received_at=received,
+                )
+            )
+            if reason != "out_of_window":
+                cursor.max_seen = max(cursor.max_seen or 0, seq)
+                if seq == cursor.contiguous_through + 1:
+                    s.flush()
+                    cursor.contiguous_through = self._advance(s, edge, seq)
+            self._metrics.inc("quarantined", reason)
+            _limited.warning(
+                f"poison:{edge}",
+                "edge %s: %s #%d quarantined (%s: %s)",
+                edge,
+                event.type,
+                seq,
+                reason,
+                detail,
+            )
+            self.alerts.open_alert(
+                s,
+                JOURNAL_POISON,
+                edge,
+                f"edge {edge}: {event.type} seq {seq} quarantined ({reason}: {detail}); "
+                "acknowledged, not applied",
+                machine=event.body.machine,
+            )
+            return Applied(
+                edge, seq, False, cursor.contiguous_through, cursor.max_seen, quarantined=True
+            )
 
     def _apply_in(self, s: Session, event: Event, received: datetime) -> Applied:
         edge, seq = event.edge, event.seq
@@ -193,15 +364,25 @@ class Ledger:
         if cursor is None:
             cursor = EdgeCursor(edge_id=edge, contiguous_through=0, max_seen=0, epoch=0)
             s.add(cursor)
-        existing = s.get(EdgeEvent, (edge, seq))
+        existing: EdgeEvent | QuarantinedEvent | None = s.get(EdgeEvent, (edge, seq))
+        if existing is None and self._has_quarantine(s, edge):
+            existing = s.get(QuarantinedEvent, (edge, seq))
         if existing is not None:
-            if existing.event_id != event.event_id:
+            same = existing.event_id == event.event_id
+            if not same:
                 self.alerts.conflict(
                     s,
                     edge,
                     f"seq {seq} seen with event ids {existing.event_id} and {event.event_id}",
                 )
-            return Applied(edge, seq, True, cursor.contiguous_through, cursor.max_seen)
+            return Applied(
+                edge,
+                seq,
+                True,
+                cursor.contiguous_through,
+                cursor.max_seen,
+                proves_journal=same and seq <= cursor.contiguous_through,
+            )
         twin = s.scalar(select(EdgeEvent).where(EdgeEvent.event_id == event.event_id))
         if twin is not None:
             self.alerts.conflict(
@@ -210,6 +391,7 @@ class Ledger:
                 f"event {event.event_id} seen as {twin.edge_id}#{twin.seq} and {edge}#{seq}",
             )
             return Applied(edge, seq, True, cursor.contiguous_through, cursor.max_seen)
+        self._check(cursor, event, received)
 
         s.add(
             EdgeEvent(
@@ -223,15 +405,22 @@ class Ledger:
             )
         )
         foreign = self._not_its_own(s, event)
+        job_machine: str | None = None
         if foreign is None:
+            claimed_at = self._claimed_at(s, event)
             row, ended = self._project(s, event)
+            if row is not None:
+                self._bound_usage(s, row, event, received, claimed_at)
+            if isinstance(event, JobStarted | JobEnded):
+                job_machine = event.body.machine
         else:
             row, ended = None, False
             self.alerts.foreign_event(
                 s, edge, event.body.machine, f"{event.type} #{seq} names {foreign}"
             )
         cursor.max_seen = max(cursor.max_seen or 0, seq)
-        if seq == cursor.contiguous_through + 1:
+        extends = seq == cursor.contiguous_through + 1
+        if extends:
             s.flush()
             cursor.contiguous_through = self._advance(s, edge, seq)
         return Applied(
@@ -244,23 +433,41 @@ class Ledger:
             session_edge=row.edge_id if row is not None else None,
             ended=ended,
             foreign=foreign is not None,
+            proves_journal=extends and seq > 1,
+            job_machine=job_machine,
+            job_started=event.body if isinstance(event, JobStarted) else None,
         )
 
-    @staticmethod
-    def _advance(s: Session, edge: str, through: int) -> int:
-        """Highest n >= through such that every seq in (through, n] is stored."""
+    def _has_quarantine(self, s: Session, edge: str) -> bool:
+        """Whether ``edge`` has quarantined events (known in memory: the ledger is the
+        one writer of the table, so the common case costs no query per event)."""
+        if self._quarantined is None:
+            self._quarantined = set(s.scalars(select(QuarantinedEvent.edge_id).distinct()))
+        return edge in self._quarantined
+
+    def _advance(self, s: Session, edge: str, through: int) -> int:
+        """Highest n >= through such that every seq in (through, n] is stored or
+        quarantined."""
+        tables = (EdgeEvent, QuarantinedEvent) if self._has_quarantine(s, edge) else (EdgeEvent,)
         while True:
-            nexts = s.scalars(
-                select(EdgeEvent.seq)
-                .where(EdgeEvent.edge_id == edge, EdgeEvent.seq > through)
-                .order_by(EdgeEvent.seq)
-                .limit(_ADVANCE_BATCH)
-            ).all()
-            for n in nexts:
+            lists = [
+                s.scalars(
+                    select(table.seq)
+                    .where(table.edge_id == edge, table.seq > through)
+                    .order_by(table.seq)
+                    .limit(_ADVANCE_BATCH)
+                ).all()
+                for table in tables
+            ]
+            full = [seqs[-1] for seqs in lists if len(seqs) == _ADVANCE_BATCH]
+            bound = min(full) if full else None
+            for n in sorted({seq for seqs in lists for seq in seqs}):
+                if bound is not None and n > bound:
+                    break
                 if n != through + 1:
                     return through
                 through = n
-            if len(nexts) < _ADVANCE_BATCH:
+            if bound is None:
                 return through
 
     @staticmethod
@@ -273,7 +480,9 @@ class Ledger:
         """
         edge, machine_id = event.edge, event.body.machine
         session_id = (
-            None if isinstance(event, OfflineDecision | MachineFault) else event.body.session_id
+            None
+            if isinstance(event, OfflineDecision | MachineFault | MachineRearmed)
+            else event.body.session_id
         )
         if session_id is not None:
             row = s.get(UsageSession, session_id)
@@ -306,11 +515,77 @@ class Ledger:
             case JobEnded():
                 self._job(s, event)
                 return None, False
+            case JobStarted():
+                return None, False  # stored as its edge_event row; the live state shows it
             case MachineFault():
-                self._fault(s, event)
+                self.alerts.machine_fault(s, event)
+                return None, False
+            case MachineRearmed():
+                self._rearmed(s, event)
                 return None, False
             case _:
                 assert_never(event)
+
+    def _bound_usage(
+        self,
+        s: Session,
+        row: UsageSession,
+        event: Event,
+        received: datetime,
+        claimed_at: datetime | None = None,
+    ) -> None:
+        """Clamp ``used_s`` and ``run_s`` to the session's wall span (plus the clock
+        allowance) and the longest session; count and alert what was cut.
+
+        The span ends at the session's end, or while it is open at the latest of the
+        hub's clock, the event's time and ``claimed_at`` (when a placeholder's used
+        time was claimed, by the edge's clock).
+        """
+        end = row.ended_at or max(received, event.ts, claimed_at or event.ts)
+        wall = end - row.started_at
+        limit = max(
+            0.0, min(wall + self._limits.clock_allowance, self._limits.max_session).total_seconds()
+        )
+        claimed = max(row.used_s or 0.0, row.run_s or 0.0)
+        if claimed <= limit:
+            return
+        # Beyond the allowance the claim is false, not a clock estimate: cut it to the
+        # span itself.
+        limit = max(0.0, min(wall, self._limits.max_session).total_seconds())
+        row.used_s = min(row.used_s or 0.0, limit)
+        if row.run_s is not None:
+            row.run_s = min(row.run_s, limit)
+        self._metrics.inc("usage_clamped", event.type)
+        _limited.warning(
+            f"clamp:{event.edge}",
+            "edge %s: session %s claims %.0fs of use, clamped to %.0fs (%s #%d)",
+            event.edge,
+            row.id,
+            claimed,
+            limit,
+            event.type,
+            event.seq,
+        )
+        self.alerts.open_alert(
+            s,
+            USAGE_CLAMPED,
+            event.edge,
+            f"edge {event.edge}: session {row.id} on {row.machine_id} claimed {claimed:.0f}s "
+            f"of use, more than its {limit:.0f}s wall span; clamped ({event.type} seq "
+            f"{event.seq})",
+            machine=row.machine_id,
+        )
+
+    @staticmethod
+    def _claimed_at(s: Session, event: Event) -> datetime | None:
+        """For a start completing a placeholder: when (by the edge's clock) the used
+        time the placeholder holds was claimed, its estimated start plus that time."""
+        if not isinstance(event, SessionStarted):
+            return None
+        row = s.get(UsageSession, event.body.session_id)
+        if row is None or row.badge_hash is not None:
+            return None
+        return row.started_at + timedelta(seconds=row.used_s or 0.0)
 
     def _tick(self, s: Session, event: UsageTick) -> UsageSession:
         tick = event.body
@@ -338,6 +613,8 @@ class Ledger:
             row.ended_at = end.ended_at
             row.end_reason = end.reason
         row.used_s = max(row.used_s or 0.0, end.duration_s)
+        if end.present_s is not None:
+            row.present_s = max(row.present_s or 0.0, end.present_s)
         if end.run_s is not None:
             row.run_s = max(row.run_s or 0.0, end.run_s)
         return row
@@ -360,15 +637,24 @@ class Ledger:
         )
 
     @staticmethod
-    def _fault(s: Session, event: MachineFault) -> None:
-        fault = event.body
+    @staticmethod
+    def _rearmed(s: Session, event: MachineRearmed) -> None:
+        """Into the audit trail: who re-armed the machine (the command's staff account)."""
+        body = event.body
+        actor = role = None
+        if body.by is not None:
+            account = s.get(Account, body.by)
+            actor = account.username if account is not None else f"account {body.by}"
+            role = account.role.value if account is not None else None
         s.add(
-            Alert(
-                ts=event.ts,
-                kind="machine_fault",
-                edge_id=event.edge,
-                machine_id=fault.machine,
-                detail=f"{fault.code}: {fault.detail}" if fault.detail else fault.code,
+            AuditEvent(
+                at=event.ts,
+                actor=actor,
+                actor_role=role,
+                action="machine_rearmed",
+                target=f"machine_id={body.machine}",
+                outcome="applied",
+                detail=f"edge {event.edge}, command {body.cmd_id}"[:256],
             )
         )
 
@@ -450,7 +736,9 @@ class Ledger:
                 result=job.result,
                 duration_s=job.duration_s,
                 filament_mm=job.filament_mm,
+                filament_estimated=job.filament_estimated,
                 ended_at=job.ended_at,
+                controller_user=job.user,
             )
         )
 

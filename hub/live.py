@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hub.db.models import EdgeCursor, StaffPresence, UsageSession
+from hub.db.models import EdgeCursor, EdgeEvent, StaffPresence, UsageSession
 from hub.metrics import Metrics, RateLimitedLog
 from hub.policy.model import Decision, Directory, LiveView, UsageView
 from protocol.errors import PayloadError, SchemaError
@@ -41,6 +41,9 @@ _limited = RateLimitedLog(logger)
 
 #: How far back a member's sessions are kept in memory (weekly quotas need 7 days).
 HISTORY = timedelta(days=8)
+#: How many of an edge's latest journal events are searched, at start, for the jobs
+#: still running (two weeks of one session's minute ticks: longer than any print).
+JOB_LOOKBACK_EVENTS = 20_000
 
 #: Denials remembered per badge (far above any attempt limit: only the count matters).
 _DENIALS_PER_BADGE = 64
@@ -90,6 +93,46 @@ class _Pending:
     expires: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job running on a machine, from its ``job_started`` record (staff-only: the
+    file name may name a child)."""
+
+    file_name: str | None
+    session_id: str | None
+    started_at: datetime
+
+
+def _running_jobs(session: Session, cursors: Sequence[EdgeCursor]) -> dict[str, RunningJob]:
+    """The jobs still running after a hub restart: per machine, a ``job_started`` among
+    its edge's latest events with no ``job_ended`` after it (an index range per edge)."""
+    jobs: dict[str, RunningJob] = {}
+    for c in cursors:
+        rows = session.execute(
+            select(EdgeEvent.type, EdgeEvent.body, EdgeEvent.ts)
+            .where(
+                EdgeEvent.edge_id == c.edge_id,
+                EdgeEvent.seq > (c.max_seen or 0) - JOB_LOOKBACK_EVENTS,
+                EdgeEvent.type.in_(("job_started", "job_ended")),
+            )
+            .order_by(EdgeEvent.seq)
+        )
+        for type_, body, ts in rows:
+            machine = body.get("machine") if isinstance(body, dict) else None
+            if not isinstance(machine, str):
+                continue
+            if type_ == "job_started":
+                name, sid = body.get("file_name"), body.get("session_id")
+                jobs[machine] = RunningJob(
+                    name if isinstance(name, str) else None,
+                    sid if isinstance(sid, str) else None,
+                    ts,
+                )
+            else:
+                jobs.pop(machine, None)
+    return jobs
+
+
 class LiveState:
     """Open sessions, recent sessions, machine and edge availability, staff, denials.
 
@@ -134,6 +177,10 @@ class LiveState:
         self._states: dict[str, MachineState] = {}
         self._state_edge: dict[str, str] = {}
         self._offline: frozenset[str] = frozenset()
+        #: Machines whose edge reports a job running without a session.
+        self._foreign: frozenset[str] = frozenset()
+        #: The job running on each machine, from its ``job_started`` record (staff only).
+        self._jobs: dict[str, RunningJob] = {}
         #: Latest raw telemetry payload per (edge, machine), decoded when read.
         self._telemetry: dict[tuple[str, str], bytes] = {}
         # people
@@ -230,6 +277,9 @@ class LiveState:
                     seen_at=c.last_seen or now,
                 )
             self._recompute_offline()
+        jobs = _running_jobs(session, cursors)
+        with self._lock:
+            self._jobs = jobs
         logger.info(
             "live state loaded: %d open sessions, %d members with recent sessions, %d edges",
             len(open_map),
@@ -279,6 +329,7 @@ class LiveState:
                 recent = len(denials)
             return LiveView(
                 machines_offline=self._offline,
+                machines_foreign=self._foreign,
                 open_sessions=self._effective,
                 staff_present=self._staff_now(now),
                 member_sessions=member_sessions,
@@ -445,15 +496,18 @@ class LiveState:
 
     # ------------------------------------------------------------------ edges, machines
 
-    def edge_status(self, edge: str, status: EdgeStatus, now: datetime) -> bool:
+    def edge_status(
+        self, edge: str, status: EdgeStatus, now: datetime, *, force: bool = False
+    ) -> bool:
         """Apply an edge's status under the epoch rule; False when it is stale.
 
         A status whose epoch is lower than the last accepted one belongs to an
-        older connection (typically a late last will) and is ignored.
+        older connection (typically a late last will) and is ignored, unless
+        ``force`` (the edge's journal proved it, see :mod:`hub.ledger_worker`).
         """
         with self._lock:
             known = self._edges.get(edge)
-            if known is not None and status.epoch < known.epoch:
+            if known is not None and status.epoch < known.epoch and not force:
                 return False
             machines = status.machines or (known.machines if known else ())
             self._edges[edge] = EdgeLiveness(
@@ -531,6 +585,24 @@ class LiveState:
             self._notify(machine, "telemetry")
         return True
 
+    def job_started(self, machine: str, job: RunningJob) -> None:
+        """A job started on ``machine`` (its ``job_started`` journal record)."""
+        with self._lock:
+            self._jobs[machine] = job
+        self._notify(machine, "state")
+
+    def job_ended(self, machine: str) -> None:
+        """The job on ``machine`` ended (its ``job_ended`` record)."""
+        with self._lock:
+            found = self._jobs.pop(machine, None)
+        if found is not None:
+            self._notify(machine, "state")
+
+    def running_jobs(self) -> dict[str, RunningJob]:
+        """The job running on each machine, as its ``job_started`` record said."""
+        with self._lock:
+            return dict(self._jobs)
+
     def _edge_of(self, machine: str) -> str | None:
         for edge, live in self._edges.items():
             if machine in live.machines:
@@ -550,6 +622,11 @@ class LiveState:
         offline.update(m for m, s in self._states.items() if s.availability in _UNAVAILABLE)
         if offline != self._offline:
             self._offline = frozenset(offline)
+        foreign = frozenset(
+            m for m, s in self._states.items() if s.detail is not None and s.detail.foreign_job
+        )
+        if foreign != self._foreign:
+            self._foreign = foreign
 
     # ------------------------------------------------------------------ readers
 

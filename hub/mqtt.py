@@ -52,6 +52,7 @@ from protocol.ids import is_ident
 from protocol.messages import (
     MAX_PAYLOAD,
     AccessRequest,
+    CommandOutcome,
     EdgeStatus,
     Event,
     HubStatus,
@@ -112,6 +113,9 @@ class HubHandlers(Protocol):
 
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         """A machine's retained state; None when the retained state was cleared."""
+
+    def on_command_outcome(self, edge: str, outcome: CommandOutcome) -> None:
+        """An edge answered a command (``outcome``)."""
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         """Raw telemetry of a machine (never used for metering), validated when read.
@@ -578,5 +582,7 @@ class HubMqtt:
             if state.machine != machine:
                 raise MismatchError(f"state names machine {state.machine!r}, topic {machine!r}")
             h.on_machine_state(edge, machine, state)
+        elif kind is Kind.OUTCOME:
+            h.on_command_outcome(edge, decode(CommandOutcome, payload))
         else:
             raise ProtocolError(f"the hub does not consume {kind.value} messages", reason="topic")

@@ -7,6 +7,15 @@ sessions, unique and new participants, average session, print jobs, print hours,
 filament and machine run hours (a laser's beam-on time); :func:`report_csv` renders a
 :class:`Report` for spreadsheets.
 
+People's time and machine time (issue 9). ``hours`` count people: a session's
+presence (``present_s``: from the badge until the member left or the time was up),
+never the wait for a print to finish or a nozzle to cool after they left; funders
+count these. ``machine_hours`` count the time sessions held the machines (``used_s``:
+that wait included). Print jobs nobody badged for (started at the printer) count in
+``jobs`` and are reported apart in ``unattributed_jobs`` / ``unattributed_print_hours``;
+the filament of jobs that did not finish is estimated from their progress, and its
+part of ``filament_m`` is ``filament_estimated_m``.
+
 Counting rules. Sessions count in the period they started, print jobs in the period
 they ended (with their session's programmes and kind); a session counts for each of its
 programmes. A participant is a member (identified rows) or a month pseudonym
@@ -118,6 +127,13 @@ class ReportRow:
     print_hours: float | None
     filament_m: float | None
     filament_g: float | None
+    #: Hours the sessions held the machines (a print's end and cool-down included).
+    machine_hours: float | None = None
+    #: Jobs (and their print hours) nobody badged for: reported apart.
+    unattributed_jobs: int | None = None
+    unattributed_print_hours: float | None = None
+    #: The part of ``filament_m`` estimated from progress (jobs that did not finish).
+    filament_estimated_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,11 @@ class Report:
 @dataclass
 class _Acc:
     seconds: float = 0.0
+    machine_seconds: float = 0.0
     run_seconds: float = 0.0
+    unattributed_jobs: int = 0
+    unattributed_print_seconds: float = 0.0
+    filament_estimated_mm: float = 0.0
     sessions: int = 0
     jobs: int = 0
     print_seconds: float = 0.0
@@ -210,6 +230,10 @@ def build_report(
                 print_hours=round(acc.print_seconds / 3600, 2),
                 filament_m=round(acc.filament_mm / 1000, 2),
                 filament_g=round(grams(acc.filament_mm), 1),
+                machine_hours=round(acc.machine_seconds / 3600, 2),
+                unattributed_jobs=acc.unattributed_jobs,
+                unattributed_print_hours=round(acc.unattributed_print_seconds / 3600, 2),
+                filament_estimated_m=round(acc.filament_estimated_mm / 1000, 2),
             )
         )
     note = ""
@@ -250,6 +274,7 @@ def _fold_per_participant(
         for key in _keys(dims, row, filters):
             acc = groups.setdefault(key, _Acc())
             acc.seconds += row.seconds or 0.0
+            acc.machine_seconds += row.machine_seconds or 0.0
             acc.run_seconds += row.run_seconds or 0.0
             acc.sessions += row.n
             if who is not None:
@@ -260,6 +285,9 @@ def _fold_per_participant(
             acc.jobs += row.n
             acc.print_seconds += row.seconds or 0.0
             acc.filament_mm += row.filament_mm or 0.0
+            acc.unattributed_jobs += row.n_u or 0
+            acc.unattributed_print_seconds += row.seconds_u or 0.0
+            acc.filament_estimated_mm += row.filament_est or 0.0
             if row.who is not None:
                 acc.people.add(row.who)
     return groups, _newcomers(db, groups, period, pseudo_flags, tz)
@@ -317,11 +345,15 @@ def _grouped_in_sql(
             _who_session().label("who"),
             is_new(UsageSession.started_at, member_s, UsageSession.first_month).label("new"),
             literal(1).label("n_s"),
-            UsageSession.used_s.label("used"),
+            _present().label("used"),
+            UsageSession.used_s.label("held"),
             UsageSession.run_s.label("run"),
             literal(0).label("n_j"),
             literal(0.0).label("print_s"),
             literal(0.0).label("fil"),
+            literal(0).label("n_u"),
+            literal(0.0).label("print_u"),
+            literal(0.0).label("fil_est"),
         )
         .select_from(UsageSession)
         .outerjoin(Member, Member.id == member_s)
@@ -343,10 +375,14 @@ def _grouped_in_sql(
             ).label("new"),
             literal(0).label("n_s"),
             literal(0.0).label("used"),
+            literal(0.0).label("held"),
             literal(0.0).label("run"),
             literal(1).label("n_j"),
             MachineJob.duration_s.label("print_s"),
             MachineJob.filament_mm.label("fil"),
+            _unattributed(literal(1), literal(0)).label("n_u"),
+            _unattributed(MachineJob.duration_s, literal(0.0)).label("print_u"),
+            _estimated().label("fil_est"),
         )
         .select_from(MachineJob)
         .outerjoin(UsageSession, UsageSession.id == MachineJob.session_id)
@@ -364,6 +400,10 @@ def _grouped_in_sql(
         func.sum(u.c.n_j),
         func.sum(u.c.print_s),
         func.sum(u.c.fil),
+        func.sum(u.c.held),
+        func.sum(u.c.n_u),
+        func.sum(u.c.print_u),
+        func.sum(u.c.fil_est),
         func.count(u.c.who.distinct()),
         func.count(case((u.c.new == 1, u.c.who), else_=None).distinct()),
     )
@@ -375,9 +415,13 @@ def _grouped_in_sql(
     n = len(dims)
     for row in db.execute(query.group_by(*keys)):
         key = tuple("" if v is None else str(v) for v in row[:n])
-        n_s, used, run, n_j, print_s, fil, people, new = row[n:]
+        n_s, used, run, n_j, print_s, fil, held, n_u, print_u, fil_est, people, new = row[n:]
         groups[key] = _Acc(
             seconds=float(used or 0.0),
+            machine_seconds=float(held or 0.0),
+            unattributed_jobs=int(n_u or 0),
+            unattributed_print_seconds=float(print_u or 0.0),
+            filament_estimated_mm=float(fil_est or 0.0),
             run_seconds=float(run or 0.0),
             sessions=int(n_s or 0),
             jobs=int(n_j or 0),
@@ -505,7 +549,8 @@ def _session_query(
         who,
         func.max(case((UsageSession.first_month, 1), else_=0)).label("first_month"),
         func.count().label("n"),
-        func.sum(UsageSession.used_s).label("seconds"),
+        func.sum(_present()).label("seconds"),
+        func.sum(UsageSession.used_s).label("machine_seconds"),
         func.sum(UsageSession.run_s).label("run_seconds"),
     ).select_from(UsageSession)
     if "gender" in extra:
@@ -534,6 +579,9 @@ def _job_query(
             func.count().label("n"),
             func.sum(MachineJob.duration_s).label("seconds"),
             func.sum(MachineJob.filament_mm).label("filament_mm"),
+            func.sum(_unattributed(literal(1), literal(0))).label("n_u"),
+            func.sum(_unattributed(MachineJob.duration_s, literal(0.0))).label("seconds_u"),
+            func.sum(_estimated()).label("filament_est"),
         )
         .select_from(MachineJob)
         .outerjoin(UsageSession, UsageSession.id == MachineJob.session_id)
@@ -547,6 +595,23 @@ def _job_query(
     query = _where(query, MachineJob.ended_at, period)
     query = _filter(query, filters, job=True)
     return query.group_by(*cols, who)
+
+
+def _present() -> ColumnElement[float]:
+    """A session's people time: its presence, or its whole length from older edges."""
+    return func.coalesce(UsageSession.present_s, UsageSession.used_s)
+
+
+def _unattributed(value: Any, otherwise: Any) -> ColumnElement[Any]:
+    """``value`` for a job nobody badged for (no session), else ``otherwise``."""
+    return case((MachineJob.session_id.is_(None), value), else_=otherwise)
+
+
+def _estimated() -> ColumnElement[float]:
+    """A job's filament when it is an estimate from progress, else 0."""
+    return case(
+        (MachineJob.filament_estimated, func.coalesce(MachineJob.filament_mm, 0.0)), else_=0.0
+    )
 
 
 def _extra_dims(dims: tuple[Dimension, ...], filters: ReportFilters) -> tuple[Dimension, ...]:
@@ -714,6 +779,10 @@ _FIGURES = [
     "heures_impression",
     "filament_m",
     "filament_g",
+    "heures_machine_tenue",
+    "impressions_sans_session",
+    "heures_impression_sans_session",
+    "filament_estime_m",
 ]
 
 
@@ -759,6 +828,10 @@ def report_csv(report: Report) -> str:
                 _decimal(row.print_hours),
                 _decimal(row.filament_m),
                 _decimal(row.filament_g, 1),
+                _decimal(row.machine_hours),
+                _count(row.unattributed_jobs),
+                _decimal(row.unattributed_print_hours),
+                _decimal(row.filament_estimated_m),
             ]
         )
     return out.getvalue()

@@ -54,6 +54,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.engine import transaction
+from hub.db.errors import describe
 from hub.db.models import (
     AccessLog,
     EdgeEvent,
@@ -342,7 +343,7 @@ class RetentionJob:
                     tz=self._tz,
                     now=self._clock(),
                 )
-            except SQLAlchemyError:
-                logger.warning("retention pass failed; retrying later", exc_info=True)
+            except SQLAlchemyError as err:
+                logger.warning("retention pass failed; retrying later: %s", describe(err))
             self.runs += 1
             self._stop.wait(self._interval)

@@ -39,8 +39,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.accesslog import AccessEntry, AccessLogWriter
 from hub.alerts import BADGE_ENUMERATION, EDGE_THROTTLED, EdgeAlerts, describe_foreign_machine
+from hub.answered import AnsweredRequests
+from hub.commands import CommandWaiters, PendingCommand
 from hub.db.engine import transaction
+from hub.db.errors import describe
 from hub.directory import load_directory, policy_config
+from hub.edgecmd import EdgeCommands
+from hub.edgekeys import EdgeKeys
 from hub.enrolment import (
     CODE_ALREADY_ENROLLED,
     CODE_ENROLLED,
@@ -52,7 +57,7 @@ from hub.enrolment import (
     enrolled_message,
 )
 from hub.exposition import Gauges, MetricsServer, registry_for
-from hub.ledger import Ledger
+from hub.ledger import Ledger, LedgerLimits
 from hub.ledger_worker import LedgerWorker
 from hub.live import LiveState
 from hub.metrics import Metrics, RateLimitedLog
@@ -72,11 +77,11 @@ from hub.snapshots import CompileFn, SnapshotPublisher, settle_heap
 from hub.telemetry import InfluxWriter, TelemetryFeed
 from hub.telemetry import build as build_telemetry
 from hub.throttle import ReaderGuard, edge_throttle
-from protocol.contract import spec
 from protocol.messages import (
     AccessDecision,
     AccessRequest,
     BreakRule,
+    CommandOutcome,
     EdgeStatus,
     Event,
     JournalCommand,
@@ -89,7 +94,7 @@ from protocol.messages import (
     Telemetry,
     utcnow,
 )
-from protocol.topics import Kind, Topics
+from protocol.topics import Topics
 
 logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(logger)
@@ -102,8 +107,15 @@ FOREIGN_ALERT_INTERVAL_S = 60.0
 
 INTERNAL_ERROR = "internal_error"
 
-#: QoS of the answers on ``cmd/access`` (0: a decision expires, see docs/protocol.md).
-ACCESS_QOS = spec(Kind.CMD_ACCESS).qos
+
+def ledger_limits(settings: HubSettings) -> LedgerLimits:
+    """The ledger's bounds on what edges report, from the settings."""
+    return LedgerLimits(
+        journal_window=settings.journal_window,
+        future=timedelta(seconds=settings.event_future_s),
+        clock_allowance=timedelta(seconds=settings.usage_clock_allowance_s),
+        max_session=timedelta(hours=settings.session_max_h),
+    )
 
 
 class Hub:
@@ -140,6 +152,7 @@ class Hub:
         self.settings = settings
         self.topics = Topics(settings.site)
         self.metrics = Metrics()
+        self.waiters = CommandWaiters(settings.command_outcome_wait_s)
         self._factory = factory
         self._decide: DecideFn = decide or engine.decide
         self._clock = clock
@@ -156,7 +169,9 @@ class Hub:
             max_denials=settings.denials_max,
         )
         self.alerts = EdgeAlerts(factory, self.metrics)
-        self.ledger = Ledger(factory, self._cfg, self.metrics, alerts=self.alerts)
+        self.ledger = Ledger(
+            factory, self._cfg, self.metrics, alerts=self.alerts, limits=ledger_limits(settings)
+        )
         self.accesslog = AccessLogWriter(
             factory,
             retention_days=settings.access_log_retention_days,
@@ -177,12 +192,18 @@ class Hub:
             cooldown_s=settings.enumeration_cooldown_s,
         )
         self.mqtt = HubMqtt(settings, self, self.metrics, version=version, throttle=self.throttle)
+        self.edge_keys = EdgeKeys(
+            settings.edge_keys_dir,
+            demo_secret=settings.site_secret_bytes if settings.demo else None,
+        )
+        self.commands = EdgeCommands(self.mqtt, self.topics, self.edge_keys, self.metrics)
         self.snapshots = SnapshotPublisher(
             settings,
             self._cfg,
             directory=lambda: self._directory,
             live=self.live,
             publish=self.mqtt.publish_paced,
+            keys=self.edge_keys.key,
             metrics=self.metrics,
             compile_snapshot=compile_snapshot or snapshot.compile_snapshot,
             clock=clock,
@@ -198,7 +219,11 @@ class Hub:
             metrics=self.metrics,
             ack_interval_s=settings.ack_interval_s,
             gap_replay_after_s=settings.gap_replay_after_s,
+            gap_replay_max_s=settings.gap_replay_max_s,
+            gap_alert_after=settings.gap_alert_after,
             on_session_ended=self._sessions_changed,
+            clock=clock,
+            not_after=lambda: self._clock() + timedelta(seconds=settings.command_ttl_s),
         )
         # Pseudonymous time series (None unless influx_url is set): fed off every path.
         telemetry = build_telemetry(settings, factory, self.live, self._current, self.metrics)
@@ -208,8 +233,9 @@ class Hub:
         self._started = False
         self._ids = random.Random(secrets.randbits(128))
         self._ids_lock = threading.Lock()
-        self._access_topics: dict[str, str] = {}
         self._foreign_alerted: dict[str, float] = {}
+        # A QoS 1 duplicate of a request gets the same answer (one grant, one log row).
+        self._answered = AnsweredRequests(ttl_s=2 * settings.decision_ttl_s + 30.0)
         self.enrolments = Enrolments()
         self.registry = registry_for(self.metrics, self.gauges)
         self.metrics_server = (
@@ -238,6 +264,13 @@ class Hub:
         if self.telemetry is not None and self._influx is not None:
             self._influx.start()
             self.telemetry.start()
+        keyed = self.edge_keys.edges()
+        if not keyed and not self.settings.demo:
+            logger.warning(
+                "no edge key in %s: the hub sends nothing to an edge without one "
+                "(fabrique hub edge-key EDGE)",
+                self.settings.edge_keys_dir,
+            )
         self.snapshots.start()
         self.mqtt.start()
         if self.metrics_server is not None:
@@ -294,7 +327,16 @@ class Hub:
         self.snapshots.republish()
 
     def on_access_request(self, edge: str, request: AccessRequest, received: float) -> None:
-        """Decide in memory and answer on ``cmd/access`` with the request's ``req_id``."""
+        """Decide in memory and answer on ``cmd/access`` with the request's ``req_id``.
+
+        A request already answered (a QoS 1 duplicate: same edge and ``req_id``) gets
+        the same answer again, and is neither decided nor logged a second time.
+        """
+        again = self._answered.get(edge, request.req_id)
+        if again is not None:
+            self.metrics.inc("duplicate_requests")
+            self.commands.send(edge, again)
+            return
         now = self._clock()
         enrolment = self.enrolments.capture(request.machine, edge, request.badge, now)
         if enrolment is not None:
@@ -326,7 +368,8 @@ class Hub:
             decision = Decision(granted=False, code=INTERNAL_ERROR, message=texts.decision_failed())
             session_id = None
             answer = self._answer(request, decision, None, now)
-        self.mqtt.publish(self._cmd_access_topic(edge), answer, qos=ACCESS_QOS)
+        self._answered.remember(edge, request.req_id, answer)
+        self.commands.send(edge, answer)
         self.metrics.decision(time.perf_counter() - received, decision.granted, decision.code)
         machine = directory.machines.get(request.machine)
         if decision.code == engine.Code.UNKNOWN_MACHINE:
@@ -393,11 +436,9 @@ class Hub:
             threading.Thread(
                 target=self._bind_badge, args=(enrolment,), name="badge-enrolment", daemon=True
             ).start()
-        self.mqtt.publish(
-            self._cmd_access_topic(edge),
-            self._answer(request, decision, None, now),
-            qos=ACCESS_QOS,
-        )
+        answer = self._answer(request, decision, None, now)
+        self._answered.remember(edge, request.req_id, answer)
+        self.commands.send(edge, answer)
         machine = self._directory.machines.get(request.machine)
         self.live.record_decision(  # the machine's kiosk shows the outcome
             badge=request.badge,
@@ -424,8 +465,8 @@ class Hub:
         try:
             with transaction(self._factory) as session:
                 result = bind_badge(session, enrolment)
-        except Exception:
-            logger.exception("binding an enrolled badge failed")
+        except Exception as err:  # the error text may quote the badge hash: not logged
+            logger.error("binding an enrolled badge failed: %s", describe(err))
             self.enrolments.resolve(enrolment.token, EnrolState.FAILED)
             return
         self.enrolments.resolve(
@@ -512,12 +553,6 @@ class Hub:
             bits = self._ids.getrandbits(128)
         return UUID(int=bits, version=4).hex
 
-    def _cmd_access_topic(self, edge: str) -> str:
-        topic = self._access_topics.get(edge)
-        if topic is None:
-            topic = self._access_topics[edge] = self.topics.cmd_access(edge)
-        return topic
-
     def _answer(
         self, request: AccessRequest, decision: Decision, session_id: str | None, now: datetime
     ) -> AccessDecision:
@@ -535,7 +570,8 @@ class Hub:
         if granted and (session_id is None or decision.ends_at is None):
             raise ValueError("a grant needs a session id and an end time")
         return AccessDecision.model_construct(
-            v=1,
+            v=2,
+            mac="",
             req_id=request.req_id,
             machine=request.machine,
             granted=granted,
@@ -565,6 +601,8 @@ class Hub:
         if not self.live.edge_status(edge, status, now):
             self.metrics.inc("stale_status")
             logger.info("edge %s: ignoring stale status (epoch %d)", edge, status.epoch)
+            if status.online:  # not a late will: the edge may have lost its epoch
+                self.worker.submit_status(edge, status, now, stale=True)
             return
         if was_online != status.online or previous_epoch != status.epoch:  # not a refresh
             logger.info(
@@ -573,6 +611,14 @@ class Hub:
                 "online" if status.online else "offline",
                 status.epoch,
             )
+        if status.rejected:
+            _limited.warning(
+                f"rejected:{edge}",
+                "edge %s dropped %d message(s) on its cmd/* topics: forged, stale, or signed "
+                "with another key than its own",
+                edge,
+                status.rejected,
+            )
         self.worker.submit_status(edge, status, now)
         if self.telemetry is not None:
             self.telemetry.edge_changed(edge, now)
@@ -580,6 +626,16 @@ class Hub:
     def on_machine_state(self, edge: str, machine: str, state: MachineState | None) -> None:
         if not self.live.machine_state(edge, machine, state):
             self.metrics.inc("foreign_machine", "state")
+        elif state is not None:
+            self.worker.submit_machine_state(edge, machine, state)
+
+    def on_command_outcome(self, edge: str, outcome: CommandOutcome) -> None:
+        """An edge answered a command: wake whoever waits for it."""
+        if not self.waiters.resolve(edge, outcome):
+            # Late (after the wait), unasked (the demo's own re-arms), or not this
+            # edge's to answer: counted, not logged above debug.
+            self.metrics.inc("stray_outcomes")
+            logger.debug("edge %s: outcome for command %s nobody waits for", edge, outcome.cmd_id)
 
     def on_telemetry(self, edge: str, machine: str, payload: bytes) -> None:
         if not self.live.telemetry(edge, machine, payload):
@@ -588,7 +644,7 @@ class Hub:
             self.telemetry.telemetry(edge, machine, payload)
 
     def _publish_journal(self, edge: str, command: JournalCommand) -> None:
-        self.mqtt.publish(self.topics.cmd_journal(edge), command, qos=1)
+        self.commands.send(edge, command)
         if self.telemetry is not None and command.ack_through is not None:
             self.telemetry.acknowledged(edge, command.ack_through)
 
@@ -635,22 +691,25 @@ class Hub:
 
     # ------------------------------------------------------------------ commands (HubControl)
 
-    def end_session(self, session_id: str, message: str = "") -> bool:
-        """Ask the session's edge to end it; False if the session is not open."""
+    def end_session(self, session_id: str, message: str = "") -> PendingCommand | None:
+        """Ask the session's edge to end it; ``None`` if the session is not open or the
+        command could not be sent. :meth:`PendingCommand.wait` gives the edge's answer."""
         return self._session_command(session_id, SessionAction.END, message=message)
 
-    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
-        """Ask the session's edge to give it ``minutes`` more; False if it is not open."""
+    def extend_session(
+        self, session_id: str, minutes: int, message: str = ""
+    ) -> PendingCommand | None:
+        """Ask the session's edge to give it ``minutes`` more (see :meth:`end_session`)."""
         return self._session_command(
             session_id, SessionAction.EXTEND, minutes=minutes, message=message
         )
 
     def _session_command(
         self, session_id: str, action: SessionAction, *, minutes: int | None = None, message: str
-    ) -> bool:
+    ) -> PendingCommand | None:
         found = self.live.open_session(session_id)
         if found is None:
-            return False
+            return None
         _view, edge = found
         command = SessionCommand(
             cmd_id=uuid4().hex,
@@ -660,23 +719,37 @@ class Hub:
             message=message[:500],
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
         )
-        return self.mqtt.publish(self.topics.cmd_session(edge), command, qos=1)
+        return self._send(edge, command)
 
-    def machine_command(self, machine_id: str, action: MachineAction) -> bool:
-        """Send a staff command to the machine's edge; False if the machine is unknown."""
+    def machine_command(
+        self, machine_id: str, action: MachineAction, by: int | None = None
+    ) -> PendingCommand | None:
+        """Send a staff command (``by``: the staff account) to the machine's edge;
+        ``None`` if the machine is unknown or the command could not be sent."""
         machine = self._directory.machines.get(machine_id)
         if machine is None:
-            return False
+            return None
         command = MachineCommand(
             cmd_id=uuid4().hex,
             machine=machine_id,
             action=action,
             not_after=self._clock() + timedelta(seconds=self.settings.command_ttl_s),
+            by=by,
         )
-        return self.mqtt.publish(self.topics.cmd_machine(machine.edge_id), command, qos=1)
+        return self._send(machine.edge_id, command)
+
+    def _send(self, edge: str, command: SessionCommand | MachineCommand) -> PendingCommand | None:
+        pending = self.waiters.expect(command.cmd_id, edge)  # before: it may answer at once
+        if not self.commands.send(edge, command):
+            self.waiters.forget(command.cmd_id)
+            return None
+        return pending
 
     def machine_states(self) -> Mapping[str, MachineState]:
         return self.live.machine_states()
+
+    def running_job_files(self) -> Mapping[str, str | None]:
+        return {m: job.file_name for m, job in self.live.running_jobs().items()}
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return self.live.machine_telemetry()

@@ -96,15 +96,40 @@ class HubSettings(BaseSettings):
     #: maps every route and parameter for an attacker (OWASP API8). See :attr:`docs_access`.
     api_docs: ApiDocs | None = None
 
-    #: Keys badge UIDs and signs policy snapshots; shared with this site's edges.
+    #: Keys badge UIDs; shared with this site's edges (and gaming PCs), so it signs
+    #: nothing: each edge has its own key (``edge_keys_dir``).
     site_secret: SecretStr = SecretStr(DEMO_SITE_SECRET)
     #: Signs nothing shared: only used to derive API token hashes.
     session_secret: SecretStr = SecretStr(DEMO_SESSION_SECRET)
 
+    #: One ``{edge}.key`` file (0600) per edge: the key that signs its snapshots and
+    #: commands (``fabrique hub edge-key EDGE``; see :mod:`hub.edgekeys`).
+    edge_keys_dir: Path = Path("/var/lib/fabrique/edge-keys")
     decision_ttl_s: float = Field(default=10.0, gt=0, description="not_after of decisions")
     command_ttl_s: float = Field(default=30.0, gt=0, description="not_after of commands")
+    command_outcome_wait_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="how long an API call waits for the edge's answer to a command",
+    )
     gap_replay_after_s: float = Field(default=5.0, gt=0)
     ack_interval_s: float = Field(default=0.2, gt=0)
+    #: Longest wait between two replay requests for a gap that does not close (the
+    #: wait doubles from ``gap_replay_after_s`` after each unanswered request).
+    gap_replay_max_s: float = Field(default=300.0, gt=0)
+    #: Unanswered replay requests after which a gap raises a ``journal_gap`` alert.
+    gap_alert_after: int = Field(default=5, ge=1)
+    #: Journal events further ahead of an edge's acknowledged seq are quarantined
+    #: (a real edge is never a million events ahead; seq 2**63-1 is a poison).
+    journal_window: int = Field(default=1_000_000, ge=1000, le=2**62)
+    #: Journal events dated further than this after the hub's clock are quarantined.
+    event_future_s: float = Field(default=86_400.0, gt=0, le=31 * 86_400)
+    #: Used time may exceed a session's wall span by this much (edge clock estimates).
+    usage_clock_allowance_s: float = Field(default=60.0, ge=0, le=3600)
+    #: Longest a session can be on any machine (grants end with their slot or the
+    #: staff maximum; extensions add at most a day): used time beyond it is clamped.
+    session_max_h: float = Field(default=24.0, gt=0, le=7 * 24)
     snapshot_days: int = Field(default=7, ge=1, le=31)
     snapshot_validity_h: float = Field(default=36.0, gt=0)
     access_log_retention_days: int = Field(default=92, ge=1)
@@ -134,9 +159,10 @@ class HubSettings(BaseSettings):
     #: badge taps, a journal replayed one 200-event window at a time).
     throttle_requests_per_s: float = Field(default=50.0, gt=0)
     throttle_requests_burst: float = Field(default=200.0, ge=1)
-    #: Each event costs the ledger milliseconds: one edge may use a third of it at most.
-    throttle_events_per_s: float = Field(default=100.0, gt=0)
-    throttle_events_burst: float = Field(default=400.0, ge=1)
+    #: Each event costs the ledger milliseconds, and a busy ledger slows paho's thread
+    #: (bench/flood.py): one journal window (200 events) at once, 50/s sustained.
+    throttle_events_per_s: float = Field(default=50.0, gt=0)
+    throttle_events_burst: float = Field(default=200.0, ge=1)
     throttle_states_per_s: float = Field(default=20.0, gt=0)
     throttle_states_burst: float = Field(default=200.0, ge=1)
     throttle_telemetry_per_s: float = Field(default=50.0, gt=0)

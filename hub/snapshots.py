@@ -42,19 +42,26 @@ from datetime import date, datetime, timedelta
 from datetime import time as dtime
 
 from hub.live import LiveState
-from hub.metrics import Metrics
+from hub.metrics import Metrics, RateLimitedLog
 from hub.policy import snapshot
 from hub.policy.model import Directory, PolicyConfig, UsageView
 from hub.settings import HubSettings
-from protocol.messages import PolicySnapshot, decode, encode
-from protocol.signing import policy_key, sign_snapshot
+from protocol.messages import MAX_POLICY_PAYLOAD, PolicySnapshot, decode, encode
+from protocol.signing import sign_snapshot
 from protocol.topics import Topics
 
 logger = logging.getLogger(__name__)
+_keyless_log = RateLimitedLog(logger, interval_s=600.0)
 
 CompileFn = Callable[..., PolicySnapshot]
 #: Publish one retained payload and wait for the broker (``HubMqtt.publish_paced``).
 PublishPaced = Callable[..., bool]
+#: An edge's own key (:class:`hub.edgekeys.EdgeKeys.key`), None when it has none.
+KeyFn = Callable[[str], bytes | None]
+#: How soon the snapshots of edges that had no key are compiled again (seconds): a key
+#: provisioned while the hub runs (``fabrique hub edge-key``) is used without waiting
+#: for the next full refresh.
+KEY_RETRY_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,8 @@ class SnapshotJob:
     now: datetime
     days: int
     validity: timedelta
-    site_secret: bytes
+    #: edge -> its own key (:mod:`hub.edgekeys`); an edge missing here gets no snapshot.
+    keys: Mapping[str, bytes]
     #: edge -> (fingerprint, version, valid_until) of what is published now.
     previous: Mapping[str, tuple[str, int, datetime]]
     #: The first version number a new snapshot may take.
@@ -104,6 +112,10 @@ def compile_changed(
     memo = snapshot.SnapshotMemo()  # member entries shared by edges alike in shape
     for edge in job.edges:
         previous = job.previous.get(edge)
+        key = job.keys.get(edge)
+        if key is None:
+            errors[edge] = "no key for this edge (fabrique hub edge-key)"
+            continue
         try:
             candidate = compile_fn(
                 edge,
@@ -123,12 +135,12 @@ def compile_changed(
                 and previous[2] - job.now > job.validity / 2
             ):
                 continue
-            signed = sign_snapshot(
-                candidate.model_copy(update={"version": version}),
-                policy_key(job.site_secret, edge),
-            )
+            signed = sign_snapshot(candidate.model_copy(update={"version": version}), key)
+            payload = encode(signed)
+            if len(payload) > MAX_POLICY_PAYLOAD:  # the edge would refuse it unread
+                raise ValueError(f"{len(payload)} bytes exceed the bound {MAX_POLICY_PAYLOAD}")
             changed.append(
-                CompiledSnapshot(edge, fingerprint, version, signed.valid_until, encode(signed))
+                CompiledSnapshot(edge, fingerprint, version, signed.valid_until, payload)
             )
             version += 1
         except Exception as err:  # one edge's bad data must not block the others
@@ -196,6 +208,7 @@ class SnapshotPublisher:
         directory: Callable[[], Directory],
         live: LiveState,
         publish: PublishPaced,
+        keys: KeyFn,
         metrics: Metrics,
         compile_snapshot: CompileFn,
         clock: Callable[[], datetime],
@@ -209,6 +222,7 @@ class SnapshotPublisher:
         self._directory = directory
         self._live = live
         self._publish = publish
+        self._keys = keys
         self._metrics = metrics
         self._compile_fn = compile_snapshot
         self._clock = clock
@@ -226,6 +240,9 @@ class SnapshotPublisher:
         self._done = 0  # generation of the last full refresh completed
         self._republish = threading.Event()
         self._dirty_zones: set[str] = set()
+        #: Edges whose last compile found no key, and when to try them again.
+        self._keyless: set[str] = set()
+        self._keyless_retry = 0.0
         self._dirty_since: float | None = None
         self._refresher: threading.Thread | None = None
 
@@ -309,6 +326,12 @@ class SnapshotPublisher:
         """Compile ``edges`` (in the worker process if any) and publish what changed."""
         now = self._clock()
         directory = self._directory()
+        keys = {e: k for e in edges if (k := self._keys(e)) is not None}
+        wanted = {m.edge_id for m in directory.machines.values()}
+        with self._refreshed:
+            keyless = (self._keyless - set(edges)) | (set(edges) - set(keys))
+            self._keyless = keyless & wanted
+            self._keyless_retry = time.monotonic() + KEY_RETRY_S
         with self._lock:
             previous = {
                 e: (p.fingerprint, p.version, p.valid_until) for e, p in self._snapshots.items()
@@ -322,7 +345,7 @@ class SnapshotPublisher:
             now=now,
             days=self.settings.snapshot_days,
             validity=timedelta(hours=self.settings.snapshot_validity_h),
-            site_secret=self.settings.site_secret_bytes,
+            keys=keys,
             previous=previous,
             version_floor=floor,
         )
@@ -339,7 +362,10 @@ class SnapshotPublisher:
             changed, errors = compile_changed(job, self._compile_fn)
         for edge, error in errors.items():
             self._metrics.inc("snapshot_errors")
-            logger.error("cannot compile the snapshot of edge %s: %s", edge, error)
+            if edge in self._keyless:  # retried every KEY_RETRY_S: say it now and then
+                _keyless_log.warning(f"nokey:{edge}", "no snapshot for edge %s: %s", edge, error)
+            else:
+                logger.error("cannot compile the snapshot of edge %s: %s", edge, error)
         with self._lock:
             for compiled in changed:
                 self._snapshots[compiled.edge] = compiled
@@ -387,12 +413,16 @@ class SnapshotPublisher:
             with self._refreshed:
                 requested, done = self._requested, self._done
                 dirty_since = self._dirty_since
+                keyless = set(self._keyless) if self._keyless else set()
+                keyless_retry = self._keyless_retry
             now_m = time.monotonic()
             due = next_full
             if requested > done:
                 due = now_m
             if dirty_since is not None:
                 due = min(due, dirty_since + self._session_refresh)
+            if keyless:
+                due = min(due, keyless_retry)
             to_midnight = (midnight - self._clock()).total_seconds()
             due = min(due, now_m + max(to_midnight, 0.0))
             if due > now_m:
@@ -408,6 +438,8 @@ class SnapshotPublisher:
                 edges = sorted({m.edge_id for m in machines})
             else:
                 edges = sorted({m.edge_id for m in machines if m.zone_id in zones})
+                if keyless and now_m >= keyless_retry:
+                    edges = sorted(set(edges) | keyless)
             try:
                 self._live.housekeeping(self._clock())
                 self._compile(edges)

@@ -3,7 +3,9 @@
 :mod:`protocol.topics` builds and parses the topic strings and :mod:`protocol.messages`
 defines the payloads; this table ties them together, so that the contract is written
 once in code. ``docs/protocol.md`` presents it and ``tests/protocol/test_contract_doc.py``
-fails when the page and this table (or the message models) disagree.
+fails when the page and this table (or the message models) disagree. The contract's
+version is :data:`~protocol.messages.SCHEMA_VERSION`; what changed between versions, and
+how a site migrates, is the page's "Versions and migration".
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from protocol.messages import (
     SCHEMA_VERSION,
     AccessDecision,
     AccessRequest,
+    CommandOutcome,
     EdgeStatus,
     HubStatus,
     JobEnded,
+    JobStarted,
     JournalCommand,
     MachineCommand,
     MachineFault,
+    MachineRearmed,
     MachineState,
     Message,
     OfflineDecision,
@@ -96,7 +101,16 @@ CONTRACT: tuple[TopicSpec, ...] = (
         Direction.EDGE_TO_HUB,
         1,
         False,
-        (SessionStarted, UsageTick, SessionEnded, OfflineDecision, MachineFault, JobEnded),
+        (
+            SessionStarted,
+            UsageTick,
+            SessionEnded,
+            OfflineDecision,
+            MachineFault,
+            JobEnded,
+            JobStarted,
+            MachineRearmed,
+        ),
         "journaled events, one topic so that order holds",
     ),
     TopicSpec(
@@ -121,7 +135,15 @@ CONTRACT: tuple[TopicSpec, ...] = (
         1,
         False,
         (MachineCommand,),
-        "maintenance, pause / resume / cancel a job",
+        "maintenance, pause / resume / cancel a job, re-arm a laser",
+    ),
+    TopicSpec(
+        Kind.OUTCOME,
+        Direction.EDGE_TO_HUB,
+        1,
+        False,
+        (CommandOutcome,),
+        "applied / refused (code, French reason) / expired, per cmd_id",
     ),
     TopicSpec(
         Kind.POLICY,

@@ -1,6 +1,9 @@
 """Every message of the MQTT contract (DESIGN §3), defined once.
 
-Models are frozen pydantic models that forbid unknown fields and carry ``"v": 1``.
+Models are frozen pydantic models that forbid unknown fields and carry their format's
+version ``"v"``: 1 for what edges send, 2 (:data:`SCHEMA_VERSION`) for the hub's signed
+commands to an edge (:class:`Signed`: a MAC under the edge's own key, see
+:mod:`protocol.signing`).
 Decode untrusted bytes with :func:`decode` (or :func:`decode_event` for journal
 events): it never raises anything but a :class:`~protocol.errors.PayloadError`.
 Encode with :func:`encode`.
@@ -16,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -30,11 +34,29 @@ from pydantic import (
 from protocol.errors import MalformedPayload, PayloadError, SchemaError, UnsupportedVersion
 from protocol.ids import BadgeHash, Ident, Token
 
-SCHEMA_VERSION: Final = 1
+#: The contract's version: the highest ``v`` on the wire. Version 2 added the MAC of
+#: every hub→edge command (:class:`Signed`) and ``JournalCommand.not_after``; the
+#: messages an edge sends kept ``"v": 1``. See docs/protocol.md, "Versions".
+SCHEMA_VERSION: Final = 2
 #: Largest payload accepted for ordinary messages.
 MAX_PAYLOAD: Final = 64 * 1024
-#: Largest accepted policy snapshot (it lists every badge that may use an edge's machines).
-MAX_POLICY_PAYLOAD: Final = 8 * 1024 * 1024
+#: Largest accepted policy snapshot (it lists every badge that may use an edge's machines:
+#: about 200 bytes a member, so 1 MiB holds some 5,000). Checked on the raw bytes, before
+#: any parsing: a forged 6.9 MB snapshot cost an edge 121 MB and 671 ms of tap-in.
+MAX_POLICY_PAYLOAD: Final = 1024 * 1024
+#: Largest journal sequence number (and snapshot version): a signed 64-bit integer,
+#: what the hub's store holds (``BIGINT``).
+MAX_SEQ: Final = 2**63 - 1
+#: Largest connection epoch: a signed 32-bit integer (an edge reconnecting every
+#: second would need 68 years to reach it).
+MAX_EPOCH: Final = 2**31 - 1
+#: Earliest and latest instant an edge may state (``[1970-01-01, 2100-01-01)`` UTC):
+#: the Unix epoch, where a Raspberry Pi without a real-time clock starts before its
+#: clock is synchronised (its events must still be journaled: their durations are
+#: monotonic), to a date no clock can mean. The hub narrows the upper end to its own
+#: clock plus a day for journal events.
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class Message(BaseModel):
@@ -57,10 +79,45 @@ class Message(BaseModel):
 _WIRE = {"wire": True}
 
 
+class Signed(Message):
+    """A hub→edge command, authenticated with the receiving edge's own key.
+
+    ``mac`` is an HMAC-SHA256 (hex) over the message's canonical bytes (every field but
+    ``mac``, see :func:`protocol.signing.canonical_bytes`), so a field or an action added
+    later is covered without more code. The edge drops a message whose MAC fails or
+    whose ``not_after`` has passed. Built by the hub with ``mac=""`` and signed just
+    before publishing (:func:`protocol.signing.sign`).
+    """
+
+    v: Literal[2] = 2  # type: ignore[assignment]
+    mac: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
+    not_after: AwareDatetime
+
+
 class Part(BaseModel):
     """A nested part of a message (event body, window…): frozen and strict, no version."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _bounded_time(value: datetime) -> datetime:
+    """An edge's instant, in UTC and within ``[EARLIEST, LATEST)``.
+
+    Converting first refuses an offset that overflows the calendar (year 1 at
+    +05:00, year 9999 at -05:00), which would otherwise raise ``OverflowError``
+    deep in the hub; the window refuses clocks nobody can mean.
+    """
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError) as err:
+        raise ValueError("time out of range") from err
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError("time must be between 1970-01-01 and 2100-01-01 UTC")
+    return utc
+
+
+#: An instant stated by an edge: timezone-aware, converted to UTC, bounded.
+EdgeTime = Annotated[AwareDatetime, AfterValidator(_bounded_time)]
 
 
 def utcnow() -> datetime:
@@ -113,11 +170,15 @@ class EdgeStatus(Message):
     """
 
     online: bool
-    epoch: int = Field(ge=0)
+    epoch: int = Field(ge=0, le=MAX_EPOCH)
     version: str = ""
     machines: tuple[Ident, ...] = ()
-    ts: AwareDatetime | None = None
+    ts: EdgeTime | None = None
     goodbye: bool = False
+    #: Hub→edge messages this edge dropped since it started: bad or missing MAC, past
+    #: their ``not_after``, an ``ack_through`` beyond its journal (a forgery, a replay,
+    #: or a hub and edge that disagree on the edge's key).
+    rejected: int = Field(default=0, ge=0)
     #: The edge's health counters (online statuses only; None from older edges).
     health: EdgeHealth | None = None
 
@@ -132,7 +193,7 @@ class AccessRequest(Message):
     edge: Ident
     machine: Ident
     badge: BadgeHash
-    ts: AwareDatetime
+    ts: EdgeTime
 
 
 class BreakRule(Part):
@@ -142,7 +203,7 @@ class BreakRule(Part):
     break_min: int = Field(gt=0, le=24 * 60)
 
 
-class AccessDecision(Message):
+class AccessDecision(Signed):
     """The hub's answer to one :class:`AccessRequest`, sent on ``cmd/access``.
 
     ``code`` is a stable machine-readable reason (see the hub's policy module),
@@ -169,7 +230,6 @@ class AccessDecision(Message):
     break_at: AwareDatetime | None = None
     staff: bool = False
     first_name: str | None = Field(default=None, max_length=64)
-    not_after: AwareDatetime
 
     @model_validator(mode="after")
     def _grant_is_complete(self) -> AccessDecision:
@@ -194,6 +254,10 @@ class EndReason(enum.StrEnum):
     BREAK = "break"
     EDGE_RESTART = "edge_restart"
     REVOKED = "revoked"
+    #: the session's job vanished (the printer's controller came back without it)
+    JOB_LOST = "job_lost"
+    #: staff cancelled the session's job from the hub
+    STAFF_CANCEL = "staff_cancel"
 
 
 class SessionStartedBody(Part):
@@ -204,8 +268,8 @@ class SessionStartedBody(Part):
     badge: BadgeHash
     req_id: Token | None = None
     offline: bool = False
-    started_at: AwareDatetime
-    ends_at: AwareDatetime | None = None
+    started_at: EdgeTime
+    ends_at: EdgeTime | None = None
 
 
 class UsageTickBody(Part):
@@ -217,7 +281,7 @@ class UsageTickBody(Part):
 
     session_id: Token
     machine: Ident
-    minute: int = Field(ge=1)
+    minute: int = Field(ge=1, le=7 * 24 * 60)
     elapsed_s: float = Field(ge=0, le=7 * 24 * 3600)
 
 
@@ -228,7 +292,11 @@ class SessionEndedBody(Part):
     machine: Ident
     reason: EndReason
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
-    ended_at: AwareDatetime
+    ended_at: EdgeTime
+    #: The member's presence: from the start until the session was asked to end
+    #: (badge-out, time up…), before any wait for a job or a cool-down; ``None``
+    #: from older edges (then ``duration_s`` is all there is).
+    present_s: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     #: Time the machine really worked during the session, measured by its driver
     #: (a laser: time in ``Run`` with the beam on). ``None`` when nothing measures it.
     run_s: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
@@ -260,7 +328,25 @@ class JobEndedBody(Part):
     result: JobResult
     duration_s: float = Field(ge=0, le=7 * 24 * 3600)
     filament_mm: float | None = Field(default=None, ge=0, le=10_000_000)
-    ended_at: AwareDatetime
+    #: ``filament_mm`` is scaled from progress (a job that did not finish).
+    filament_estimated: bool = False
+    ended_at: EdgeTime
+    #: The controller's user who started the job (OctoPrint's login, e.g. staff who
+    #: started it from OctoPrint's own page). Staff-only on the hub; never on ``tele/+``.
+    user: str | None = Field(default=None, max_length=64, repr=False)
+
+
+class JobStartedBody(Part):
+    """A job (a 3D print) started on a machine, with the session open then, if any.
+
+    ``session_id`` ``None`` is a job nobody badged for (started from OctoPrint's own
+    page): the machine runs without a session. ``file_name`` names the job for
+    staff: journaled to the hub only, never on ``tele/+`` or ``state/+``.
+    """
+
+    machine: Ident
+    session_id: Token | None = None
+    file_name: str | None = Field(default=None, max_length=200)
 
 
 class OfflineDecisionBody(Part):
@@ -272,8 +358,8 @@ class OfflineDecisionBody(Part):
     granted: bool
     code: str = Field(min_length=1, max_length=64)
     session_id: Token | None = None
-    ends_at: AwareDatetime | None = None
-    snapshot_version: int | None = None
+    ends_at: EdgeTime | None = None
+    snapshot_version: int | None = Field(default=None, ge=0, le=MAX_SEQ)
 
 
 class MachineFaultBody(Part):
@@ -284,12 +370,24 @@ class MachineFaultBody(Part):
     detail: str = Field(default="", max_length=500)
 
 
+class MachineRearmedBody(Part):
+    """Staff re-armed a machine (a laser after a hard limit or an abort).
+
+    ``by`` is the staff account that sent the command (``None``: the hub's own);
+    ``cmd_id`` the command that did it.
+    """
+
+    machine: Ident
+    cmd_id: Token
+    by: int | None = Field(default=None, ge=1)
+
+
 class _EventBase(Message):
     edge: Ident
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_SEQ)
     event_id: Token
-    epoch: int = Field(default=0, ge=0)
-    ts: AwareDatetime
+    epoch: int = Field(default=0, ge=0, le=MAX_EPOCH)
+    ts: EdgeTime
 
 
 class SessionStarted(_EventBase):
@@ -322,15 +420,38 @@ class JobEnded(_EventBase):
     body: JobEndedBody
 
 
+class JobStarted(_EventBase):
+    type: Literal["job_started"] = "job_started"
+    body: JobStartedBody
+
+
+class MachineRearmed(_EventBase):
+    type: Literal["machine_rearmed"] = "machine_rearmed"
+    body: MachineRearmedBody
+
+
 #: Every journal event, as a plain union (for ``isinstance`` and annotations).
-Event = SessionStarted | UsageTick | SessionEnded | OfflineDecision | MachineFault | JobEnded
+Event = (
+    SessionStarted
+    | UsageTick
+    | SessionEnded
+    | OfflineDecision
+    | MachineFault
+    | JobEnded
+    | JobStarted
+    | MachineRearmed
+)
 #: The same union, discriminated on ``type`` for decoding.
 JournalEvent = Annotated[Event, Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[JournalEvent] = TypeAdapter(JournalEvent)
 
 
-class JournalCommand(Message):
-    """Hub to edge on ``cmd/journal``: exactly one of ``ack_through`` / ``replay_from``."""
+class JournalCommand(Signed):
+    """Hub to edge on ``cmd/journal``: exactly one of ``ack_through`` / ``replay_from``.
+
+    The edge refuses an ``ack_through`` beyond the last event it journaled (and so
+    could have sent): it would stop sending its journal.
+    """
 
     ack_through: int | None = Field(default=None, ge=0)
     replay_from: int | None = Field(default=None, ge=1)
@@ -352,7 +473,7 @@ class SessionAction(enum.StrEnum):
     BREAK = "break"
 
 
-class SessionCommand(Message):
+class SessionCommand(Signed):
     """Staff or hub command about a running session, on ``cmd/session``."""
 
     cmd_id: Token
@@ -360,7 +481,6 @@ class SessionCommand(Message):
     action: SessionAction
     minutes: int | None = Field(default=None, gt=0, le=24 * 60)
     message: str = Field(default="", max_length=500)
-    not_after: AwareDatetime
 
 
 class MachineAction(enum.StrEnum):
@@ -369,15 +489,45 @@ class MachineAction(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CANCEL = "cancel"
+    #: clear a laser's alarm: GRBL unlock ``$X``, and homing ``$H`` when ``$22=1``
+    REARM = "rearm"
 
 
-class MachineCommand(Message):
-    """Staff command about a machine, on ``cmd/machine``."""
+class MachineCommand(Signed):
+    """Staff command about a machine, on ``cmd/machine``.
+
+    ``by`` is the staff account that sent it (journaled by the edge with what it
+    did, e.g. a re-arm); ``None`` for the hub's own commands.
+    """
 
     cmd_id: Token
     machine: Ident
     action: MachineAction
-    not_after: AwareDatetime
+    by: int | None = Field(default=None, ge=1)
+
+
+class Outcome(enum.StrEnum):
+    """What became of a ``cmd/session`` or ``cmd/machine`` command on the edge."""
+
+    APPLIED = "applied"
+    REFUSED = "refused"
+    #: it arrived after its ``not_after``: nothing was done
+    EXPIRED = "expired"
+
+
+class CommandOutcome(Message):
+    """Edge to hub on ``outcome``: the answer to one command (``cmd_id``).
+
+    ``code`` is stable, for programs (``no_job``, ``unsupported``, ``driver_refused``…,
+    see docs/machines.md); ``reason`` is French, for the staff member who sent it.
+    Sent once per command (a duplicate delivery is not answered again).
+    """
+
+    cmd_id: Token
+    outcome: Outcome
+    code: str = Field(default="", max_length=32, pattern=r"^[a-z0-9_]*$")
+    reason: str = Field(default="", max_length=300)
+    ts: AwareDatetime
 
 
 # --------------------------------------------------------------------------- policy
@@ -460,6 +610,9 @@ class MachineDetail(Part):
         ends_at: when the running session ends (estimated wall time).
         job: a job holds the machine (a print, busy by power).
         cooling: the session ended; power waits for the machine to cool.
+        foreign_job: the job holding the machine was started with no session open
+            (from the printer's own page, a laser run or a plug drawing power with
+            nobody badged): the machine runs without a session.
         faults: active fault sources (``actuator``, ``grbl``, ``printer``…).
     """
 
@@ -468,9 +621,10 @@ class MachineDetail(Part):
     reader: bool | None = None
     offline: bool = False
     staff: bool = False
-    ends_at: AwareDatetime | None = None
+    ends_at: EdgeTime | None = None
     job: bool = False
     cooling: bool = False
+    foreign_job: bool = False
     faults: tuple[Annotated[str, Field(max_length=64)], ...] = Field(default=(), max_length=32)
 
 
@@ -481,14 +635,14 @@ class MachineState(Message):
     availability: Availability
     session_id: Token | None = None
     detail: MachineDetail | None = None
-    ts: AwareDatetime
+    ts: EdgeTime
 
 
 class Telemetry(Message):
     """On ``tele/{machine}``: temperatures, progress, power… never used for metering."""
 
     machine: Ident
-    ts: AwareDatetime
+    ts: EdgeTime
     values: dict[str, Scalar] = Field(default_factory=dict)
 
     @field_validator("values")

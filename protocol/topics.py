@@ -27,6 +27,7 @@ class Kind(enum.StrEnum):
     CMD_JOURNAL = "cmd/journal"
     CMD_SESSION = "cmd/session"
     CMD_MACHINE = "cmd/machine"
+    OUTCOME = "outcome"
     POLICY = "policy"
     STATE = "state"
     TELE = "tele"
@@ -96,6 +97,9 @@ class Topics:
 
     def cmd_machine(self, edge: str) -> str:
         return self.edge(edge, Kind.CMD_MACHINE)
+
+    def outcome(self, edge: str) -> str:
+        return self.edge(edge, Kind.OUTCOME)
 
     def policy(self, edge: str) -> str:
         return self.edge(edge, Kind.POLICY)

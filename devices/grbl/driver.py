@@ -30,8 +30,10 @@ actuator on alarm, door and link loss.
 
 Safety
 ------
-The driver never resumes (``~``) and never unlocks (``$X``) by itself: only
-:meth:`~GrblLaser.unlock` sends ``$X``. Closing sends a feed hold (best effort)
+The driver never resumes (``~``), never unlocks (``$X``) and never homes (``$H``)
+by itself: only :meth:`~GrblLaser.unlock` sends ``$X`` and :meth:`~GrblLaser.home`
+``$H`` (the edge's staff "re-arm" command). While a homing cycle runs, the silence
+watchdog waits (GRBL does not answer ``?`` then). Closing sends a feed hold (best effort)
 so the gantry does not carry on while the agent is gone; the laser's power is the
 edge's actuator, which is off whenever the agent does not run.
 
@@ -67,6 +69,7 @@ from devices.errors import (
 from devices.grbl.meter import RunTimeMeter
 from devices.grbl.protocol import (
     FEED_HOLD,
+    HOMING_SETTING,
     LASER_MODE_SETTING,
     MAX_SPINDLE_SETTING,
     SOFT_RESET,
@@ -194,6 +197,7 @@ class GrblSnapshot:
         power: real-time spindle value, the laser power ``S`` in laser mode.
         max_power: ``$30``, the ``S`` of full power, when known.
         laser_mode: ``$32``, when known.
+        homing: ``$22``, when known (a re-arm homes after unlocking).
         firing: the last report was ``Run`` with ``S`` > 0.
         run_time_s: firing time counted since the driver was built (±1 poll
             interval per firing period, see :mod:`devices.grbl.meter`).
@@ -213,6 +217,7 @@ class GrblSnapshot:
     power: float | None = None
     max_power: float | None = None
     laser_mode: bool | None = None
+    homing: bool | None = None
     firing: bool = False
     run_time_s: float = 0.0
     last_seen: float | None = None
@@ -303,6 +308,7 @@ class GrblLaser(Managed):
         self._awaiting_banner = False
         self._banner: Banner | None = None
         self._settings_due = False
+        self._homing = False
         self._unanswered = 0
         self._noise_this_link = 0
         self._snapshot = GrblSnapshot()
@@ -403,16 +409,39 @@ class GrblLaser(Managed):
             DeviceTimeout: GRBL did not answer within ``timeout`` seconds.
             DeviceProtocolError: GRBL refused (``error:N``, with its meaning).
         """
-        future = self._send_line("$X")
+        self._run_line("$X", timeout)
+        _LOGGER.warning("%r: alarm lock cleared by explicit $X", self)
+
+    def home(self, timeout: float = 120.0) -> None:
+        """Run the homing cycle ``$H`` and wait for its ``ok``. Only on explicit request.
+
+        GRBL does not answer status queries while it homes: the silence watchdog
+        waits for the cycle (at most ``timeout``).
+
+        Raises:
+            DeviceUnavailable: not connected, or the link was lost meanwhile.
+            DeviceTimeout: the cycle did not end within ``timeout`` seconds.
+            DeviceProtocolError: GRBL refused (``error:5``: homing not enabled) or the
+                cycle failed.
+        """
+        self._homing = True
+        try:
+            self._run_line("$H", timeout)
+        finally:
+            self._homing = False
+            self._unanswered = 0
+        _LOGGER.warning("%r: homing cycle done ($H)", self)
+
+    def _run_line(self, line: str, timeout: float) -> None:
+        future = self._send_line(line)
         try:
             result = future.result(timeout)
         except concurrent.futures.TimeoutError as err:
-            raise DeviceTimeout(f"{self!r}: no answer to $X within {timeout} s") from err
+            raise DeviceTimeout(f"{self!r}: no answer to {line} within {timeout} s") from err
         if isinstance(result, ErrorResponse):
             raise DeviceProtocolError(
-                f"{self!r}: GRBL refused $X: error:{result.code} ({result.meaning})"
+                f"{self!r}: GRBL refused {line}: error:{result.code} ({result.meaning})"
             )
-        _LOGGER.warning("%r: alarm lock cleared by explicit $X", self)
 
     # ------------------------------------------------------------------ writing
 
@@ -574,6 +603,8 @@ class GrblLaser(Managed):
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_poll:
+                if self._homing:  # GRBL is silent while it homes (see home())
+                    self._unanswered = 0
                 if self._unanswered >= self.silence_polls:
                     raise DeviceTimeout(f"no status report for {self._unanswered} polls")
                 self._write_realtime(STATUS_QUERY)
@@ -637,6 +668,8 @@ class GrblLaser(Managed):
             elif isinstance(message, Setting):
                 if message.number == LASER_MODE_SETTING:
                     self._update(laser_mode=message.value != 0)
+                elif message.number == HOMING_SETTING:
+                    self._update(homing=message.value != 0)
                 elif message.number == MAX_SPINDLE_SETTING:
                     self._update(max_power=message.value)
             elif isinstance(message, Feedback) and message.kind == "MSG":

@@ -46,6 +46,7 @@ __all__ = [
     "CYCLE_START",
     "ERROR_MEANINGS",
     "FEED_HOLD",
+    "HOMING_SETTING",
     "LASER_MODE_SETTING",
     "MAX_LINE_LENGTH",
     "MAX_SPINDLE_SETTING",
@@ -84,6 +85,8 @@ SOFT_RESET: Final = b"\x18"
 
 #: ``$32``: laser mode enable (boolean).
 LASER_MODE_SETTING: Final = 32
+#: ``$22``: homing cycle enable (boolean): a re-arm homes (``$H``) after ``$X``.
+HOMING_SETTING: Final = 22
 #: ``$30``: maximum spindle speed, i.e. the ``S`` value of full laser power.
 MAX_SPINDLE_SETTING: Final = 30
 

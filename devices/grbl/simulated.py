@@ -12,6 +12,7 @@ bytes with it:
   ``ALARM:3`` first if it was moving, then the banner, then
   ``[MSG:'$H'|'$X' to unlock]`` if it is in alarm;
 * lines end with ``\\n``: ``$$`` prints the settings, ``$X`` unlocks an alarm,
+  ``$H`` homes (leaves the alarm; ``error:5`` unless ``$22=1``),
   ``$G`` prints the parser state, a line in :attr:`GrblPeer.errors` gets
   ``error:N``, one in :attr:`GrblPeer.unanswered` nothing, anything else ``ok``;
 * the first report after a reset carries ``WCO:``, the second ``Ov:`` (and
@@ -397,6 +398,14 @@ class GrblPeer:
                     pins = "D" if self._door_open else ""
                     self._machine = PeerState("Idle", pins=pins, mpos=self._machine.mpos)
             self.send("[MSG:Caution: Unlocked]")
+            self.send("ok")
+        elif line == "$H":
+            if not self.settings.get(22):
+                self.send("error:5")
+                return
+            with self._lock:
+                pins = "D" if self._door_open else ""
+                self._machine = PeerState("Idle", pins=pins, mpos=(0.0, 0.0, 0.0))
             self.send("ok")
         elif line == "$G":
             self.send("[GC:G0 G54 G17 G21 G90 G94 M5 M9 T0 F0 S0]")

@@ -566,6 +566,7 @@ class _WireEventPayload(_Frozen):
     reason: str | None = None
     error: str | None = None
     port: str | None = None
+    user: str | None = None
 
 
 class JobEvent(_Frozen):
@@ -583,6 +584,9 @@ class JobEvent(_Frozen):
             sends PrintCancelled then PrintFailed(reason=cancelled) on a cancel),
             Error's reason, or the follower's explanation for Link*/JobLost.
         error: the error text (Error, PrintFailed with reason ``error``).
+        user: OctoPrint's user who started the job (its job events carry it): a
+            person's login, kept out of ``repr`` and so out of logs; for the
+            staff-only job record.
     """
 
     kind: JobEventKind
@@ -595,6 +599,7 @@ class JobEvent(_Frozen):
     print_time_s: float | None = None
     reason: str | None = None
     error: str | None = None
+    user: str | None = Field(default=None, repr=False)
 
     @property
     def ends_job(self) -> bool:
@@ -635,4 +640,5 @@ class JobEvent(_Frozen):
             print_time_s=wire.time,
             reason=wire.reason,
             error=wire.error,
+            user=wire.user[:64] if wire.user else None,
         )

@@ -399,10 +399,13 @@ class OctoPrintFollower:
                 await self._session()
             except DeviceError as err:
                 self._last_error = err
-                if isinstance(err, DeviceAuthError):
-                    _LOGGER.error("%r: %s", self, err)
+                level = logging.ERROR if isinstance(err, DeviceAuthError) else logging.WARNING
+                if self._link_up:
+                    # One line for a lost link ("link down: why"), not the error and
+                    # then the link down with the same words.
+                    self._set_link(False, str(err), level=level)
                 else:
-                    _LOGGER.warning("%r: %s", self, err)
+                    _LOGGER.log(level, "%r: %s", self, err)
             since = self._link_since
             if since is not None and time.monotonic() - since >= _STABLE_S:
                 self._retry_delay_s = self.backoff_initial_s
@@ -584,7 +587,9 @@ class OctoPrintFollower:
             except Exception:
                 _LOGGER.exception("%r: snapshot listener failed", self)
 
-    def _set_link(self, up: bool, reason: str, *, emit: bool = True) -> None:
+    def _set_link(
+        self, up: bool, reason: str, *, emit: bool = True, level: int = logging.WARNING
+    ) -> None:
         if up == self._link_up:
             return
         self._link_up = up
@@ -592,7 +597,7 @@ class OctoPrintFollower:
         if up:
             _LOGGER.info("%r: following (%s)", self, reason)
         else:
-            _LOGGER.warning("%r: link down: %s", self, reason)
+            _LOGGER.log(level, "%r: link down: %s", self, reason)
             # A job the snapshot shows, or one whose PrintStarted came before any
             # snapshot showed it (the link broke right after the start).
             snap, started = self._snapshot, self._started

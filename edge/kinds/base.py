@@ -9,7 +9,10 @@ the four questions the agent asks of every machine, whatever it is:
 * **faults**: which fault sources its driver reports right now (polled every
   second; the agent clears a source it owns once it is no longer reported);
 * **telemetry**: the values of its ``tele`` message, and how often;
-* **commands**: a staff command (pause, resume, cancel) for its driver;
+* **commands**: a staff command (pause, resume, cancel, re-arm) for its driver, and
+  its answer: carried out now (``None``), refused now (a
+  :class:`~edge.outcomes.Refusal`), or :class:`Deferred` to the driver (a
+  :class:`Run` carries the work out off the agent thread; the outcome follows);
 * **run time**: the driver's cumulative working-time meter (a laser's beam-on
   time), journaled as a session's ``run_s``.
 
@@ -19,14 +22,15 @@ agent thread stays the one owner of the machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from devices.actuators import Actuator
 from devices.registry import DeviceContext
-from edge.effects import JobReport
+from edge.effects import FeedbackKind, JobReport
+from edge.outcomes import Refusal
 from edge.sessionconfig import SessionConfig
 from protocol.messages import MachineAction, Scalar
 
@@ -34,15 +38,17 @@ if TYPE_CHECKING:
     from edge.settings import MachineSettings
 
 __all__ = [
+    "CommandVerdict",
+    "Deferred",
     "DriverSignal",
     "Follower",
     "FollowerFactory",
     "Kind",
     "NoDriver",
     "Post",
+    "Run",
     "Section",
     "SignalKind",
-    "Submit",
 ]
 
 SignalKind = Literal[
@@ -78,8 +84,35 @@ class DriverSignal:
 
 #: The agent's queue, as drivers' threads see it.
 Post = Callable[[DriverSignal], None]
-#: Runs a coroutine on the drivers' asyncio loop (a printer command), without waiting.
-Submit = Callable[[Any, str], None]
+
+
+class Deferred:
+    """A command handed to its driver through a :class:`Run`: its outcome follows.
+
+    Only a :class:`Run` makes one (so that a kind cannot defer without running)."""
+
+    __slots__ = ()
+
+
+class Run(Protocol):
+    """Carries a driver command out off the agent thread, then answers it.
+
+    Whatever was run returning is ``applied``; raising a
+    :class:`~edge.outcomes.Refusal` is ``refused`` with its code and reason; any other
+    exception is ``refused`` ``driver_error`` (and logged).
+    """
+
+    def coroutine(self, coro: Coroutine[Any, Any, Any], what: str) -> Deferred:
+        """On the drivers' asyncio loop (an OctoPrint command)."""
+        ...
+
+    def blocking(self, call: Callable[[], Any], what: str) -> Deferred:
+        """On a short-lived thread (a GRBL command that waits for its ``ok``)."""
+        ...
+
+
+#: A follower's answer to a command: ``None`` carried out now, a refusal, or deferred.
+CommandVerdict = Refusal | Deferred | None
 
 
 class Follower(Protocol):
@@ -112,8 +145,8 @@ class Follower(Protocol):
         """Telemetry period; ``in_use``: a session, a job or heat holds the machine."""
         ...
 
-    def command(self, action: MachineAction, submit: Submit) -> bool:
-        """Forward a staff command to the driver; False when it has none for it."""
+    def command(self, action: MachineAction, run: Run) -> CommandVerdict:
+        """Forward a staff command to the driver (see :data:`CommandVerdict`)."""
         ...
 
     def run_time_s(self) -> float | None:
@@ -157,9 +190,9 @@ class NoDriver:
         """The edge's telemetry period."""
         return default
 
-    def command(self, action: MachineAction, submit: Submit) -> bool:
+    def command(self, action: MachineAction, run: Run) -> CommandVerdict:
         """No driver takes commands."""
-        return False
+        return Refusal("no_driver")
 
     def run_time_s(self) -> float | None:
         """No run-time meter."""
@@ -182,6 +215,9 @@ class Kind:
             (wrapped in a :class:`~devices.actuators.LatchedActuator`: lasers).
         tune: adjusts the preset from the machine's settings (a printer's cool-down).
         summary: one line for the docs and error messages.
+        notify: the messages also shown as desktop notifications on the machine
+            itself, through its session lock (a gaming PC has no LED or buzzer:
+            grants, refusals, warnings, ends), whatever runs the agent.
     """
 
     name: str
@@ -192,3 +228,4 @@ class Kind:
     latched: bool = False
     tune: Callable[[SessionConfig, MachineSettings], SessionConfig] | None = None
     summary: str = ""
+    notify: frozenset[FeedbackKind] = frozenset()

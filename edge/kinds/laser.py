@@ -7,6 +7,15 @@ thread milliseconds after an alarm, a door opening or a lost link
 (:class:`~devices.grbl.LaserInterlock`), reports GRBL faults, the controller's
 state and beam-on meter as telemetry, and turns a staff pause or cancel into a
 feed hold. Its run-time meter gives a session's ``run_s``.
+
+Re-arming: after a hard limit (``ALARM:1``) or an abort (``ALARM:3``, a reset while
+the head moved) the laser must be re-armed by staff before any new session: the
+follower reports the ``rearm`` fault source (the machine is faulted, badges are
+refused, the hub shows it) until the staff command ``rearm`` ran GRBL's unlock
+``$X``, then the homing cycle ``$H`` when the controller has homing enabled
+(``$22=1``). Power-cycling the controller clears GRBL's alarm, not this, and
+neither does restarting the edge (a mark file ``rearm-{machine}`` in the journal's
+directory keeps it).
 """
 
 from __future__ import annotations
@@ -14,12 +23,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from devices.actuators import Actuator, LatchedActuator
 from devices.errors import DeviceError
 from devices.registry import DeviceContext
-from edge.kinds.base import DriverSignal, Kind, Post, Submit
+from edge.kinds.base import CommandVerdict, DriverSignal, Kind, Post, Run
+from edge.outcomes import Refusal
 from edge.sessionconfig import SessionConfig
 from protocol.kinds import MachineKind
 from protocol.messages import MachineAction, Scalar
@@ -28,27 +39,58 @@ if TYPE_CHECKING:
     from devices.grbl import GrblEvent, GrblLaser, LaserInterlock
     from edge.settings import MachineSettings
 
-__all__ = ["GRBL_FAULT", "LASER", "LaserFollower", "grbl_listener"]
+__all__ = ["GRBL_FAULT", "LASER", "REARM_ALARMS", "REARM_FAULT", "LaserFollower", "grbl_listener"]
 
 logger = logging.getLogger(__name__)
 
 GRBL_FAULT: Final = "grbl"
+#: The laser waits for a staff re-arm (see the module docstring).
+REARM_FAULT: Final = "rearm"
+#: GRBL alarms after which only a staff re-arm lets a new session start:
+#: 1 hard limit, 3 abort during a cycle (position lost).
+REARM_ALARMS: Final = frozenset({1, 3})
+
+_NO_CUT: Final = "Aucune découpe en cours : rien à arrêter."
+_NO_RESUME: Final = (
+    "Un laser ne reprend pas à distance : relance le travail depuis son poste, "
+    "une fois la machine vérifiée."
+)
+_UNREACHABLE: Final = "Le contrôleur GRBL ne répond pas : rien n'a été fait."
 
 
 class LaserFollower:
     """Follows a laser's GRBL controller, if it has one (see the module docstring)."""
 
-    fault_sources: frozenset[str] = frozenset({GRBL_FAULT})
+    fault_sources: frozenset[str] = frozenset({GRBL_FAULT, REARM_FAULT})
 
     def __init__(
         self, m: MachineSettings, ctx: DeviceContext, actuator: Actuator | None, post: Post
     ) -> None:
         self.machine = m.id
         self.laser: GrblLaser | None = m.laser.build_laser(ctx) if m.laser else None
-        if self.laser is not None and isinstance(actuator, LatchedActuator):
-            from devices.grbl import LaserInterlock
+        #: Kept across restarts (a power cut takes the edge and the laser down together).
+        self._mark: Path | None = (
+            ctx.state_dir / f"rearm-{m.id}" if ctx.state_dir is not None else None
+        )
+        #: Why the laser waits for a re-arm (set on the driver's thread), ``None``: armed.
+        self.must_rearm: str | None = self._read_mark()
+        if self.laser is not None:
+            self.laser.add_listener(self._watch_alarms)
+            if isinstance(actuator, LatchedActuator):
+                from devices.grbl import LaserInterlock
 
-            self.laser.add_listener(grbl_listener(m.id, LaserInterlock(actuator), post))
+                self.laser.add_listener(grbl_listener(m.id, LaserInterlock(actuator), post))
+
+    def _watch_alarms(self, event: GrblEvent) -> None:
+        from devices.grbl import AlarmRaised
+
+        if isinstance(event, AlarmRaised) and event.code in REARM_ALARMS:
+            if self.must_rearm is None:
+                logger.warning(
+                    "%s: GRBL alarm %s: waits for a staff re-arm", self.machine, event.code
+                )
+            self.must_rearm = f"alarm {event.code}: {event.meaning}"
+            self._write_mark(self.must_rearm)
 
     def open(self) -> None:
         """Connect to the controller (it reconnects by itself)."""
@@ -71,6 +113,13 @@ class LaserFollower:
         """A link down (after the first handshake), an alarm or an open door."""
         if self.laser is None:
             return {}
+        faults = (
+            {} if self.must_rearm is None else {REARM_FAULT: f"re-arm needed ({self.must_rearm})"}
+        )
+        return faults | self._grbl_faults()
+
+    def _grbl_faults(self) -> dict[str, str]:
+        assert self.laser is not None
         snap = self.laser.snapshot()
         # Not connected yet, never tried and failed: the first handshake is under
         # way (about a second after start); a failed attempt sets ``error``.
@@ -98,15 +147,77 @@ class LaserFollower:
         """The edge's telemetry period."""
         return default
 
-    def command(self, action: MachineAction, submit: Submit) -> bool:
-        """Pause and cancel are a feed hold (the job stops, the beam goes off)."""
-        if self.laser is None or action not in (MachineAction.PAUSE, MachineAction.CANCEL):
-            return False
+    def command(self, action: MachineAction, run: Run) -> CommandVerdict:
+        """Pause and cancel are a feed hold (the job stops, the beam goes off); resume is
+        refused (a laser restarts at its own desk); re-arm unlocks, then homes."""
+        from devices.grbl import GrblState
+
+        if self.laser is None:
+            return Refusal("no_driver")
+        snap = self.laser.snapshot()
+        if action is MachineAction.RESUME:
+            return Refusal("unsupported", _NO_RESUME)
+        if not snap.connected:
+            return Refusal("driver_unreachable", _UNREACHABLE)
+        if action is MachineAction.REARM:
+            return run.blocking(self._rearm, f"{self.machine}: re-arm")
+        if action not in (MachineAction.PAUSE, MachineAction.CANCEL):
+            return Refusal("unsupported")
+        if snap.state not in (GrblState.RUN, GrblState.JOG, GrblState.HOLD):
+            return Refusal("no_job", _NO_CUT)
         try:
             self.laser.feed_hold()
         except DeviceError as err:
             logger.warning("%s: feed hold failed: %s", self.machine, err)
-        return True
+            return Refusal("driver_unreachable", _UNREACHABLE)
+        return None
+
+    def _rearm(self) -> None:
+        """Unlock ``$X``, home ``$H`` when ``$22=1``; then a session may start again
+        (runs on a :class:`Run` thread: the homing cycle takes seconds)."""
+        from devices.errors import DeviceProtocolError
+
+        laser = self.laser
+        assert laser is not None
+        try:
+            laser.unlock()
+            if laser.snapshot().homing:
+                laser.home()
+        except DeviceProtocolError as err:
+            raise Refusal(
+                "driver_refused", f"Le contrôleur GRBL refuse le réarmement : {err}"[:300]
+            ) from err
+        except DeviceError as err:
+            raise Refusal("driver_unreachable", _UNREACHABLE) from err
+        logger.warning("%s: re-armed (was: %s)", self.machine, self.must_rearm or "armed")
+        self.must_rearm = None
+        self._write_mark(None)
+
+    def _read_mark(self) -> str | None:
+        if self._mark is None:
+            return None
+        try:
+            reason = self._mark.read_text(encoding="utf-8").strip()[:200]
+        except FileNotFoundError:
+            return None
+        except OSError as err:  # unreadable: safer to wait for a re-arm
+            logger.error("%s: re-arm mark unreadable (%s): waits for a re-arm", self.machine, err)
+            return "re-arm mark unreadable"
+        logger.warning("%s: still waits for a staff re-arm (%s)", self.machine, reason)
+        return reason or "waits for a re-arm"
+
+    def _write_mark(self, reason: str | None) -> None:
+        """Best effort: the fault holds in memory whatever the disk says."""
+        if self._mark is None:
+            return
+        try:
+            if reason is None:
+                self._mark.unlink(missing_ok=True)
+            else:
+                self._mark.parent.mkdir(parents=True, exist_ok=True)
+                self._mark.write_text(reason + "\n", encoding="utf-8")
+        except OSError as err:
+            logger.error("%s: re-arm mark not saved: %s", self.machine, err)
 
     def run_time_s(self) -> float | None:
         """The controller's cumulative beam-on time."""
@@ -116,14 +227,36 @@ class LaserFollower:
 def grbl_listener(
     machine: str, interlock: LaserInterlock, post: Post
 ) -> Callable[[GrblEvent], None]:
-    """A GRBL listener: trip the latch at once (driver thread), then tell the agent."""
-    from devices.grbl import AlarmRaised, Disconnected, DoorOpened, LaserInterlock
+    """A GRBL listener: trip the latch at once (driver thread), then tell the agent.
+
+    GRBL entering ``Run`` is a job running (``job_running``: with no session open, the
+    laser runs without one), leaving it a job done."""
+    from devices.grbl import (
+        AlarmRaised,
+        Disconnected,
+        DoorOpened,
+        GrblState,
+        LaserInterlock,
+        StateChanged,
+    )
 
     def listen(event: GrblEvent) -> None:
         interlock(event)
         if isinstance(event, AlarmRaised | DoorOpened | Disconnected):
             reason = LaserInterlock.reason(event) or "GRBL fault"
             post(DriverSignal(machine, "fault", GRBL_FAULT, reason))
+        if isinstance(event, StateChanged) and (event.previous is GrblState.RUN) != (
+            event.current is GrblState.RUN
+        ):
+            post(
+                DriverSignal(
+                    machine,
+                    "job_running" if event.current is GrblState.RUN else "job_done",
+                    GRBL_FAULT,
+                )
+            )
+        elif isinstance(event, Disconnected):
+            post(DriverSignal(machine, "job_done", GRBL_FAULT))
 
     return listen
 

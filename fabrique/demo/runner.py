@@ -56,8 +56,11 @@ from fabrique.demo.procs import spawn, terminate
 from fabrique.demo.seed import SeedResult, seed_demo
 from hub.db.engine import make_engine, make_sessionmaker
 from hub.db.models import Role
+from hub.edgekeys import EdgeKeys
 from hub.main import HubServer, StartupError, migrate
 from hub.settings import DEMO_SITE_SECRET, HubSettings
+from protocol.files import write_private
+from protocol.signing import key_to_text
 
 logger = logging.getLogger(__name__)
 
@@ -136,16 +139,22 @@ def edge_configs(
 
     Plain data, validated by the edge process: importing :mod:`edge` here would bring
     a second paho user into the hub's process. The site secret is not written down;
-    the child gets it from its environment. Devices are simulated (see
+    the child gets it from its environment. Each edge's own key is provisioned as in
+    production (the hub's ``edge_keys_dir``, then a 0600 copy for the edge, as
+    ``fabrique hub edge-key EDGE --out`` does). Devices are simulated (see
     :func:`machine_spec`) except the OctoPrint that serves one printer, if any.
     """
     configs: dict[str, dict[str, Any]] = {}
     edges_dir = (opts.workdir / "edges").resolve()
+    keys = provision_keys(hub)
     for edge_id, machines in data.edges().items():
         specs = [machine_spec(opts, m, octoprint) for m in machines]
+        key_file = edges_dir / f"{edge_id}.key"
+        write_private(key_file, (key_to_text(keys.provision(edge_id)[0]) + "\n").encode())
         configs[edge_id] = {
             "site": hub.site,
             "edge_id": edge_id,
+            "edge_key_file": str(key_file),
             "demo": True,
             "time_scale": opts.speed,
             "tele_interval_s": 2.0,
@@ -157,6 +166,14 @@ def edge_configs(
             "machines": specs,
         }
     return configs
+
+
+def provision_keys(hub: HubSettings) -> EdgeKeys:
+    """Give every demo edge its own key in the hub's ``edge_keys_dir`` (kept if there)."""
+    keys = EdgeKeys(hub.edge_keys_dir)
+    for edge_id in data.edges():
+        keys.provision(edge_id)
+    return keys
 
 
 def visitor_plan(
@@ -219,6 +236,7 @@ def hub_settings(opts: DemoOptions, broker: RunningBroker) -> HubSettings:
         site="demo",
         site_name="La Fabrique (démo)",
         database_url=f"sqlite:///{(opts.workdir / 'hub.db').resolve()}",
+        edge_keys_dir=(opts.workdir / "edge-keys").resolve(),
         mqtt_host=broker.host,
         mqtt_port=broker.port,
         mqtt_username=None,
@@ -324,6 +342,7 @@ def _run_with_broker(
     settings = hub_settings(opts, broker)
     try:
         seeded = _seed(settings)
+        provision_keys(settings)  # before the hub signs anything with them
         # Snapshots compiled on a thread: the demo site is tiny, and a process pool's
         # workers would outlive a demo killed with SIGKILL (they do not die with it).
         server = HubServer(settings, run_migrations=False, snapshot_workers=0)

@@ -38,9 +38,10 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +60,7 @@ from edge.kinds.printer import PrinterFollower
 from edge.session import State
 from fabrique.demo.octoprint import dwell_gcode
 from protocol.ids import badge_hash
+from protocol.messages import MachineAction, MachineCommand
 
 __all__ = ["PlanOctoPrint", "VisitorError", "VisitorPlan", "Visitors", "load_visitors"]
 
@@ -502,8 +504,17 @@ class Visitors:
                 laser.soft_reset()
                 self._say(spot, "Un animateur referme le capot et réinitialise la découpeuse.")
             else:
-                laser.unlock()
-                self._say(spot, "Un animateur vérifie la découpeuse et lève l'alarme.")
+                # The staff re-arm a hub page sends ("Réarmer le laser"), through the
+                # agent's own command path: GRBL's $X (and $H), journaled.
+                spot.agent.post(
+                    MachineCommand(
+                        cmd_id=uuid.uuid4().hex,
+                        machine=spot.machine,
+                        action=MachineAction.REARM,
+                        not_after=spot.agent.clock.now() + timedelta(seconds=30),
+                    )
+                )
+                self._say(spot, "Un animateur vérifie la découpeuse et la réarme.")
         except DeviceError as err:
             logger.warning("%s: could not clear the incident: %s", spot.machine, err)
 

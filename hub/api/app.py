@@ -43,6 +43,7 @@ from hub.api.auth import Capability, LoginThrottle, PasswordChecker, pi_password
 from hub.api.deps import SessionDep, allow, guard_of
 from hub.api.headers import SecurityHeaders
 from hub.api.limits import AuthGate, BodyLimit
+from hub.api.outcomes import error_body
 from hub.api.proxy import ForwardedHeaders, TrustedProxies
 from hub.api.routes import (
     accounts,
@@ -61,6 +62,7 @@ from hub.api.routes import (
 from hub.api.schemas import Health
 from hub.audit import AuditMiddleware, AuditTrail
 from hub.control import HubControl
+from hub.db.errors import describe
 from hub.directory import policy_config
 from hub.settings import HubSettings
 from hub.web import PUBLIC_PAGES, mount_web
@@ -209,7 +211,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if detail == "There was an error parsing the body":  # FastAPI's, e.g. a non-UTF-8 body
         detail = "Corps de la requête illisible"
     return JSONResponse(
-        status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
+        status_code=exc.status_code, content=error_body(exc, detail), headers=exc.headers
     )
 
 
@@ -222,7 +224,7 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, describe(exc))
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": "Base de données indisponible, réessayez dans un instant"},

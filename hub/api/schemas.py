@@ -35,6 +35,7 @@ from protocol.messages import (
     MachineAction,
     MachineDetail,
     OfflineRule,
+    Outcome,
     utcnow,
 )
 
@@ -296,15 +297,24 @@ class MaintenanceRequest(Input):
 
 
 class CommandRequest(Input):
-    """A print command; maintenance has its own endpoint because it also changes the store."""
+    """A job command, or re-arming a laser; maintenance has its own endpoint because it
+    also changes the store."""
 
-    action: Literal[MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL]
+    action: Literal[
+        MachineAction.PAUSE, MachineAction.RESUME, MachineAction.CANCEL, MachineAction.REARM
+    ]
 
 
 class CommandResult(Output):
+    """What the machine's edge answered (``outcome``: ``None`` when it did not answer
+    in time, or the command could not be sent: ``delivered`` false)."""
+
     machine_id: str
     action: MachineAction
     delivered: bool
+    outcome: Outcome | None = None
+    code: str = ""
+    reason: str = ""
 
 
 # --------------------------------------------------------------------------- members
@@ -629,7 +639,15 @@ class SessionPublic(Output):
     granted_until: datetime | None
     ended_at: datetime | None
     end_reason: EndReason | None
-    used_s: float
+    used_s: float = Field(
+        description="seconds the session held the machine (a print's end and its "
+        "cool-down after the member left included)"
+    )
+    present_s: float | None = Field(
+        default=None,
+        description="seconds the member was there (until badge-out, time up…); "
+        "null from edges that do not report it",
+    )
     run_s: float | None = Field(
         description="seconds the machine really worked (a laser's beam-on time); "
         "null when nothing measures it"
@@ -652,7 +670,14 @@ class JobPublic(Output):
     duration_s: float
     filament_mm: float | None
     filament_g: float | None = Field(description="estimated from the configured filament")
+    filament_estimated: bool = Field(
+        default=False, description="filament_mm is scaled from progress (an unfinished job)"
+    )
     ended_at: datetime
+    controller_user: str | None = Field(
+        default=None,
+        description="the controller's user who started it (OctoPrint's login); staff only",
+    )
 
 
 class LiveSession(Output):
@@ -734,6 +759,24 @@ class UsageRow(Output):
     print_hours: float | None
     filament_m: float | None
     filament_g: float | None = Field(description="estimated from the configured filament")
+    machine_hours: float | None = Field(
+        default=None,
+        description=(
+            "hours the sessions held the machines: ``hours`` (people's presence, what "
+            "funders count) plus the wait for a print to end or a nozzle to cool after "
+            "the member left"
+        ),
+    )
+    unattributed_jobs: int | None = Field(
+        default=None, description="of ``jobs``, those nobody badged for (started at the printer)"
+    )
+    unattributed_print_hours: float | None = Field(
+        default=None, description="of ``print_hours``, those of jobs nobody badged for"
+    )
+    filament_estimated_m: float | None = Field(
+        default=None,
+        description="of ``filament_m``, the part estimated from progress (unfinished jobs)",
+    )
 
 
 class UsageTotals(Output):

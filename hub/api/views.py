@@ -139,6 +139,7 @@ def session_public(row: UsageSession, display_name: str | None, role: Role) -> S
         ended_at=row.ended_at,
         end_reason=row.end_reason,
         used_s=row.used_s,
+        present_s=row.present_s,
         run_s=row.run_s,
         open=row.ended_at is None,
     )
@@ -166,5 +167,7 @@ def job_public(
             if row.filament_mm is not None
             else None
         ),
+        filament_estimated=row.filament_estimated,
         ended_at=row.ended_at,
+        controller_user=row.controller_user if role in STAFF_VIEW_ROLES else None,
     )

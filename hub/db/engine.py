@@ -5,6 +5,10 @@ overwritten, not left in free pages: erasures must not leave badge hashes behind
 file is created 0600 (:func:`protocol.files.private_file`, the WAL and SHM follow).
 :func:`checkpoint` folds the WAL back and truncates it, after an erasure.
 PostgreSQL through psycopg 3.
+
+Every engine has ``hide_parameters``: a failed statement's error (and so any log line
+or traceback quoting it) never carries its parameters, which are members' names, birth
+dates and badge hashes (see :mod:`hub.db.errors` for the rest of the error text).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create the engine for ``url`` with the per-backend settings fabrique relies on."""
     url = normalise_url(url)
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):

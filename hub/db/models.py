@@ -390,6 +390,30 @@ class EdgeEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class QuarantinedEvent(Base):
+    """A journal event the ledger could not apply (a poison event), kept for staff.
+
+    It holds its seq in the edge's journal (the cursor moves past it, so the journal
+    does not stall) unless its seq was out of the journal's window. The body is kept
+    without its badge hash and job file name: the ledger never applied it, and the
+    edge's own journal still has the full event while it retains it.
+    """
+
+    __tablename__ = "edge_quarantine"
+
+    edge_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    #: ``apply_failed``, ``future``, ``out_of_window``.
+    reason: Mapped[str] = mapped_column(String(32))
+    #: What failed, without values (an exception class, an SQLSTATE).
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    body: Mapped[dict[str, Any]]
+    ts: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class EdgeCursor(Base):
     """Per-edge progress of the journal and liveness (epoch rule)."""
 
@@ -443,8 +467,13 @@ class UsageSession(Base):
     granted_until: Mapped[datetime | None] = mapped_column(default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     end_reason: Mapped[EndReason | None] = mapped_column(_enum(EndReason), default=None)
-    #: Seconds used: max of tick elapsed and the final monotonic duration.
+    #: Seconds the machine was held by the session: max of tick elapsed and the final
+    #: monotonic duration (a print's end and its cool-down after the member left count).
     used_s: Mapped[float] = mapped_column(Float, default=0.0)
+    #: Seconds the member was there: from the start until the session was asked to
+    #: end (badge-out, time up…), without the wait for a job or a cool-down. None from
+    #: edges that do not report it (then ``used_s`` is all there is). Funders count it.
+    present_s: Mapped[float | None] = mapped_column(Float, default=None)
     last_minute: Mapped[int] = mapped_column(Integer, default=0)
     #: Seconds the machine really worked (a laser's beam-on time), as its driver measured
     #: it; None when nothing measures it. Max of what the edge reported, like ``used_s``.
@@ -477,7 +506,11 @@ class MachineJob(Base):
     result: Mapped[JobResult] = mapped_column(_enum(JobResult))
     duration_s: Mapped[float] = mapped_column(Float)
     filament_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    #: ``filament_mm`` is scaled from progress (a job that did not finish).
+    filament_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     ended_at: Mapped[datetime] = mapped_column(index=True)
+    #: The controller's user who started it (OctoPrint's login): staff-only.
+    controller_user: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class AccessLog(Base):

@@ -62,6 +62,7 @@ class Code(enum.StrEnum):
     MACHINE_MAINTENANCE = "machine_maintenance"
     MACHINE_OFFLINE = "machine_offline"
     MACHINE_BUSY = "machine_busy"
+    RUNNING_WITHOUT_SESSION = "running_without_session"
     TRAINING_MISSING = "training_missing"
     TRAINING_EXPIRED = "training_expired"
     TOO_YOUNG = "too_young"
@@ -284,6 +285,9 @@ def decide(query: AccessQuery, directory: Directory, live: LiveView, cfg: Policy
     open_session = live.open_sessions.get(machine.id)
     if open_session is not None and open_session.member_id != member.id:
         return who.deny(Code.MACHINE_BUSY, texts.machine_busy())
+    if machine.id in live.machines_foreign and not member.is_staff:
+        # A job nobody badged for holds the machine: staff sort it out first.
+        return who.deny(Code.RUNNING_WITHOUT_SESSION, texts.running_without_session())
 
     if member.is_staff:
         return _grant_staff(member, group, machine.zone_id, now, today, cfg)

@@ -180,6 +180,8 @@ class LiveView:
 
     #: Machine ids reported offline (edge offline, or state "offline"/"fault").
     machines_offline: frozenset[str] = frozenset()
+    #: Machine ids running a job nobody badged for (``MachineDetail.foreign_job``).
+    machines_foreign: frozenset[str] = frozenset()
     #: Open sessions by machine id.
     open_sessions: Mapping[str, UsageView] = field(default_factory=dict)
     #: Staff member ids present, by zone id.

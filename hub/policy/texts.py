@@ -71,6 +71,13 @@ def machine_offline() -> str:
     return "Cette machine ne répond pas pour le moment : préviens un animateur."
 
 
+def running_without_session() -> str:
+    return (
+        "Un travail tourne sur cette machine sans session : demande à un fabmanager "
+        "de s'en occuper avant de badger."
+    )
+
+
 def machine_busy() -> str:
     return "Cette machine est déjà utilisée par quelqu'un. Choisis-en une autre qui est libre."
 

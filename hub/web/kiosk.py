@@ -98,7 +98,11 @@ def screen_of(
     ui = UI[lang]
     if decision is not None:
         at, d = decision
-        if not d.granted and now - at <= REFUSAL_SHOWN and tile.state in ("libre", "maintenance"):
+        if (
+            not d.granted
+            and now - at <= REFUSAL_SHOWN
+            and tile.state in ("libre", "maintenance", "sans-session")
+        ):
             text = refusal(d.code, d.message, dict(d.params), lang, now, tz)
             if d.code == ENROLLED:  # the tap was captured to enrol the badge: good news
                 return Screen("libre", "check", ui["enrolled"], text)
@@ -111,6 +115,8 @@ def screen_of(
         return Screen("defaut", "warning", ui["fault"], ui["fault_detail"])
     if tile.state == "pause":
         return Screen("pause", "pause", ui["pause"], ui["pause_detail"])
+    if tile.state == "sans-session":
+        return Screen("sans-session", "warning", ui["foreign"], ui["foreign_detail"])
     if tile.state in ("occupe", "fin"):
         who = tile.person if show_names and tile.person else ui["busy"]
         sentence = who

@@ -4,9 +4,11 @@ Every action goes through a confirmation page (``/machines/{id}/confirmer``) and
 then posted to one of two routes, each guarded by its own capability, which call the
 API's own route functions: :func:`hub.api.routes.sessions.end_session` /
 ``extend_session`` (``sessions.end``) and :func:`hub.api.routes.machines.set_maintenance`
-/ ``command`` (``machine.command``). The outcome (applied, or refused and why, in the
-API's French words) is shown once on the machine page, through a short-lived cookie.
-A laser alarm cannot be cleared from here: the edge has no such command yet.
+/ ``command`` (``machine.command``). Those routes wait for the edge's answer, and the
+machine page shows it once, through a short-lived cookie: applied, refused and why (in
+the edge's French words), or no answer in time. A laser in fault (an alarm, or waiting
+for a re-arm after a hard limit or an abort) offers staff "Réarmer": the edge unlocks
+GRBL (``$X``), homes it when homing is enabled, and journals who did it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from hub.web.core import STAFF_ROLES, CsrfChecked, PageUser, can, page, render
 from hub.web.floor import floor_render
 from hub.web.live import feed_of
 from hub.web.tiles import Tile, floor_snapshot
-from protocol.messages import MachineAction
+from protocol.messages import MachineAction, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,14 @@ ACTIONS = {
             Capability.MACHINE_COMMAND,
         ),
         Action(
+            "rearm",
+            "Réarmer le laser",
+            "Réarmer le laser ? Vérifie d'abord la machine (tête, capot, pièce) : le "
+            "contrôleur est déverrouillé et refait son origine si elle est configurée.",
+            Capability.MACHINE_COMMAND,
+            danger=True,
+        ),
+        Action(
             "cancel",
             "Annuler l'impression",
             "Annuler l'impression en cours ? Elle ne pourra pas reprendre.",
@@ -116,17 +126,23 @@ END_REASONS = {
     "break": "pause obligatoire",
     "edge_restart": "redémarrage de la borne",
     "revoked": "badge désactivé",
+    "job_lost": "impression perdue",
+    "staff_cancel": "impression annulée par l'équipe",
 }
 
+#: What the page says once the edge answered ``applied``.
 _DONE = {
-    "end": "Demande transmise : la session se termine.",
-    "extend": "Demande transmise : la session est prolongée de 15 minutes.",
+    "end": "Fait : la session est terminée.",
+    "extend": "Fait : la session est prolongée de 15 minutes.",
     "maintenance_on": "La machine est en maintenance.",
     "maintenance_off": "La machine est remise en service.",
-    "pause": "Demande transmise : l'impression se met en pause.",
-    "resume": "Demande transmise : l'impression reprend.",
-    "cancel": "Demande transmise : l'impression est annulée.",
+    "pause": "Fait : l'impression est en pause.",
+    "resume": "Fait : l'impression reprend.",
+    "cancel": "Fait : l'impression est annulée.",
+    "rearm": "Fait : le laser est réarmé, une nouvelle session peut commencer.",
 }
+#: Said after a maintenance change the edge did not confirm (it is stored anyway).
+_UNCONFIRMED = " La borne ne l'a pas encore confirmé : elle l'appliquera à sa reconnexion."
 
 
 def available(tile: Tile, role: Any) -> list[Action]:
@@ -140,6 +156,8 @@ def available(tile: Tile, role: Any) -> list[Action]:
             keys += ["pause", "cancel"]
         elif state in ("en pause", "mise en pause"):
             keys += ["resume", "cancel"]
+    if tile.kind == "laser" and tile.state == "defaut":
+        keys.append("rearm")
     keys.append("maintenance_off" if tile.state == "maintenance" else "maintenance_on")
     return [ACTIONS[k] for k in keys if can(role, ACTIONS[k].capability)]
 
@@ -270,11 +288,17 @@ def confirm_page(
 
 
 def _outcome(
-    request: Request, machine_id: str, action: str, error: HTTPException | None
+    request: Request,
+    machine_id: str,
+    action: str,
+    error: HTTPException | None,
+    suffix: str = "",
 ) -> RedirectResponse:
     response = RedirectResponse(f"/machines/{machine_id}", status.HTTP_303_SEE_OTHER)
     if error is None:
-        flash = {"ok": True, "text": _DONE[action]}
+        flash = {"ok": True, "text": _DONE[action] + suffix}
+    elif error.status_code == status.HTTP_504_GATEWAY_TIMEOUT:
+        flash = {"ok": False, "text": f"Pas de réponse : {error.detail}"}
     else:
         flash = {"ok": False, "text": f"Refusé : {error.detail}"}
     response.set_cookie(
@@ -346,15 +370,21 @@ def machine_action(
     action: Annotated[str, Form()] = "",
     note: Annotated[str, Form(max_length=200)] = "",
 ) -> RedirectResponse:
-    """Maintenance in/out, or pause/resume/cancel the print (the API's routes decide)."""
+    """Maintenance in/out, pause/resume/cancel the print, re-arm a laser (the API's
+    routes decide, and wait for the edge's answer)."""
     _machine(db, machine_id)
     error: HTTPException | None = None
+    suffix = ""
     try:
         if action in ("maintenance_on", "maintenance_off"):
             body = MaintenanceRequest(on=action == "maintenance_on", note=note.strip())
             write = ReferenceWrite(db, control)
-            api_machines.set_maintenance(machine_id, body, write, control, user)
-        elif action in ("pause", "resume", "cancel"):
+            result = api_machines.set_maintenance(machine_id, body, write, control, user)
+            if result.outcome is None:
+                suffix = _UNCONFIRMED
+            elif result.outcome is not Outcome.APPLIED:
+                suffix = f" La borne répond : {result.reason}"
+        elif action in ("pause", "resume", "cancel", "rearm"):
             command = CommandRequest(action=MachineAction(action))
             api_machines.command(machine_id, command, db, control, user)
         else:
@@ -362,4 +392,4 @@ def machine_action(
     except HTTPException as err:
         error = err
     feed_of(request.app.state).poke()
-    return _outcome(request, machine_id, action if error is None else "end", error)
+    return _outcome(request, machine_id, action if error is None else "end", error, suffix)

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.api.auth import IDENTIFYING_ROLES, Capability, Principal
@@ -100,13 +100,15 @@ def weekly_hours(
     since: datetime,
     until: datetime,
 ) -> list[WeekCell]:
-    """Hours per (local) week and age group of the sessions started in the period."""
+    """People's hours (presence) per (local) week and age group of the sessions started
+    in the period."""
     cells: dict[tuple[date, str], tuple[float, set[int]]] = {}
     rows = db.execute(
         select(
             UsageSession.started_at,
             UsageSession.age_group,
-            UsageSession.used_s,
+            # People's hours: the member's presence, not the wait after they left.
+            func.coalesce(UsageSession.present_s, UsageSession.used_s),
             UsageSession.member_id,
         )
         .where(UsageSession.started_at >= since, UsageSession.started_at < until)

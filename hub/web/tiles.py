@@ -39,15 +39,33 @@ STATE_LABELS = {
     "maintenance": "Maintenance",
     "defaut": "En défaut",
     "pause": "Pause",
+    "sans-session": "En cours sans session",
 }
 
 ALERT_LABELS = {
     "machine_fault": "Machine en défaut",
+    "printer_unreachable": "OctoPrint ne répond plus",
+    "fault_hold_expired": "Défaut trop long : machine coupée",
+    "running_without_session": "En cours sans session",
     "edge_offline": "Borne hors ligne",
     "print_failed": "Impression échouée",
     "unbadged_use": "Machine utilisée sans badge",
     "journal_gap": "Journal incomplet",
     "journal_backlog": "Journal en retard",
+    "journal_poison": "Événement du journal mis de côté",
+    "usage_clamped": "Durée d’usage invraisemblable corrigée",
+    "epoch_reset": "Borne réinitialisée ou usurpée",
+    "forged_messages": "Messages falsifiés refusés par la borne",
+}
+
+#: The edge's fault sources in the floor's words (an unknown source shows as it is).
+FAULT_LABELS = {
+    "printer_unreachable": "OctoPrint ne répond plus",
+    "printer": "erreur signalée par l'imprimante",
+    "grbl": "contrôleur du laser (alarme, porte ou liaison)",
+    "actuator": "prise ou relais injoignable",
+    "journal": "journal de la borne en échec",
+    "rearm": "à réarmer par l'équipe (après une butée ou un arrêt d'urgence)",
 }
 
 _PRINTER_STATES = {
@@ -166,8 +184,9 @@ class FloorSnapshot:
         return out
 
 
-def tile_of(m: LiveMachine, now: datetime) -> Tile:
-    """The floor's view of one machine of ``GET /api/live/machines``."""
+def tile_of(m: LiveMachine, now: datetime, job_file: str | None = None) -> Tile:
+    """The floor's view of one machine of ``GET /api/live/machines``; ``job_file``: the
+    running job's file name from its ``job_started`` record (staff tiles only)."""
     detail = m.detail
     tele = m.telemetry
     session = m.session
@@ -182,6 +201,8 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
         state = "hors-ligne"
     elif m.availability == "fault":
         state = "defaut"
+    elif detail is not None and detail.foreign_job and session is None:
+        state = "sans-session"  # a job nobody badged for (started at the machine)
     elif edge_state == "on_break":
         state = "pause"
     elif in_session:
@@ -207,8 +228,9 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
             progress=_num(tele.get("progress")),
             time_left_s=_num(tele.get("time_left_s")),
             # An older edge may still publish the job's file name on tele/+; it can
-            # name a child, so the floor never takes it from telemetry.
-            file=None,
+            # name a child, so the floor never takes it from telemetry: only from the
+            # job's journal record, and only staff tiles keep it (:meth:`Tile.for_role`).
+            file=job_file if detail is not None and detail.job else None,
         )
     if m.kind == "laser" and tele:
         raw_state = str(tele.get("state", ""))
@@ -232,7 +254,7 @@ def tile_of(m: LiveMachine, now: datetime) -> Tile:
         session_id=session.id if session is not None else None,
         ends_at=ends_at if in_session else None,
         maintenance_note=m.maintenance_note,
-        faults=", ".join(detail.faults) if detail is not None else "",
+        faults=", ".join(FAULT_LABELS.get(f, f) for f in detail.faults) if detail else "",
         printer=printer,
         laser=laser,
         job_running=detail.job if detail is not None else False,
@@ -268,7 +290,8 @@ def floor_snapshot(
     now = utcnow()
     machines = live_machines(db, control, FEED_PRINCIPAL, zone_id)
     zones = tuple((z.id, z.name) for z in db.scalars(select(Zone).order_by(Zone.id)))
-    tiles = {m.id: tile_of(m, now) for m in machines}
+    files = control.running_job_files()
+    tiles = {m.id: tile_of(m, now, files.get(m.id)) for m in machines}
     return FloorSnapshot(
         zones=zones,
         tiles=tiles,
@@ -307,9 +330,10 @@ def with_live_state(snapshot: FloorSnapshot, control: HubControl) -> FloorSnapsh
                 }
             )
         )
+    files = control.running_job_files()
     return replace(
         snapshot,
-        tiles={m.id: tile_of(m, now) for m in machines},
+        tiles={m.id: tile_of(m, now, files.get(m.id)) for m in machines},
         taken_at=now,
         machines=tuple(machines),
     )

@@ -157,6 +157,19 @@ def test_an_edge_sends_its_badge_requests_and_reads_its_decisions(
     assert wait_for(lambda: (f"{root('pi-laser')}/cmd/access", b"granted") in pi.received)
 
 
+def test_an_edge_answers_the_hubs_commands_on_its_own_outcome_topic_only(
+    client: Callable[..., Client],
+) -> None:
+    hub = client("hub")
+    assert hub.subscribe(f"{root('+')}/outcome") == [1]
+    pi = client("pi-laser")
+    forged = pi.c.publish(f"{root('pi-printers')}/outcome", b"forged-outcome", qos=1)
+    forged.wait_for_publish(5)
+    assert pi.publish(f"{root('pi-laser')}/outcome", b"applied").rc == 0
+    assert wait_for(lambda: (f"{root('pi-laser')}/outcome", b"applied") in hub.received)
+    assert not [t for t, p in hub.received if p == b"forged-outcome"]
+
+
 def test_an_edge_cannot_write_outside_its_own_subtree(client: Callable[..., Client]) -> None:
     hub = client("hub")
     hub.subscribe(f"fabrique/v1/{SITE}/#")

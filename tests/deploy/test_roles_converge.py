@@ -103,6 +103,16 @@ def test_hub_and_edge_roles_converge_then_change_nothing(tmp_path: Path) -> None
     assert conf["mqtt"]["tls"] is True
     assert conf["mqtt"]["port"] == 8883
     assert [m["id"] for m in conf["machines"]] == ["laser-1"]
+    # Its own key, provisioned by the hub (0600 on both), never derived from the site secret.
+    assert conf["edge_key_file"] == str(edge / "etc" / "edge.key")
+    assert settings["edge_keys_dir"] == str(hub / "data" / "edge-keys")
+    hub_key = hub / "data" / "edge-keys" / "pi-laser.key"
+    edge_key = edge / "etc" / "edge.key"
+    assert edge_key.read_text().strip() == hub_key.read_text().strip()
+    assert len(bytes.fromhex(edge_key.read_text().strip())) == 32
+    assert hub_key.stat().st_mode & 0o077 == 0
+    assert edge_key.stat().st_mode & 0o077 == 0
+    assert (hub / "data" / "edge-keys" / "pi-printers.key").is_file()  # every edge's
     rules = (edge / "udev" / "70-fabrique-readers.rules").read_text()
     assert 'SYMLINK+="fabrique/reader-laser"' in rules
     kiosk = (edge / "systemd" / "fabrique-kiosk.service").read_text()

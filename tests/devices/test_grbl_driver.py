@@ -405,6 +405,30 @@ def test_unlock_errors_are_translated(peer: GrblPeer) -> None:
         assert driver.connected
 
 
+def test_homing_is_read_from_the_settings_and_runs_only_when_asked(peer: GrblPeer) -> None:
+    peer.settings[22] = 1.0
+    with laser(peer) as driver:
+        snap = wait(driver, lambda s: s.homing is not None)
+        assert snap.homing is True
+        assert "$H" not in peer.received.lines  # never by itself
+        peer.alarm(1)
+        wait(driver, lambda s: s.state is GrblState.ALARM)
+        driver.unlock()
+        driver.home()
+        assert peer.received.lines[-2:] == ["$X", "$H"]
+        snap = wait(driver, lambda s: s.state is GrblState.IDLE)
+        assert not snap.alarm
+        assert driver.connected  # the silence watchdog waited for the cycle
+
+
+def test_homing_refused_when_not_enabled(peer: GrblPeer) -> None:
+    peer.settings[22] = 0.0
+    with laser(peer) as driver:
+        assert wait(driver, lambda s: s.homing is not None).homing is False
+        with pytest.raises(DeviceProtocolError, match=r"GRBL refused \$H: error:5"):
+            driver.home()
+
+
 def test_close_sends_a_feed_hold(peer: GrblPeer) -> None:
     with laser(peer) as driver:
         wait(driver, lambda s: s.connected)

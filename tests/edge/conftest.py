@@ -47,6 +47,7 @@ from hub.service import Hub
 from hub.settings import HubSettings
 from protocol.ids import badge_hash
 from protocol.messages import OfflineRule
+from protocol.signing import demo_edge_key
 from tests.conftest import Broker
 
 SECRET = "edge-test-site-secret-0123456789"
@@ -157,6 +158,8 @@ def hub_settings(site: Site, broker: Broker, **overrides: Any) -> HubSettings:
         # Edges on a fake clock run hours ahead of the hub's real time in some tests.
         "decision_ttl_s": 3 * 86400.0,
         "command_ttl_s": 3 * 86400.0,
+        # ...so their journal events are dated that far after the hub's clock.
+        "event_future_s": 7 * 86400.0,
     }
     values.update(overrides)
     return HubSettings(**values)
@@ -266,6 +269,8 @@ def edge_settings(
         "site": site,
         "edge_id": edge,
         "site_secret": SECRET,
+        # The test hubs run in demo mode: an edge without a key file gets this one.
+        "edge_key": demo_edge_key(SECRET.encode(), edge).hex(),
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "reconnect_max_s": 1},
         "journal": {"path": str(tmp_path / edge / "journal.db"), "resend_s": 2.0},
         "feedback": {"console": False},

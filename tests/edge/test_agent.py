@@ -35,7 +35,7 @@ from protocol.messages import (
     UsageTickBody,
     encode,
 )
-from protocol.signing import policy_key, sign_snapshot
+from protocol.signing import demo_edge_key, sign, sign_snapshot
 from protocol.topics import Topics
 from tests.conftest import Broker, free_port
 from tests.edge.conftest import (
@@ -58,6 +58,9 @@ from tests.hub.hubkit import Probe
 pytestmark = pytest.mark.broker
 
 T0 = datetime(2026, 3, 11, 14, 0, tzinfo=UTC)
+
+#: pi-a's key: the demo-mode test hub's fallback (no key file).
+KEY_A = demo_edge_key(SECRET.encode(), "pi-a")
 
 
 class Rig:
@@ -483,7 +486,8 @@ def test_replay_from_resends_acknowledged_events(
     probe = Probe(mosquitto.host, mosquitto.port, [topics.evt("pi-a")]).start()
     try:
         before = agent.resends
-        probe.publish(topics.cmd_journal("pi-a"), encode(JournalCommand(replay_from=2)))
+        replay = JournalCommand(replay_from=2, not_after=r.clock.now() + timedelta(minutes=5))
+        probe.publish(topics.cmd_journal("pi-a"), encode(sign(replay, KEY_A)))
         probe.wait_for(lambda m: b'"seq":3' in m.payload, 5)
         seqs = sorted({int(m.json()["seq"]) for m in probe.messages})
         assert seqs == [2, 3]
@@ -515,7 +519,7 @@ def test_late_decision_is_ignored(rig: Callable[..., Rig], mosquitto: Broker) ->
             ends_at=T0 + timedelta(hours=2),
             not_after=T0 - timedelta(seconds=1),
         )
-        probe.publish(topics.cmd_access("pi-a"), encode(stale))
+        probe.publish(topics.cmd_access("pi-a"), encode(sign(stale, KEY_A)))
         # The stale grant is not used: after the timeout the edge decides alone.
         advance(r.clock, [agent], 1)
         wait_until(lambda: state_of(agent, "m-01") == "active", 5, "granted offline")
@@ -562,7 +566,7 @@ def test_a_forged_snapshot_is_never_used(rig: Callable[..., Rig], mosquitto: Bro
     assert hub is not None
     genuine = hub.snapshot_of("pi-a")
     assert genuine is not None
-    key = policy_key(SECRET.encode(), "pi-a")
+    key = demo_edge_key(SECRET.encode(), "pi-a")
 
     def signed(v: int) -> bytes:
         return encode(sign_snapshot(genuine.model_copy(update={"version": v}), key))

@@ -39,6 +39,8 @@ def test_check_config_summarises_a_valid_file(
     assert result.exit_code == 0, result.output
     assert "configuration valide" in result.output
     assert "laser-1 (laser) : lecteur reader.rdm6300, sortie actuator.gpio" in result.output
+    # The example's key file is not on this machine: said, as the agent would refuse it.
+    assert "Attention : clé propre illisible (/etc/fabrique/edge.key)" in result.output
 
 
 def test_check_config_explains_errors_in_french(
@@ -88,6 +90,7 @@ def test_run_announces_itself_with_a_persisted_epoch_and_says_goodbye(
                 "site": site,
                 "edge_id": "pi-x",
                 "site_secret": SECRET,
+                "edge_key": "ab" * 32,
                 "drain_timeout_s": 0.0,
                 "mqtt": {"port": mosquitto.port},
                 "journal": {"path": "journal.db"},
@@ -138,6 +141,7 @@ def _edge_config(tmp_path: Path, port: int) -> Path:
                 "site": "cli-edge",
                 "edge_id": "pi-w",
                 "site_secret": SECRET,
+                "edge_key": "ab" * 32,
                 "drain_timeout_s": 0.0,
                 "mqtt": {"port": port},
                 "journal": {"path": "journal.db"},

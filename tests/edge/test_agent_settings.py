@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from edge.kinds import session_config
 from edge.session import Actuation
 from edge.settings import EdgeSettings, load_edge_settings
+from protocol.signing import demo_edge_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "edge.toml"
 SECRET = "0123456789abcdef-edge-tests-k7q2x9"
@@ -21,6 +22,7 @@ def base(**overrides: Any) -> dict[str, Any]:
         "site": "s-x",
         "edge_id": "pi-x",
         "site_secret": SECRET,
+        "edge_key": "ab" * 32,
         "journal": {"path": "/tmp/j.db"},
         "machines": [
             {
@@ -61,13 +63,14 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     config = tmp_path / "conf" / "edge.toml"
     config.parent.mkdir()
     config.write_text(
-        f'site = "s-x"\nedge_id = "pi-x"\nsite_secret = "{SECRET}"\n'
+        f'site = "s-x"\nedge_id = "pi-x"\nsite_secret = "{SECRET}"\nedge_key_file = "k.key"\n'
         '[journal]\npath = "data/journal.db"\n'
         '[[machines]]\nid = "m-1"\nreader = { kind = "reader.sim" }\n'
         'actuator = { kind = "actuator.sim" }\n'
     )
     settings = load_edge_settings(config)
     assert settings.journal.path == tmp_path / "conf" / "data" / "journal.db"
+    assert settings.edge_key_file == tmp_path / "conf" / "k.key"
     with pytest.raises(FileNotFoundError):
         load_edge_settings(tmp_path / "missing.toml")
 
@@ -136,3 +139,23 @@ def test_gaming_pc_settings_lock_instead_of_power() -> None:
     config = session_config(settings.machines[0], settings)
     assert config.actuation is Actuation.LOCK
     assert config.decision_timeout_s == 0.5
+
+
+def test_outside_demo_an_edge_needs_its_own_key(tmp_path: Path) -> None:
+    assert "fabrique hub edge-key pi-x" in errors(edge_key=None)
+    assert "64 hexadecimal" in errors(edge_key="not-a-key")
+    # demo mode only: the key derived from the site secret, as the demo hub's fallback
+    demo = EdgeSettings(**base(edge_key=None, demo=True))
+    assert demo.key_bytes() == demo_edge_key(SECRET.encode(), "pi-x")
+    key_file = tmp_path / "conf" / "pi-x.key"
+    key_file.parent.mkdir()
+    key_file.write_text("cd" * 32 + "\n")
+    config = tmp_path / "conf" / "edge.toml"
+    config.write_text(
+        f'site = "s-x"\nedge_id = "pi-x"\nsite_secret = "{SECRET}"\nedge_key_file = "pi-x.key"\n'
+        '[journal]\npath = "j.db"\n[[machines]]\nid = "m-1"\n'
+        'reader = { kind = "reader.sim" }\nactuator = { kind = "actuator.sim" }\n'
+    )
+    settings = load_edge_settings(config)
+    assert settings.edge_key_file == key_file
+    assert settings.key_bytes() == bytes.fromhex("cd" * 32)

@@ -18,6 +18,7 @@ HEADER = {
     "site": "s-doc",
     "edge_id": "pi-doc",
     "site_secret": "0123456789abcdef-doc-tests-r4m8w2",
+    "edge_key": "ab" * 32,
     "journal": {"path": "/tmp/doc-journal.db"},
 }
 

@@ -14,6 +14,7 @@ minutes; 16-25 play 180 minutes with a 10-minute break after 120.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,11 +28,13 @@ from edge.agent import Agent
 from edge.clock import FakeClock
 from edge.feedback import FeedbackEvent
 from edge.session import FeedbackKind
+from edge.settings import load_edge_settings
 from fabrique.demo.runner import to_toml
 from fabrique.pcagent import build_pc_agent, load_pc_settings
 from hub.db.engine import make_engine, make_sessionmaker, transaction
 from hub.db.models import Badge, EdgeEvent, Machine, MachineKind, Member, Quota, Slot, Zone
 from protocol.messages import EndReason, OfflineRule, SessionEnded
+from protocol.signing import demo_edge_key
 from tests.conftest import Broker
 from tests.edge._pc_recorder import LockRecorder
 from tests.edge.conftest import (
@@ -183,7 +186,9 @@ def pc_rig(
 ) -> Iterator[Callable[..., PcRig]]:
     made: list[Agent] = []
 
-    def make(*, via_proxy: bool = False) -> PcRig:
+    def make(*, via_proxy: bool = False, runner: str = "pc-agent") -> PcRig:
+        """``runner``: ``pc-agent`` (a short pc.toml), or ``edge run`` (an ordinary
+        edge.toml naming the kind and the journal, the agent built as the CLI does)."""
         clock = FakeClock(wall=T0)
         site, hub = hub_runner_factory({PC: 0}, members=0, clock=clock.now, start=False)
         seed_gaming_room(site.db_url)
@@ -198,6 +203,7 @@ def pc_rig(
                     "site": site.site,
                     "edge_id": PC,
                     "site_secret": SECRET,
+                    "edge_key": demo_edge_key(SECRET.encode(), PC).hex(),
                     "drain_timeout_s": 3.0,
                     "mqtt": {
                         "port": proxy.port if proxy else mosquitto.port,
@@ -216,10 +222,17 @@ def pc_rig(
             encoding="utf-8",
         )
         monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
-        settings = load_pc_settings(config)
-        assert settings.journal.path == tmp_path / "state" / "journal.db"
         agent_clock = AgentClock(clock)
-        agent = build_pc_agent(settings, clock=agent_clock)
+        if runner == "edge run":
+            data = tomllib.loads(config.read_text(encoding="utf-8"))
+            data["machines"][0]["kind"] = "gaming_pc"
+            data["journal"]["path"] = str(tmp_path / "edge-journal.db")
+            config.write_text(to_toml(data), encoding="utf-8")
+            agent = Agent(load_edge_settings(config), clock=agent_clock)  # as edge_run does
+        else:
+            settings = load_pc_settings(config)
+            assert settings.journal.path == tmp_path / "state" / "journal.db"
+            agent = build_pc_agent(settings, clock=agent_clock)
         rig = PcRig(site, hub, clock, agent, lock, proxy, agent_clock)
         agent.stream.subscribe(rig.events.append)
         agent.start()
@@ -241,10 +254,12 @@ def used_by(hub: HubRunner) -> list[tuple[float, EndReason | None]]:
 # --------------------------------------------------------------------------- 9-15
 
 
+@pytest.mark.parametrize("runner", ["pc-agent", "edge run"])
 def test_a_twelve_year_old_plays_50_breaks_10_then_finishes_the_daily_90(
-    pc_rig: Callable[..., PcRig],
+    pc_rig: Callable[..., PcRig], runner: str
 ) -> None:
-    r = pc_rig()
+    """The same notifications whatever serves the PC (its kind's, not the runner's)."""
+    r = pc_rig(runner=runner)
     # Badge: unlocked for 50 minutes (the break comes before the 90-minute cap).
     granted = r.start_session(LINA)
     assert granted == 50 * MIN

@@ -93,7 +93,7 @@ def test_a_cancel_is_one_job_with_the_filament_used_so_far() -> None:
     w.snapshot(PRINTING, file_name="vase.gcode", filament_mm=2000.0, progress_pct=25.0)
     w.now += 600
     report = job(w.event(JobEventKind.PRINT_CANCELLED, file_name="vase.gcode", print_time_s=598))
-    assert report == JobReport("vase.gcode", JobResult.CANCELLED, 598.0, 500.0)
+    assert report == JobReport("vase.gcode", JobResult.CANCELLED, 598.0, 500.0, True)
     # OctoPrint then says PrintFailed(reason=cancelled) about the same job: not a second one.
     echo = w.event(
         JobEventKind.PRINT_FAILED, file_name="vase.gcode", print_time_s=598, reason="cancelled"
@@ -155,7 +155,14 @@ def test_the_last_known_values_republished_on_a_link_loss_never_release_the_powe
     assert w.last is not None
     w.watch.on_snapshot(w.last.with_link(False))  # OctoPrint gone: old data, new flag
     assert w.kinds() == ["job_started"]
-    assert [s.kind for s in w.snapshot(IDLE, connected=False, source="poll")] == ["job_done"]
+    # A poll while the push link is down (OctoPrint restarting without the job) does
+    # not release a job whose end was not announced: the follower's JobLost comes
+    # first once the link is back, then the live snapshot releases.
+    assert w.snapshot(IDLE, connected=False, source="poll") == []
+    (lost,) = w.event(JobEventKind.JOB_LOST, file_name="a.gcode")
+    assert lost.job is not None
+    assert lost.job.result is JobResult.LOST
+    assert [s.kind for s in w.snapshot(IDLE)] == ["job_done"]
 
 
 @pytest.mark.parametrize("kind", [JobEventKind.PRINT_PAUSED, JobEventKind.PRINT_RESUMED])

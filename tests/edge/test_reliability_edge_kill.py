@@ -23,6 +23,7 @@ import pytest
 
 from fabrique.demo.runner import to_toml
 from protocol.messages import Availability, EndReason
+from protocol.signing import demo_edge_key
 from tests.conftest import Broker
 from tests.edge.conftest import (
     SECRET,
@@ -65,6 +66,7 @@ def test_edge_killed_mid_session_loses_at_most_a_minute(
                 "site": site.site,
                 "edge_id": "pi-a",
                 "site_secret": SECRET,
+                "edge_key": demo_edge_key(SECRET.encode(), "pi-a").hex(),
                 "demo": True,
                 "time_scale": SCALE,
                 "drain_timeout_s": 5.0,

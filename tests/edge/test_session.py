@@ -15,7 +15,9 @@ from edge.kinds.gaming_pc import GAMING_PC
 from edge.kinds.laser import LASER
 from edge.kinds.printer import PRINTER
 from edge.offline import OfflineCode, OfflineVerdict
+from edge.outcomes import CMD_EXPIRED, applied, refused
 from edge.session import (
+    Answer,
     Append,
     DecideOffline,
     DriverCommand,
@@ -38,10 +40,12 @@ from protocol.messages import (
     EndReason,
     JobEndedBody,
     JobResult,
+    JobStartedBody,
     MachineAction,
     MachineCommand,
     MachineFaultBody,
     OfflineDecisionBody,
+    Outcome,
     SessionAction,
     SessionCommand,
     SessionEndedBody,
@@ -440,7 +444,10 @@ def printer(*, hot: bool = False, job: bool = False, minutes: float = 60) -> Rig
     if hot:
         assert rig.record(rig.machine.heat(True, rig.mono)) == []
     if job:
-        assert rig.record(rig.machine.job_started(rig.mono)) == []
+        (started,) = rig.record(rig.machine.job_started(rig.mono, "cube.gcode"))
+        assert started == Append(
+            JobStartedBody(machine="m-1", session_id="s-1", file_name="cube.gcode")
+        )
     rig.clock.advance(5)  # past the badge debounce
     return rig
 
@@ -597,7 +604,7 @@ def test_temperature_changes_while_printing_change_nothing() -> None:
 def test_maintenance_asked_while_cooling_follows_the_cool_down() -> None:
     rig = printer(hot=True)
     rig.badge()
-    assert rig.machine_cmd(MachineAction.MAINTENANCE_ON, "c-m") == []
+    assert rig.machine_cmd(MachineAction.MAINTENANCE_ON, "c-m") == [applied("c-m")]
     assert rig.state() is State.ENDING
     effects = heat(rig, False)
     assert only_ended(effects).reason is EndReason.BADGE_OUT
@@ -653,7 +660,9 @@ def test_a_job_is_journaled_for_the_session_open_when_it_started() -> None:
         "result": JobResult.DONE,
         "duration_s": 1520.5,
         "filament_mm": 812.4,
+        "filament_estimated": False,
         "ended_at": rig.clock.now(),
+        "user": None,  # not started from OctoPrint's page by a known user
     }
     assert rig.state() is State.ENDING
     assert only_ended(job_done(rig)).reason is EndReason.BADGE_OUT
@@ -693,6 +702,121 @@ def test_a_job_report_is_clamped_to_what_the_protocol_accepts() -> None:
     report = JobReport(name="x" * 300, result=JobResult.LOST, duration_s=-1.0)
     (body,) = bodies(job_ended(rig, report), JobEndedBody)
     assert (len(body.job), body.duration_s) == (200, 0.0)
+
+
+# --------------------------------------------------------------------------- foreign and lost jobs
+
+
+def test_a_job_started_with_nobody_badged_runs_without_a_session() -> None:
+    rig = Rig(PRINTER.preset)
+    (started,) = rig.record(rig.machine.job_started(rig.mono, "porte-cles.gcode"))
+    assert started == Append(
+        JobStartedBody(machine=MACHINE, session_id=None, file_name="porte-cles.gcode")
+    )
+    view = rig.machine.view(rig.mono)
+    assert (view.state, view.job_running, view.foreign_job) == (State.IDLE, True, True)
+    # A member the hub grants anyway (a race) is refused on the edge; staff is not.
+    (refusal,) = rig.start()
+    assert isinstance(refusal, Feedback)
+    assert refusal.kind is FeedbackKind.DENY
+    assert "fabmanager" in refusal.message
+    assert rig.state() is State.IDLE
+    effects = rig.start(staff=True)
+    assert PowerOn() in effects
+    # The foreign job ends: the staff session goes on (it did not start that job).
+    job_ended(rig, replace(REPORT, name="porte-cles.gcode"))
+    assert rig.record(rig.machine.job_done(rig.mono)) == []
+    assert rig.state() is State.ACTIVE
+    assert not rig.machine.view(rig.mono).foreign_job
+
+
+def test_a_job_found_running_with_no_session_is_foreign_and_one_in_a_session_is_not() -> None:
+    rig = Rig(PRINTER.preset)
+    rig.record(rig.machine.job_running(rig.mono))  # a plug drawing power, a laser in Run
+    assert rig.machine.view(rig.mono).foreign_job
+    rig.record(rig.machine.job_done(rig.mono))
+    assert not rig.machine.view(rig.mono).foreign_job
+    rig.start()
+    rig.record(rig.machine.job_running(rig.mono))
+    assert not rig.machine.view(rig.mono).foreign_job
+
+
+def test_an_offline_grant_is_refused_on_a_foreign_job_unless_staff() -> None:
+    rig = Rig(PRINTER.preset, online=False)
+    rig.record(rig.machine.job_started(rig.mono, "x.gcode"))
+    (decide,) = rig.badge()
+    assert isinstance(decide, DecideOffline)
+    verdict = offline_grant(rig)
+    effects = rig.record(
+        rig.machine.offline_verdict(decide.req_id, verdict, rig.mono, rig.clock.now())
+    )
+    (record,) = bodies(effects, OfflineDecisionBody)
+    assert (record.granted, record.code) == (False, "offline_running_without_session")
+    rig.clock.advance(5)
+    (decide,) = rig.badge()
+    verdict = offline_grant(rig, staff=True)
+    effects = rig.record(
+        rig.machine.offline_verdict(decide.req_id, verdict, rig.mono, rig.clock.now())
+    )
+    assert PowerOn() in effects
+
+
+@pytest.mark.parametrize(
+    ("result", "cancel", "reason"),
+    [
+        (JobResult.DONE, False, EndReason.JOB_DONE),
+        (JobResult.LOST, False, EndReason.JOB_LOST),
+        (JobResult.FAILED, False, EndReason.FAULT),
+        (JobResult.CANCELLED, True, EndReason.STAFF_CANCEL),
+        (JobResult.CANCELLED, False, EndReason.JOB_DONE),
+    ],
+)
+def test_the_end_reason_says_how_the_session_s_job_ended(
+    result: JobResult, cancel: bool, reason: EndReason
+) -> None:
+    rig = printer(job=True)
+    if cancel:
+        rig.machine_cmd(MachineAction.CANCEL, "c-1")
+    job_ended(rig, replace(REPORT, result=result))
+    effects = job_done(rig)
+    assert only_ended(effects).reason is reason
+    (text,) = [e.message for e in effects if isinstance(e, Feedback)]
+    assert ("Travail terminé" in text) is (reason is EndReason.JOB_DONE)
+
+
+def test_presence_ends_when_the_member_leaves_not_when_the_job_does() -> None:
+    rig = printer(job=True)
+    rig.advance(10 * 60)
+    rig.badge()  # badge-out mid-print, 10 min 5 s after the start
+    rig.advance(50 * 60)
+    ended = only_ended(job_done(rig))
+    assert ended.reason is EndReason.BADGE_OUT
+    assert ended.present_s == pytest.approx(10 * 60 + 5)
+    assert ended.duration_s == pytest.approx(60 * 60 + 5)
+
+
+def test_a_fault_holds_a_printer_at_most_its_limit_then_cuts_with_a_record() -> None:
+    rig = Rig(replace(PRINTER.preset, fault_hold_max_s=30 * 60))
+    rig.start(minutes=120)
+    rig.record(rig.machine.job_started(rig.mono, "long.gcode"))
+    effects = rig.record(
+        rig.machine.fault("printer_unreachable", "OctoPrint unreachable", rig.mono)
+    )
+    assert PowerOff() not in effects
+    assert not any(isinstance(e, PowerOff) for e in rig.advance(29 * 60))
+    effects = rig.advance(60)
+    faults = bodies(effects, MachineFaultBody)
+    assert [f.code for f in faults] == ["fault_hold_expired"]
+    assert only_ended(effects).reason is EndReason.FAULT
+    assert effects[-2:][0] == PowerOff() or PowerOff() in effects
+    assert rig.state() is State.IDLE
+    # A fault that clears in time changes nothing.
+    rig2 = Rig(replace(PRINTER.preset, fault_hold_max_s=30 * 60))
+    rig2.start(minutes=120)
+    rig2.record(rig2.machine.fault("printer_unreachable", "", rig2.mono))
+    rig2.advance(10 * 60)
+    rig2.record(rig2.machine.fault_cleared(rig2.mono))
+    assert not any(isinstance(e, PowerOff) for e in rig2.advance(60 * 60))
 
 
 # --------------------------------------------------------------------------- lasers
@@ -798,24 +922,33 @@ def test_staff_extend_is_deduplicated_by_cmd_id() -> None:
     assert warn_times == [start + 20 * 60, start + 35 * 60, start + 43 * 60]
 
 
-def test_staff_end_is_deduplicated_and_stale_commands_are_ignored() -> None:
+def test_staff_end_is_deduplicated_and_stale_commands_are_answered() -> None:
     rig = Rig()
     rig.start()
     rig.advance(120)
     now = rig.clock.now()
-    assert rig.session_cmd(SessionAction.END, "c-0", not_after=now - timedelta(seconds=1)) == []
-    assert rig.session_cmd(SessionAction.END, "c-1", session_id="other") == []
+    stale = rig.session_cmd(SessionAction.END, "c-0", not_after=now - timedelta(seconds=1))
+    assert stale == [Answer("c-0", Outcome.EXPIRED, "expired", CMD_EXPIRED)]
+    (other,) = rig.session_cmd(SessionAction.END, "c-1", session_id="other")
+    assert isinstance(other, Answer)
+    assert (other.outcome, other.code) == (Outcome.REFUSED, "unknown_session")
+    assert other.reason == "Cette session n'est pas (ou plus) en cours sur cette machine."
     effects = rig.session_cmd(SessionAction.END, "c-2")
     assert only_ended(effects).reason is EndReason.STAFF
-    assert rig.session_cmd(SessionAction.END, "c-2") == []
+    assert effects[-1] == applied("c-2")  # answered after the journal and the power cut
+    assert rig.session_cmd(SessionAction.END, "c-2") == []  # a duplicate is not answered
     assert len(bodies(rig.all(), SessionEndedBody)) == 1
+    # The session is over: a further command is refused, with why.
+    (late,) = rig.session_cmd(SessionAction.EXTEND, "c-3", minutes=5)
+    assert isinstance(late, Answer)
+    assert (late.outcome, late.code) == (Outcome.REFUSED, "unknown_session")
 
 
 def test_staff_warning_shows_their_message() -> None:
     rig = Rig()
     rig.start()
     effects = rig.session_cmd(SessionAction.WARN, "c-1", message="On range dans 5 minutes !")
-    assert effects == [Feedback(FeedbackKind.WARN, "On range dans 5 minutes !")]
+    assert effects == [Feedback(FeedbackKind.WARN, "On range dans 5 minutes !"), applied("c-1")]
 
 
 def test_maintenance_ends_the_session_and_refuses_badges_until_lifted() -> None:
@@ -841,9 +974,9 @@ def test_maintenance_ends_the_session_and_refuses_badges_until_lifted() -> None:
 )
 def test_print_commands_go_to_the_driver(action: MachineAction) -> None:
     rig = Rig(PRINTER.preset)
-    assert rig.machine_cmd(action, "c-1") == [DriverCommand(action)]
+    assert rig.machine_cmd(action, "c-1", by=7) == [DriverCommand("c-1", action, 7)]
     assert rig.machine_cmd(action, "c-1") == []
-    assert rig.machine_cmd(action, "c-2", machine="m-2") == []
+    assert rig.machine_cmd(action, "c-2", machine="m-2") == [refused("c-2", "unknown_machine")]
 
 
 def test_idle_timeout_ends_the_session() -> None:

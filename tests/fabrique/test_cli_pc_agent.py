@@ -4,7 +4,6 @@ clean stop that leaves the PC locked."""
 from __future__ import annotations
 
 import signal
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from devices.pc import auto_backend
-from edge.feedback import FeedbackEvent
+from edge import kinds
 from edge.session import FeedbackKind
 from fabrique.cli import app
 from fabrique.demo.runner import to_toml
 from fabrique.pcagent import (
     DEFAULT_OFFLINE_BREAK,
     PcConfigError,
-    PcNotices,
     default_journal_path,
     load_pc_settings,
     pc_defaults,
@@ -55,6 +53,7 @@ def pc_toml(path: Path, *machines: dict[str, Any], **top: Any) -> Path:
         "site": "s-pc",
         "edge_id": "pc-07",
         "site_secret": SECRET,
+        "edge_key": "ab" * 32,
         **top,
         "machines": list(machines) or [{"id": "pc-07", "reader": {"kind": "reader.stdin"}}],
     }
@@ -161,7 +160,12 @@ def test_a_journal_path_from_the_environment_is_not_overridden() -> None:
 def test_anything_but_one_gaming_pc_is_refused(
     runner: CliRunner, tmp_path: Path, machines: list[dict[str, Any]], problem: str
 ) -> None:
-    values: dict[str, Any] = {"site": "s-pc", "edge_id": "pc-07", "site_secret": SECRET}
+    values: dict[str, Any] = {
+        "site": "s-pc",
+        "edge_id": "pc-07",
+        "site_secret": SECRET,
+        "edge_key": "ab" * 32,
+    }
     if machines:
         values["machines"] = machines
     config = tmp_path / "pc.toml"
@@ -220,25 +224,10 @@ def test_an_option_of_the_other_platform_is_refused(runner: CliRunner, tmp_path:
 # --------------------------------------------------------------------------- notices
 
 
-def test_pc_notices_show_grants_refusals_and_ends_of_its_pc_only() -> None:
-    shown: list[tuple[str, str]] = []
-    sink = PcNotices(lambda title, message: shown.append((title, message)), "pc-07")
-    at = datetime(2026, 3, 11, 14, 0, tzinfo=UTC)
-    for seq, (machine, kind) in enumerate(
-        [
-            ("pc-07", FeedbackKind.GRANT),
-            ("pc-07", FeedbackKind.WARN),  # the agent notifies warnings itself
-            ("pc-08", FeedbackKind.DENY),
-            ("pc-07", FeedbackKind.DENY),
-            ("pc-07", FeedbackKind.INFO),
-        ]
-    ):
-        sink.show(FeedbackEvent(seq, machine, kind, f"{kind.value} {machine}", at))
-    assert shown == [
-        ("fabrique", "grant pc-07"),
-        ("fabrique", "deny pc-07"),
-        ("fabrique", "info pc-07"),
-    ]
+def test_the_gaming_pc_kind_notifies_every_message_and_no_other_kind_does() -> None:
+    """Notifications are the kind's (``fabrique edge run`` and ``pc-agent`` alike)."""
+    assert kinds.get_kind("gaming_pc").notify == frozenset(FeedbackKind)
+    assert [name for name, kind in kinds.KINDS.items() if kind.notify] == ["gaming_pc"]
 
 
 # --------------------------------------------------------------------------- the process

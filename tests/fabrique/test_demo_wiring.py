@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,8 +15,10 @@ from fabrique.demo.broker import RunningBroker
 from fabrique.demo.octoprint import OctoPrintInstance, dwell_gcode, find_octoprint
 from fabrique.demo.runner import DemoOptions, edge_configs, printers_line, visitor_plan
 from fabrique.demo.visitors import VisitorPlan
+from hub.edgekeys import EdgeKeys
 from hub.settings import DEMO_SITE_SECRET, HubSettings
 from protocol.messages import Telemetry, utcnow
+from protocol.signing import demo_edge_key
 
 
 @pytest.fixture
@@ -29,8 +32,8 @@ def broker(tmp_path: Path) -> RunningBroker:
 
 
 @pytest.fixture
-def hub() -> HubSettings:
-    return HubSettings(demo=True, site="demo")
+def hub(tmp_path: Path) -> HubSettings:
+    return HubSettings(demo=True, site="demo", edge_keys_dir=tmp_path / "edge-keys")
 
 
 def machines(configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -134,3 +137,20 @@ def test_the_status_line_shows_the_printers(monkeypatch: pytest.MonkeyPatch) -> 
     assert line == "imprimantes : printer-1 impression 42 % 210 °C, printer-2 —"
     latest[("pi-fablab", "printer-2")] = tele("printer-2", state="Operational", nozzle_c=24.0)
     assert printers_line(server).endswith("printer-2 prête 24 °C")  # type: ignore[arg-type]
+
+
+def test_each_demo_edge_gets_its_own_key_from_the_hub(
+    opts: DemoOptions, broker: RunningBroker, hub: HubSettings
+) -> None:
+    """Provisioned as in production: no edge key derives from the site secret."""
+    keys = EdgeKeys(hub.edge_keys_dir)  # no demo fallback: the files must be there
+    seen = set()
+    for edge_id, config in edge_configs(opts, broker, hub).items():
+        settings = EdgeSettings(**config, site_secret=DEMO_SITE_SECRET)
+        assert settings.edge_key_file is not None
+        assert stat.S_IMODE(settings.edge_key_file.stat().st_mode) == 0o600
+        key = settings.key_bytes()
+        assert key == keys.key(edge_id)
+        assert key != demo_edge_key(DEMO_SITE_SECRET.encode(), edge_id)
+        seen.add(key)
+    assert len(seen) == len(data.edges())

@@ -28,7 +28,7 @@ from protocol.messages import (
     decode,
     utcnow,
 )
-from protocol.signing import policy_key, verify_snapshot
+from protocol.signing import demo_edge_key, verify_snapshot
 from protocol.topics import Kind
 from tests.conftest import Broker
 from tests.hub.hubkit import (
@@ -241,7 +241,7 @@ def test_snapshot_republished_on_revocation_only(mosquitto: Broker, tmp_path: Pa
     site = start_site(mosquitto, tmp_path, snapshot_workers=1)
     hub, ids, edge = site.hub, site.ids, site.edge
     topic = hub.topics.policy("pi-fab")
-    key = policy_key(SECRET.encode(), "pi-fab")
+    key = demo_edge_key(SECRET.encode(), "pi-fab")  # the demo hub's fallback
     try:
         first_msg = edge.wait_for(lambda m: m.topic == topic, timeout=20)
         late = Probe(mosquitto.host, mosquitto.port, [topic]).start()  # a rebooted edge

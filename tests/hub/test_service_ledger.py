@@ -97,7 +97,12 @@ def test_restart_restores_open_sessions_and_pending_gaps(
     j = Journal("pi-game")
     start, tick, *_ = j.session("s-open", "pc-1", ids.badge_bob, NOW, 200)
     j.seq += 5  # seqs 3 to 7 never arrive: a gap left open across the restart
-    late = j.event("usage_tick", {**tick["body"], "minute": 2, "elapsed_s": 120.0})
+    # Dated two minutes after the start: used time never exceeds the wall span.
+    late = j.event(
+        "usage_tick",
+        {**tick["body"], "minute": 2, "elapsed_s": 120.0},
+        NOW + timedelta(minutes=2),
+    )
     first = Hub(patient, factory, clock=lambda: NOW, snapshot_workers=0)
     first.start()
     t = first.topics

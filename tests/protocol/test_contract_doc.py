@@ -44,7 +44,7 @@ def test_every_message_model_travels_on_a_topic() -> None:
         for _name, cls in inspect.getmembers(messages, inspect.isclass)
         if issubclass(cls, Message)
         and cls.__module__ == messages.__name__
-        and cls is not Message
+        and cls not in (Message, messages.Signed)  # bases, never sent as such
         and not cls.__name__.startswith("_")
     }
     assert defined == carried

@@ -47,8 +47,8 @@ def test_round_trip_every_message() -> None:
             break_rule=p.BreakRule(play_min=50, break_min=10),
             not_after=NOW + timedelta(seconds=10),
         ),
-        p.JournalCommand(ack_through=5),
-        p.JournalCommand(replay_from=3),
+        p.JournalCommand(ack_through=5, not_after=NOW),
+        p.JournalCommand(replay_from=3, not_after=NOW),
         p.SessionCommand(cmd_id="c1", session_id="s1", action=p.SessionAction.END, not_after=NOW),
         p.MachineCommand(cmd_id="c2", machine="m", action=p.MachineAction.PAUSE, not_after=NOW),
         p.MachineState(machine="m", availability=p.Availability.IN_USE, ts=NOW),
@@ -209,9 +209,9 @@ def test_grant_without_session_is_refused() -> None:
 
 def test_journal_command_needs_exactly_one_field() -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        p.JournalCommand()
+        p.JournalCommand(not_after=NOW)
     with pytest.raises(ValueError, match="exactly one"):
-        p.JournalCommand(ack_through=1, replay_from=2)
+        p.JournalCommand(ack_through=1, replay_from=2, not_after=NOW)
 
 
 def test_machine_detail_is_typed() -> None:

@@ -42,8 +42,11 @@ def test_a_printers_progress_moves_on_the_floor(page: Any, floor: Floor) -> None
         timeout=20_000,
     )
     assert _progress(page) > first
-    # The job's file name can name a child: it is not on tele/+, so not on the floor.
-    expect(page.locator("#tile-printer-1")).not_to_contain_text("porte-cles")
+    # Nobody badged: the printer runs without a session, said live on the tile.
+    expect(page.locator("#tile-printer-1")).to_have_attribute("data-state", "sans-session")
+    # The file name is not on tele/+ (it can name a child): staff read it from the
+    # job's own record (job_started, journaled to the hub only).
+    expect(page.locator("#tile-printer-1 .file")).to_have_text("porte-cles.gcode")
     expect(page.locator("#tile-printer-1")).to_contain_text("°C")
 
 
@@ -58,7 +61,8 @@ def test_end_a_session_from_the_machine_page(page: Any, floor: Floor) -> None:
     page.get_by_role("link", name="Terminer la session").click()
     expect(page.get_by_role("heading", name="Terminer la session")).to_be_visible()
     page.get_by_role("button", name="Confirmer").click()
-    expect(page.locator("#resultat")).to_have_text("Demande transmise : la session se termine.")
+    # The page waited for the edge's answer: it says what happened, not "sent".
+    expect(page.locator("#resultat")).to_have_text("Fait : la session est terminée.")
     expect(page.locator("#tile-vinyle-1")).to_have_attribute("data-state", "libre")
     shot(page, "machine", readme=True)
     wait_until(lambda: floor.state("vinyle-1") == "idle", 10, "the edge ended the session")
@@ -68,6 +72,16 @@ def test_end_a_session_from_the_machine_page(page: Any, floor: Floor) -> None:
     page.goto(f"{floor.url}/machines/vinyle-1/confirmer?action=end")
     page.get_by_role("button", name="Confirmer").click()
     expect(page.locator("#resultat")).to_contain_text("Refusé : aucune session en cours")
+
+
+def test_a_command_the_printer_refuses_shows_why(page: Any, floor: Floor) -> None:
+    login(page, floor, Role.ANIMATOR)
+    # No print on printer-1: the edge asks the printer, which refuses; the page says so.
+    page.goto(f"{floor.url}/machines/printer-1/confirmer?action=pause")
+    page.get_by_role("button", name="Confirmer").click()
+    expect(page.locator("#resultat")).to_have_text(
+        "Refusé : Aucune impression en cours : rien à mettre en pause."
+    )
 
 
 def test_a_coordinator_sees_no_name_and_cannot_act(page: Any, floor: Floor) -> None:

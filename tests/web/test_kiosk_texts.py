@@ -51,3 +51,31 @@ def test_the_engine_gives_the_variable_parts_of_its_refusals() -> None:
 
     decision = _Who().deny(Code.TOO_YOUNG, "trop jeune", min_age=14)
     assert dict(decision.params) == {"min_age": 14}
+
+
+@pytest.mark.parametrize("lang", ["fr", "ar", "en"])
+def test_a_machine_running_without_a_session_is_never_shown_free(lang: str) -> None:
+    from hub.policy.model import Decision
+    from hub.web.kiosk import screen_of
+    from hub.web.tiles import Tile
+
+    tile = Tile(
+        id="printer-1",
+        name="Prusa",
+        kind="printer",
+        zone_id="fablab",
+        state="sans-session",
+        state_label="En cours sans session",
+        person=None,
+        in_session=False,
+        session_id=None,
+        ends_at=None,
+        job_running=True,
+    )
+    screen = screen_of(tile, None, show_names=False, lang=lang, now=NOW, tz=PARIS)  # type: ignore[arg-type]
+    assert screen.state == "sans-session"
+    assert screen.sentence == UI[lang]["foreign"]  # type: ignore[index]
+    # A badge refused there is said (what to do: ask a fabmanager).
+    refused = Decision(granted=False, code=Code.RUNNING_WITHOUT_SESSION.value, message="x")
+    screen = screen_of(tile, (NOW, refused), show_names=False, lang=lang, now=NOW, tz=PARIS)  # type: ignore[arg-type]
+    assert screen.state == "refuse"

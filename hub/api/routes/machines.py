@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.api.auth import Capability, Principal
 from hub.api.common import get_or_404, require_refs
 from hub.api.deps import ControlDep, CurrentAccount, SessionDep, allow
+from hub.api.outcomes import CommandFailed, await_outcome
 from hub.api.schemas import (
     CommandRequest,
     CommandResult,
@@ -26,7 +27,7 @@ from hub.api.schemas import (
 )
 from hub.api.writes import ReferenceWriteDep
 from hub.db.models import Machine, MachineTraining, Training, Zone
-from protocol.messages import MachineAction
+from protocol.messages import MachineAction, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +136,28 @@ def set_maintenance(
         machine, {"maintenance": body.on, "maintenance_note": body.note if body.on else ""}
     )
     action = MachineAction.MAINTENANCE_ON if body.on else MachineAction.MAINTENANCE_OFF
-    delivered = control.machine_command(machine_id, action)
-    _log_command(principal, machine_id, action, delivered)
-    return CommandResult(machine_id=machine_id, action=action, delivered=delivered)
+    pending = control.machine_command(machine_id, action, by=principal.account_id)
+    outcome = pending.wait() if pending is not None else None
+    _log_command(principal, machine_id, action, outcome.outcome if outcome else None)
+    return CommandResult(
+        machine_id=machine_id,
+        action=action,
+        delivered=outcome is not None,
+        outcome=outcome.outcome if outcome else None,
+        code=outcome.code if outcome else "",
+        reason=outcome.reason if outcome else "",
+    )
 
 
 @router.post(
     "/{machine_id}/commands",
     response_model=CommandResult,
-    summary="Pause, resume or cancel the machine's job",
-    responses={503: {"description": "the machine's edge cannot be reached"}},
+    summary="Pause, resume or cancel the machine's job, or re-arm a laser",
+    responses={
+        409: {"description": "the edge refused (``code``, French ``detail``) or it expired"},
+        503: {"description": "the machine's edge cannot be reached"},
+        504: {"description": "the edge did not answer in time (``code`` ``no_answer``)"},
+    },
     dependencies=[allow(Capability.MACHINE_COMMAND)],
 )
 def command(
@@ -154,22 +167,25 @@ def command(
     control: ControlDep,
     principal: CurrentAccount,
 ) -> CommandResult:
+    """Waits for the edge's answer (see :mod:`hub.api.outcomes`): 200 once applied."""
     get_or_404(db, Machine, machine_id, "Machine")
-    delivered = control.machine_command(machine_id, body.action)
-    _log_command(principal, machine_id, body.action, delivered)
-    if not delivered:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="La machine est injoignable pour le moment : commande non transmise",
-        )
-    return CommandResult(machine_id=machine_id, action=body.action, delivered=True)
+    pending = control.machine_command(machine_id, body.action, by=principal.account_id)
+    try:
+        await_outcome(pending, "La machine est injoignable pour le moment : commande non transmise")
+    except CommandFailed as failed:
+        _log_command(principal, machine_id, body.action, failed.code)
+        raise
+    _log_command(principal, machine_id, body.action, Outcome.APPLIED)
+    return CommandResult(
+        machine_id=machine_id, action=body.action, delivered=True, outcome=Outcome.APPLIED
+    )
 
 
-def _log_command(principal: Principal, machine_id: str, action: str, delivered: bool) -> None:
+def _log_command(principal: Principal, machine_id: str, action: str, outcome: str | None) -> None:
     log.info(
-        "account %d sent %s to machine %s (delivered: %s)",
+        "account %d sent %s to machine %s: %s",
         principal.account_id,
         action,
         machine_id,
-        delivered,
+        outcome or "no answer",
     )

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from hub.api.auth import IDENTIFYING_ROLES, Capability, Principal
 from hub.api.common import get_or_404, period, within
 from hub.api.deps import ControlDep, CurrentAccount, PolicyDep, SessionDep, SettingsDep, allow
+from hub.api.outcomes import await_outcome
 from hub.api.schemas import (
     MAX_INT,
     DbId,
@@ -123,27 +124,33 @@ def _load_session(db: SessionDep, session_id: str) -> UsageSession:
     return get_or_404(db, UsageSession, session_id, "Session")
 
 
+_COMMAND_ERRORS: dict[int | str, dict[str, str]] = {
+    409: {"description": "already ended, or the edge refused (``code``, French ``detail``)"},
+    503: {"description": "the session's edge cannot be reached"},
+    504: {"description": "the edge did not answer in time (``code`` ``no_answer``)"},
+}
+
+
 @router.post(
     "/sessions/{session_id}/end",
     response_model=SessionPublic,
-    status_code=status.HTTP_202_ACCEPTED,
     tags=["sessions"],
-    summary="Ask the machine's edge to end a session now",
-    responses={503: {"description": "the session's edge cannot be reached"}},
+    summary="Ask the machine's edge to end a session now, and wait for its answer",
+    responses=_COMMAND_ERRORS,
     dependencies=[allow(Capability.SESSIONS_END)],
 )
 def end_session(
     session_id: SessionId, db: SessionDep, control: ControlDep, principal: CurrentAccount
 ) -> SessionPublic:
-    """The edge ends it and journals ``session_ended``; the ledger closes it then."""
+    """The edge ends it and journals ``session_ended`` (the ledger closes it then), and
+    answers: 200 once it did (see :mod:`hub.api.outcomes` for the errors)."""
     row = _load_session(db, session_id)
     if row.ended_at is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="Cette session est déjà terminée")
-    if not control.end_session(session_id, "Session terminée par l'équipe"):
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="La machine est injoignable : la session n'a pas pu être terminée",
-        )
+    await_outcome(
+        control.end_session(session_id, "Session terminée par l'équipe"),
+        "La machine est injoignable : la session n'a pas pu être terminée",
+    )
     log.info("account %d ended session %s", principal.account_id, session_id)
     name = db.scalar(select(Member.display_name).where(Member.id == row.member_id))
     return session_public(row, name, principal.role)
@@ -152,10 +159,9 @@ def end_session(
 @router.post(
     "/sessions/{session_id}/extend",
     response_model=SessionPublic,
-    status_code=status.HTTP_202_ACCEPTED,
     tags=["sessions"],
-    summary="Ask the machine's edge to give a session more time",
-    responses={503: {"description": "the session's edge cannot be reached"}},
+    summary="Ask the machine's edge to give a session more time, and wait for its answer",
+    responses=_COMMAND_ERRORS,
     dependencies=[allow(Capability.SESSIONS_END)],
 )
 def extend_session(
@@ -170,11 +176,10 @@ def extend_session(
     row = _load_session(db, session_id)
     if row.ended_at is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="Cette session est déjà terminée")
-    if not control.extend_session(session_id, minutes, "Session prolongée par l'équipe"):
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="La machine est injoignable : la session n'a pas pu être prolongée",
-        )
+    await_outcome(
+        control.extend_session(session_id, minutes, "Session prolongée par l'équipe"),
+        "La machine est injoignable : la session n'a pas pu être prolongée",
+    )
     log.info("account %d extended session %s by %d min", principal.account_id, session_id, minutes)
     name = db.scalar(select(Member.display_name).where(Member.id == row.member_id))
     return session_public(row, name, principal.role)
@@ -284,6 +289,10 @@ def usage_totals(
                 print_hours=r.print_hours,
                 filament_m=r.filament_m,
                 filament_g=r.filament_g,
+                machine_hours=r.machine_hours,
+                unattributed_jobs=r.unattributed_jobs,
+                unattributed_print_hours=r.unattributed_print_hours,
+                filament_estimated_m=r.filament_estimated_m,
             )
             for r in report.rows
         ],

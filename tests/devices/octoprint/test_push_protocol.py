@@ -148,6 +148,24 @@ async def test_garbage_frame_is_a_protocol_error_then_reconnect(
     assert any("not JSON" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_lost_link_is_logged_once_not_twice(caplog: pytest.LogCaptureFixture) -> None:
+    """Once: not the error, then "link down" with the same words (issue 9)."""
+
+    async def on_auth(ws: ServerConnection, auth: str) -> None:
+        await ws.send(json.dumps(CURRENT))
+        if peer.sockets == 1:  # the first session breaks; the next ones are healthy
+            await ws.send("<html>proxy error</html>")
+
+    peer = Peer(on_auth)
+    caplog.set_level(logging.WARNING, "devices.octoprint.push")
+    options = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+    async with following(peer, **options) as follower:
+        await eventually(lambda: peer.sockets >= 2 and follower.link_up, 5, "following again")
+    lines = [r.getMessage() for r in caplog.records if "not JSON" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "link down" in lines[0]
+
+
 async def test_slow_subscriber_drops_oldest_and_callback_errors_are_contained(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -16,11 +16,16 @@ OctoPrint 1.11 with its Virtual Printer (``octoprint_server``, ``octoprint``, th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from hub.db.models import EdgeEvent
+from hub.api.app import create_app
+from hub.api.auth import create_account, issue_token
+from hub.db.models import Alert, EdgeEvent, Role
 from protocol.messages import MachineState
 from tests.devices.conftest import pty_port
 from tests.devices.test_shelly import shelly
@@ -28,18 +33,57 @@ from tests.edge.conftest import HubRunner
 from tests.edge.test_agent import rig
 
 __all__ = [
+    "StaffApi",
+    "alerts_of",
     "hub_events",
     "hub_state",
     "journaled",
+    "open_alerts",
     "pty_port",
     "rig",
     "shelly",
+    "staff_api",
 ]
 
 B = TypeVar("B")
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class StaffApi:
+    """The REST API in front of the running hub (its real HubControl), as one staff
+    member (an animator unless told)."""
+
+    client: TestClient
+    account_id: int
+    username: str
+    token: str
+
+    def post(self, path: str) -> Any:
+        return self.client.post(path, headers={"Authorization": f"Bearer {self.token}"})
+
+    def command(self, machine: str, action: str) -> Any:
+        """``POST /api/machines/{machine}/commands``: waits for the edge's answer."""
+        return self.client.post(
+            f"/api/machines/{machine}/commands",
+            json={"action": action},
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+
+def staff_api(hub: HubRunner, username: str = "anim", role: Role = Role.ANIMATOR) -> StaffApi:
+    """A staff member's API client on ``hub`` (which must be running)."""
+    assert hub.hub is not None
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    app = create_app(hub.settings, hub.factory, hub.hub, password_hasher=hasher)
+    with hub.factory() as s:
+        account = create_account(s, username, "correct horse battery", role, None, hasher=hasher)
+        token, _ = issue_token(s, hub.settings, account)
+        account_id = account.id
+        s.commit()
+    return StaffApi(TestClient(app), account_id, username, token)
 
 
 def journaled(agent: Any, body: type[B]) -> list[B]:
@@ -62,3 +106,14 @@ def hub_state(hub: HubRunner, machine: str) -> MachineState | None:
     """The machine's retained state as the hub holds it."""
     assert hub.hub is not None
     return hub.hub.machine_states().get(machine)
+
+
+def alerts_of(hub: HubRunner, machine: str) -> list[tuple[str, bool]]:
+    """The machine's alert rows, oldest first: (kind, still open)."""
+    with hub.factory() as s:
+        rows = s.scalars(select(Alert).where(Alert.machine_id == machine).order_by(Alert.id))
+        return [(a.kind, a.resolved_at is None) for a in rows]
+
+
+def open_alerts(hub: HubRunner, machine: str) -> list[str]:
+    return [kind for kind, still_open in alerts_of(hub, machine) if still_open]

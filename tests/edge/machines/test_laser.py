@@ -17,7 +17,7 @@ from protocol.messages import Availability, EndReason, MachineFaultBody, Session
 from tests.devices.conftest import PtyPort
 from tests.devices.grbl_peer import GrblPeer
 from tests.edge.conftest import STAFF_UID, advance, present, state_of, wait_until
-from tests.edge.machines.conftest import hub_events, journaled
+from tests.edge.machines.conftest import alerts_of, hub_events, hub_state, journaled, open_alerts
 from tests.edge.test_agent import Rig, actuator_of
 
 pytestmark = pytest.mark.broker
@@ -109,3 +109,31 @@ def test_a_laser_whose_controller_is_missing_is_faulted(rig: Callable[..., Rig])
     (fault,) = journaled(agent, MachineFaultBody)
     assert fault.code == "grbl"
     assert "GRBL link down" in fault.detail
+
+
+def test_a_laser_running_with_no_session_is_reported_and_resolves_when_it_stops(
+    rig: Callable[..., Rig], pty_port: PtyPort, peer: GrblPeer
+) -> None:
+    r = rig({"pi-a": 0}, laser_edge="pi-a")
+    options = {"port": pty_port.path, "poll_interval_s": POLL_S}
+    machine = {"id": LASER, "kind": "laser", "laser": {"kind": "laser.grbl", "options": options}}
+    agent: Agent = r.online(r.agent("pi-a", [machine]))
+    driver = agent.unit(LASER).follower.laser
+    assert driver is not None
+    wait_laser(driver, lambda s: s.state is GrblState.IDLE)
+    peer.set_state("Run", feed=1200, power=0.0)  # GRBL runs a job, nobody badged
+    wait_until(lambda: agent.view(LASER).session.foreign_job, 5, "running without a session")
+
+    def hub_foreign(running: bool) -> bool:
+        state = hub_state(r.hub, LASER)
+        return (
+            state is not None and state.detail is not None and state.detail.foreign_job is running
+        )
+
+    wait_until(lambda: hub_foreign(True), 5, "the hub sees it")
+    wait_until(lambda: open_alerts(r.hub, LASER) == ["running_without_session"], 10, "alert")
+    assert actuator_of(agent, LASER).history == [False]  # never switched on for it
+    peer.set_state("Idle")
+    wait_until(lambda: not agent.view(LASER).session.foreign_job, 5, "stopped")
+    wait_until(lambda: open_alerts(r.hub, LASER) == [], 10, "alert resolved")
+    assert alerts_of(r.hub, LASER) == [("running_without_session", False)]

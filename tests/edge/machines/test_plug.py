@@ -14,7 +14,7 @@ import pytest
 from protocol.messages import EndReason, SessionEndedBody
 from tests.devices.test_shelly import FakeShelly
 from tests.edge.conftest import advance, member_uid, present, state_of, wait_until
-from tests.edge.machines.conftest import hub_state, journaled
+from tests.edge.machines.conftest import alerts_of, hub_state, journaled, open_alerts
 from tests.edge.test_agent import Rig
 
 pytestmark = pytest.mark.broker
@@ -74,3 +74,29 @@ def test_a_metered_plug_ends_an_idle_session_and_the_hub_meters_it(
     row = r.hub.sessions()[session_id]
     assert row.end_reason == EndReason.IDLE
     assert row.used_s == pytest.approx(ended.duration_s, abs=1e-6)
+
+
+def test_a_plug_drawing_power_with_no_session_runs_without_one(
+    rig: Callable[..., Rig], shelly: FakeShelly
+) -> None:
+    r = rig({"pi-a": 1})
+    plug = {"kind": "actuator.shelly", "options": {"host": shelly.host, "timeout_s": 1.0}}
+    machine = {"id": MACHINE, "actuator": plug, "busy_above_w": 50.0}
+    agent = r.online(r.agent("pi-a", [machine], tele_interval_s=0.5))
+    assert shelly.output is False
+    shelly.load_w = 120.0
+    shelly.output = True  # someone pressed the plug's own button: nobody badged
+    wait_until(lambda: agent.view(MACHINE).session.foreign_job, 10, "running without a session")
+
+    def hub_foreign(running: bool) -> bool:
+        state = hub_state(r.hub, MACHINE)
+        return (
+            state is not None and state.detail is not None and state.detail.foreign_job is running
+        )
+
+    wait_until(lambda: hub_foreign(True), 5, "the hub sees it")
+    wait_until(lambda: open_alerts(r.hub, MACHINE) == ["running_without_session"], 10, "alert")
+    shelly.output = False  # switched off by hand again: the alert resolves, kept
+    wait_until(lambda: hub_foreign(False), 10, "the hub sees it stop")
+    wait_until(lambda: open_alerts(r.hub, MACHINE) == [], 10, "alert resolved")
+    assert alerts_of(r.hub, MACHINE) == [("running_without_session", False)]

@@ -21,10 +21,18 @@ from devices.actuators import Actuator
 from devices.registry import DeviceContext
 from edge import kinds
 from edge.kinds import Kind
-from edge.kinds.base import Post, Submit
+from edge.kinds.base import CommandVerdict, Post, Run
+from edge.outcomes import Refusal
 from edge.session import SessionConfig
 from edge.settings import MachineSettings
-from protocol.messages import Availability, EndReason, MachineAction, Scalar, SessionEndedBody
+from protocol.messages import (
+    Availability,
+    EndReason,
+    MachineAction,
+    Outcome,
+    Scalar,
+    SessionEndedBody,
+)
 from tests.edge.conftest import advance, member_uid, present, state_of, wait_until
 from tests.edge.machines.conftest import hub_state, journaled
 from tests.edge.test_agent import Rig, actuator_of
@@ -65,9 +73,9 @@ class KilnFollower:
     def tele_interval_s(self, default: float, in_use: bool) -> float:
         return default
 
-    def command(self, action: MachineAction, submit: Submit) -> bool:
+    def command(self, action: MachineAction, run: Run) -> CommandVerdict:
         self.commands.append(action)
-        return action is MachineAction.PAUSE
+        return None if action is MachineAction.PAUSE else Refusal("unsupported")
 
     def run_time_s(self) -> float | None:
         return self.firing_s
@@ -126,9 +134,19 @@ def test_a_toy_kind_runs_a_session_end_to_end(kiln_kind: Kind, rig: Callable[...
 
     wait_until(hub_sees_the_kiln, 10, "kiln telemetry at the hub")
 
-    # A staff command from the hub reaches the follower.
-    assert hub.machine_command(MACHINE, MachineAction.PAUSE)
-    wait_until(lambda: kiln.commands == [MachineAction.PAUSE], 5, "pause at the kiln")
+    # A staff command from the hub reaches the follower, whose answer comes back.
+    pending = hub.machine_command(MACHINE, MachineAction.PAUSE)
+    assert pending is not None
+    outcome = pending.wait(10)
+    assert outcome is not None
+    assert outcome.outcome is Outcome.APPLIED
+    assert kiln.commands == [MachineAction.PAUSE]
+    pending = hub.machine_command(MACHINE, MachineAction.RESUME)
+    assert pending is not None
+    outcome = pending.wait(10)
+    assert outcome is not None
+    assert (outcome.outcome, outcome.code) == (Outcome.REFUSED, "unsupported")
+    assert outcome.reason == "Cette machine ne sait pas faire ça."
 
     # Its fault cuts the machine (the row's preset) and ends the session; its run time
     # since the session started is journaled and metered.

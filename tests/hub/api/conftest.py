@@ -26,37 +26,68 @@ from hub.db.engine import make_engine, make_sessionmaker
 from hub.db.migrate import upgrade
 from hub.db.models import MachineJob, Member, Role, UsageSession
 from hub.settings import HubSettings
-from protocol.messages import MachineAction, MachineState, Telemetry
+from protocol.messages import (
+    CommandOutcome,
+    MachineAction,
+    MachineState,
+    Outcome,
+    Telemetry,
+    utcnow,
+)
 
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PASSWORD = "correct horse battery"
 ROLES = tuple(Role)
 
 
+@dataclass
+class Answered:
+    """A command the fake edge answered at once (``outcome`` None: it never answers)."""
+
+    outcome: CommandOutcome | None
+
+    def wait(self, timeout: float | None = None) -> CommandOutcome | None:
+        return self.outcome
+
+
+def outcome_of(kind: Outcome, code: str = "", reason: str = "") -> CommandOutcome:
+    return CommandOutcome(cmd_id="c-1", outcome=kind, code=code, reason=reason, ts=utcnow())
+
+
 class RecordingControl(NullControl):
-    """A hub that records what the API asked of it; ``deliver`` says whether edges answer."""
+    """A hub that records what the API asked of it; ``deliver`` says whether commands
+    are sent, ``answer`` what the edge answers (applied by default)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.deliver = True
+        self.answer: CommandOutcome | None = outcome_of(Outcome.APPLIED)
+        self.by: list[int | None] = []
         self.ended: list[str] = []
         self.extended: list[tuple[str, int]] = []
         self.commands: list[tuple[str, MachineAction]] = []
         self.states: dict[str, MachineState] = {}
         self.edges: dict[str, bool] = {}
         self.telemetry: dict[str, Telemetry] = {}
+        self.job_files: dict[str, str | None] = {}
 
-    def end_session(self, session_id: str, message: str = "") -> bool:
+    def _sent(self) -> Answered | None:
+        return Answered(self.answer) if self.deliver else None
+
+    def end_session(self, session_id: str, message: str = "") -> Answered | None:
         self.ended.append(session_id)
-        return self.deliver
+        return self._sent()
 
-    def extend_session(self, session_id: str, minutes: int, message: str = "") -> bool:
+    def extend_session(self, session_id: str, minutes: int, message: str = "") -> Answered | None:
         self.extended.append((session_id, minutes))
-        return self.deliver
+        return self._sent()
 
-    def machine_command(self, machine_id: str, action: MachineAction) -> bool:
+    def machine_command(
+        self, machine_id: str, action: MachineAction, by: int | None = None
+    ) -> Answered | None:
         self.commands.append((machine_id, action))
-        return self.deliver
+        self.by.append(by)
+        return self._sent()
 
     def machine_states(self) -> Mapping[str, MachineState]:
         return self.states
@@ -66,6 +97,9 @@ class RecordingControl(NullControl):
 
     def machine_telemetry(self) -> Mapping[str, Telemetry]:
         return self.telemetry
+
+    def running_job_files(self) -> Mapping[str, str | None]:
+        return self.job_files
 
 
 @dataclass

@@ -7,8 +7,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from hub.db.models import Alert, EdgeCursor, Role, StaffPresence
-from protocol.messages import Availability, MachineDetail, MachineState, Telemetry, utcnow
-from tests.hub.api.conftest import Api, add_session
+from protocol.messages import (
+    Availability,
+    MachineDetail,
+    MachineState,
+    Outcome,
+    Telemetry,
+    utcnow,
+)
+from tests.hub.api.conftest import Api, add_session, outcome_of
 
 
 def _floor(api: Api) -> int:
@@ -110,16 +117,30 @@ def test_end_session_goes_through_control(api: Api) -> None:
     add_session(api, "open-1", member_id=member_id, ended=False)
     add_session(api, "closed-1", member_id=member_id)
     ended = api.post("/api/sessions/open-1/end", None, Role.ANIMATOR)
-    assert ended.status_code == 202, ended.text
+    assert ended.status_code == 200, ended.text  # the edge answered: applied
     assert ended.json()["id"] == "open-1"
     assert api.control.ended == ["open-1"]
     assert api.post("/api/sessions/closed-1/end", None).status_code == 409
+    # The edge refuses: 409 with its stable code and its French reason.
+    api.control.answer = outcome_of(Outcome.REFUSED, "not_active", "La session se termine déjà.")
+    refused = api.post("/api/sessions/open-1/end", None)
+    assert refused.status_code == 409
+    assert refused.json() == {"detail": "La session se termine déjà.", "code": "not_active"}
+    api.control.answer = outcome_of(Outcome.EXPIRED, "expired", "Commande arrivée trop tard.")
+    late = api.post("/api/sessions/open-1/end", None)
+    assert (late.status_code, late.json()["code"]) == (409, "expired")
+    # The edge does not answer in time: 504, the command may still be carried out.
+    api.control.answer = None
+    silent = api.post("/api/sessions/open-1/end", None)
+    assert silent.status_code == 504
+    assert silent.json()["code"] == "no_answer"
+    assert "pas répondu à temps" in silent.json()["detail"]
     api.control.deliver = False
     unreachable = api.post("/api/sessions/open-1/end", None)
     assert unreachable.status_code == 503
     assert "injoignable" in unreachable.json()["detail"]
     assert api.post("/api/sessions/nope/end", None).status_code == 404
-    assert api.control.ended == ["open-1", "open-1"]
+    assert api.control.ended == ["open-1"] * 5
 
 
 def test_extend_session_goes_through_control(api: Api) -> None:
@@ -127,7 +148,7 @@ def test_extend_session_goes_through_control(api: Api) -> None:
     add_session(api, "open-1", member_id=member_id, ended=False)
     add_session(api, "closed-1", member_id=member_id)
     extended = api.post("/api/sessions/open-1/extend?minutes=20", None, Role.ANIMATOR)
-    assert extended.status_code == 202, extended.text
+    assert extended.status_code == 200, extended.text
     assert api.control.extended == [("open-1", 20)]
     assert api.post("/api/sessions/open-1/extend?minutes=0", None).status_code == 422
     assert api.post("/api/sessions/open-1/extend?minutes=241", None).status_code == 422

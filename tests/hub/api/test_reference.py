@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from hub.db.models import Machine, MachineTraining, Role
-from protocol.messages import MachineAction
-from tests.hub.api.conftest import Api
+from protocol.messages import MachineAction, Outcome
+from tests.hub.api.conftest import Api, outcome_of
 
 LASER = {
     "id": "laser-1",
@@ -151,7 +151,14 @@ def test_maintenance_and_commands_reach_the_control_seam(api: Api) -> None:
         "/api/machines/laser-1/maintenance", {"on": True, "note": "lentille"}, Role.ANIMATOR
     )
     assert on.status_code == 200, on.text
-    assert on.json() == {"machine_id": "laser-1", "action": "maintenance_on", "delivered": True}
+    assert on.json() == {
+        "machine_id": "laser-1",
+        "action": "maintenance_on",
+        "delivered": True,
+        "outcome": "applied",
+        "code": "",
+        "reason": "",
+    }
     machine = api.get("/api/machines/laser-1").json()
     assert machine["maintenance"] is True
     assert machine["maintenance_note"] == "lentille"
@@ -167,15 +174,28 @@ def test_maintenance_and_commands_reach_the_control_seam(api: Api) -> None:
     ok = api.post("/api/machines/laser-1/commands", {"action": "cancel"}, Role.ANIMATOR)
     assert ok.status_code == 200
     assert ok.json()["delivered"] is True
+    assert ok.json()["outcome"] == "applied"
+    # The edge refuses (no job to pause): 409, its code and French reason.
+    api.control.answer = outcome_of(Outcome.REFUSED, "no_job", "Aucune découpe en cours.")
+    no_job = api.post("/api/machines/laser-1/commands", {"action": "pause"}, Role.ANIMATOR)
+    assert no_job.status_code == 409
+    assert no_job.json() == {"detail": "Aucune découpe en cours.", "code": "no_job"}
+    api.control.answer = None
+    silent = api.post("/api/machines/laser-1/commands", {"action": "rearm"}, Role.ANIMATOR)
+    assert (silent.status_code, silent.json()["code"]) == (504, "no_answer")
     assert api.control.commands == [
         ("laser-1", MachineAction.MAINTENANCE_ON),
         ("laser-1", MachineAction.MAINTENANCE_OFF),
         ("laser-1", MachineAction.PAUSE),
         ("laser-1", MachineAction.CANCEL),
+        ("laser-1", MachineAction.PAUSE),
+        ("laser-1", MachineAction.REARM),
     ]
+    # Every command carries the staff account that sent it (journaled with a re-arm).
+    assert api.control.by[-1] == api.accounts[Role.ANIMATOR]
     # Maintenance goes through its own endpoint, which also stores the flag.
     assert (
         api.post("/api/machines/laser-1/commands", {"action": "maintenance_on"}).status_code == 422
     )
     assert api.post("/api/machines/nope/commands", {"action": "pause"}).status_code == 404
-    assert len(api.control.commands) == 4
+    assert len(api.control.commands) == 6

@@ -6,7 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
-from hub.db.models import Member, Role
+from hub.db.models import MachineJob, Member, Role, UsageSession
 from tests.hub.api.conftest import Api, add_job, add_session
 
 BASE = datetime(2025, 3, 10, 14, tzinfo=UTC)
@@ -179,13 +179,20 @@ def test_csv_report(api: Api) -> None:
         "heures_impression",
         "filament_m",
         "filament_g",
+        "heures_machine_tenue",
+        "impressions_sans_session",
+        "heures_impression_sans_session",
+        "filament_estime_m",
     ]
     assert rows[1][:5] == ["test", "2025-03-01", "2025-04-01", "laser-1", "laser-1"]
     # 6 people, all new (first visit in March); 3900 s over 7 sessions.
-    assert rows[1][5:] == ["6", "6", "7", "1,08", "9,3", "0,00", "0", "0,00", "0,00", "0,0"]
+    assert rows[1][5:] == [
+        *("6", "6", "7", "1,08", "9,3", "0,00", "0", "0,00", "0,00", "0,0"),
+        *("1,08", "0", "0,00", "0,00"),
+    ]
     # The printer's 3 people: shown as "< 5", every figure withheld.
     assert rows[2][3] == "printer-1"
-    assert rows[2][5:] == ["< 5"] + [""] * 9
+    assert rows[2][5:] == ["< 5"] + [""] * 13
     assert len(rows) == 3
 
 
@@ -311,5 +318,63 @@ def test_csv_report_carries_print_and_run_totals(api: Api) -> None:
         params={"by": "machine", "since": "2025-03-01", "until": "2025-04-01"},
     ).content.decode("utf-8-sig")
     rows = {r[3]: r for r in csv.reader(io.StringIO(text), delimiter=";")}
-    assert rows["printer-1"][10:] == ["0,00", "6", "8,00", "10,50", "31,3"]
-    assert rows["laser-1"][10:] == ["0,75", "0", "0,00", "0,00", "0,0"]
+    # run hours, jobs, print hours, filament m and g; machine hours; the staff print
+    # nobody badged for, apart (1 job, 0.5 h); no estimated filament.
+    assert rows["printer-1"][10:] == [
+        *("0,00", "6", "8,00", "10,50", "31,3"),
+        *("1,25", "1", "0,50", "0,00"),
+    ]
+    assert rows["laser-1"][10:] == [
+        *("0,75", "0", "0,00", "0,00", "0,0"),
+        *("3,00", "0", "0,00", "0,00"),
+    ]
+
+
+def test_people_hours_leave_out_the_wait_after_the_member_left(api: Api) -> None:
+    """Funders count people: a member who badged out mid-print counts her presence;
+    the time the session held the printer after (print end, cool-down) is machine time."""
+    people = _members(api, 5)
+    for i, mid in enumerate(people):
+        add_session(
+            api,
+            f"p-{i}",
+            member_id=mid,
+            machine_id="printer-1",
+            machine_kind="printer",
+            used_s=3600,
+            started_at=BASE + timedelta(hours=i),
+        )
+    with api.db() as s:
+        for i in range(5):
+            row = s.get(UsageSession, f"p-{i}")
+            assert row is not None
+            row.present_s = 900.0 if i < 4 else None  # an older edge: its length is all
+        s.commit()
+    rows = _rows(api, Role.COORDINATOR, by="machine", since="2025-03-01", until="2025-04-01")
+    printer = rows["printer-1"]
+    assert printer["hours"] == round((4 * 900 + 3600) / 3600, 2)
+    assert printer["machine_hours"] == 5.0
+
+
+def test_jobs_nobody_badged_for_and_estimated_filament_are_reported_apart(api: Api) -> None:
+    _printing(api)
+    add_job(
+        api,
+        session_id="print-1",
+        member_id=None,
+        ended_at=BASE + timedelta(hours=5),
+        duration_s=600,
+        filament_mm=300.0,
+        result="lost",
+    )
+    with api.db() as s:
+        lost = s.query(MachineJob).filter(MachineJob.result == "lost").one()
+        lost.filament_estimated = True
+        s.commit()
+    march = {"since": "2025-03-01", "until": "2025-04-01"}
+    printer = _rows(api, Role.FABMANAGER, by="machine", **march)["printer-1"]
+    assert printer["jobs"] == 7  # every job, whatever its result
+    assert printer["unattributed_jobs"] == 1  # the one started at the printer
+    assert printer["unattributed_print_hours"] == 0.5
+    assert printer["filament_m"] == 10.8
+    assert printer["filament_estimated_m"] == 0.3

@@ -158,6 +158,22 @@ CASES = [
         Code.GRANTED,
         live=LiveView(open_sessions={"printer-1": session(1, "printer-1", WED_14, None, 60)}),
     ),
+    Case(
+        "running-without-session",
+        "ines",
+        "printer-1",
+        WED_15,
+        Code.RUNNING_WITHOUT_SESSION,
+        live=LiveView(machines_foreign=frozenset({"printer-1"})),
+    ),
+    Case(
+        "running-without-session-staff-may",
+        "karim",
+        "printer-1",
+        WED_15,
+        Code.GRANTED_STAFF,
+        live=LiveView(machines_foreign=frozenset({"printer-1"})),
+    ),
     Case("staff-anytime", "karim", "laser-1", MON_9, Code.GRANTED_STAFF),
     Case(
         "staff-busy",
