@@ -138,6 +138,8 @@ class LedgerLimits:
     clock_allowance: timedelta = timedelta(seconds=60)
     #: No session is longer than this.
     max_session: timedelta = timedelta(hours=24)
+    #: Edge seconds per wall second (1; more only for the demo's accelerated edges).
+    time_scale: float = 1.0
 
 
 class Poison(Exception):
@@ -542,7 +544,7 @@ class Ledger:
         time was claimed, by the edge's clock).
         """
         end = row.ended_at or max(received, event.ts, claimed_at or event.ts)
-        wall = end - row.started_at
+        wall = (end - row.started_at) * self._limits.time_scale
         limit = max(
             0.0, min(wall + self._limits.clock_allowance, self._limits.max_session).total_seconds()
         )

@@ -115,6 +115,7 @@ def ledger_limits(settings: HubSettings) -> LedgerLimits:
         future=timedelta(seconds=settings.event_future_s),
         clock_allowance=timedelta(seconds=settings.usage_clock_allowance_s),
         max_session=timedelta(hours=settings.session_max_h),
+        time_scale=settings.demo_time_scale,
     )
 
 

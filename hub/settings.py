@@ -130,6 +130,10 @@ class HubSettings(BaseSettings):
     #: Longest a session can be on any machine (grants end with their slot or the
     #: staff maximum; extensions add at most a day): used time beyond it is clamped.
     session_max_h: float = Field(default=24.0, gt=0, le=7 * 24)
+    #: Demo only: the edges' simulated clocks run this many times faster than the wall
+    #: clock (``fabrique demo --speed``), so used time spans that many times a session's
+    #: wall span. Must stay 1 outside demo mode (a real edge's seconds are seconds).
+    demo_time_scale: float = Field(default=1.0, ge=1.0, le=1000.0)
     snapshot_days: int = Field(default=7, ge=1, le=31)
     snapshot_validity_h: float = Field(default=36.0, gt=0)
     access_log_retention_days: int = Field(default=92, ge=1)
@@ -255,6 +259,8 @@ class HubSettings(BaseSettings):
     def _no_placeholders(self) -> HubSettings:
         if self.demo:
             return self
+        if self.demo_time_scale != 1.0:
+            raise ValueError("demo_time_scale ne vaut que pour la démo (demo = true) : retirez-le")
         for name in ("site_secret", "session_secret"):
             problem = secret_problem(
                 name, getattr(self, name).get_secret_value(), f"FABRIQUE_{name.upper()}"

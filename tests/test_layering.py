@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +24,24 @@ def test_import_contracts_hold() -> None:
     assert "0 broken" in result.stdout
 
 
+def _imports_paho(path: Path) -> bool:
+    """Whether the module imports paho anywhere (inside functions too), read as code:
+    prose that says "from paho's thread" is not an import."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "paho" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "paho":
+            return True
+    return False
+
+
 def test_only_one_module_per_process_imports_paho() -> None:
     """DESIGN §5.4: the hub and the edge each reach MQTT through one module."""
     for package, allowed in (("hub", {"hub/mqtt.py"}), ("edge", {"edge/link.py"})):
         users = {
-            str(p.relative_to(ROOT))
-            for p in (ROOT / package).rglob("*.py")
-            if "import paho" in p.read_text() or "from paho" in p.read_text()
+            str(p.relative_to(ROOT)) for p in (ROOT / package).rglob("*.py") if _imports_paho(p)
         }
+        assert allowed <= users, f"{package}: {allowed} no longer imports paho?"
         assert users <= allowed, f"{package}: paho imported from {sorted(users - allowed)}"
     for leaf in ("protocol", "devices"):
         for path in (ROOT / leaf).rglob("*.py"):

@@ -244,6 +244,7 @@ def hub_settings(opts: DemoOptions, broker: RunningBroker) -> HubSettings:
         mqtt_tls=False,
         http_host="127.0.0.1",
         http_port=opts.port,
+        demo_time_scale=max(1.0, opts.speed),  # the edges' accelerated clocks meter ×speed
     )
 
 

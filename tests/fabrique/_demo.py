@@ -85,11 +85,15 @@ def run_demo_and_check(
                 return all(m["edge_online"] for m in machines)
 
             _wait_for(edges_online, 60, "every simulated edge online")
+            # The goal is 20 s on a fresh demo (about 10 s measured on a quiet machine);
+            # the bound leaves room for a loaded CI machine running two test workers.
             seen: set[str] = set()
             try:
-                _wait_for(lambda: _floor_moves(api, headers, seen), 20, "a moving floor")
+                _wait_for(lambda: _floor_moves(api, headers, seen), FLOOR_MOVES_S, "the floor")
             except AssertionError:
-                raise AssertionError(f"not seen within 20 s: {FLOOR_MOVES - seen}") from None
+                raise AssertionError(
+                    f"not seen within {FLOOR_MOVES_S} s: {FLOOR_MOVES - seen}"
+                ) from None
         rc = proc.wait(DURATION_S + 40)
     finally:
         if proc.poll() is None:
@@ -112,6 +116,7 @@ def run_demo_and_check(
     return stdout
 
 
+FLOOR_MOVES_S = 35
 FLOOR_MOVES = {"printer heating", "laser in session", "game in session", "kiosk refusal"}
 
 
@@ -216,6 +221,11 @@ def _check_store(workdir: Path) -> None:
         assert types.get("session_started", 0) == len(sessions)
         assert types.get("session_ended", 0) == len(sessions)
         assert types.get("usage_tick", 0) >= 1
+        # The edges' clocks run ×speed: their used time is not "beyond the wall span".
+        alerts = q(
+            "SELECT kind, detail FROM alert WHERE kind IN ('usage_clamped', 'journal_poison')"
+        )
+        assert not alerts, alerts
         # Prints reached the hub as jobs done, attributed to sessions, on both printers.
         jobs = [json.loads(b) for (b,) in q("SELECT body FROM edge_event WHERE type='job_ended'")]
         done = {j["machine"] for j in jobs if j["result"] == "done" and j["session_id"]}

@@ -136,3 +136,9 @@ def test_api_docs_are_public_in_demo_and_admin_only_in_production(
     assert HubSettings(**GOOD).docs_access == "public"
     with pytest.raises(ValidationError, match="api_docs"):
         HubSettings(demo=True, api_docs="everyone")
+
+
+def test_the_demo_time_scale_is_refused_on_a_real_site() -> None:
+    assert HubSettings(demo=True, demo_time_scale=60).demo_time_scale == 60
+    with pytest.raises(ValidationError, match="ne vaut que pour la démo"):
+        HubSettings(**GOOD, demo_time_scale=60)

@@ -203,6 +203,7 @@ class Floor:
 def floor(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Floor]:
     from edge.agent import Agent
     from edge.settings import EdgeSettings
+    from protocol.signing import demo_edge_key
 
     workdir = tmp_path_factory.mktemp("web")
     db_url = f"sqlite:///{workdir / 'hub.db'}"
@@ -228,6 +229,7 @@ def floor(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         site=site,
         edge_id="pi-web",
         site_secret=SECRET,
+        edge_key=demo_edge_key(SECRET.encode(), "pi-web").hex(),  # the demo hub's fallback
         mqtt={"host": mosquitto.host, "port": mosquitto.port, "reconnect_max_s": 1},
         journal={"path": str(workdir / "edge" / "journal.db"), "resend_s": 2.0},
         feedback={"console": False},

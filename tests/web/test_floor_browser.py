@@ -76,7 +76,10 @@ def test_end_a_session_from_the_machine_page(page: Any, floor: Floor) -> None:
 
 def test_a_command_the_printer_refuses_shows_why(page: Any, floor: Floor) -> None:
     login(page, floor, Role.ANIMATOR)
-    # No print on printer-1: the edge asks the printer, which refuses; the page says so.
+    # No print on printer-1 (the progress test's print is over): the edge asks the
+    # printer, which refuses; the page says so.
+    printer = floor.agent.unit("printer-1").follower.printer
+    wait_until(lambda: not printer.snapshot.job_active, 30, "printer-1 has no job")
     page.goto(f"{floor.url}/machines/printer-1/confirmer?action=pause")
     page.get_by_role("button", name="Confirmer").click()
     expect(page.locator("#resultat")).to_have_text(
