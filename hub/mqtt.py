@@ -46,7 +46,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from hub.metrics import Metrics, RateLimitedLog
 from hub.settings import HubSettings
 from hub.throttle import EdgeThrottle
-from protocol.contract import CONTRACT, Direction
+from protocol.contract import CONTRACT, Direction, spec
 from protocol.errors import MalformedPayload, ProtocolError
 from protocol.ids import is_ident
 from protocol.messages import (
@@ -126,6 +126,64 @@ class HubHandlers(Protocol):
         """
 
 
+#: Bytes asked of the socket per read: a burst of small packets in one system call.
+READ_CHUNK = 16384
+
+
+class _BufferedClient(paho.Client):
+    """paho's client with fewer system calls and less work per incoming packet.
+
+    paho reads a packet with three ``recv`` calls (command byte, length, body) and
+    returns to ``select`` after each packet once nothing is in flight (the answers are
+    QoS 0): at a few thousand messages a second that per-packet Python was most of the
+    hub's CPU (issue 15). Here the socket is read :data:`READ_CHUNK` bytes at a time
+    into a buffer that paho's parser consumes, :meth:`loop_read` goes on until the
+    buffer is empty (writing what the handlers queued between passes, so an answer does
+    not wait for the whole chunk), and an incoming message goes straight to
+    ``on_message`` (the hub registers no per-topic callbacks). paho's own parser,
+    session and QoS handling are untouched.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            chunk = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing came
+            if len(chunk) <= bufsize:
+                self._rbuf, self._rpos = b"", 0
+                return chunk  # also b"" (connection closed)
+            self._rbuf, self._rpos = chunk, 0
+        start = self._rpos
+        self._rpos = end = min(len(self._rbuf), start + bufsize)
+        return self._rbuf[start:end]
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf):
+            if self._out_packet:
+                self.loop_write()
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        callback = self._on_message
+        if callback is None:
+            return
+        try:
+            callback(self, self._userdata, message)
+        except Exception as err:
+            self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+            if not self.suppress_exceptions:
+                raise
+
+
 def set_nodelay(sock: Any) -> bool:
     """Disable Nagle's algorithm on a TCP socket (also through an SSL wrapper)."""
     try:
@@ -164,6 +222,9 @@ class HubMqtt:
         self._connected = threading.Event()
         self._stopping = False
         self._subscribe_mid: int | None = None
+        self._subscriptions: list[tuple[Kind, int]] = list(SUBSCRIPTIONS)
+        self._tele_client: _BufferedClient | None = None
+        self._tele_ready = threading.Event()
         self._last_connect_error: OSError | None = None
 
     @property
@@ -173,15 +234,13 @@ class HubMqtt:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        """Create the client and connect in the background (paho's own thread)."""
-        if self._client is not None:
-            return
+    def _new_client(self, client_id: str, *, clean_session: bool) -> _BufferedClient:
+        """A configured client (credentials, TLS, TCP_NODELAY, queues), not connected."""
         s = self.settings
-        client = paho.Client(
+        client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=False,
+            client_id=client_id,
+            clean_session=clean_session,
             protocol=MQTTProtocolVersion.MQTTv311,
         )
         client.suppress_exceptions = True
@@ -190,23 +249,43 @@ class HubMqtt:
             client.username_pw_set(s.mqtt_username, password)
         if s.mqtt_tls:
             client.tls_set(ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
+        client.max_inflight_messages_set(50)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_socket_open = self._on_socket_open
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Create the client(s) and connect in the background (paho's own threads)."""
+        if self._client is not None:
+            return
+        s = self.settings
+        client = self._new_client(self.client_id, clean_session=False)
         client.will_set(
             self.topics.hub_status(),
             encode(HubStatus(online=False, ts=utcnow(), version=self._version)),
             qos=1,
             retain=True,
         )
-        client.max_inflight_messages_set(50)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
         self._client = client
         self._stopping = False
+        if s.mqtt_telemetry_connection:
+            self._subscriptions = [k for k in SUBSCRIPTIONS if k[0] is not Kind.TELE]
+            tele = self._new_client(f"{self.client_id}-tele", clean_session=True)
+            tele.on_connect = self._on_tele_connect
+            tele.on_subscribe = self._on_tele_subscribe
+            tele.on_disconnect = self._on_tele_disconnect
+            self._tele_client = tele
+            tele.connect_async(s.mqtt_host, s.mqtt_port, keepalive=s.mqtt_keepalive_s)
+            tele.loop_start()
+        else:
+            self._subscriptions = list(SUBSCRIPTIONS)
+            self._tele_ready.set()
         client.connect_async(s.mqtt_host, s.mqtt_port, keepalive=s.mqtt_keepalive_s)
         client.loop_start()
         logger.info("MQTT: connecting to %s:%d as %s", s.mqtt_host, s.mqtt_port, self.client_id)
@@ -230,7 +309,12 @@ class HubMqtt:
                 logger.warning("MQTT: offline status not confirmed: %s", err)
         client.disconnect()
         client.loop_stop()
+        tele, self._tele_client = self._tele_client, None
+        if tele is not None:
+            tele.disconnect()
+            tele.loop_stop()
         self._connected.clear()
+        self._tele_ready.clear()
         self._client = None
         logger.info("MQTT: stopped")
 
@@ -239,8 +323,14 @@ class HubMqtt:
         return self._connected.is_set()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Block until connected, subscribed (SUBACK) and announced online, or ``timeout``."""
-        return self._connected.wait(timeout)
+        """Block until connected, subscribed (SUBACK) and announced online, or ``timeout``.
+
+        With the telemetry connection, until it is subscribed as well.
+        """
+        deadline = time.monotonic() + timeout
+        return self._connected.wait(timeout) and self._tele_ready.wait(
+            max(0.0, deadline - time.monotonic())
+        )
 
     def socket(self) -> Any:
         """The client's live socket (tests check its options), or None."""
@@ -315,7 +405,7 @@ class HubMqtt:
             _limited.warning("refused", "MQTT: connection refused: %s", reason_code)
             return
         result, mid = client.subscribe(
-            [(self.topics.all_edges(kind), qos) for kind, qos in SUBSCRIPTIONS]
+            [(self.topics.all_edges(kind), qos) for kind, qos in self._subscriptions]
         )
         self._subscribe_mid = mid if result == MQTTErrorCode.MQTT_ERR_SUCCESS else None
         self._last_connect_error = None
@@ -351,6 +441,46 @@ class HubMqtt:
             self.metrics.inc("handler_errors", "on_connected")
             logger.exception("MQTT: on_connected handler failed")
         self._connected.set()
+
+    def _on_tele_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self.metrics.inc("mqtt_connect_refused", f"tele:{reason_code}")
+            _limited.warning("tele_refused", "MQTT: telemetry connection refused: %s", reason_code)
+            return
+        client.subscribe(self.topics.all_edges(Kind.TELE), spec(Kind.TELE).qos)
+
+    def _on_tele_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            self.metrics.inc("mqtt_subscribe_refused")
+            logger.error("MQTT: telemetry subscription refused by the broker: %s", reason_codes)
+        self._tele_ready.set()
+
+    def _on_tele_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._tele_ready.clear()
+        if not self._stopping:
+            self.metrics.inc("mqtt_disconnects")
+            _limited.warning("tele_disconnect", "MQTT: telemetry connection lost (%s)", reason_code)
 
     @property
     def last_connect_error(self) -> OSError | None:

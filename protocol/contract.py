@@ -91,10 +91,10 @@ CONTRACT: tuple[TopicSpec, ...] = (
     TopicSpec(
         Kind.CMD_ACCESS,
         Direction.HUB_TO_EDGE,
-        1,
+        0,
         False,
         (AccessDecision,),
-        "grant or refusal for one request",
+        "grant or refusal for one request (QoS 0: it expires, see below)",
     ),
     TopicSpec(
         Kind.EVT,
