@@ -79,6 +79,8 @@ class Gauges:
     queues: Mapping[str, int] = field(default_factory=dict)
     #: The health counters each online edge last reported on its status.
     edge_health: Mapping[str, EdgeHealth] = field(default_factory=dict)
+    #: Hub→edge messages each online edge dropped, from its status (``rejected``).
+    edge_rejected: Mapping[str, int] = field(default_factory=dict)
 
 
 #: (field of :class:`~protocol.messages.EdgeHealth`, help) exported as
@@ -151,6 +153,14 @@ class HubCollector(Collector):
             for edge, health in sorted(g.edge_health.items()):
                 edge_family.add_metric([edge], getattr(health, attr))
             yield edge_family
+        rejected = GaugeMetricFamily(
+            "fabrique_edge_rejected",
+            "Hub→edge messages the edge dropped (bad MAC, stale, ack beyond its journal).",
+            labels=["edge"],
+        )
+        for edge, n in sorted(g.edge_rejected.items()):
+            rejected.add_metric([edge], n)
+        yield rejected
 
 
 def registry_for(metrics: Metrics, gauges: Callable[[], Gauges]) -> CollectorRegistry:

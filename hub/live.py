@@ -75,6 +75,8 @@ class EdgeLiveness:
     seen_at: datetime
     #: The health counters of its last online status (None: none sent yet).
     health: EdgeHealth | None = None
+    #: Hub→edge messages it dropped (forged, stale…), from its last online status.
+    rejected: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +519,7 @@ class LiveState:
                 machines=tuple(machines),
                 seen_at=now,
                 health=status.health if status.online else None,
+                rejected=status.rejected if status.online else 0,
             )
             self._recompute_offline()
         self._notify("", "edge")
@@ -678,6 +681,11 @@ class LiveState:
         """The health counters each online edge last reported."""
         with self._lock:
             return {e: live.health for e, live in self._edges.items() if live.health is not None}
+
+    def edge_rejected(self) -> dict[str, int]:
+        """How many hub→edge messages each online edge says it dropped (forged, stale…)."""
+        with self._lock:
+            return {e: live.rejected for e, live in self._edges.items() if live.online}
 
     def edges(self) -> dict[str, EdgeLiveness]:
         with self._lock:

@@ -790,6 +790,7 @@ class Hub:
             backlog=self.worker.backlog(),
             queues=queues,
             edge_health=self.live.edge_health(),
+            edge_rejected=self.live.edge_rejected(),
         )
 
     def metrics_snapshot(self) -> dict[str, Any]:

@@ -21,12 +21,15 @@ overflow bucket per kind, so made-up edge ids cannot grow the hub either.
 in a short time (someone trying cloned or random UIDs) put the reader in a
 cool-down during which every badge on it is refused ``too_many_attempts``.
 
-Both are used from paho's network thread only (one thread: no lock); the counters
-they feed live in :class:`hub.metrics.Metrics`.
+:class:`EdgeThrottle` is called from the network threads of both hub connections
+(decisions and telemetry), so it holds a lock (uncontended: tens of nanoseconds);
+:class:`ReaderGuard` only from the decision thread. The counters they feed live in
+:class:`hub.metrics.Metrics`.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -101,30 +104,33 @@ class EdgeThrottle:
         #: Last time each edge was throttled (bounded like the buckets).
         self._last_throttled: dict[str, float] = {}
         self._last_alert: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def allow(self, edge: str, kind: str) -> bool:
         """Whether one more ``kind`` message of ``edge`` may be handled now."""
         rate = self._limits.get(kind)
         if rate is None:
             return True
-        if edge not in self._edges:
-            if len(self._edges) >= self._max_edges:
-                edge = OVERFLOW
-            else:
-                self._edges.add(edge)
-        key = (edge, kind)
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(rate.per_s, rate.burst, rate.burst, now)
-        if bucket.take(now):
-            return True
-        self._last_throttled[edge] = now
-        last = self._last_alert.get(edge)
-        if last is None or now - last >= self._alert_interval:
-            self._last_alert[edge] = now
-            if self._on_throttled is not None:
-                self._on_throttled(edge, kind)
+        with self._lock:
+            if edge not in self._edges:
+                if len(self._edges) >= self._max_edges:
+                    edge = OVERFLOW
+                else:
+                    self._edges.add(edge)
+            key = (edge, kind)
+            now = self._clock()
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(rate.per_s, rate.burst, rate.burst, now)
+            if bucket.take(now):
+                return True
+            self._last_throttled[edge] = now
+            last = self._last_alert.get(edge)
+            alert = last is None or now - last >= self._alert_interval
+            if alert:
+                self._last_alert[edge] = now
+        if alert and self._on_throttled is not None:
+            self._on_throttled(edge, kind)  # outside the lock: it queues an alert
         return False
 
     def throttled_edges(self, within_s: float = 60.0) -> int:

@@ -262,5 +262,6 @@ def test_an_edges_health_counters_reach_the_hub_metrics(make_site: Any) -> None:
     assert figures["fabrique_edge_connects{edge=pi-fab}"] == 1
     assert figures["fabrique_edge_bad_messages{edge=pi-fab}"] == 1
     assert figures["fabrique_edge_journal_backlog{edge=pi-fab}"] == 7
+    assert "fabrique_edge_rejected{edge=pi-fab}" in figures  # what its status says it dropped
     # An offline edge reports no health: its gauges go away rather than freeze.
     wait_until(lambda: "pi-fab" not in hub.live.edge_health(), timeout=10, what="offline")
