@@ -75,6 +75,13 @@ SUBSCRIPTIONS: tuple[tuple[Kind, int], ...] = tuple(
     (row.kind, row.qos) for row in CONTRACT if row.direction is Direction.EDGE_TO_HUB
 )
 
+#: What the second connection carries when there is one (``mqtt_telemetry_connection``):
+#: telemetry, most of the traffic, and journal events — QoS 1 messages an edge may send
+#: by thousands, whose PUBACKs and in-flight window must not queue a badge request behind
+#: them (an events flood from one edge held the others' decisions ~0.6 s at p99 when
+#: they shared the decision connection; 12 ms apart, ``bench/flood.py``).
+BULK_KINDS: tuple[Kind, ...] = (Kind.EVT, Kind.TELE)
+
 
 #: The token bucket (:data:`hub.throttle.KINDS`) of each kind of topic an edge sends.
 _BUCKETS: dict[Kind, str] = {
@@ -225,6 +232,9 @@ class HubMqtt:
         self._subscriptions: list[tuple[Kind, int]] = list(SUBSCRIPTIONS)
         self._tele_client: _BufferedClient | None = None
         self._tele_ready = threading.Event()
+        #: The decision connection's SUBACK arrived (cleared when it drops).
+        self._main_subscribed = threading.Event()
+        self._announce_lock = threading.Lock()
         self._last_connect_error: OSError | None = None
 
     @property
@@ -275,8 +285,9 @@ class HubMqtt:
         self._client = client
         self._stopping = False
         if s.mqtt_telemetry_connection:
-            self._subscriptions = [k for k in SUBSCRIPTIONS if k[0] is not Kind.TELE]
-            tele = self._new_client(f"{self.client_id}-tele", clean_session=True)
+            self._subscriptions = [k for k in SUBSCRIPTIONS if k[0] not in BULK_KINDS]
+            # Persistent too: journal events published while the hub restarts wait here.
+            tele = self._new_client(f"{self.client_id}-tele", clean_session=False)
             tele.on_connect = self._on_tele_connect
             tele.on_subscribe = self._on_tele_subscribe
             tele.on_disconnect = self._on_tele_disconnect
@@ -315,6 +326,7 @@ class HubMqtt:
             tele.loop_stop()
         self._connected.clear()
         self._tele_ready.clear()
+        self._main_subscribed.clear()
         self._client = None
         logger.info("MQTT: stopped")
 
@@ -426,8 +438,25 @@ class HubMqtt:
             # Typically an ACL: the hub would be deaf to part of the site. Say it loudly.
             self.metrics.inc("mqtt_subscribe_refused")
             logger.error("MQTT: subscriptions refused by the broker: %s", refused)
-        # Subscribed first, announced second (Sparkplug order): edges that see the hub
-        # online and start replaying their journal are sure to be heard.
+        self._main_subscribed.set()
+        self._announce_when_subscribed()
+
+    def _announce_when_subscribed(self) -> None:
+        """Subscribed first, announced second (Sparkplug order): edges that see the hub
+        online and start replaying their journal are sure to be heard, on whichever
+        connection carries their events; so once both connections are subscribed."""
+        client = self._client
+        with self._announce_lock:
+            if (
+                client is None
+                or self._connected.is_set()
+                or not self._main_subscribed.is_set()
+                or not self._tele_ready.is_set()
+            ):
+                return
+            self._announce(client)
+
+    def _announce(self, client: paho.Client) -> None:
         client.publish(
             self.topics.hub_status(),
             encode(HubStatus(online=True, ts=utcnow(), version=self._version)),
@@ -454,7 +483,7 @@ class HubMqtt:
             self.metrics.inc("mqtt_connect_refused", f"tele:{reason_code}")
             _limited.warning("tele_refused", "MQTT: telemetry connection refused: %s", reason_code)
             return
-        client.subscribe(self.topics.all_edges(Kind.TELE), spec(Kind.TELE).qos)
+        client.subscribe([(self.topics.all_edges(k), spec(k).qos) for k in BULK_KINDS])
 
     def _on_tele_subscribe(
         self,
@@ -468,6 +497,7 @@ class HubMqtt:
             self.metrics.inc("mqtt_subscribe_refused")
             logger.error("MQTT: telemetry subscription refused by the broker: %s", reason_codes)
         self._tele_ready.set()
+        self._announce_when_subscribed()
 
     def _on_tele_disconnect(
         self,
@@ -503,6 +533,7 @@ class HubMqtt:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        self._main_subscribed.clear()
         if self._stopping:
             return
         self.metrics.inc("mqtt_disconnects")

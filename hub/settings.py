@@ -83,10 +83,10 @@ class HubSettings(BaseSettings):
     mqtt_ca_file: Path | None = None
     mqtt_client_id: str | None = None
     mqtt_keepalive_s: int = 30
-    #: Telemetry (``tele/+``, most of the traffic) on a second MQTT connection of its own,
-    #: client id ``{mqtt_client_id}-tele``, so that a telemetry burst never queues in front
-    #: of a badge request on the decision connection (issue 15). The broker's ACL must let
-    #: the hub's user connect twice.
+    #: Telemetry (``tele/+``, most of the traffic) and journal events (``evt``) on a
+    #: second, persistent MQTT connection, client id ``{mqtt_client_id}-tele``, so that a
+    #: burst of either never queues in front of a badge request on the decision connection
+    #: (issues 15 and 12). The broker's ACL must let the hub's user connect twice.
     mqtt_telemetry_connection: bool = True
 
     http_host: str = "127.0.0.1"

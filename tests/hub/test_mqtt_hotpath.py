@@ -132,3 +132,47 @@ def test_telemetry_reaches_the_hub_with_or_without_its_own_connection(
         edge.stop()
     assert hub.live.latest_telemetry()[("pi-fab", "printer-1")].values == {"nozzle": 210.5}
     assert hub.metrics.get("messages", "tele") == 1
+
+
+def test_journal_events_sent_while_the_hub_is_down_wait_on_its_second_connection(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """Events ride the second connection (beside telemetry, out of the decisions' way),
+    which is persistent: what an edge journals while the hub restarts waits in the broker
+    and is applied when the hub is back."""
+    from sqlalchemy import func, select
+
+    from hub.db.models import EdgeEvent
+    from tests.hub.hubkit import Journal
+
+    db_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    factory = migrated(db_url)
+    seed(factory)
+    settings = settings_for(db_url, mosquitto, mqtt_client_id=f"hub-{uuid.uuid4().hex[:8]}")
+
+    def events() -> int:
+        with factory() as s:
+            return int(s.scalar(select(func.count()).select_from(EdgeEvent)) or 0)
+
+    first = Hub(settings, factory, clock=lambda: NOW, snapshot_workers=0)
+    first.start()
+    assert first.mqtt.wait_connected(10)
+    assert Kind.EVT not in {k for k, _qos in first.mqtt._subscriptions}  # not on decisions
+    first.stop()
+    edge = Edge(mosquitto, first.topics.cmd_access("pi-fab"))
+    journal = Journal("pi-fab")
+    try:
+        body = {"machine": "printer-1", "code": "printer", "detail": "buse"}
+        for _ in range(3):
+            edge.client.publish(
+                first.topics.evt("pi-fab"), dumps(journal.event("machine_fault", body)), qos=1
+            ).wait_for_publish(5)
+        assert events() == 0
+        second = Hub(settings, factory, clock=lambda: NOW, snapshot_workers=0)
+        second.start()
+        try:
+            wait_until(lambda: events() == 3, what="the events queued while the hub was down")
+        finally:
+            second.stop()
+    finally:
+        edge.stop()
