@@ -105,7 +105,11 @@ def start_broker(
             "persistence false\n"
             "max_queued_messages 10000\n"
             "log_dest stderr\n"
-            "log_type error\nlog_type warning\nlog_type notice\n",
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            # Started by root, Mosquitto drops to its own user, and a change of user
+            # clears the kernel's parent-death signal: a demo killed outright would
+            # leave its broker running. Stay root then (this broker is loopback-only).
+            + ("user root\n" if os.geteuid() == 0 else ""),
             encoding="utf-8",
         )
         argv = [binary, "-c", str(conf)]
